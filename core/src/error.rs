@@ -1,0 +1,171 @@
+//! Errors, split by whose fault they are: the peer's ([`PeerError`]), the caller's ([`Misuse`]), or a
+//! local resource limit ([`Error::OutboxFull`]).
+
+use std::fmt;
+
+use bytes::Bytes;
+
+/// The peer sent something this side refuses to process.
+///
+/// These come from untrusted input: log them, count them, close the offending connection (the
+/// [`Chat`](crate::Chat) does), but never treat them as a bug in the program.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerError {
+    /// A frame grew past the framer's `max_frame` without its terminator.
+    ///
+    /// Happens when a peer sends a line longer than the protocol allows, or never sends the
+    /// delimiter at all (a slowloris or a confused client). With
+    /// [`OverLongPolicy::Fail`](crate::OverLongPolicy::Fail) the framer stays failed; with
+    /// [`OverLongPolicy::Skip`](crate::OverLongPolicy::Skip) the rest of the frame, up to and
+    /// including its terminator, is discarded and framing carries on.
+    FrameTooLong {
+        /// The limit that was exceeded, in bytes of frame content (terminator excluded).
+        limit: usize,
+    },
+    /// The stream ended inside a frame (whole-frame API only: the event API reports this as
+    /// [`Event::End`](crate::Event::End) with the count of unterminated bytes).
+    Truncated {
+        /// The bytes of the unfinished frame.
+        partial: Bytes,
+    },
+}
+
+/// The API was called in a way that cannot work: a bug in the calling program, not in the peer.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Misuse {
+    /// `Terminator::Delimiter` with no bytes: it would match everywhere and frame nothing.
+    /// Use [`Terminator::Eof`](crate::Terminator::Eof) to read until the peer closes.
+    EmptyDelimiter,
+    /// Bytes were fed after [`Framer::feed_eof`](crate::Framer::feed_eof): the stream had ended.
+    FeedAfterEof,
+    /// Output was pushed after `close_when_done()` or `close()`: it could never be sent.
+    PushAfterClose,
+}
+
+/// Any error of this crate.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// The peer misbehaved; see [`PeerError`].
+    Peer(PeerError),
+    /// The API was misused; see [`Misuse`].
+    Misuse(Misuse),
+    /// Queuing more output would exceed the outbox's hard limit.
+    ///
+    /// A local resource limit: usually the peer stopped reading while the protocol kept pushing
+    /// without checking [`Context::is_writable`](crate::Context::is_writable). The connection is
+    /// closed rather than letting memory grow without bound.
+    OutboxFull {
+        /// The hard limit, in bytes.
+        limit: usize,
+    },
+}
+
+/// Whose fault an [`Error`] is.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The remote peer sent bad input.
+    Peer,
+    /// The program called the API wrongly.
+    Api,
+    /// A local resource limit was reached.
+    Limit,
+}
+
+impl Error {
+    /// Whose fault this error is.
+    #[must_use]
+    pub fn fault(&self) -> Fault {
+        match self {
+            Self::Peer(_) => Fault::Peer,
+            Self::Misuse(_) => Fault::Api,
+            Self::OutboxFull { .. } => Fault::Limit,
+        }
+    }
+}
+
+impl fmt::Display for PeerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::FrameTooLong { limit } => {
+                write!(f, "peer sent a frame longer than the limit of {limit} bytes")
+            }
+            Self::Truncated { partial } => write!(
+                f,
+                "stream ended inside a frame ({} bytes unterminated)",
+                partial.len()
+            ),
+        }
+    }
+}
+
+impl fmt::Display for Misuse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::EmptyDelimiter => "a delimiter terminator must not be empty",
+            Self::FeedAfterEof => "bytes fed after end of stream",
+            Self::PushAfterClose => "output pushed after the connection began closing",
+        })
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Peer(e) => e.fmt(f),
+            Self::Misuse(e) => write!(f, "API misuse: {e}"),
+            Self::OutboxFull { limit } => {
+                write!(f, "output queue would exceed its hard limit of {limit} bytes")
+            }
+        }
+    }
+}
+
+impl std::error::Error for PeerError {}
+impl std::error::Error for Misuse {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Peer(e) => Some(e),
+            Self::Misuse(e) => Some(e),
+            Self::OutboxFull { .. } => None,
+        }
+    }
+}
+
+impl From<PeerError> for Error {
+    fn from(e: PeerError) -> Self {
+        Self::Peer(e)
+    }
+}
+
+impl From<Misuse> for Error {
+    fn from(e: Misuse) -> Self {
+        Self::Misuse(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faults_are_classified() {
+        assert_eq!(
+            Error::from(PeerError::FrameTooLong { limit: 3 }).fault(),
+            Fault::Peer
+        );
+        assert_eq!(Error::from(Misuse::EmptyDelimiter).fault(), Fault::Api);
+        assert_eq!(Error::OutboxFull { limit: 1 }.fault(), Fault::Limit);
+    }
+
+    #[test]
+    fn messages_name_the_limit() {
+        let e = Error::from(PeerError::FrameTooLong { limit: 512 });
+        assert!(e.to_string().contains("512"), "{e}");
+        assert!(std::error::Error::source(&e).is_some());
+    }
+}

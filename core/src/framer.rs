@@ -1,0 +1,658 @@
+//! Incremental terminator detection: Python's `async_chat.handle_read` and `find_prefix_at_end`,
+//! in linear time and without copies.
+
+use std::cmp::min;
+
+use bytes::{Buf, Bytes, BytesMut};
+use memchr::memmem;
+
+use crate::error::{Misuse, PeerError};
+use crate::terminator::Terminator;
+
+/// Default [`Framer::max_frame`]: 64 KiB, the size of one read in Python's `async_chat`
+/// (`ac_in_buffer_size`). Long enough for any line-based protocol's lines (SMTP allows 1000, HTTP
+/// servers commonly 8 KiB of headers), short enough that a peer cannot make a connection hold much.
+pub const DEFAULT_MAX_FRAME: usize = 64 * 1024;
+
+/// What the framer does with a delimited frame that grows past [`Framer::max_frame`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum OverLongPolicy {
+    /// Report [`PeerError::FrameTooLong`] and stay failed: every later poll returns the same
+    /// error. The connection should be closed. The default.
+    #[default]
+    Fail,
+    /// Report [`PeerError::FrameTooLong`] once, discard the rest of the frame up to and including
+    /// its terminator, then carry on with the next frame (as tokio-util's `LinesCodec` does with a
+    /// maximum length). For protocols that answer "line too long" and continue, such as SMTP.
+    Skip,
+}
+
+/// One step of the framed input, as pulled by [`Framer::poll_event`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Frame content (Python's `collect_incoming_data`). Never empty, never contains terminator
+    /// bytes. A frame may come in several pieces; when it arrived within one read it comes as one
+    /// piece that is a slice of the read buffer, not a copy.
+    Data(Bytes),
+    /// The current frame ended (Python's `found_terminator`). The delimiter, if any, has been
+    /// consumed. Change the terminator now to frame the following bytes differently.
+    Terminator,
+    /// The input ended (after [`Framer::feed_eof`]) and every byte before it has been delivered.
+    /// Always the last event.
+    End {
+        /// Bytes of the last frame that were delivered as [`Event::Data`] but never got their
+        /// terminator: `0` when the stream ended cleanly on a frame boundary.
+        unterminated: u64,
+    },
+}
+
+/// The compiled form of a [`Terminator`]: searchers are built once, when the terminator is set.
+#[derive(Debug, Clone)]
+enum Matcher {
+    Byte { delim: Bytes, byte: u8 },
+    Seq { delim: Bytes, finder: Box<memmem::Finder<'static>> },
+    Count(u64),
+    Eof,
+}
+
+impl Matcher {
+    fn compile(t: Terminator) -> Self {
+        match t {
+            Terminator::Delimiter(delim) if delim.len() == 1 => Self::Byte {
+                byte: delim[0],
+                delim,
+            },
+            Terminator::Delimiter(delim) => Self::Seq {
+                finder: Box::new(memmem::Finder::new(&delim[..]).into_owned()),
+                delim,
+            },
+            Terminator::Count(n) => Self::Count(n),
+            Terminator::Eof => Self::Eof,
+        }
+    }
+
+    fn delimiter(&self) -> Option<&Bytes> {
+        match self {
+            Self::Byte { delim, .. } | Self::Seq { delim, .. } => Some(delim),
+            Self::Count(_) | Self::Eof => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Input {
+    Open,
+    /// `feed_eof` was called; the end has not been reported yet.
+    Ended,
+    /// The end has been reported; nothing more will come out.
+    Finished,
+}
+
+/// Splits a byte stream into frames by a [`Terminator`] that can change between frames.
+///
+/// Bytes go in with [`feed`](Self::feed) (a copy) or [`read_with`](Self::read_with) (a driver
+/// reads straight into the framer's buffer), and the end of the stream with
+/// [`feed_eof`](Self::feed_eof). Frames come out in one of two ways — pick one per frame:
+///
+/// - [`poll_event`](Self::poll_event): Python's model. Content is streamed out as
+///   [`Event::Data`] as soon as it cannot be part of a terminator, then [`Event::Terminator`];
+///   only a trailing partial match of the delimiter is held back. Counted and until-EOF frames
+///   are streamed too, so a 4 GiB body never sits in memory.
+/// - [`poll_frame`](Self::poll_frame): whole frames, kept in the buffer until complete (so a frame
+///   is one zero-copy `Bytes` however many reads it took), bounded by `max_frame` for every
+///   terminator kind.
+///
+/// [`set_terminator`](Self::set_terminator) between events or frames applies to every byte not yet
+/// delivered, exactly as Python's `set_terminator` inside `found_terminator`.
+///
+/// # Security
+///
+/// A delimited frame longer than [`max_frame`](Self::max_frame) (default
+/// [`DEFAULT_MAX_FRAME`], 64 KiB) is refused with [`PeerError::FrameTooLong`], wherever in the
+/// stream the delimiter is and however the input is chunked; with [`poll_frame`](Self::poll_frame)
+/// the limit applies to counted and until-EOF frames as well. Frames are detected in time linear
+/// in the input: bytes already scanned are never scanned again, whatever the chunking. Poll until
+/// `Ok(None)` after each feed: the buffer only shrinks as events are pulled.
+///
+/// # Examples
+///
+/// ```
+/// use asynchat_core::{Event, Framer};
+///
+/// // HTTP-like: a header ended by "\r\n\r\n" says how long the body is.
+/// let mut framer = Framer::new("\r\n\r\n")?;
+/// framer.feed(b"Content-Length: 5\r\n\r\nhelloGET")?;
+///
+/// assert_eq!(framer.poll_frame()?, Some("Content-Length: 5".into()));
+/// framer.set_terminator(5u64)?;
+/// assert_eq!(framer.poll_frame()?, Some("hello".into()));
+/// framer.set_terminator("\r\n\r\n")?;
+/// assert_eq!(framer.poll_frame()?, None); // "GET" waits for its terminator
+///
+/// // Or event by event, as Python's collect_incoming_data / found_terminator:
+/// framer.feed(b" / HTTP/1.1\r\n\r\n")?;
+/// assert_eq!(framer.poll_event()?, Some(Event::Data("GET / HTTP/1.1".into())));
+/// assert_eq!(framer.poll_event()?, Some(Event::Terminator));
+/// framer.feed_eof();
+/// assert_eq!(framer.poll_event()?, Some(Event::End { unterminated: 0 }));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Framer {
+    buf: BytesMut,
+    matcher: Matcher,
+    /// No delimiter match starts in `buf[..scan]`: the next search starts here.
+    scan: usize,
+    /// Bytes of the current frame already delivered as `Event::Data`.
+    frame_len: u64,
+    max_frame: usize,
+    policy: OverLongPolicy,
+    /// A delimiter or count was found and consumed after the last `Data`; `Terminator` is owed.
+    pending_terminator: bool,
+    /// Dropping the rest of an over-long frame (`OverLongPolicy::Skip`).
+    discarding: bool,
+    /// The `Eof` terminator has fired for this stream's end.
+    eof_fired: bool,
+    input: Input,
+    failed: Option<PeerError>,
+    /// Bytes handed to the searcher, to prove in tests that nothing is scanned twice.
+    #[cfg(test)]
+    scanned: usize,
+}
+
+impl Framer {
+    /// A framer whose first frame ends with `terminator`.
+    ///
+    /// Fails with [`Misuse::EmptyDelimiter`] for an empty delimiter.
+    pub fn new(terminator: impl Into<Terminator>) -> Result<Self, Misuse> {
+        let t = terminator.into();
+        t.validate()?;
+        Ok(Self {
+            buf: BytesMut::new(),
+            matcher: Matcher::compile(t),
+            scan: 0,
+            frame_len: 0,
+            max_frame: DEFAULT_MAX_FRAME,
+            policy: OverLongPolicy::Fail,
+            pending_terminator: false,
+            discarding: false,
+            eof_fired: false,
+            input: Input::Open,
+            failed: None,
+            #[cfg(test)]
+            scanned: 0,
+        })
+    }
+
+    /// Sets the longest frame accepted, in bytes of content (terminator excluded).
+    #[must_use]
+    pub fn with_max_frame(mut self, max_frame: usize) -> Self {
+        self.max_frame = max_frame;
+        self
+    }
+
+    /// Sets what happens to an over-long frame.
+    #[must_use]
+    pub fn with_over_long_policy(mut self, policy: OverLongPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Changes the longest frame accepted; applies to the frame in progress too.
+    pub fn set_max_frame(&mut self, max_frame: usize) {
+        self.max_frame = max_frame;
+    }
+
+    /// Changes what happens to an over-long frame.
+    pub fn set_over_long_policy(&mut self, policy: OverLongPolicy) {
+        self.policy = policy;
+    }
+
+    /// The longest frame accepted, in bytes of content.
+    #[must_use]
+    pub fn max_frame(&self) -> usize {
+        self.max_frame
+    }
+
+    /// What happens to an over-long frame.
+    #[must_use]
+    pub fn over_long_policy(&self) -> OverLongPolicy {
+        self.policy
+    }
+
+    /// Sets what ends the next frame; applies to every byte not yet delivered.
+    ///
+    /// Setting the delimiter already in force is free (its searcher is kept). A new
+    /// [`Terminator::Count`] starts counting from its value. Fails with
+    /// [`Misuse::EmptyDelimiter`], leaving the terminator unchanged.
+    pub fn set_terminator(&mut self, terminator: impl Into<Terminator>) -> Result<(), Misuse> {
+        let t = terminator.into();
+        t.validate()?;
+        if let (Terminator::Delimiter(new), Some(old)) = (&t, self.matcher.delimiter()) {
+            if new == old {
+                return Ok(());
+            }
+        }
+        self.matcher = Matcher::compile(t);
+        self.scan = 0;
+        Ok(())
+    }
+
+    /// The terminator in force. For a count, this is what remains of it (as Python's
+    /// `get_terminator`): `Count(0)` once it has run down.
+    #[must_use]
+    pub fn terminator(&self) -> Terminator {
+        match &self.matcher {
+            Matcher::Byte { delim, .. } | Matcher::Seq { delim, .. } => {
+                Terminator::Delimiter(delim.clone())
+            }
+            Matcher::Count(n) => Terminator::Count(*n),
+            Matcher::Eof => Terminator::Eof,
+        }
+    }
+
+    /// Appends received bytes (one copy into the framer's buffer).
+    ///
+    /// Fails with [`Misuse::FeedAfterEof`] after [`feed_eof`](Self::feed_eof). Once the framer has
+    /// failed, bytes are dropped: nothing more will be framed.
+    pub fn feed(&mut self, data: &[u8]) -> Result<(), Misuse> {
+        if self.input != Input::Open {
+            return Err(Misuse::FeedAfterEof);
+        }
+        if self.failed.is_none() {
+            self.buf.extend_from_slice(data);
+        }
+        Ok(())
+    }
+
+    /// Lets a driver read straight into the framer's buffer: no copy.
+    ///
+    /// Reserves at least `reserve` bytes of spare capacity, then calls `read` with the buffer,
+    /// which must only *append* (e.g. `tokio_util::io::poll_read_buf`, or a `read` into
+    /// `chunk_mut()`); bytes it removes or changes before the end are framed wrongly. Returns
+    /// what `read` returned. When the buffer is empty afterwards (the read found nothing and all
+    /// input was consumed) its memory is released, so an idle connection holds no read buffer.
+    ///
+    /// Fails with [`Misuse::FeedAfterEof`], without calling `read`, after
+    /// [`feed_eof`](Self::feed_eof).
+    pub fn read_with<R>(
+        &mut self,
+        reserve: usize,
+        read: impl FnOnce(&mut BytesMut) -> R,
+    ) -> Result<R, Misuse> {
+        if self.input != Input::Open {
+            return Err(Misuse::FeedAfterEof);
+        }
+        let before = self.buf.len();
+        self.buf.reserve(reserve);
+        let result = read(&mut self.buf);
+        if self.buf.len() < before {
+            self.scan = 0;
+        }
+        if self.failed.is_some() {
+            self.buf.clear();
+        }
+        if self.buf.is_empty() {
+            self.buf = BytesMut::new();
+        }
+        Ok(result)
+    }
+
+    /// Marks the end of the input: the peer closed its side. Idempotent.
+    ///
+    /// Held-back bytes (a partial delimiter) are then delivered as data, an [`Terminator::Eof`]
+    /// terminator fires, and [`Event::End`] reports what was left unterminated.
+    pub fn feed_eof(&mut self) {
+        if self.input == Input::Open {
+            self.input = Input::Ended;
+        }
+    }
+
+    /// Pulls the next event; `Ok(None)` means more input is needed (or, after [`Event::End`],
+    /// that the stream is over).
+    ///
+    /// Errors: [`PeerError::FrameTooLong`] when a delimited frame exceeds
+    /// [`max_frame`](Self::max_frame). Before the error, exactly `max_frame` bytes of the frame
+    /// have been delivered as data, whatever the chunking. Counted and until-EOF frames are
+    /// streamed and not limited here.
+    pub fn poll_event(&mut self) -> Result<Option<Event>, PeerError> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        if self.pending_terminator {
+            self.pending_terminator = false;
+            self.frame_len = 0;
+            return Ok(Some(Event::Terminator));
+        }
+        while self.discarding {
+            if !self.discard_step() {
+                return Ok(self.end_if_eof());
+            }
+        }
+        match self.matcher {
+            Matcher::Byte { .. } | Matcher::Seq { .. } => self.delimited_event(),
+            Matcher::Count(remaining) => Ok(self.counted_event(remaining)),
+            Matcher::Eof => Ok(self.until_eof_event()),
+        }
+    }
+
+    /// Pulls the next whole frame; `Ok(None)` means more input is needed, or the stream is over.
+    ///
+    /// The frame is one `Bytes` slice of the receive buffer, without copying, however many reads
+    /// it took. Every kind of frame is held until complete, so all are bounded by
+    /// [`max_frame`](Self::max_frame): a counted frame longer than it fails at once.
+    ///
+    /// Errors: [`PeerError::FrameTooLong`]; [`PeerError::Truncated`] (once) when the input ended
+    /// inside a frame, carrying its bytes. An [`Terminator::Eof`] frame is returned at the end of
+    /// the input, even when empty.
+    pub fn poll_frame(&mut self) -> Result<Option<Bytes>, PeerError> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        if self.pending_terminator {
+            // A frame begun with poll_event: its rest was already delivered as data.
+            self.pending_terminator = false;
+            self.frame_len = 0;
+            return Ok(Some(Bytes::new()));
+        }
+        while self.discarding {
+            if !self.discard_step() {
+                if self.input == Input::Ended {
+                    self.input = Input::Finished;
+                }
+                return Ok(None);
+            }
+        }
+        match self.matcher {
+            Matcher::Byte { .. } | Matcher::Seq { .. } => self.delimited_frame(),
+            Matcher::Count(remaining) => self.counted_frame(remaining),
+            Matcher::Eof => self.until_eof_frame(),
+        }
+    }
+
+    /// Takes every byte received but not yet delivered, for a protocol upgrade (STARTTLS,
+    /// WebSocket, another framing stack): none is lost, none will be delivered twice.
+    ///
+    /// A partial delimiter held back is included. The framer stays usable for bytes fed later.
+    pub fn take_buffered(&mut self) -> Bytes {
+        self.scan = 0;
+        self.buf.split().freeze()
+    }
+
+    /// Bytes received but not yet delivered.
+    #[must_use]
+    pub fn buffered_len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Bytes of the current frame already delivered as [`Event::Data`].
+    #[must_use]
+    pub fn frame_len(&self) -> u64 {
+        self.frame_len
+    }
+
+    /// Whether [`feed_eof`](Self::feed_eof) was called.
+    #[must_use]
+    pub fn is_eof(&self) -> bool {
+        self.input != Input::Open
+    }
+
+    /// Whether the end of the input has been reported: nothing more will come out.
+    #[must_use]
+    pub fn is_finished(&self) -> bool {
+        self.input == Input::Finished
+    }
+
+    /// Whether the framer failed ([`OverLongPolicy::Fail`]) and will frame nothing more.
+    #[must_use]
+    pub fn is_failed(&self) -> bool {
+        self.failed.is_some()
+    }
+
+    /// Searches `buf[scan..]` for the delimiter; on a miss, records how far the search got.
+    fn find(&mut self) -> Option<usize> {
+        let start = min(self.scan, self.buf.len());
+        let hay = &self.buf[start..];
+        #[cfg(test)]
+        {
+            self.scanned += hay.len();
+        }
+        let (found, delim_len) = match &self.matcher {
+            Matcher::Byte { byte, .. } => (memchr::memchr(*byte, hay), 1),
+            Matcher::Seq { finder, delim } => (finder.find(hay), delim.len()),
+            Matcher::Count(_) | Matcher::Eof => return None,
+        };
+        match found {
+            Some(i) => Some(start + i),
+            None => {
+                // A match may still start in the last delim_len - 1 bytes, once more arrive.
+                self.scan = (self.buf.len() + 1).saturating_sub(delim_len).max(start);
+                None
+            }
+        }
+    }
+
+    /// Length of the longest suffix of the buffer that is a proper prefix of the delimiter:
+    /// bytes that may yet turn out to be a terminator (Python's `find_prefix_at_end`).
+    fn held_back(&self) -> usize {
+        let Matcher::Seq { delim, .. } = &self.matcher else {
+            return 0;
+        };
+        if self.input != Input::Open {
+            return 0;
+        }
+        let tail = &self.buf[self.buf.len().saturating_sub(delim.len() - 1)..];
+        let mut from = 0;
+        while let Some(i) = memchr::memchr(delim[0], &tail[from..]) {
+            let p = from + i;
+            if delim.starts_with(&tail[p..]) {
+                return tail.len() - p;
+            }
+            from = p + 1;
+        }
+        0
+    }
+
+    fn delimiter_len(&self) -> usize {
+        self.matcher.delimiter().map_or(0, Bytes::len)
+    }
+
+    /// Bytes of the current frame that may still be delivered before `max_frame` is exceeded.
+    fn room(&self) -> u64 {
+        (self.max_frame as u64).saturating_sub(self.frame_len)
+    }
+
+    fn over_long(&mut self) -> PeerError {
+        let e = PeerError::FrameTooLong {
+            limit: self.max_frame,
+        };
+        self.frame_len = 0;
+        match self.policy {
+            OverLongPolicy::Fail => {
+                self.failed = Some(e.clone());
+                self.buf = BytesMut::new();
+            }
+            OverLongPolicy::Skip => self.discarding = true,
+        }
+        e
+    }
+
+    /// Hands out the first `n` buffered bytes as frame content.
+    fn deliver(&mut self, n: usize) -> Event {
+        self.scan = self.scan.saturating_sub(n);
+        self.frame_len += n as u64;
+        Event::Data(self.buf.split_to(n).freeze())
+    }
+
+    fn end_if_eof(&mut self) -> Option<Event> {
+        if self.input != Input::Ended {
+            return None;
+        }
+        self.input = Input::Finished;
+        let unterminated = std::mem::take(&mut self.frame_len);
+        Some(Event::End { unterminated })
+    }
+
+    fn delimited_event(&mut self) -> Result<Option<Event>, PeerError> {
+        let found = self.find();
+        let content = match found {
+            Some(i) => i,
+            None => self.buf.len() - self.held_back(),
+        };
+        let room = self.room();
+        if content as u64 > room {
+            if room == 0 {
+                return Err(self.over_long());
+            }
+            // Deliver exactly up to the limit, so the error comes at the same byte whatever the
+            // chunking was.
+            return Ok(Some(self.deliver(room as usize)));
+        }
+        if found.is_some() {
+            let delim_len = self.delimiter_len();
+            let data = self.buf.split_to(content);
+            self.buf.advance(delim_len);
+            self.scan = 0;
+            if content == 0 {
+                self.frame_len = 0;
+                return Ok(Some(Event::Terminator));
+            }
+            self.frame_len += content as u64;
+            self.pending_terminator = true;
+            return Ok(Some(Event::Data(data.freeze())));
+        }
+        if content > 0 {
+            return Ok(Some(self.deliver(content)));
+        }
+        Ok(self.end_if_eof())
+    }
+
+    fn counted_event(&mut self, remaining: u64) -> Option<Event> {
+        let len = self.buf.len();
+        if len == 0 {
+            return self.end_if_eof();
+        }
+        if remaining == 0 {
+            // Python's falsy terminator: everything is data, no terminator ever fires.
+            return Some(self.deliver(len));
+        }
+        let n = min(remaining, len as u64);
+        self.matcher = Matcher::Count(remaining - n);
+        if n == remaining {
+            self.pending_terminator = true;
+        }
+        Some(self.deliver(n as usize))
+    }
+
+    fn until_eof_event(&mut self) -> Option<Event> {
+        if !self.buf.is_empty() {
+            return Some(self.deliver(self.buf.len()));
+        }
+        if self.input == Input::Ended && !self.eof_fired {
+            self.eof_fired = true;
+            self.frame_len = 0;
+            return Some(Event::Terminator);
+        }
+        self.end_if_eof()
+    }
+
+    /// Drops input of an over-long frame; `true` once its terminator has been passed.
+    fn discard_step(&mut self) -> bool {
+        match self.matcher {
+            Matcher::Byte { .. } | Matcher::Seq { .. } => {
+                if let Some(i) = self.find() {
+                    let delim_len = self.delimiter_len();
+                    self.buf.advance(i + delim_len);
+                    self.scan = 0;
+                    self.discarding = false;
+                    return true;
+                }
+                let drop = self.buf.len() - self.held_back();
+                self.buf.advance(drop);
+                self.scan = self.scan.saturating_sub(drop);
+            }
+            Matcher::Count(0) | Matcher::Eof => self.buf.clear(),
+            Matcher::Count(remaining) => {
+                let n = min(remaining, self.buf.len() as u64);
+                self.buf.advance(n as usize);
+                self.matcher = Matcher::Count(remaining - n);
+                if n == remaining {
+                    self.discarding = false;
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    /// The input ended with no complete frame left: report what remains of a partial one.
+    fn end_of_frames(&mut self) -> Result<Option<Bytes>, PeerError> {
+        self.input = Input::Finished;
+        if self.buf.is_empty() && self.frame_len == 0 {
+            return Ok(None);
+        }
+        self.frame_len = 0;
+        Err(PeerError::Truncated {
+            partial: self.buf.split().freeze(),
+        })
+    }
+
+    fn delimited_frame(&mut self) -> Result<Option<Bytes>, PeerError> {
+        if let Some(i) = self.find() {
+            if i as u64 > self.room() {
+                return Err(self.over_long());
+            }
+            let delim_len = self.delimiter_len();
+            let frame = self.buf.split_to(i).freeze();
+            self.buf.advance(delim_len);
+            self.scan = 0;
+            self.frame_len = 0;
+            return Ok(Some(frame));
+        }
+        match self.input {
+            Input::Ended => self.end_of_frames(),
+            Input::Finished => Ok(None),
+            Input::Open => {
+                let len = self.buf.len();
+                if len as u64 > self.room() && (len - self.held_back()) as u64 > self.room() {
+                    return Err(self.over_long());
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    fn counted_frame(&mut self, remaining: u64) -> Result<Option<Bytes>, PeerError> {
+        if remaining > self.room() || (remaining == 0 && self.buf.len() as u64 > self.room()) {
+            return Err(self.over_long());
+        }
+        if remaining > 0 && self.buf.len() as u64 >= remaining {
+            self.matcher = Matcher::Count(0);
+            self.frame_len = 0;
+            return Ok(Some(self.buf.split_to(remaining as usize).freeze()));
+        }
+        match self.input {
+            Input::Ended => self.end_of_frames(),
+            Input::Open | Input::Finished => Ok(None),
+        }
+    }
+
+    fn until_eof_frame(&mut self) -> Result<Option<Bytes>, PeerError> {
+        if self.buf.len() as u64 > self.room() {
+            return Err(self.over_long());
+        }
+        if self.input == Input::Ended && !self.eof_fired {
+            self.eof_fired = true;
+            self.frame_len = 0;
+            return Ok(Some(self.buf.split().freeze()));
+        }
+        if self.input == Input::Ended {
+            self.input = Input::Finished;
+        }
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests;

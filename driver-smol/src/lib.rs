@@ -1,0 +1,8 @@
+//! `asynchat-smol`: drives an [`asynchat_core::Chat`] on smol.
+//!
+//! **Not implemented yet.** This crate holds its place in the workspace layout of `DESIGN.md`; the
+//! driver itself is the subject of issue 4. Until then it only re-exports the core so that the
+//! dependency graph (drivers → core) is already the final one.
+#![forbid(unsafe_code)]
+
+pub use asynchat_core as core;
