@@ -1,1 +1,2 @@
+//! Framer benchmark (being written).
 fn main() {}

@@ -91,7 +91,10 @@ impl fmt::Display for PeerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::FrameTooLong { limit } => {
-                write!(f, "peer sent a frame longer than the limit of {limit} bytes")
+                write!(
+                    f,
+                    "peer sent a frame longer than the limit of {limit} bytes"
+                )
             }
             Self::Truncated { partial } => write!(
                 f,
@@ -118,7 +121,10 @@ impl fmt::Display for Error {
             Self::Peer(e) => e.fmt(f),
             Self::Misuse(e) => write!(f, "API misuse: {e}"),
             Self::OutboxFull { limit } => {
-                write!(f, "output queue would exceed its hard limit of {limit} bytes")
+                write!(
+                    f,
+                    "output queue would exceed its hard limit of {limit} bytes"
+                )
             }
         }
     }

@@ -50,8 +50,14 @@ pub enum Event {
 /// The compiled form of a [`Terminator`]: searchers are built once, when the terminator is set.
 #[derive(Debug, Clone)]
 enum Matcher {
-    Byte { delim: Bytes, byte: u8 },
-    Seq { delim: Bytes, finder: Box<memmem::Finder<'static>> },
+    Byte {
+        delim: Bytes,
+        byte: u8,
+    },
+    Seq {
+        delim: Bytes,
+        finder: Box<memmem::Finder<'static>>,
+    },
     Count(u64),
     Eof,
 }

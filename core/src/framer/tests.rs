@@ -225,10 +225,7 @@ fn over_long_fails_after_exactly_max_bytes_whatever_the_chunking() {
         assert!(f.is_failed());
         // Stays failed: later input is ignored and the error repeats.
         f.feed(b"more\n").unwrap();
-        assert_eq!(
-            f.poll_event(),
-            Err(PeerError::FrameTooLong { limit: 10 })
-        );
+        assert_eq!(f.poll_event(), Err(PeerError::FrameTooLong { limit: 10 }));
         assert_eq!(f.buffered_len(), 0);
     }
 }
@@ -238,10 +235,7 @@ fn frame_of_exactly_max_is_accepted() {
     let mut f = Framer::new("\r\n").unwrap().with_max_frame(4);
     f.feed(b"abcd\r\nabcde\r\n").unwrap();
     assert_eq!(f.poll_frame().unwrap(), Some(Bytes::from("abcd")));
-    assert_eq!(
-        f.poll_frame(),
-        Err(PeerError::FrameTooLong { limit: 4 })
-    );
+    assert_eq!(f.poll_frame(), Err(PeerError::FrameTooLong { limit: 4 }));
 }
 
 #[test]

@@ -1,0 +1,924 @@
+//! The connection state machine: Python's `async_chat`, joining a [`Framer`], an [`Outbox`], a
+//! [`Protocol`] and deadlines, with no I/O and no clock.
+//!
+//! ```text
+//!                handle_connected           close_when_done()          output flushed
+//!  Connecting ─────────────────────▶ Open ──────────────────▶ Closing ───────────────▶ Closed
+//!      │                              │                         │                        ▲
+//!      │ handle_error                 │ close(), error, timeout │ close(), error         │
+//!      └──────────────────────────────┴─────────────────────────┴────────────────────────┘
+//! ```
+//!
+//! - **Connecting**: a client socket whose connect has not completed. Nothing is delivered; pushes
+//!   queue up and leave once connected (as in Python).
+//! - **Open**: frames are delivered to the protocol; output is written.
+//! - **Closing**: `close_when_done` was called. Queued output is flushed; input is still read (so
+//!   the peer is not reset while we write) but discarded, and no input callback runs.
+//! - **Closed**: nothing more happens; [`Protocol::closed`] has run once with the reason.
+
+use std::fmt;
+use std::io::{self, IoSlice};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+
+use crate::error::{Error, Misuse, PeerError};
+use crate::framer::{Event, Framer, OverLongPolicy, DEFAULT_MAX_FRAME};
+use crate::outbox::{Outbox, DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER, DEFAULT_OUTBOX_LIMIT};
+use crate::producer::Producer;
+use crate::terminator::Terminator;
+use crate::timers::Timers;
+
+/// Default number of bytes a driver reads per call: Python's `ac_in_buffer_size`.
+pub const DEFAULT_READ_SIZE: usize = 64 * 1024;
+
+/// A line- or terminator-based protocol: the `async_chat` callbacks.
+///
+/// Only [`first_terminator`](Self::first_terminator) and
+/// [`found_terminator`](Self::found_terminator) are required: by default incoming data is
+/// collected for you and handed to `found_terminator` as one frame.
+///
+/// ```
+/// use asynchat_core::{Bytes, Context, Protocol, Terminator};
+///
+/// /// Answers every line with its length.
+/// struct LineLength;
+///
+/// impl Protocol for LineLength {
+///     fn first_terminator(&self) -> Terminator {
+///         Terminator::from("\n")
+///     }
+///     fn found_terminator(&mut self, ctx: &mut Context<'_>, line: Bytes) {
+///         ctx.push(format!("{}\n", line.len()));
+///     }
+/// }
+/// ```
+pub trait Protocol {
+    /// The terminator of the first frame. There is no undefined starting state.
+    fn first_terminator(&self) -> Terminator;
+
+    /// The connection is established (accepted, or a client's connect completed).
+    fn connected(&mut self, ctx: &mut Context<'_>) {
+        let _ = ctx;
+    }
+
+    /// Frame content arrived (never terminator bytes). The default collects it, bounded by
+    /// `max_frame`, and hands it to [`found_terminator`](Self::found_terminator); override it to
+    /// stream large frames instead of buffering them (call [`Context::collect`] to keep the
+    /// default behaviour for some frames).
+    fn collect_incoming_data(&mut self, ctx: &mut Context<'_>, data: Bytes) {
+        ctx.collect(data);
+    }
+
+    /// The current frame ended. `frame` holds what the default collector gathered (empty if
+    /// [`collect_incoming_data`](Self::collect_incoming_data) was overridden). Call
+    /// [`Context::set_terminator`] here to frame the following bytes differently.
+    fn found_terminator(&mut self, ctx: &mut Context<'_>, frame: Bytes);
+
+    /// The peer ended its side of the stream; every byte before the end has been delivered.
+    /// `unterminated` counts the bytes of a last frame that never got its terminator (their data
+    /// is in [`Context::take_incoming`] with the default collector).
+    ///
+    /// The default is [`Context::close_when_done`]: queued output is still flushed (Python drops
+    /// it). Override to keep writing on a half-closed connection.
+    fn peer_closed(&mut self, ctx: &mut Context<'_>, unterminated: u64) {
+        let _ = unterminated;
+        ctx.close_when_done();
+    }
+
+    /// A frame exceeded `max_frame` and was skipped
+    /// ([`OverLongPolicy::Skip`](crate::OverLongPolicy::Skip) only; with the default policy the
+    /// connection closes with [`PeerError::FrameTooLong`]). The default does nothing: framing
+    /// carries on with the next frame.
+    fn frame_too_long(&mut self, ctx: &mut Context<'_>, limit: usize) {
+        let _ = (ctx, limit);
+    }
+
+    /// A deadline passed. The default closes the connection on [`Timer::Idle`] with
+    /// [`CloseReason::TimedOut`] and ignores custom timers.
+    fn timeout(&mut self, ctx: &mut Context<'_>, timer: Timer) {
+        if timer == Timer::Idle {
+            ctx.close_because(CloseReason::TimedOut);
+        }
+    }
+
+    /// The connection is closed; called exactly once, last.
+    fn closed(&mut self, reason: &CloseReason) {
+        let _ = reason;
+    }
+}
+
+/// Which deadline passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Timer {
+    /// No input arrived for the idle timeout ([`Context::set_idle_timeout`]).
+    Idle,
+    /// A deadline set with [`Context::set_timer`] under this id.
+    Custom(u32),
+}
+
+/// Where the connection is in its life; see the [module docs](self) for the diagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum State {
+    /// A client's connect has not completed.
+    Connecting,
+    /// Connected: frames are delivered and output written.
+    Open,
+    /// Flushing output after `close_when_done`; input is discarded.
+    Closing,
+    /// Finished.
+    Closed,
+}
+
+/// Why a connection closed.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// `close_when_done()` completed: everything queued was written. Graceful.
+    Done,
+    /// The peer ended its side first, then everything queued was written. Graceful.
+    PeerClosed,
+    /// The protocol called `close()`: queued output was dropped.
+    Aborted,
+    /// An idle timeout expired (the default reaction to [`Timer::Idle`]).
+    TimedOut,
+    /// Bad input, a limit, or API misuse.
+    Error(Error),
+    /// The driver reported an I/O error (connection refused, reset, broken pipe...).
+    Io(Arc<io::Error>),
+}
+
+impl CloseReason {
+    /// Whether the close was orderly and all output was delivered to the socket: the driver
+    /// should then shut down the write side (FIN) rather than just drop the socket.
+    #[must_use]
+    pub fn is_graceful(&self) -> bool {
+        matches!(self, Self::Done | Self::PeerClosed)
+    }
+}
+
+impl PartialEq for CloseReason {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Error(a), Self::Error(b)) => a == b,
+            (Self::Io(a), Self::Io(b)) => a.kind() == b.kind() && a.to_string() == b.to_string(),
+            _ => std::mem::discriminant(self) == std::mem::discriminant(other),
+        }
+    }
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Done => f.write_str("closed after flushing output"),
+            Self::PeerClosed => f.write_str("peer closed"),
+            Self::Aborted => f.write_str("closed by the protocol"),
+            Self::TimedOut => f.write_str("idle timeout"),
+            Self::Error(e) => e.fmt(f),
+            Self::Io(e) => write!(f, "I/O error: {e}"),
+        }
+    }
+}
+
+/// What the driver should wait for on the socket: Python's `readable()` / `writable()`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Interest {
+    /// Read from the socket (false while backpressure holds, after EOF, and when closed).
+    pub readable: bool,
+    /// Write to the socket (output is pending, or a connect is in progress).
+    pub writable: bool,
+}
+
+/// Limits and sizes of a [`Chat`].
+///
+/// # Security
+///
+/// Every limit is finite by default: `max_frame` 64 KiB (delimited frames, and frames gathered by
+/// the default collector), output water marks 32/64 KiB, output hard limit 64 MiB. No idle timeout
+/// is set by default: servers facing the Internet should set one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Config {
+    /// Longest frame accepted, in bytes ([`Framer::max_frame`]).
+    pub max_frame: usize,
+    /// What to do with an over-long frame.
+    pub over_long: OverLongPolicy,
+    /// Output queue size at or below which reading resumes.
+    pub low_water: usize,
+    /// Output queue size above which reading stops.
+    pub high_water: usize,
+    /// Output queue size that may not be exceeded ([`Error::OutboxFull`]).
+    pub outbox_limit: usize,
+    /// Bytes a driver should read per call.
+    pub read_size: usize,
+    /// Close (by default) after this long without input.
+    pub idle_timeout: Option<Duration>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            max_frame: DEFAULT_MAX_FRAME,
+            over_long: OverLongPolicy::Fail,
+            low_water: DEFAULT_LOW_WATER,
+            high_water: DEFAULT_HIGH_WATER,
+            outbox_limit: DEFAULT_OUTBOX_LIMIT,
+            read_size: DEFAULT_READ_SIZE,
+            idle_timeout: None,
+        }
+    }
+}
+
+impl Config {
+    /// Sets [`max_frame`](Self::max_frame).
+    #[must_use]
+    pub fn max_frame(mut self, n: usize) -> Self {
+        self.max_frame = n;
+        self
+    }
+    /// Sets [`over_long`](Self::over_long).
+    #[must_use]
+    pub fn over_long(mut self, policy: OverLongPolicy) -> Self {
+        self.over_long = policy;
+        self
+    }
+    /// Sets the output water marks.
+    #[must_use]
+    pub fn water_marks(mut self, low: usize, high: usize) -> Self {
+        self.low_water = low;
+        self.high_water = high;
+        self
+    }
+    /// Sets [`outbox_limit`](Self::outbox_limit).
+    #[must_use]
+    pub fn outbox_limit(mut self, n: usize) -> Self {
+        self.outbox_limit = n;
+        self
+    }
+    /// Sets [`read_size`](Self::read_size) (at least 1).
+    #[must_use]
+    pub fn read_size(mut self, n: usize) -> Self {
+        self.read_size = n.max(1);
+        self
+    }
+    /// Sets [`idle_timeout`](Self::idle_timeout).
+    #[must_use]
+    pub fn idle_timeout(mut self, d: Option<Duration>) -> Self {
+        self.idle_timeout = d;
+        self
+    }
+}
+
+/// The default collector: one `Bytes` kept as it is (zero-copy), concatenated only when a frame
+/// came in several pieces.
+#[derive(Debug, Default)]
+struct Incoming {
+    first: Option<Bytes>,
+    rest: BytesMut,
+    len: usize,
+}
+
+impl Incoming {
+    fn push(&mut self, data: Bytes) {
+        self.len += data.len();
+        if self.first.is_none() && self.rest.is_empty() {
+            self.first = Some(data);
+            return;
+        }
+        if let Some(first) = self.first.take() {
+            self.rest.extend_from_slice(&first);
+        }
+        self.rest.extend_from_slice(&data);
+    }
+
+    fn take(&mut self) -> Bytes {
+        self.len = 0;
+        match self.first.take() {
+            Some(first) => first,
+            None => std::mem::take(&mut self.rest).freeze(),
+        }
+    }
+}
+
+/// Everything of a connection but the protocol, so that callbacks can borrow both.
+#[derive(Debug)]
+struct Core {
+    framer: Framer,
+    outbox: Outbox,
+    incoming: Incoming,
+    state: State,
+    close_reason: Option<CloseReason>,
+    read_eof: bool,
+    paused_by_protocol: bool,
+    read_size: usize,
+    idle_timeout: Option<Duration>,
+    idle_deadline: Option<Instant>,
+    timers: Timers,
+    last_now: Option<Instant>,
+}
+
+impl Core {
+    fn close_because(&mut self, reason: CloseReason) {
+        if self.state == State::Closed {
+            return;
+        }
+        self.state = State::Closed;
+        self.outbox.discard();
+        self.timers.clear();
+        self.idle_deadline = None;
+        self.close_reason = Some(reason);
+    }
+
+    fn close_when_done(&mut self) {
+        match self.state {
+            // Output queued before the connect completes still goes out once it does.
+            State::Connecting => self.outbox.close_when_done(),
+            State::Open => {
+                self.outbox.close_when_done();
+                self.state = State::Closing;
+            }
+            State::Closing | State::Closed => {}
+        }
+        self.finish_if_flushed();
+    }
+
+    fn finish_if_flushed(&mut self) {
+        if self.state == State::Closing && self.outbox.is_empty() {
+            let reason = if self.read_eof {
+                CloseReason::PeerClosed
+            } else {
+                CloseReason::Done
+            };
+            self.close_because(reason);
+        }
+    }
+
+    fn push(&mut self, data: Bytes) {
+        // As Python: output pushed once closing began is dropped, not an error that aborts the
+        // flush of what was queued before.
+        if !matches!(self.state, State::Connecting | State::Open) || self.outbox.is_closing() {
+            return;
+        }
+        if let Err(e) = self.outbox.push(data) {
+            self.close_because(CloseReason::Error(e));
+        }
+    }
+
+    fn touch(&mut self, now: Instant) {
+        self.last_now = Some(now);
+        if let Some(d) = self.idle_timeout {
+            self.idle_deadline = now.checked_add(d);
+        }
+    }
+
+    /// Whether input may be handed to the protocol now.
+    fn may_deliver(&self) -> bool {
+        self.state == State::Open && !self.paused_by_protocol && self.outbox.is_writable()
+    }
+}
+
+/// What a [`Protocol`] callback can do to its connection.
+#[derive(Debug)]
+pub struct Context<'a> {
+    core: &'a mut Core,
+    now: Instant,
+}
+
+impl Context<'_> {
+    /// Queues bytes for the peer: `&'static str`, `Vec<u8>`, `String` and `Bytes` are taken
+    /// without copying. Ignored once the connection is closing (as Python's `push` after
+    /// `close_when_done`). Closes the connection with [`Error::OutboxFull`] past the hard limit.
+    pub fn push(&mut self, data: impl Into<Bytes>) {
+        self.core.push(data.into());
+    }
+
+    /// Queues a copy of borrowed bytes.
+    pub fn push_slice(&mut self, data: &[u8]) {
+        self.core.push(Bytes::copy_from_slice(data));
+    }
+
+    /// Queues a producer, pulled once everything ahead of it is written.
+    pub fn push_producer(&mut self, producer: impl Producer + Send + 'static) {
+        if matches!(self.core.state, State::Connecting | State::Open) {
+            // Cannot fail: the outbox only refuses producers once closing.
+            let _ = self.core.outbox.push_producer(producer);
+        }
+    }
+
+    /// Sets what ends the next frame; applies to every byte not yet delivered.
+    ///
+    /// Fails with [`Misuse::EmptyDelimiter`], leaving the terminator unchanged.
+    pub fn set_terminator(&mut self, terminator: impl Into<Terminator>) -> Result<(), Misuse> {
+        self.core.framer.set_terminator(terminator)
+    }
+
+    /// The terminator in force (for a count, what remains of it).
+    #[must_use]
+    pub fn terminator(&self) -> Terminator {
+        self.core.framer.terminator()
+    }
+
+    /// Changes the longest frame accepted.
+    pub fn set_max_frame(&mut self, max_frame: usize) {
+        self.core.framer.set_max_frame(max_frame);
+    }
+
+    /// Writes everything queued, then closes: Python's `close_when_done`. No more input
+    /// callbacks run.
+    pub fn close_when_done(&mut self) {
+        self.core.close_when_done();
+    }
+
+    /// Closes now, dropping queued output ([`CloseReason::Aborted`]). No further callback runs but
+    /// [`Protocol::closed`].
+    pub fn close(&mut self) {
+        self.core.close_because(CloseReason::Aborted);
+    }
+
+    /// Closes now, dropping queued output, with the reason given.
+    pub fn close_because(&mut self, reason: CloseReason) {
+        self.core.close_because(reason);
+    }
+
+    /// The time of the event being handled.
+    #[must_use]
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// Arms (or re-arms) deadline `id` at `at`; [`Protocol::timeout`] gets [`Timer::Custom`]`(id)`.
+    pub fn set_timer(&mut self, id: u32, at: Instant) {
+        self.core.timers.set(id, at);
+    }
+
+    /// Disarms deadline `id`, if armed.
+    pub fn cancel_timer(&mut self, id: u32) {
+        self.core.timers.cancel(id);
+    }
+
+    /// Sets the idle timeout, counted from now and from every read; `None` removes it.
+    pub fn set_idle_timeout(&mut self, timeout: Option<Duration>) {
+        self.core.idle_timeout = timeout;
+        self.core.idle_deadline = timeout.and_then(|d| self.now.checked_add(d));
+    }
+
+    /// False while queued output is above the high water mark: a protocol producing a lot of
+    /// output should wait (input is not delivered meanwhile either).
+    #[must_use]
+    pub fn is_writable(&self) -> bool {
+        self.core.outbox.is_writable()
+    }
+
+    /// Bytes queued for the peer and not yet written.
+    #[must_use]
+    pub fn queued_bytes(&self) -> usize {
+        self.core.outbox.queued_bytes()
+    }
+
+    /// Adds data to the default collector (what the default
+    /// [`Protocol::collect_incoming_data`] does).
+    pub fn collect(&mut self, data: Bytes) {
+        self.core.incoming.push(data);
+    }
+
+    /// Takes what the default collector holds (for example an unterminated last frame in
+    /// [`Protocol::peer_closed`]).
+    pub fn take_incoming(&mut self) -> Bytes {
+        self.core.incoming.take()
+    }
+
+    /// Takes every byte received but not yet delivered, for a protocol upgrade (STARTTLS,
+    /// WebSocket...). Combine with [`pause_reading`](Self::pause_reading) so no more are read
+    /// until the new stack is in place.
+    pub fn take_unprocessed(&mut self) -> Bytes {
+        self.core.framer.take_buffered()
+    }
+
+    /// Stops delivering input and reading from the peer until
+    /// [`resume_reading`](Self::resume_reading).
+    pub fn pause_reading(&mut self) {
+        self.core.paused_by_protocol = true;
+    }
+
+    /// Resumes after [`pause_reading`](Self::pause_reading); buffered input is delivered at the
+    /// next event the driver reports.
+    pub fn resume_reading(&mut self) {
+        self.core.paused_by_protocol = false;
+    }
+
+    /// The connection's state.
+    #[must_use]
+    pub fn state(&self) -> State {
+        self.core.state
+    }
+}
+
+/// A connection: a [`Protocol`] with its framer, output queue and deadlines, driven by plain
+/// method calls (the quinn-proto style).
+///
+/// The driver reports what happened — [`handle_connected`](Self::handle_connected),
+/// [`handle_read`](Self::handle_read) / [`handle_read_with`](Self::handle_read_with),
+/// [`handle_eof`](Self::handle_eof), [`handle_written`](Self::handle_written),
+/// [`handle_error`](Self::handle_error), [`handle_timeout`](Self::handle_timeout) — and asks what
+/// to do: [`interest`](Self::interest), [`poll_transmit`](Self::poll_transmit),
+/// [`poll_timeout`](Self::poll_timeout), [`is_closed`](Self::is_closed). Time is always an
+/// argument; the chat never reads a clock. The [`testing`](crate::testing) harness drives one
+/// without sockets.
+///
+/// ```
+/// use std::io::IoSlice;
+/// use std::time::Instant;
+/// use asynchat_core::{Bytes, Chat, Context, Protocol, Terminator};
+///
+/// struct Upper;
+/// impl Protocol for Upper {
+///     fn first_terminator(&self) -> Terminator { "\n".into() }
+///     fn found_terminator(&mut self, ctx: &mut Context<'_>, line: Bytes) {
+///         ctx.push(line.to_ascii_uppercase());
+///         ctx.push("\n");
+///     }
+/// }
+///
+/// let now = Instant::now();
+/// let mut chat = Chat::new(Upper)?;
+/// chat.handle_connected(now);
+/// chat.handle_read(now, b"hello\nwor");
+/// let mut slices = [IoSlice::new(&[]); 16];
+/// let n = chat.poll_transmit(&mut slices);
+/// let written: Vec<u8> = slices[..n].iter().flat_map(|s| s.to_vec()).collect();
+/// assert_eq!(written, b"HELLO\n");
+/// chat.handle_written(written.len());
+/// assert!(!chat.interest().writable);
+/// # Ok::<(), asynchat_core::Misuse>(())
+/// ```
+pub struct Chat<P> {
+    protocol: P,
+    core: Core,
+    closed_notified: bool,
+}
+
+impl<P: fmt::Debug> fmt::Debug for Chat<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Chat")
+            .field("protocol", &self.protocol)
+            .field("state", &self.core.state)
+            .field("core", &self.core)
+            .finish()
+    }
+}
+
+/// What is left of a chat taken apart for a protocol upgrade: see [`Chat::into_parts`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Parts<P> {
+    /// The protocol.
+    pub protocol: P,
+    /// Bytes received and never delivered.
+    pub unprocessed: Bytes,
+    /// Output not yet written.
+    pub outbox: Outbox,
+}
+
+impl<P: Protocol> Chat<P> {
+    /// A connection in state [`State::Connecting`], with the default [`Config`].
+    ///
+    /// Fails with [`Misuse::EmptyDelimiter`] if the protocol's first terminator is empty.
+    pub fn new(protocol: P) -> Result<Self, Misuse> {
+        Self::with_config(protocol, &Config::default())
+    }
+
+    /// A connection in state [`State::Connecting`] with the given limits.
+    pub fn with_config(protocol: P, config: &Config) -> Result<Self, Misuse> {
+        let framer = Framer::new(protocol.first_terminator())?
+            .with_max_frame(config.max_frame)
+            .with_over_long_policy(config.over_long);
+        let outbox = Outbox::new()
+            .with_water_marks(config.low_water, config.high_water)
+            .with_limit(config.outbox_limit);
+        Ok(Self {
+            protocol,
+            core: Core {
+                framer,
+                outbox,
+                incoming: Incoming::default(),
+                state: State::Connecting,
+                close_reason: None,
+                read_eof: false,
+                paused_by_protocol: false,
+                read_size: config.read_size.max(1),
+                idle_timeout: config.idle_timeout,
+                idle_deadline: None,
+                timers: Timers::default(),
+                last_now: None,
+            },
+            closed_notified: false,
+        })
+    }
+
+    /// The connection is established: [`State::Open`], [`Protocol::connected`] runs. Ignored
+    /// unless connecting.
+    pub fn handle_connected(&mut self, now: Instant) {
+        if self.core.state != State::Connecting {
+            return;
+        }
+        self.core.state = State::Open;
+        self.core.touch(now);
+        self.callback(now, |p, ctx| p.connected(ctx));
+        if self.core.state == State::Open && self.core.outbox.is_closing() {
+            self.core.state = State::Closing;
+        }
+        self.core.finish_if_flushed();
+        self.dispatch(now);
+    }
+
+    /// Bytes arrived from the peer (copied into the framer). Frames are delivered to the protocol
+    /// before this returns, unless backpressure holds them.
+    pub fn handle_read(&mut self, now: Instant, data: &[u8]) {
+        if !self.takes_input() || data.is_empty() {
+            return;
+        }
+        // Cannot fail: takes_input() means the framer has not seen EOF.
+        let _ = self.core.framer.feed(data);
+        self.after_read(now);
+    }
+
+    /// Reads straight into the framer's buffer (no copy): `read` gets the buffer, with at least
+    /// [`read_size`](Self::read_size) bytes of spare capacity, and must only append to it (see
+    /// [`Framer::read_with`]). Returns `None`, without calling `read`, when the connection takes
+    /// no more input (after EOF, or closed).
+    pub fn handle_read_with<R>(
+        &mut self,
+        now: Instant,
+        read: impl FnOnce(&mut BytesMut) -> R,
+    ) -> Option<R> {
+        if !self.takes_input() {
+            return None;
+        }
+        let before = self.core.framer.buffered_len();
+        let result = self.core.framer.read_with(self.core.read_size, read).ok()?;
+        if self.core.framer.buffered_len() != before {
+            self.after_read(now);
+        }
+        Some(result)
+    }
+
+    fn takes_input(&self) -> bool {
+        matches!(self.core.state, State::Open | State::Closing) && !self.core.read_eof
+    }
+
+    fn after_read(&mut self, now: Instant) {
+        self.core.touch(now);
+        if self.core.state == State::Closing {
+            // Draining: read so the peer is not reset mid-flush, but deliver nothing.
+            drop(self.core.framer.take_buffered());
+            return;
+        }
+        self.dispatch(now);
+    }
+
+    /// The peer ended its side of the stream (a read returned 0). Pending input is delivered,
+    /// then [`Protocol::peer_closed`] runs. Queued output is still flushed.
+    pub fn handle_eof(&mut self, now: Instant) {
+        if !self.takes_input() {
+            return;
+        }
+        self.core.read_eof = true;
+        self.core.last_now = Some(now);
+        self.core.framer.feed_eof();
+        if self.core.state == State::Closing {
+            self.core.finish_if_flushed();
+            self.notify_closed();
+            return;
+        }
+        self.dispatch(now);
+    }
+
+    /// `n` bytes of the last [`poll_transmit`](Self::poll_transmit) batch were written.
+    pub fn handle_written(&mut self, n: usize) {
+        let was_writable = self.core.outbox.is_writable();
+        self.core.outbox.advance(n);
+        self.core.finish_if_flushed();
+        if !was_writable && self.core.outbox.is_writable() {
+            if let Some(now) = self.core.last_now {
+                // Backpressure lifted: deliver what was held back.
+                self.dispatch(now);
+                return;
+            }
+        }
+        self.notify_closed();
+    }
+
+    /// The socket failed (connect refused, reset, broken pipe...): the connection closes with
+    /// [`CloseReason::Io`] and queued output is dropped.
+    pub fn handle_error(&mut self, error: io::Error) {
+        self.core.close_because(CloseReason::Io(Arc::new(error)));
+        self.notify_closed();
+    }
+
+    /// Time passed: fires every deadline at or before `now` ([`Protocol::timeout`]).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.core.last_now = Some(now);
+        if let Some(at) = self.core.idle_deadline {
+            if at <= now && self.is_live() {
+                self.core.idle_deadline = self.core.idle_timeout.and_then(|d| now.checked_add(d));
+                self.callback(now, |p, ctx| p.timeout(ctx, Timer::Idle));
+            }
+        }
+        while self.is_live() {
+            let Some(id) = self.core.timers.pop_expired(now) else {
+                break;
+            };
+            self.callback(now, |p, ctx| p.timeout(ctx, Timer::Custom(id)));
+        }
+        self.core.finish_if_flushed();
+        self.dispatch(now);
+    }
+
+    /// Runs `f` with the protocol and a context, as if in a callback: how a driver delivers
+    /// something from outside the connection (a message pushed from another connection or
+    /// thread, a shutdown request). Ignored once closed.
+    pub fn with_context<R>(
+        &mut self,
+        now: Instant,
+        f: impl FnOnce(&mut P, &mut Context<'_>) -> R,
+    ) -> Option<R> {
+        if self.core.state == State::Closed {
+            return None;
+        }
+        let result = self.callback(now, f);
+        self.core.finish_if_flushed();
+        self.dispatch(now);
+        Some(result)
+    }
+
+    /// Writes everything queued, then closes (driver-side graceful shutdown).
+    pub fn close_when_done(&mut self) {
+        self.core.close_when_done();
+        self.notify_closed();
+    }
+
+    /// Closes now, dropping queued output ([`CloseReason::Aborted`]).
+    pub fn close(&mut self) {
+        self.core.close_because(CloseReason::Aborted);
+        self.notify_closed();
+    }
+
+    /// What to wait for on the socket.
+    #[must_use]
+    pub fn interest(&self) -> Interest {
+        let core = &self.core;
+        let pending_output = !core.outbox.is_empty();
+        match core.state {
+            State::Connecting => Interest {
+                readable: false,
+                writable: true,
+            },
+            State::Open => Interest {
+                readable: !core.read_eof && core.may_deliver(),
+                writable: pending_output,
+            },
+            State::Closing => Interest {
+                readable: !core.read_eof,
+                writable: pending_output,
+            },
+            State::Closed => Interest::default(),
+        }
+    }
+
+    /// Fills `dst` with output for one vectored write and returns how many slices were filled;
+    /// report the bytes written with [`handle_written`](Self::handle_written). Nothing while
+    /// connecting or closed.
+    #[must_use]
+    pub fn poll_transmit<'a>(&'a mut self, dst: &mut [IoSlice<'a>]) -> usize {
+        match self.core.state {
+            State::Open | State::Closing => self.core.outbox.poll_slices(dst),
+            State::Connecting | State::Closed => 0,
+        }
+    }
+
+    /// The earliest deadline, if any: call [`handle_timeout`](Self::handle_timeout) then.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if !self.is_live() {
+            return None;
+        }
+        self.core
+            .idle_deadline
+            .into_iter()
+            .chain(self.core.timers.next())
+            .min()
+    }
+
+    /// Bytes to read per call ([`Config::read_size`]).
+    #[must_use]
+    pub fn read_size(&self) -> usize {
+        self.core.read_size
+    }
+
+    /// Whether the connection is finished: drop the socket (after a write-side shutdown when the
+    /// reason [`is_graceful`](CloseReason::is_graceful)).
+    #[must_use]
+    pub fn is_closed(&self) -> bool {
+        self.core.state == State::Closed
+    }
+
+    /// The connection's state.
+    #[must_use]
+    pub fn state(&self) -> State {
+        self.core.state
+    }
+
+    /// Why the connection closed, once closed.
+    #[must_use]
+    pub fn close_reason(&self) -> Option<&CloseReason> {
+        self.core.close_reason.as_ref()
+    }
+
+    /// Bytes queued for the peer and not yet written.
+    #[must_use]
+    pub fn queued_bytes(&self) -> usize {
+        self.core.outbox.queued_bytes()
+    }
+
+    /// The protocol.
+    #[must_use]
+    pub fn protocol(&self) -> &P {
+        &self.protocol
+    }
+
+    /// The protocol, mutably.
+    pub fn protocol_mut(&mut self) -> &mut P {
+        &mut self.protocol
+    }
+
+    /// Takes the connection apart for a protocol upgrade: the protocol, every byte received and
+    /// not delivered, and the output not yet written. No callback runs.
+    pub fn into_parts(mut self) -> Parts<P> {
+        Parts {
+            unprocessed: self.core.framer.take_buffered(),
+            protocol: self.protocol,
+            outbox: self.core.outbox,
+        }
+    }
+
+    fn is_live(&self) -> bool {
+        matches!(self.core.state, State::Open | State::Closing)
+    }
+
+    fn callback<R>(&mut self, now: Instant, f: impl FnOnce(&mut P, &mut Context<'_>) -> R) -> R {
+        let mut ctx = Context {
+            core: &mut self.core,
+            now,
+        };
+        f(&mut self.protocol, &mut ctx)
+    }
+
+    /// Delivers buffered input to the protocol until it runs out, the connection stops taking
+    /// input, or backpressure holds it.
+    fn dispatch(&mut self, now: Instant) {
+        while self.core.may_deliver() {
+            match self.core.framer.poll_event() {
+                Ok(Some(Event::Data(data))) => {
+                    self.callback(now, |p, ctx| p.collect_incoming_data(ctx, data));
+                    let limit = self.core.framer.max_frame();
+                    if self.core.incoming.len > limit {
+                        self.core.close_because(CloseReason::Error(
+                            PeerError::FrameTooLong { limit }.into(),
+                        ));
+                    }
+                }
+                Ok(Some(Event::Terminator)) => {
+                    let frame = self.core.incoming.take();
+                    self.callback(now, |p, ctx| p.found_terminator(ctx, frame));
+                }
+                Ok(Some(Event::End { unterminated })) => {
+                    self.callback(now, |p, ctx| p.peer_closed(ctx, unterminated));
+                }
+                Ok(None) => break,
+                Err(PeerError::FrameTooLong { limit })
+                    if self.core.framer.over_long_policy() == OverLongPolicy::Skip =>
+                {
+                    drop(self.core.incoming.take());
+                    self.callback(now, |p, ctx| p.frame_too_long(ctx, limit));
+                }
+                Err(e) => self.core.close_because(CloseReason::Error(e.into())),
+            }
+            self.core.finish_if_flushed();
+        }
+        self.notify_closed();
+    }
+
+    fn notify_closed(&mut self) {
+        if self.core.state == State::Closed && !self.closed_notified {
+            self.closed_notified = true;
+            if let Some(reason) = &self.core.close_reason {
+                self.protocol.closed(reason);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

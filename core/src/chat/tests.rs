@@ -1,0 +1,460 @@
+use std::sync::{Arc, Mutex};
+
+use super::*;
+use crate::producer::SimpleProducer;
+use crate::testing::{Harness, Replay};
+
+/// A protocol driven by its input lines, recording every callback in a shared log.
+#[derive(Default)]
+struct Script {
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Script {
+    fn with_log() -> (Self, Arc<Mutex<Vec<String>>>) {
+        let s = Self::default();
+        let log = s.log.clone();
+        (s, log)
+    }
+
+    fn note(&self, s: impl Into<String>) {
+        self.log.lock().unwrap().push(s.into());
+    }
+}
+
+impl Protocol for Script {
+    fn first_terminator(&self) -> Terminator {
+        "\n".into()
+    }
+
+    fn connected(&mut self, ctx: &mut Context<'_>) {
+        self.note("connected");
+        ctx.push("hi\n");
+    }
+
+    fn found_terminator(&mut self, ctx: &mut Context<'_>, frame: Bytes) {
+        let line = String::from_utf8_lossy(&frame).into_owned();
+        self.note(format!("frame {line}"));
+        let mut words = line.split_whitespace();
+        match (
+            words.next(),
+            words.next().and_then(|n| n.parse::<u64>().ok()),
+        ) {
+            (Some("close"), _) => ctx.close(),
+            (Some("bye"), _) => {
+                ctx.push("bye\n");
+                ctx.close_when_done();
+            }
+            (Some("big"), Some(n)) => ctx.push(vec![b'x'; n as usize]),
+            (Some("count"), Some(n)) => ctx.set_terminator(n).unwrap(),
+            (Some("eof"), _) => ctx.set_terminator(Terminator::Eof).unwrap(),
+            (Some("timer"), Some(ms)) => {
+                ctx.set_timer(ms as u32, ctx.now() + Duration::from_millis(ms));
+            }
+            (Some("cancel"), Some(id)) => ctx.cancel_timer(id as u32),
+            _ => {
+                ctx.push(frame);
+                ctx.push("\n");
+                if ctx.terminator() != Terminator::from("\n") {
+                    ctx.set_terminator("\n").unwrap();
+                }
+            }
+        }
+    }
+
+    fn peer_closed(&mut self, ctx: &mut Context<'_>, unterminated: u64) {
+        let partial = ctx.take_incoming();
+        self.note(format!(
+            "peer_closed {unterminated} {}",
+            String::from_utf8_lossy(&partial)
+        ));
+        ctx.close_when_done();
+    }
+
+    fn frame_too_long(&mut self, ctx: &mut Context<'_>, limit: usize) {
+        self.note(format!("too long {limit}"));
+        ctx.push("ERR too long\n");
+    }
+
+    fn timeout(&mut self, ctx: &mut Context<'_>, timer: Timer) {
+        self.note(format!("timeout {timer:?}"));
+        if timer == Timer::Idle {
+            ctx.close_because(CloseReason::TimedOut);
+        }
+    }
+
+    fn closed(&mut self, reason: &CloseReason) {
+        self.note(format!("closed {reason:?}"));
+    }
+}
+
+fn log(l: &Arc<Mutex<Vec<String>>>) -> Vec<String> {
+    l.lock().unwrap().clone()
+}
+
+#[test]
+fn connecting_to_open_delivers_output_queued_before_the_connect() {
+    let (p, l) = Script::with_log();
+    let mut h = Harness::connecting(p);
+    assert_eq!(h.state(), State::Connecting);
+    assert_eq!(
+        h.interest(),
+        Interest {
+            readable: false,
+            writable: true
+        }
+    );
+    h.with_context(|_, ctx| ctx.push("early\n"));
+    assert_eq!(
+        h.output(),
+        b"",
+        "nothing is written before the connect completes"
+    );
+    h.connect();
+    assert_eq!(h.state(), State::Open);
+    assert_eq!(h.take_output(), "early\nhi\n");
+    assert_eq!(log(&l), ["connected"]);
+}
+
+#[test]
+fn connecting_to_closed_on_connect_refused_is_a_typed_io_reason() {
+    let (p, l) = Script::with_log();
+    let mut h = Harness::connecting(p);
+    h.fail(io::Error::from(io::ErrorKind::ConnectionRefused));
+    assert_eq!(h.state(), State::Closed);
+    match h.close_reason() {
+        Some(CloseReason::Io(e)) => assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused),
+        other => panic!("unexpected reason {other:?}"),
+    }
+    assert_eq!(log(&l).len(), 1, "only closed() ran: {:?}", log(&l));
+    assert!(log(&l)[0].starts_with("closed Io"));
+}
+
+#[test]
+fn close_when_done_before_connect_still_connects_then_flushes() {
+    let (p, l) = Script::with_log();
+    let mut h = Harness::connecting(p);
+    h.with_context(|_, ctx| {
+        ctx.push("request\n");
+        ctx.close_when_done();
+    });
+    assert_eq!(h.state(), State::Connecting);
+    h.connect();
+    assert_eq!(h.take_output(), "request\n");
+    assert_eq!(h.close_reason(), Some(&CloseReason::Done));
+    assert_eq!(log(&l), ["connected", "closed Done"]);
+}
+
+#[test]
+fn open_closing_closed_flushes_everything_to_a_slow_reader() {
+    let (p, l) = Script::with_log();
+    // Water marks above the reply, so "bye" is not held back by backpressure.
+    let config = Config::default().water_marks(16 << 20, 32 << 20);
+    let mut h = Harness::with_config(p, &config);
+    h.take_output();
+    h.set_write_chunk(1000).set_peer_reading(false);
+    h.send("big 5000000\nbye\n");
+    assert_eq!(h.state(), State::Closing);
+    assert!(h.interest().readable, "closing still drains input");
+    h.send("ignored\n");
+    h.set_peer_reading(true);
+    let out = h.take_output();
+    assert_eq!(out.len(), 5_000_000 + 4);
+    assert!(out.ends_with(b"xbye\n"));
+    assert_eq!(h.state(), State::Closed);
+    assert!(h.peer_saw_eof());
+    let l = log(&l);
+    assert!(!l.iter().any(|s| s.contains("ignored")), "{l:?}");
+    assert_eq!(l.last().unwrap(), "closed Done");
+}
+
+#[test]
+fn close_inside_a_callback_stops_every_later_callback() {
+    // Python keeps calling found_terminator for "b" and "c" after close(); we do not.
+    let (p, l) = Script::with_log();
+    let mut h = Harness::new(p);
+    h.take_output();
+    h.set_peer_reading(false);
+    h.send("echoed\nclose\nb\nc\n");
+    assert_eq!(
+        log(&l),
+        ["connected", "frame echoed", "frame close", "closed Aborted"],
+        "no callback after close()"
+    );
+    assert_eq!(h.take_output(), "", "queued output was dropped by close()");
+}
+
+#[test]
+fn half_close_from_the_peer_keeps_queued_output() {
+    // Python drops everything queued when the peer half-closes (bpo-35913).
+    let (p, l) = Script::with_log();
+    let mut h = Harness::new(p);
+    h.take_output();
+    h.set_peer_reading(false);
+    h.send("big 8388608\n").send_eof();
+    h.set_peer_reading(true);
+    assert_eq!(h.take_output().len(), 8_388_608);
+    assert_eq!(h.close_reason(), Some(&CloseReason::PeerClosed));
+    assert!(log(&l).contains(&"peer_closed 0 ".to_string()));
+}
+
+#[test]
+fn partial_frame_at_eof_reaches_the_protocol() {
+    let (p, l) = Script::with_log();
+    let mut h = Harness::new(p);
+    h.send("whole\npartial\r").send_eof();
+    assert!(
+        log(&l).contains(&"peer_closed 8 partial\r".to_string()),
+        "{:?}",
+        log(&l)
+    );
+}
+
+#[test]
+fn header_then_count_then_lines_is_chunking_invariant() {
+    let input = "count 5\nabcdeline\neof\nrest of stream";
+    let t = Replay::new(input).assert_invariant(Script::default);
+    assert_eq!(t.output, "hi\nabcde\nline\nrest of stream\n");
+    assert_eq!(t.close_reason, Some(CloseReason::PeerClosed));
+}
+
+#[test]
+fn over_long_frame_closes_with_a_typed_error() {
+    let (p, l) = Script::with_log();
+    let mut h = Harness::with_config(p, &Config::default().max_frame(8));
+    h.send("short\n0123456789\nnever\n");
+    assert_eq!(
+        h.close_reason(),
+        Some(&CloseReason::Error(
+            PeerError::FrameTooLong { limit: 8 }.into()
+        ))
+    );
+    assert!(!log(&l).iter().any(|s| s.contains("never")));
+}
+
+#[test]
+fn skip_policy_tells_the_protocol_and_carries_on() {
+    let (p, l) = Script::with_log();
+    let config = Config::default()
+        .max_frame(8)
+        .over_long(OverLongPolicy::Skip);
+    let mut h = Harness::with_config(p, &config);
+    h.take_output();
+    h.send("0123456789\nnext\n");
+    assert_eq!(h.take_output(), "ERR too long\nnext\n");
+    assert_eq!(h.state(), State::Open);
+    assert!(log(&l).contains(&"too long 8".to_string()));
+}
+
+#[test]
+fn default_collector_is_bounded_for_counted_frames() {
+    let (p, _) = Script::with_log();
+    let mut h = Harness::with_config(p, &Config::default().max_frame(10));
+    h.send("count 100\n");
+    h.send([b'z'; 20]);
+    assert_eq!(
+        h.close_reason(),
+        Some(&CloseReason::Error(
+            PeerError::FrameTooLong { limit: 10 }.into()
+        ))
+    );
+}
+
+#[test]
+fn idle_timeout_fires_on_time_and_input_rearms_it() {
+    let (p, l) = Script::with_log();
+    let config = Config::default().idle_timeout(Some(Duration::from_secs(10)));
+    let mut h = Harness::with_config(p, &config);
+    h.advance(Duration::from_secs(9));
+    h.send("ping\n");
+    h.advance(Duration::from_secs(9));
+    assert_eq!(h.state(), State::Open, "input re-armed the idle timer");
+    h.advance(Duration::from_secs(1));
+    assert_eq!(h.state(), State::Closed);
+    assert_eq!(h.close_reason(), Some(&CloseReason::TimedOut));
+    assert_eq!(h.elapsed(), Duration::from_secs(19));
+    assert!(log(&l).contains(&"timeout Idle".to_string()));
+    assert_eq!(h.chat().poll_timeout(), None);
+}
+
+#[test]
+fn custom_timers_fire_in_order_and_can_be_cancelled() {
+    let (p, l) = Script::with_log();
+    let mut h = Harness::new(p);
+    h.send("timer 300\ntimer 100\ntimer 200\ncancel 200\n");
+    assert_eq!(
+        h.chat().poll_timeout(),
+        Some(h.now() + Duration::from_millis(100))
+    );
+    h.advance(Duration::from_secs(1));
+    let fired: Vec<String> = log(&l)
+        .into_iter()
+        .filter(|s| s.starts_with("timeout"))
+        .collect();
+    assert_eq!(fired, ["timeout Custom(100)", "timeout Custom(300)"]);
+}
+
+#[test]
+fn backpressure_stops_reading_above_high_and_resumes_below_low() {
+    let (p, l) = Script::with_log();
+    let config = Config::default().water_marks(1000, 4000);
+    let mut h = Harness::with_config(p, &config);
+    h.take_output();
+    h.set_peer_reading(false);
+    h.send("big 5000\nsecond\nthird\n");
+    assert!(!h.interest().readable, "above the high water mark");
+    assert!(h.unread_input() > 0 || !log(&l).contains(&"frame second".to_string()));
+    assert!(
+        !log(&l).contains(&"frame second".to_string()),
+        "delivery paused too"
+    );
+    h.set_write_chunk(100).set_peer_reading(true);
+    assert!(log(&l).contains(&"frame third".to_string()));
+    assert_eq!(h.unread_input(), 0);
+    assert!(h.take_output().ends_with(b"second\nthird\n"));
+}
+
+#[test]
+fn outbox_hard_limit_closes_with_a_typed_error() {
+    let (p, l) = Script::with_log();
+    let mut h = Harness::with_config(p, &Config::default().outbox_limit(100));
+    h.set_peer_reading(false);
+    h.send("big 101\n");
+    assert_eq!(
+        h.close_reason(),
+        Some(&CloseReason::Error(Error::OutboxFull { limit: 100 }))
+    );
+    assert_eq!(
+        log(&l).iter().filter(|s| s.starts_with("closed")).count(),
+        1
+    );
+}
+
+#[test]
+fn closing_to_closed_by_error_and_closed_runs_once() {
+    let (p, l) = Script::with_log();
+    let mut h = Harness::new(p);
+    h.set_peer_reading(false);
+    h.send("big 10\nbye\n");
+    assert_eq!(h.state(), State::Closing);
+    h.fail(io::Error::from(io::ErrorKind::ConnectionReset));
+    h.chat_mut().close();
+    h.send("more\n").send_eof();
+    assert_eq!(h.state(), State::Closed);
+    let closes: Vec<String> = log(&l)
+        .into_iter()
+        .filter(|s| s.starts_with("closed"))
+        .collect();
+    assert_eq!(closes.len(), 1, "{closes:?}");
+    assert!(closes[0].contains("Io"));
+}
+
+#[test]
+fn eof_terminator_delivers_the_body_at_the_end() {
+    let (p, l) = Script::with_log();
+    let mut h = Harness::new(p);
+    h.send("eof\nall of ").send("this").send_eof();
+    assert!(
+        log(&l).contains(&"frame all of this".to_string()),
+        "{:?}",
+        log(&l)
+    );
+    assert!(h.take_output().ends_with(b"all of this\n"));
+    assert_eq!(h.close_reason(), Some(&CloseReason::PeerClosed));
+}
+
+#[test]
+fn producers_and_zero_copy_read_path() {
+    struct Files;
+    impl Protocol for Files {
+        fn first_terminator(&self) -> Terminator {
+            "\r\n".into()
+        }
+        fn found_terminator(&mut self, ctx: &mut Context<'_>, frame: Bytes) {
+            ctx.push_producer(SimpleProducer::new(frame, 3));
+            ctx.push_slice(b"|");
+        }
+    }
+    let now = Instant::now();
+    let mut chat = Chat::new(Files).unwrap();
+    chat.handle_connected(now);
+    let n = chat.handle_read_with(now, |buf| {
+        assert!(buf.capacity() >= DEFAULT_READ_SIZE);
+        buf.extend_from_slice(b"abcdefg\r\n");
+        9
+    });
+    assert_eq!(n, Some(9));
+    let mut slices = [IoSlice::new(&[]); 8];
+    let k = chat.poll_transmit(&mut slices);
+    let out: Vec<u8> = slices[..k].iter().flat_map(|s| s.to_vec()).collect();
+    assert_eq!(out, b"abcdefg|");
+    chat.handle_written(out.len());
+    chat.handle_eof(now);
+    assert_eq!(
+        chat.handle_read_with(now, |_| ()),
+        None,
+        "no reads after EOF"
+    );
+    assert_eq!(chat.close_reason(), Some(&CloseReason::PeerClosed));
+}
+
+#[test]
+fn a_frame_from_one_read_reaches_found_terminator_without_a_copy() {
+    struct Ptrs(Vec<(usize, usize)>);
+    impl Protocol for Ptrs {
+        fn first_terminator(&self) -> Terminator {
+            "\n".into()
+        }
+        fn found_terminator(&mut self, _ctx: &mut Context<'_>, frame: Bytes) {
+            self.0.push((frame.as_ptr() as usize, frame.len()));
+        }
+    }
+    let mut h = Harness::new(Ptrs(Vec::new()));
+    h.send("one\ntwo\n");
+    let p = &h.protocol().0;
+    assert_eq!(
+        p[0].0 + p[0].1 + 1,
+        p[1].0,
+        "consecutive slices of one buffer"
+    );
+}
+
+#[test]
+fn upgrade_takes_unprocessed_bytes_and_output() {
+    struct StartTls(Option<Bytes>);
+    impl Protocol for StartTls {
+        fn first_terminator(&self) -> Terminator {
+            "\r\n".into()
+        }
+        fn found_terminator(&mut self, ctx: &mut Context<'_>, frame: Bytes) {
+            if &frame[..] == b"STARTTLS" {
+                ctx.push("220 go ahead\r\n");
+                ctx.pause_reading();
+                self.0 = Some(ctx.take_unprocessed());
+            }
+        }
+    }
+    let mut h = Harness::new(StartTls(None));
+    h.set_peer_reading(false);
+    h.send("STARTTLS\r\n\x16\x03\x01hello");
+    assert!(!h.interest().readable);
+    assert_eq!(h.protocol().0.as_deref(), Some(&b"\x16\x03\x01hello"[..]));
+    let now = h.now();
+    let mut chat = std::mem::replace(h.chat_mut(), Chat::new(StartTls(None)).unwrap());
+    chat.handle_read(now, b"more");
+    let parts = chat.into_parts();
+    assert_eq!(parts.unprocessed, "more", "paused: bytes stay undelivered");
+    assert_eq!(parts.outbox.queued_bytes(), 14);
+}
+
+#[test]
+fn empty_first_terminator_is_a_typed_error() {
+    struct Bad;
+    impl Protocol for Bad {
+        fn first_terminator(&self) -> Terminator {
+            Terminator::from("")
+        }
+        fn found_terminator(&mut self, _: &mut Context<'_>, _: Bytes) {}
+    }
+    assert_eq!(Chat::new(Bad).err(), Some(Misuse::EmptyDelimiter));
+}

@@ -1,0 +1,449 @@
+//! The producer FIFO: Python's `producer_fifo` and `initiate_send`, with vectored output, water
+//! marks and a hard limit.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::io::IoSlice;
+
+use bytes::{Buf, Bytes};
+
+use crate::error::{Error, Misuse};
+use crate::producer::Producer;
+
+/// Default high water mark: above it the connection stops reading (64 KiB, as Netty).
+pub const DEFAULT_HIGH_WATER: usize = 64 * 1024;
+/// Default low water mark: at or below it reading resumes (32 KiB, as Netty).
+pub const DEFAULT_LOW_WATER: usize = 32 * 1024;
+/// Default hard limit on queued bytes: 64 MiB.
+pub const DEFAULT_OUTBOX_LIMIT: usize = 64 * 1024 * 1024;
+
+/// How many bytes to pull from producers for one batch of output, at most.
+const PULL_TARGET: usize = 64 * 1024;
+/// Consecutive empty chunks after which a producer is treated as exhausted, so a buggy producer
+/// cannot keep a connection busy forever without output.
+const MAX_EMPTY_CHUNKS: u32 = 1024;
+
+enum Item {
+    Data(Bytes),
+    Producer(Box<dyn Producer + Send>),
+}
+
+/// A FIFO of output: byte buffers and lazy producers, written with one vectored write per batch.
+///
+/// - [`push`](Self::push) queues a `Bytes` as it is: small pushes are not copied together, large
+///   ones are not split; each becomes one `IoSlice`.
+/// - [`push_producer`](Self::push_producer) queues a producer, pulled only once everything ahead
+///   of it has been written.
+/// - [`poll_slices`](Self::poll_slices) fills a batch of `IoSlice`s for `writev`;
+///   [`advance`](Self::advance) drops what a (possibly partial) write took.
+/// - [`close_when_done`](Self::close_when_done): everything queued so far is written, then
+///   [`is_done`](Self::is_done); later pushes are refused.
+///
+/// # Security
+///
+/// Bytes queued count towards water marks (default low [`DEFAULT_LOW_WATER`], high
+/// [`DEFAULT_HIGH_WATER`]): above the high mark [`is_writable`](Self::is_writable) turns false and
+/// a [`Chat`](crate::Chat) stops reading its peer, until the queue drains to the low mark. A push
+/// that would take the queue past the hard limit (default [`DEFAULT_OUTBOX_LIMIT`], 64 MiB) fails
+/// with [`Error::OutboxFull`], so a peer that never reads cannot make the process grow without end.
+///
+/// ```
+/// use std::io::IoSlice;
+/// use asynchat_core::Outbox;
+///
+/// let mut out = Outbox::new();
+/// out.push("HTTP/1.1 200 OK\r\n".into())?;
+/// out.push("Content-Length: 2\r\n\r\nhi".into())?;
+/// let mut slices = [IoSlice::new(&[]); 8];
+/// assert_eq!(out.poll_slices(&mut slices), 2);
+/// out.advance(20); // the socket took 20 bytes
+/// assert_eq!(out.queued_bytes(), 20);
+/// # Ok::<(), asynchat_core::Error>(())
+/// ```
+pub struct Outbox {
+    items: VecDeque<Item>,
+    queued: usize,
+    low: usize,
+    high: usize,
+    limit: usize,
+    above_high: bool,
+    closing: bool,
+}
+
+impl Default for Outbox {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Outbox")
+            .field("items", &self.items.len())
+            .field("queued", &self.queued)
+            .field("low", &self.low)
+            .field("high", &self.high)
+            .field("limit", &self.limit)
+            .field("closing", &self.closing)
+            .finish()
+    }
+}
+
+impl Outbox {
+    /// An empty outbox with the default water marks and limit.
+    #[must_use]
+    pub fn new() -> Self {
+        Self {
+            items: VecDeque::new(),
+            queued: 0,
+            low: DEFAULT_LOW_WATER,
+            high: DEFAULT_HIGH_WATER,
+            limit: DEFAULT_OUTBOX_LIMIT,
+            above_high: false,
+            closing: false,
+        }
+    }
+
+    /// Sets the water marks; `low` is clamped to at most `high`.
+    #[must_use]
+    pub fn with_water_marks(mut self, low: usize, high: usize) -> Self {
+        self.set_water_marks(low, high);
+        self
+    }
+
+    /// Sets the hard limit on queued bytes.
+    #[must_use]
+    pub fn with_limit(mut self, limit: usize) -> Self {
+        self.limit = limit;
+        self
+    }
+
+    /// Changes the water marks; `low` is clamped to at most `high`.
+    pub fn set_water_marks(&mut self, low: usize, high: usize) {
+        self.low = low.min(high);
+        self.high = high;
+        self.update_watermark();
+    }
+
+    /// Changes the hard limit on queued bytes (bytes already queued stay).
+    pub fn set_limit(&mut self, limit: usize) {
+        self.limit = limit;
+    }
+
+    /// The (low, high) water marks.
+    #[must_use]
+    pub fn water_marks(&self) -> (usize, usize) {
+        (self.low, self.high)
+    }
+
+    /// The hard limit on queued bytes.
+    #[must_use]
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Queues bytes. Empty ones are ignored.
+    ///
+    /// Fails with [`Error::OutboxFull`] past the hard limit and with
+    /// [`Misuse::PushAfterClose`] after [`close_when_done`](Self::close_when_done); nothing is
+    /// queued then.
+    pub fn push(&mut self, data: Bytes) -> Result<(), Error> {
+        self.check_open()?;
+        if data.is_empty() {
+            return Ok(());
+        }
+        let queued = self.queued.saturating_add(data.len());
+        if queued > self.limit {
+            return Err(Error::OutboxFull { limit: self.limit });
+        }
+        self.queued = queued;
+        self.items.push_back(Item::Data(data));
+        self.update_watermark();
+        Ok(())
+    }
+
+    /// Queues a producer, pulled once everything ahead of it is written.
+    ///
+    /// Fails with [`Misuse::PushAfterClose`] after [`close_when_done`](Self::close_when_done).
+    pub fn push_producer(&mut self, producer: impl Producer + Send + 'static) -> Result<(), Error> {
+        self.check_open()?;
+        self.items.push_back(Item::Producer(Box::new(producer)));
+        Ok(())
+    }
+
+    fn check_open(&self) -> Result<(), Error> {
+        if self.closing {
+            return Err(Misuse::PushAfterClose.into());
+        }
+        Ok(())
+    }
+
+    /// Marks the end of output: once everything queued is written, [`is_done`](Self::is_done).
+    pub fn close_when_done(&mut self) {
+        self.closing = true;
+    }
+
+    /// Whether [`close_when_done`](Self::close_when_done) was called.
+    #[must_use]
+    pub fn is_closing(&self) -> bool {
+        self.closing
+    }
+
+    /// Whether the close was asked for and everything queued before it has been written.
+    #[must_use]
+    pub fn is_done(&self) -> bool {
+        self.closing && self.items.is_empty()
+    }
+
+    /// Drops everything queued, producers included, and cancels
+    /// [`close_when_done`](Self::close_when_done) (as Python's `discard_buffers`).
+    pub fn discard(&mut self) {
+        self.items = VecDeque::new();
+        self.queued = 0;
+        self.closing = false;
+        self.update_watermark();
+    }
+
+    /// Bytes queued and not yet written (output that producers have yet to make is not counted).
+    #[must_use]
+    pub fn queued_bytes(&self) -> usize {
+        self.queued
+    }
+
+    /// Whether nothing at all is left to write: no bytes, no producers.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// False once the queue has grown above the high water mark, true again once it has drained
+    /// to the low water mark.
+    #[must_use]
+    pub fn is_writable(&self) -> bool {
+        !self.above_high
+    }
+
+    fn update_watermark(&mut self) {
+        if self.queued > self.high {
+            self.above_high = true;
+        } else if self.queued <= self.low {
+            self.above_high = false;
+        }
+    }
+
+    /// Fills `dst` with the next output, front first, and returns how many slices were filled
+    /// (0: nothing to write now). Pulls producers at the front of the queue for up to 64 KiB.
+    pub fn poll_slices<'a>(&'a mut self, dst: &mut [IoSlice<'a>]) -> usize {
+        if dst.is_empty() {
+            return 0;
+        }
+        self.pull(dst.len());
+        let mut n = 0;
+        for item in &self.items {
+            let Item::Data(data) = item else { break };
+            dst[n] = IoSlice::new(data);
+            n += 1;
+            if n == dst.len() {
+                break;
+            }
+        }
+        n
+    }
+
+    /// Turns the output of the producers at the front of the queue into bytes, up to
+    /// `max_chunks` chunks or [`PULL_TARGET`] bytes.
+    fn pull(&mut self, max_chunks: usize) {
+        let mut at = 0;
+        let mut pulled = 0;
+        let mut empties = 0;
+        while at < max_chunks && pulled < PULL_TARGET {
+            let Some(Item::Producer(producer)) = self.items.get_mut(at) else {
+                break;
+            };
+            match producer.more() {
+                Some(chunk) if chunk.is_empty() => {
+                    empties += 1;
+                    if empties == MAX_EMPTY_CHUNKS {
+                        self.items.remove(at);
+                    }
+                }
+                Some(chunk) => {
+                    empties = 0;
+                    pulled += chunk.len();
+                    self.queued = self.queued.saturating_add(chunk.len());
+                    self.items.insert(at, Item::Data(chunk));
+                    at += 1;
+                }
+                None => {
+                    self.items.remove(at);
+                }
+            }
+        }
+        self.update_watermark();
+    }
+
+    /// Drops the first `n` bytes of output, after a write took them. Counts beyond what is
+    /// queued are ignored.
+    pub fn advance(&mut self, mut n: usize) {
+        while n > 0 {
+            let Some(Item::Data(front)) = self.items.front_mut() else {
+                break;
+            };
+            if front.len() > n {
+                front.advance(n);
+                self.queued -= n;
+                break;
+            }
+            n -= front.len();
+            self.queued -= front.len();
+            self.items.pop_front();
+        }
+        if self.items.is_empty() {
+            // An idle connection should not keep the queue's memory.
+            self.items = VecDeque::new();
+        }
+        self.update_watermark();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::producer::{from_fn, SimpleProducer};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    fn batch(out: &mut Outbox, max: usize) -> Vec<u8> {
+        let mut slices = vec![IoSlice::new(&[]); max];
+        let n = out.poll_slices(&mut slices);
+        slices[..n].iter().flat_map(|s| s.iter().copied()).collect()
+    }
+
+    /// Writes everything, `per_write` bytes at a time, as a socket taking partial writes would.
+    fn write_all(out: &mut Outbox, per_write: usize) -> Vec<u8> {
+        let mut written = Vec::new();
+        loop {
+            let pending = batch(out, 4);
+            if pending.is_empty() {
+                return written;
+            }
+            let n = per_write.min(pending.len());
+            written.extend_from_slice(&pending[..n]);
+            out.advance(n);
+        }
+    }
+
+    #[test]
+    fn vectored_batch_neither_copies_nor_splits() {
+        let big = Bytes::from(vec![1u8; 1 << 20]);
+        let mut out = Outbox::new();
+        out.push(Bytes::from_static(b"a")).unwrap();
+        out.push(Bytes::from_static(b"bc")).unwrap();
+        out.push(big.clone()).unwrap();
+        let mut slices = [IoSlice::new(&[]); 8];
+        assert_eq!(out.poll_slices(&mut slices), 3);
+        assert_eq!(slices[2].as_ptr(), big.as_ptr());
+        assert_eq!(slices[2].len(), 1 << 20);
+        // Only as many slices as offered.
+        let mut two = [IoSlice::new(&[]); 2];
+        assert_eq!(out.poll_slices(&mut two), 2);
+    }
+
+    #[test]
+    fn partial_writes_preserve_order_and_bytes() {
+        let mut out = Outbox::new();
+        let mut want = Vec::new();
+        for i in 0..50u8 {
+            let chunk = vec![i; usize::from(i) * 37 + 1];
+            want.extend_from_slice(&chunk);
+            out.push(Bytes::from(chunk)).unwrap();
+        }
+        out.push_producer(SimpleProducer::new(vec![9u8; 3000], 100))
+            .unwrap();
+        want.extend_from_slice(&[9u8; 3000]);
+        out.push(Bytes::from_static(b"end")).unwrap();
+        want.extend_from_slice(b"end");
+        assert_eq!(write_all(&mut out, 997), want);
+        assert_eq!(out.queued_bytes(), 0);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn producers_are_pulled_only_when_the_queue_ahead_drains() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let seen = calls.clone();
+        let mut left = 3;
+        let mut out = Outbox::new();
+        out.push(Bytes::from_static(b"head")).unwrap();
+        out.push_producer(from_fn(move || {
+            seen.fetch_add(1, Ordering::SeqCst);
+            left -= 1;
+            (left >= 0).then(|| Bytes::from_static(b"p"))
+        }))
+        .unwrap();
+        assert_eq!(batch(&mut out, 8), b"head");
+        assert_eq!(calls.load(Ordering::SeqCst), 0, "pulled too early");
+        out.advance(4);
+        assert_eq!(batch(&mut out, 8), b"ppp");
+        out.advance(3);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn water_marks_have_hysteresis() {
+        let mut out = Outbox::new().with_water_marks(4, 8);
+        out.push(Bytes::from_static(b"12345678")).unwrap();
+        assert!(out.is_writable(), "at the high mark is still fine");
+        out.push(Bytes::from_static(b"9")).unwrap();
+        assert!(!out.is_writable());
+        out.advance(4);
+        assert!(!out.is_writable(), "5 queued: above low");
+        out.advance(1);
+        assert!(out.is_writable());
+    }
+
+    #[test]
+    fn hard_limit_is_a_typed_error_and_queues_nothing() {
+        let mut out = Outbox::new().with_limit(10);
+        out.push(Bytes::from_static(b"123456")).unwrap();
+        assert_eq!(
+            out.push(Bytes::from_static(b"12345")),
+            Err(Error::OutboxFull { limit: 10 })
+        );
+        assert_eq!(out.queued_bytes(), 6);
+    }
+
+    #[test]
+    fn close_when_done_refuses_later_pushes_and_discard_cancels_it() {
+        let mut out = Outbox::new();
+        out.push(Bytes::from_static(b"bye")).unwrap();
+        out.close_when_done();
+        assert!(!out.is_done());
+        assert_eq!(
+            out.push(Bytes::from_static(b"late")),
+            Err(Error::Misuse(Misuse::PushAfterClose))
+        );
+        out.advance(3);
+        assert!(out.is_done());
+        out.discard();
+        assert!(!out.is_closing());
+        out.push(Bytes::from_static(b"again")).unwrap();
+    }
+
+    #[test]
+    fn endless_empty_producer_is_dropped() {
+        let mut out = Outbox::new();
+        out.push_producer(from_fn(|| Some(Bytes::new()))).unwrap();
+        assert!(batch(&mut out, 4).is_empty());
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn over_advance_is_ignored() {
+        let mut out = Outbox::new();
+        out.push(Bytes::from_static(b"ab")).unwrap();
+        out.advance(10);
+        assert_eq!(out.queued_bytes(), 0);
+        assert!(out.is_empty());
+    }
+}
