@@ -30,7 +30,7 @@ fn hex(bytes: &[u8]) -> String {
 fn generate(seed: u64) -> Case {
     let mut rng = SplitMix64(seed.wrapping_mul(0x2545_F491_4F6C_DD1D));
     let alphabet = b"ab\r\n.";
-    let mut pick = |rng: &mut SplitMix64| -> u8 {
+    let pick = |rng: &mut SplitMix64| -> u8 {
         // Mostly the small alphabet (frequent partial matches), sometimes any byte.
         let r = rng.next_u64();
         if r % 16 == 0 {
