@@ -186,7 +186,7 @@ proptest! {
         cuts in prop::collection::vec(any::<usize>(), 0..30),
     ) {
         let want = model(&first, &schedule, &data);
-        let whole = run_events(&first, &schedule, &[data.clone()], usize::MAX);
+        let whole = run_events(&first, &schedule, std::slice::from_ref(&data), usize::MAX);
         prop_assert_eq!(&whole, &want);
         let chunked = run_events(&first, &schedule, &chunking(&data, &cuts), usize::MAX);
         prop_assert_eq!(&chunked, &want);
@@ -214,7 +214,7 @@ proptest! {
         cuts in prop::collection::vec(any::<usize>(), 0..30),
         max_frame in 0usize..20,
     ) {
-        let whole = run_events(&first, &schedule, &[data.clone()], max_frame);
+        let whole = run_events(&first, &schedule, std::slice::from_ref(&data), max_frame);
         let chunked = run_events(&first, &schedule, &chunking(&data, &cuts), max_frame);
         prop_assert_eq!(&chunked, &whole);
         if whole.error.is_some() {
