@@ -88,7 +88,7 @@ pub trait Protocol {
     }
 
     /// A frame exceeded `max_frame` and was skipped
-    /// ([`OverLongPolicy::Skip`](crate::OverLongPolicy::Skip) only; with the default policy the
+    /// ([`OverLongPolicy::Skip`] only; with the default policy the
     /// connection closes with [`PeerError::FrameTooLong`]). The default does nothing: framing
     /// carries on with the next frame.
     fn frame_too_long(&mut self, ctx: &mut Context<'_>, limit: usize) {
@@ -726,8 +726,9 @@ impl<P: Protocol> Chat<P> {
                 self.callback(now, |p, ctx| p.timeout(ctx, Timer::Idle));
             }
         }
+        let round = self.core.timers.round();
         while self.is_live() {
-            let Some(id) = self.core.timers.pop_expired(now) else {
+            let Some(id) = self.core.timers.pop_expired(now, round) else {
                 break;
             };
             self.callback(now, |p, ctx| p.timeout(ctx, Timer::Custom(id)));

@@ -173,8 +173,9 @@ impl<P: DatagramProtocol> DatagramChat<P> {
 
     /// Time passed: fires every deadline at or before `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        let round = self.core.timers.round();
         while !self.core.closed {
-            let Some(id) = self.core.timers.pop_expired(now) else {
+            let Some(id) = self.core.timers.pop_expired(now, round) else {
                 break;
             };
             self.callback(now, |p, ctx| p.timeout(ctx, id));

@@ -262,6 +262,7 @@ impl Framer {
     ///
     /// Fails with [`Misuse::FeedAfterEof`] after [`feed_eof`](Self::feed_eof). Once the framer has
     /// failed, bytes are dropped: nothing more will be framed.
+    #[inline]
     pub fn feed(&mut self, data: &[u8]) -> Result<(), Misuse> {
         if self.input != Input::Open {
             return Err(Misuse::FeedAfterEof);
@@ -322,7 +323,29 @@ impl Framer {
     /// [`max_frame`](Self::max_frame). Before the error, exactly `max_frame` bytes of the frame
     /// have been delivered as data, whatever the chunking. Counted and until-EOF frames are
     /// streamed and not limited here.
+    #[inline]
     pub fn poll_event(&mut self) -> Result<Option<Event>, PeerError> {
+        let mut searched = None;
+        if self.is_steady() && self.matcher.delimiter().is_some() {
+            let found = self.find();
+            if let Some(i) = found {
+                if i > 0 && i as u64 <= self.room() {
+                    self.frame_len += i as u64;
+                    self.pending_terminator = true;
+                    return Ok(Some(Event::Data(self.split_frame(i))));
+                }
+            }
+            searched = Some(found);
+        }
+        self.poll_event_slow(searched)
+    }
+
+    /// Everything but the common case; `searched` as in [`Self::poll_frame_slow`].
+    #[inline(never)]
+    fn poll_event_slow(
+        &mut self,
+        searched: Option<Option<usize>>,
+    ) -> Result<Option<Event>, PeerError> {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
@@ -337,7 +360,10 @@ impl Framer {
             }
         }
         match self.matcher {
-            Matcher::Byte { .. } | Matcher::Seq { .. } => self.delimited_event(),
+            Matcher::Byte { .. } | Matcher::Seq { .. } => {
+                let found = searched.unwrap_or_else(|| self.find());
+                self.delimited_event(found)
+            }
             Matcher::Count(remaining) => Ok(self.counted_event(remaining)),
             Matcher::Eof => Ok(self.until_eof_event()),
         }
@@ -352,7 +378,30 @@ impl Framer {
     /// Errors: [`PeerError::FrameTooLong`]; [`PeerError::Truncated`] (once) when the input ended
     /// inside a frame, carrying its bytes. An [`Terminator::Eof`] frame is returned at the end of
     /// the input, even when empty.
+    #[inline]
     pub fn poll_frame(&mut self) -> Result<Option<Bytes>, PeerError> {
+        // The common case, inlined into the caller so the frame stays in registers: a delimiter
+        // found in a healthy framer.
+        let mut searched = None;
+        if self.is_steady() && self.matcher.delimiter().is_some() {
+            let found = self.find();
+            if let Some(i) = found {
+                if i as u64 <= self.room() {
+                    return Ok(Some(self.split_frame(i)));
+                }
+            }
+            searched = Some(found);
+        }
+        self.poll_frame_slow(searched)
+    }
+
+    /// Everything but the common case. `searched` is the fast path's search result, if it made
+    /// one, so that no byte is searched twice.
+    #[inline(never)]
+    fn poll_frame_slow(
+        &mut self,
+        searched: Option<Option<usize>>,
+    ) -> Result<Option<Bytes>, PeerError> {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
@@ -371,7 +420,10 @@ impl Framer {
             }
         }
         match self.matcher {
-            Matcher::Byte { .. } | Matcher::Seq { .. } => self.delimited_frame(),
+            Matcher::Byte { .. } | Matcher::Seq { .. } => {
+                let found = searched.unwrap_or_else(|| self.find());
+                self.delimited_frame(found)
+            }
             Matcher::Count(remaining) => self.counted_frame(remaining),
             Matcher::Eof => self.until_eof_frame(),
         }
@@ -416,7 +468,24 @@ impl Framer {
         self.failed.is_some()
     }
 
+    /// No error, no owed terminator, not discarding: the state in which the fast paths apply.
+    #[inline(always)]
+    fn is_steady(&self) -> bool {
+        !self.pending_terminator && !self.discarding && self.failed.is_none()
+    }
+
+    /// Splits off a frame of `len` bytes and drops the delimiter after it.
+    #[inline(always)]
+    fn split_frame(&mut self, len: usize) -> Bytes {
+        let delim_len = self.delimiter_len();
+        let frame = self.buf.split_to(len).freeze();
+        self.buf.advance(delim_len);
+        self.scan = 0;
+        frame
+    }
+
     /// Searches `buf[scan..]` for the delimiter; on a miss, records how far the search got.
+    #[inline(always)]
     fn find(&mut self) -> Option<usize> {
         let start = min(self.scan, self.buf.len());
         let hay = &self.buf[start..];
@@ -460,11 +529,13 @@ impl Framer {
         0
     }
 
+    #[inline(always)]
     fn delimiter_len(&self) -> usize {
         self.matcher.delimiter().map_or(0, Bytes::len)
     }
 
     /// Bytes of the current frame that may still be delivered before `max_frame` is exceeded.
+    #[inline(always)]
     fn room(&self) -> u64 {
         (self.max_frame as u64).saturating_sub(self.frame_len)
     }
@@ -500,8 +571,7 @@ impl Framer {
         Some(Event::End { unterminated })
     }
 
-    fn delimited_event(&mut self) -> Result<Option<Event>, PeerError> {
-        let found = self.find();
+    fn delimited_event(&mut self, found: Option<usize>) -> Result<Option<Event>, PeerError> {
         let content = match found {
             Some(i) => i,
             None => self.buf.len() - self.held_back(),
@@ -516,17 +586,14 @@ impl Framer {
             return Ok(Some(self.deliver(room as usize)));
         }
         if found.is_some() {
-            let delim_len = self.delimiter_len();
-            let data = self.buf.split_to(content);
-            self.buf.advance(delim_len);
-            self.scan = 0;
+            let data = self.split_frame(content);
             if content == 0 {
                 self.frame_len = 0;
                 return Ok(Some(Event::Terminator));
             }
             self.frame_len += content as u64;
             self.pending_terminator = true;
-            return Ok(Some(Event::Data(data.freeze())));
+            return Ok(Some(Event::Data(data)));
         }
         if content > 0 {
             return Ok(Some(self.deliver(content)));
@@ -604,17 +671,13 @@ impl Framer {
         })
     }
 
-    fn delimited_frame(&mut self) -> Result<Option<Bytes>, PeerError> {
-        if let Some(i) = self.find() {
+    fn delimited_frame(&mut self, found: Option<usize>) -> Result<Option<Bytes>, PeerError> {
+        if let Some(i) = found {
             if i as u64 > self.room() {
                 return Err(self.over_long());
             }
-            let delim_len = self.delimiter_len();
-            let frame = self.buf.split_to(i).freeze();
-            self.buf.advance(delim_len);
-            self.scan = 0;
             self.frame_len = 0;
-            return Ok(Some(frame));
+            return Ok(Some(self.split_frame(i)));
         }
         match self.input {
             Input::Ended => self.end_of_frames(),

@@ -174,7 +174,13 @@ impl<P: Protocol> Harness<P> {
     /// Moves the virtual clock forward, firing every deadline on the way, in order.
     pub fn advance(&mut self, by: Duration) -> &mut Self {
         let target = self.now + by;
+        let mut rounds = 0u32;
         while let Some(at) = self.chat.poll_timeout().filter(|at| *at <= target) {
+            rounds += 1;
+            assert!(
+                rounds < 1_000_000,
+                "Harness::advance: a timer keeps re-arming itself at or before now"
+            );
             self.now = self.now.max(at);
             self.chat.handle_timeout(self.now);
             self.pump();

@@ -458,3 +458,28 @@ fn empty_first_terminator_is_a_typed_error() {
     }
     assert_eq!(Chat::new(Bad).err(), Some(Misuse::EmptyDelimiter));
 }
+
+#[test]
+fn a_timer_rearmed_for_now_inside_timeout_does_not_hang() {
+    struct Storm(u32);
+    impl Protocol for Storm {
+        fn first_terminator(&self) -> Terminator {
+            "\n".into()
+        }
+        fn connected(&mut self, ctx: &mut Context<'_>) {
+            ctx.set_timer(1, ctx.now());
+        }
+        fn found_terminator(&mut self, _: &mut Context<'_>, _: Bytes) {}
+        fn timeout(&mut self, ctx: &mut Context<'_>, _: Timer) {
+            self.0 += 1;
+            ctx.set_timer(1, ctx.now());
+        }
+    }
+    let now = Instant::now();
+    let mut chat = Chat::new(Storm(0)).unwrap();
+    chat.handle_connected(now);
+    chat.handle_timeout(now);
+    assert_eq!(chat.protocol().0, 1, "one firing per handle_timeout call");
+    chat.handle_timeout(now);
+    assert_eq!(chat.protocol().0, 2);
+}

@@ -378,3 +378,31 @@ fn read_with_appends_in_place_and_releases_an_idle_buffer() {
     f.read_with(4096, |_| 0).unwrap();
     assert_eq!(f.buf.capacity(), 0);
 }
+
+#[test]
+fn a_count_beyond_4_gib_streams_in_bounded_memory() {
+    let body: u64 = (4 << 30) + 7;
+    let mut f = Framer::new(body).unwrap();
+    let chunk = vec![b'z'; 64 << 10];
+    let mut delivered = 0u64;
+    // 64 MiB of the body: every byte comes straight out, nothing accumulates.
+    for _ in 0..1024 {
+        f.feed(&chunk).unwrap();
+        while let Some(ev) = f.poll_event().unwrap() {
+            match ev {
+                Event::Data(d) => delivered += d.len() as u64,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(f.buffered_len(), 0);
+    }
+    assert_eq!(delivered, 64 << 20);
+    assert_eq!(f.terminator(), Terminator::Count(body - delivered));
+    // The whole-frame API refuses to buffer it instead.
+    assert_eq!(
+        f.poll_frame(),
+        Err(PeerError::FrameTooLong {
+            limit: DEFAULT_MAX_FRAME
+        })
+    );
+}
