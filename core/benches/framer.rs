@@ -3,6 +3,7 @@
 //!
 //! In each group, side by side:
 //! - `framer/frames`: [`Framer::poll_frame`] (whole frames, zero-copy `Bytes`);
+//! - `framer/borrowed`: [`Framer::poll_frame_ref`] (whole frames as `&[u8]`, no reference count);
 //! - `framer/events`: [`Framer::poll_event`] (Python's collect/found_terminator model);
 //! - `baseline/split`: the least work any framer must do — copy each chunk into a `BytesMut`,
 //!   `memchr`/`memmem` from where the last search stopped, split each frame off as `Bytes`;
@@ -46,6 +47,19 @@ fn framer_frames(data: &[u8], chunk: usize, delim: &'static str) -> Res {
     for c in data.chunks(chunk) {
         f.feed(c)?;
         while let Some(frame) = f.poll_frame()? {
+            black_box(frame);
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+fn framer_borrowed(data: &[u8], chunk: usize, delim: &'static str) -> Res {
+    let mut f = Framer::new(delim)?;
+    let mut n = 0;
+    for c in data.chunks(chunk) {
+        f.feed(c)?;
+        while let Some(frame) = f.poll_frame_ref()? {
             black_box(frame);
             n += 1;
         }
@@ -151,6 +165,9 @@ fn bench(c: &mut Criterion) {
                 let id = |s: &str| BenchmarkId::from_parameter(s);
                 g.bench_function(id("framer-frames"), |b| {
                     b.iter(|| assert_eq!(framer_frames(d, chunk, delim).ok(), Some(frames)));
+                });
+                g.bench_function(id("framer-borrowed"), |b| {
+                    b.iter(|| assert_eq!(framer_borrowed(d, chunk, delim).ok(), Some(frames)));
                 });
                 g.bench_function(id("framer-events"), |b| {
                     b.iter(|| assert_eq!(framer_events(d, chunk, delim).ok(), Some(frames)));

@@ -162,6 +162,11 @@ pub struct Framer {
     eof_fired: bool,
     input: Input,
     failed: Option<PeerError>,
+    /// A prefix of `buf` already handed out by `poll_frame_ref` (frames and their delimiters),
+    /// dropped by the next other call: one `advance` per read instead of one split per frame.
+    consumed: usize,
+    /// A frame `poll_frame_ref` took from the slow path, owned here so a reference can be lent.
+    lent: Bytes,
     /// Bytes handed to the searcher, to prove in tests that nothing is scanned twice.
     #[cfg(test)]
     scanned: usize,
@@ -186,6 +191,8 @@ impl Framer {
             eof_fired: false,
             input: Input::Open,
             failed: None,
+            consumed: 0,
+            lent: Bytes::new(),
             #[cfg(test)]
             scanned: 0,
         })
@@ -233,6 +240,7 @@ impl Framer {
     /// [`Terminator::Count`] starts counting from its value. Fails with
     /// [`Misuse::EmptyDelimiter`], leaving the terminator unchanged.
     pub fn set_terminator(&mut self, terminator: impl Into<Terminator>) -> Result<(), Misuse> {
+        self.settle();
         let t = terminator.into();
         t.validate()?;
         if let (Terminator::Delimiter(new), Some(old)) = (&t, self.matcher.delimiter()) {
@@ -264,6 +272,7 @@ impl Framer {
     /// failed, bytes are dropped: nothing more will be framed.
     #[inline]
     pub fn feed(&mut self, data: &[u8]) -> Result<(), Misuse> {
+        self.settle();
         if self.input != Input::Open {
             return Err(Misuse::FeedAfterEof);
         }
@@ -288,6 +297,7 @@ impl Framer {
         reserve: usize,
         read: impl FnOnce(&mut BytesMut) -> R,
     ) -> Result<R, Misuse> {
+        self.settle();
         if self.input != Input::Open {
             return Err(Misuse::FeedAfterEof);
         }
@@ -325,6 +335,7 @@ impl Framer {
     /// streamed and not limited here.
     #[inline]
     pub fn poll_event(&mut self) -> Result<Option<Event>, PeerError> {
+        self.settle();
         let mut searched = None;
         if self.is_steady() && self.matcher.delimiter().is_some() {
             let found = self.find();
@@ -382,6 +393,7 @@ impl Framer {
     pub fn poll_frame(&mut self) -> Result<Option<Bytes>, PeerError> {
         // The common case, inlined into the caller so the frame stays in registers: a delimiter
         // found in a healthy framer.
+        self.settle();
         let mut searched = None;
         if self.is_steady() && self.matcher.delimiter().is_some() {
             let found = self.find();
@@ -393,6 +405,64 @@ impl Framer {
             searched = Some(found);
         }
         self.poll_frame_slow(searched)
+    }
+
+    /// Pulls the next whole frame as a slice of the receive buffer: no `Bytes`, no reference
+    /// count, no copy. For code that parses a frame in place and does not keep it (use
+    /// [`poll_frame`](Self::poll_frame) to keep frames); otherwise the same as `poll_frame`.
+    ///
+    /// The buffer space of frames taken this way is reclaimed by the next call of any other
+    /// method, once per read rather than once per frame: the fastest way to frame.
+    ///
+    /// ```
+    /// use asynchat_core::Framer;
+    ///
+    /// let mut framer = Framer::new("\r\n")?;
+    /// framer.feed(b"SET a 1\r\nGET a\r\n")?;
+    /// let mut verbs = Vec::new();
+    /// while let Some(line) = framer.poll_frame_ref()? {
+    ///     verbs.push(line.split(|b| *b == b' ').next().unwrap_or_default().to_vec());
+    /// }
+    /// assert_eq!(verbs, [b"SET".to_vec(), b"GET".to_vec()]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[inline]
+    pub fn poll_frame_ref(&mut self) -> Result<Option<&[u8]>, PeerError> {
+        let mut searched = None;
+        if self.is_steady() && self.matcher.delimiter().is_some() {
+            let start = self.consumed;
+            self.scan = self.scan.max(start);
+            let found = self.find();
+            if let Some(i) = found {
+                if (i - start) as u64 <= self.room() {
+                    self.consumed = i + self.delimiter_len();
+                    self.scan = self.consumed;
+                    return Ok(Some(&self.buf[start..i]));
+                }
+            }
+            searched = Some(found.map(|i| i - start));
+        }
+        self.settle();
+        match self.poll_frame_slow(searched)? {
+            Some(frame) => {
+                self.lent = frame;
+                Ok(Some(&self.lent))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Drops what [`poll_frame_ref`](Self::poll_frame_ref) has handed out.
+    #[inline(always)]
+    fn settle(&mut self) {
+        if self.consumed != 0 {
+            self.buf.advance(self.consumed);
+            self.scan = self.scan.saturating_sub(self.consumed);
+            self.consumed = 0;
+        }
+        if !self.lent.is_empty() {
+            self.lent = Bytes::new();
+        }
     }
 
     /// Everything but the common case. `searched` is the fast path's search result, if it made
@@ -434,6 +504,7 @@ impl Framer {
     ///
     /// A partial delimiter held back is included. The framer stays usable for bytes fed later.
     pub fn take_buffered(&mut self) -> Bytes {
+        self.settle();
         self.scan = 0;
         self.buf.split().freeze()
     }
@@ -441,7 +512,7 @@ impl Framer {
     /// Bytes received but not yet delivered.
     #[must_use]
     pub fn buffered_len(&self) -> usize {
-        self.buf.len()
+        self.buf.len() - self.consumed
     }
 
     /// Bytes of the current frame already delivered as [`Event::Data`].

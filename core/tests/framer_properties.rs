@@ -93,8 +93,13 @@ fn run_events(
     out
 }
 
-/// Runs the whole-frame API the same way.
-fn run_frames(first: &Terminator, schedule: &[Terminator], chunks: &[Vec<u8>]) -> Outcome {
+/// Runs the whole-frame API the same way, owned (`poll_frame`) or borrowed (`poll_frame_ref`).
+fn run_frames(
+    first: &Terminator,
+    schedule: &[Terminator],
+    chunks: &[Vec<u8>],
+    borrowed: bool,
+) -> Outcome {
     let mut f = Framer::new(first.clone()).unwrap().with_max_frame(1 << 20);
     let mut next = schedule.iter();
     let mut out = Outcome {
@@ -104,9 +109,14 @@ fn run_frames(first: &Terminator, schedule: &[Terminator], chunks: &[Vec<u8>]) -
         error: None,
     };
     let mut pull = |f: &mut Framer, out: &mut Outcome| loop {
-        match f.poll_frame() {
+        let polled = if borrowed {
+            f.poll_frame_ref().map(|o| o.map(<[u8]>::to_vec))
+        } else {
+            f.poll_frame().map(|o| o.map(|b| b.to_vec()))
+        };
+        match polled {
             Ok(Some(frame)) => {
-                out.frames.push(frame.to_vec());
+                out.frames.push(frame);
                 if let Some(t) = next.next() {
                     f.set_terminator(t.clone()).unwrap();
                 }
@@ -202,8 +212,9 @@ proptest! {
         cuts in prop::collection::vec(any::<usize>(), 0..30),
     ) {
         let want = model(&first, &schedule, &data);
-        let got = run_frames(&first, &schedule, &chunking(&data, &cuts));
-        prop_assert_eq!(got, want);
+        let chunks = chunking(&data, &cuts);
+        prop_assert_eq!(&run_frames(&first, &schedule, &chunks, false), &want);
+        prop_assert_eq!(&run_frames(&first, &schedule, &chunks, true), &want);
     }
 
     #[test]
@@ -238,7 +249,7 @@ proptest! {
             match op {
                 0 | 1 => { if f.feed(&bytes).is_ok() { fed += bytes.len(); } }
                 2 => { let _ = f.poll_event(); }
-                3 => { let _ = f.poll_frame(); }
+                3 => { let _ = f.poll_frame(); let _ = f.poll_frame_ref(); }
                 4 => { f.set_terminator(t).unwrap(); }
                 5 => { if bytes.len() % 7 == 0 { f.feed_eof(); } }
                 _ => { fed -= f.take_buffered().len().min(fed); }

@@ -406,3 +406,33 @@ fn a_count_beyond_4_gib_streams_in_bounded_memory() {
         })
     );
 }
+
+#[test]
+fn borrowed_frames_reclaim_space_once_per_read_and_mix_with_other_calls() {
+    let mut f = Framer::new("\r\n").unwrap();
+    f.feed(b"one\r\ntwo\r\nthr").unwrap();
+    assert_eq!(f.poll_frame_ref().unwrap(), Some(&b"one"[..]));
+    assert_eq!(f.poll_frame_ref().unwrap(), Some(&b"two"[..]));
+    assert_eq!(f.poll_frame_ref().unwrap(), None);
+    assert_eq!(
+        f.buffered_len(),
+        3,
+        "only the partial frame counts as buffered"
+    );
+    f.feed(b"ee\r\n5\r\nhello").unwrap();
+    assert_eq!(f.consumed, 0, "feeding reclaims what was lent");
+    assert_eq!(f.poll_frame_ref().unwrap(), Some(&b"three"[..]));
+    assert_eq!(f.poll_frame().unwrap(), Some(Bytes::from("5")));
+    f.set_terminator(5u64).unwrap();
+    // Counted frames come through the slow path, lent from an owned frame.
+    assert_eq!(f.poll_frame_ref().unwrap(), Some(&b"hello"[..]));
+    assert_eq!(f.take_buffered(), Bytes::new());
+    // Limits apply the same way.
+    let mut f = Framer::new("\n").unwrap().with_max_frame(3);
+    f.feed(b"abc\nabcd\n").unwrap();
+    assert_eq!(f.poll_frame_ref().unwrap(), Some(&b"abc"[..]));
+    assert_eq!(
+        f.poll_frame_ref(),
+        Err(PeerError::FrameTooLong { limit: 3 })
+    );
+}
