@@ -273,11 +273,17 @@ impl Config {
 
 /// The default collector: one `Bytes` kept as it is (zero-copy), concatenated only when a frame
 /// came in several pieces.
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct Incoming {
     first: Option<Bytes>,
     rest: BytesMut,
     len: usize,
+}
+
+impl fmt::Debug for Incoming {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Incoming").field("len", &self.len).finish()
+    }
 }
 
 impl Incoming {

@@ -144,7 +144,7 @@ enum Input {
 /// assert_eq!(framer.poll_event()?, Some(Event::End { unterminated: 0 }));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Framer {
     buf: BytesMut,
     matcher: Matcher,
@@ -170,6 +170,21 @@ pub struct Framer {
     /// Bytes handed to the searcher, to prove in tests that nothing is scanned twice.
     #[cfg(test)]
     scanned: usize,
+}
+
+/// Sizes and state only: the buffer may hold tens of KiB of a peer's bytes.
+impl std::fmt::Debug for Framer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Framer")
+            .field("terminator", &self.terminator())
+            .field("buffered", &self.buffered_len())
+            .field("frame_len", &self.frame_len)
+            .field("max_frame", &self.max_frame)
+            .field("policy", &self.policy)
+            .field("input", &self.input)
+            .field("failed", &self.failed)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Framer {

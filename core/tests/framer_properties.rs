@@ -33,7 +33,7 @@ fn chunking(data: &[u8], cuts: &[usize]) -> Vec<Vec<u8>> {
 }
 
 /// What the protocol sees: the frames (content between terminators), and how the stream ended.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Default, PartialEq, Eq)]
 struct Outcome {
     frames: Vec<Vec<u8>>,
     unterminated: Vec<u8>,
@@ -52,12 +52,7 @@ fn run_events(
         .unwrap()
         .with_max_frame(max_frame);
     let mut next = schedule.iter();
-    let mut out = Outcome {
-        frames: Vec::new(),
-        unterminated: Vec::new(),
-        end: None,
-        error: None,
-    };
+    let mut out = Outcome::default();
     let mut pull = |f: &mut Framer, out: &mut Outcome| loop {
         match f.poll_event() {
             Ok(Some(Event::Data(d))) => {
@@ -102,12 +97,7 @@ fn run_frames(
 ) -> Outcome {
     let mut f = Framer::new(first.clone()).unwrap().with_max_frame(1 << 20);
     let mut next = schedule.iter();
-    let mut out = Outcome {
-        frames: Vec::new(),
-        unterminated: Vec::new(),
-        end: None,
-        error: None,
-    };
+    let mut out = Outcome::default();
     let mut pull = |f: &mut Framer, out: &mut Outcome| loop {
         let polled = if borrowed {
             f.poll_frame_ref().map(|o| o.map(<[u8]>::to_vec))
