@@ -1,8 +1,45 @@
-//! `asynchat-mio`: drives an [`asynchat_core::Chat`] on mio.
+//! # asynchat-mio
 //!
-//! **Not implemented yet.** This crate holds its place in the workspace layout of `DESIGN.md`; the
-//! driver itself is the subject of issue 3. Until then it only re-exports the core so that the
-//! dependency graph (drivers → core) is already the final one.
-#![forbid(unsafe_code)]
+//! Python's `asyncore.loop()` reborn on mio, driving [`asynchat_core::Chat`] connections: a
+//! protocol written against `asynchat-core` runs here unchanged.
+//!
+//! ```no_run
+//! use asynchat_core::{Bytes, Context, Protocol, Terminator};
+//! use asynchat_mio::EventLoop;
+//!
+//! struct Echo;
+//! impl Protocol for Echo {
+//!     fn first_terminator(&self) -> Terminator { "\n".into() }
+//!     fn found_terminator(&mut self, ctx: &mut Context<'_>, line: Bytes) {
+//!         ctx.push(line);
+//!         ctx.push("\n");
+//!     }
+//! }
+//!
+//! let mut event_loop = EventLoop::new()?;
+//! let bound = event_loop.listen("127.0.0.1:7000".parse().unwrap(), |_| Echo)?;
+//! println!("echo on {}", bound.addr);
+//! event_loop.run()?;
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! | asyncore | here |
+//! |---|---|
+//! | `loop()` / `loop(count=1)` | [`EventLoop::run`] / [`EventLoop::run_once`] |
+//! | `dispatcher` + `listen` + `handle_accepted` | [`EventLoop::listen`] with a protocol factory |
+//! | `dispatcher.connect` + `handle_connect` | [`EventLoop::connect`]; failure reaches `Protocol::closed` as a typed I/O error |
+//! | a `SOCK_DGRAM` dispatcher | [`EventLoop::bind_udp`] |
+//! | (missing: cross-thread wake-up) | [`Handle`]: push, close, shut down or stop from anywhere |
+//!
+//! Work in progress (issue 3): the raw dispatcher trait, pipes and stdin/stdout
+//! (`file_dispatcher`), and N loops sharing a port with `SO_REUSEPORT` are not written yet.
+#![deny(unsafe_op_in_unsafe_fn)]
 
-pub use asynchat_core as core;
+mod conn;
+mod event_loop;
+mod handle;
+mod io;
+mod udp;
+
+pub use event_loop::{Accepted, Bound, EventLoop};
+pub use handle::{ConnId, Handle};

@@ -1,8 +1,55 @@
 //! `asynchat-tests`: the conformance and fault suite every driver must pass.
 //!
-//! **Not implemented yet**: the suite arrives with the mio driver (issue 3) and the tokio and smol
-//! drivers add themselves to it (issue 4). The sans-IO core is tested in `core/` (unit tests,
-//! property tests and the differential test against Python's `asynchat`).
+//! The scenarios ([`scenarios`]) are written once, generic over a [`Driver`]; each driver crate's
+//! test file instantiates them all with [`conformance_suite!`], so the same test code runs on
+//! every driver. A driver that cannot honour a scenario must say so in its test file, with the
+//! reason, rather than leave it out silently.
+//!
+//! Every scenario talks to a real server over loopback sockets on 127.0.0.1 and ephemeral
+//! ports, bounds every blocking call with a timeout, and stops its server when it ends.
 #![forbid(unsafe_code)]
 
-pub use asynchat_core as core;
+pub mod driver;
+pub mod peer;
+pub mod probe;
+pub mod scenarios;
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+
+pub use driver::{Driver, Mio, Server};
+
+/// 127.0.0.1 with an ephemeral port.
+pub const LOCALHOST: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0));
+
+/// Instantiates every scenario as a `#[test]` for a driver type.
+#[macro_export]
+macro_rules! conformance_suite {
+    ($driver:ty) => {
+        $crate::conformance_suite!(@tests $driver;
+            delimiter_split_across_writes,
+            delimiters_one_byte_per_write,
+            ten_thousand_pipelined_frames,
+            count_across_reads_and_switch,
+            eof_terminator,
+            push_64_mib_intact,
+            close_when_done_flushes_to_a_slow_reader,
+            half_close_keeps_queued_output,
+            peer_reset_mid_write,
+            connect_refused_is_a_typed_error,
+            over_long_frame_closes_only_its_connection,
+            idle_timeout_closes_only_the_idle_connection,
+            flood_without_reading_is_bounded,
+            udp_echo_1000_datagrams,
+            handle_pushes_from_another_thread,
+            greeting_on_connect,
+        );
+    };
+    (@tests $driver:ty; $($name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                $crate::scenarios::$name::<$driver>();
+            }
+        )*
+    };
+}

@@ -1,0 +1,236 @@
+//! A stream connection in the loop: a `Chat` and its socket.
+
+use std::io;
+use std::time::{Duration, Instant};
+
+use asynchat_core::{Bytes, Chat, Protocol};
+use mio::{Interest, Registry, Token};
+
+use crate::io::{drain, read_ready, write_ready, ReadEnd, StreamIo};
+
+/// After a graceful close the socket is shut down for writing and its input drained for at most
+/// this long, so that unread input does not make the kernel reset the connection (which can
+/// destroy the reply in flight) — Apache's "lingering close".
+pub(crate) const LINGER: Duration = Duration::from_secs(2);
+
+/// What the loop can ask of an entry, whatever its protocol and socket types.
+pub(crate) trait Entry {
+    fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()>;
+    fn deregister(&mut self, registry: &Registry);
+    /// The socket is ready (`readable`/`writable`), or the loop wants the entry re-driven.
+    fn on_ready(&mut self, cx: &mut Cx<'_>, readable: bool, writable: bool);
+    fn on_timeout(&mut self, cx: &mut Cx<'_>);
+    fn on_push(&mut self, cx: &mut Cx<'_>, data: Bytes);
+    fn on_close(&mut self, cx: &mut Cx<'_>, graceful: bool);
+    /// The earliest time the entry wants `on_timeout`.
+    fn deadline(&self) -> Option<Instant>;
+    /// Nothing more to do: the loop deregisters and drops it.
+    fn is_finished(&self) -> bool;
+}
+
+/// What an entry gets from the loop while handling an event.
+pub(crate) struct Cx<'a> {
+    pub(crate) now: Instant,
+    pub(crate) registry: &'a Registry,
+    pub(crate) token: Token,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Connecting,
+    Live,
+    /// Closed gracefully, write side shut down, draining input until EOF or the deadline.
+    Lingering(Instant),
+    Finished,
+}
+
+pub(crate) struct StreamConn<P, S> {
+    chat: Chat<P>,
+    io: S,
+    phase: Phase,
+    /// Whether the socket is registered for writability (only while output is pending).
+    write_registered: bool,
+}
+
+impl<P: Protocol, S: StreamIo> StreamConn<P, S> {
+    /// An accepted connection: the chat is connected at once.
+    pub(crate) fn accepted(mut chat: Chat<P>, io: S, now: Instant) -> Self {
+        chat.handle_connected(now);
+        Self {
+            chat,
+            io,
+            phase: Phase::Live,
+            write_registered: false,
+        }
+    }
+
+    /// A client whose connect is in progress.
+    pub(crate) fn connecting(chat: Chat<P>, io: S) -> Self {
+        Self {
+            chat,
+            io,
+            phase: Phase::Connecting,
+            write_registered: true,
+        }
+    }
+
+    fn interest(&self) -> Interest {
+        if self.write_registered {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        }
+    }
+
+    /// Moves bytes both ways until nothing more moves, then settles registration and closing.
+    fn drive(&mut self, cx: &mut Cx<'_>) {
+        loop {
+            let (written, _) = match write_ready(&mut self.chat, &mut self.io) {
+                Ok(w) => w,
+                Err(e) => {
+                    self.chat.handle_error(e);
+                    break;
+                }
+            };
+            let (read, end) = match read_ready(&mut self.chat, &mut self.io, cx.now) {
+                Ok(r) => r,
+                Err(e) => {
+                    self.chat.handle_error(e);
+                    break;
+                }
+            };
+            if self.chat.is_closed() {
+                break;
+            }
+            // Reading can queue output and writing can lift backpressure: go round again until
+            // neither moves a byte (edge-triggered readiness will not tell us again).
+            let eof_with_output = end == ReadEnd::Eof && self.chat.interest().writable;
+            if written == 0 && read == 0 && !eof_with_output {
+                break;
+            }
+        }
+        self.settle(cx);
+    }
+
+    /// After I/O: registers write interest only while output is pending, and closes.
+    fn settle(&mut self, cx: &mut Cx<'_>) {
+        if self.chat.is_closed() && matches!(self.phase, Phase::Live | Phase::Connecting) {
+            let graceful = self.chat.close_reason().is_some_and(|r| r.is_graceful());
+            self.phase = Phase::Finished;
+            if graceful && self.io.shutdown_write().is_ok() && !drain(&mut self.io) {
+                self.phase = Phase::Lingering(cx.now + LINGER);
+            }
+        }
+        let want_write = match self.phase {
+            Phase::Connecting => true,
+            Phase::Live => self.chat.interest().writable,
+            Phase::Lingering(_) | Phase::Finished => false,
+        };
+        if want_write != self.write_registered && self.phase != Phase::Finished {
+            self.write_registered = want_write;
+            let interest = self.interest();
+            if let Err(e) = cx.registry.reregister(&mut self.io, cx.token, interest) {
+                self.chat.handle_error(e);
+                self.phase = Phase::Finished;
+            }
+        }
+    }
+
+    fn finish_connect(&mut self, cx: &mut Cx<'_>) {
+        match self.io.connect_result() {
+            Ok(true) => {
+                self.phase = Phase::Live;
+                self.chat.handle_connected(cx.now);
+            }
+            Ok(false) => {}
+            Err(e) => {
+                self.chat.handle_error(e);
+                self.phase = Phase::Finished;
+            }
+        }
+    }
+}
+
+impl<P: Protocol, S: StreamIo> Entry for StreamConn<P, S> {
+    fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+        let interest = self.interest();
+        registry.register(&mut self.io, token, interest)
+    }
+
+    fn deregister(&mut self, registry: &Registry) {
+        // The socket is about to be dropped, which removes it from epoll anyway.
+        let _ = registry.deregister(&mut self.io);
+    }
+
+    fn on_ready(&mut self, cx: &mut Cx<'_>, readable: bool, writable: bool) {
+        match self.phase {
+            Phase::Connecting => {
+                if readable || writable {
+                    self.finish_connect(cx);
+                }
+                if self.phase == Phase::Live {
+                    self.drive(cx);
+                } else {
+                    self.settle(cx);
+                }
+            }
+            Phase::Live => self.drive(cx),
+            Phase::Lingering(_) => {
+                if drain(&mut self.io) {
+                    self.phase = Phase::Finished;
+                }
+            }
+            Phase::Finished => {}
+        }
+    }
+
+    fn on_timeout(&mut self, cx: &mut Cx<'_>) {
+        match self.phase {
+            Phase::Lingering(at) if at <= cx.now => self.phase = Phase::Finished,
+            Phase::Live | Phase::Connecting => {
+                self.chat.handle_timeout(cx.now);
+                if self.phase == Phase::Live {
+                    self.drive(cx);
+                } else {
+                    self.settle(cx);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_push(&mut self, cx: &mut Cx<'_>, data: Bytes) {
+        if matches!(self.phase, Phase::Live | Phase::Connecting) {
+            self.chat.with_context(cx.now, |_, ctx| ctx.push(data));
+            self.on_ready(cx, false, false);
+        }
+    }
+
+    fn on_close(&mut self, cx: &mut Cx<'_>, graceful: bool) {
+        if !matches!(self.phase, Phase::Live | Phase::Connecting) {
+            return;
+        }
+        if graceful {
+            self.chat.close_when_done();
+        } else {
+            self.chat.close();
+        }
+        if self.phase == Phase::Live {
+            self.drive(cx);
+        } else {
+            self.settle(cx);
+        }
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::Lingering(at) => Some(at),
+            Phase::Finished => None,
+            Phase::Connecting | Phase::Live => self.chat.poll_timeout(),
+        }
+    }
+
+    fn is_finished(&self) -> bool {
+        self.phase == Phase::Finished
+    }
+}

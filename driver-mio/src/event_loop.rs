@@ -1,0 +1,556 @@
+//! The reactor: asyncore's `loop()`, on mio, with deadlines and a cross-thread handle.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use asynchat_core::{Chat, Config, DatagramChat, DatagramProtocol, Protocol};
+use mio::net::{TcpListener, TcpStream, UdpSocket};
+use mio::{Events, Interest, Poll, Token, Waker};
+use slab::Slab;
+use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
+
+use crate::conn::{Cx, Entry, StreamConn};
+use crate::handle::{Command, ConnId, Handle, Shared};
+use crate::udp::UdpEntry;
+
+const WAKER: Token = Token(usize::MAX);
+/// Backlog of listening sockets (the kernel caps it at `net.core.somaxconn`).
+const BACKLOG: i32 = 1024;
+/// First pause after `accept` fails for lack of file descriptors; doubles up to [`MAX_BACKOFF`].
+const MIN_BACKOFF: Duration = Duration::from_millis(10);
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// A new connection, as seen by a listener's factory.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Accepted {
+    /// The connection's id, for [`Handle`] commands.
+    pub id: ConnId,
+    /// The peer's address.
+    pub peer: SocketAddr,
+    /// A handle on the loop, to reach this or other connections later.
+    pub handle: Handle,
+}
+
+/// A socket bound by [`EventLoop::listen`] or [`EventLoop::bind_udp`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Bound {
+    /// Its id: [`Handle::close`] stops it.
+    pub id: ConnId,
+    /// The address it is bound to (with the port the system chose, if 0 was asked for).
+    pub addr: SocketAddr,
+}
+
+type MakeConn = Box<dyn FnMut(Accepted, TcpStream, Instant) -> Option<Box<dyn Entry>>>;
+
+struct Listener {
+    socket: TcpListener,
+    make: MakeConn,
+    /// Accepting is paused until then, after running out of file descriptors.
+    paused_until: Option<Instant>,
+    backoff: Duration,
+}
+
+enum Kind {
+    Listener(Listener),
+    Entry(Box<dyn Entry>),
+}
+
+struct Slot {
+    generation: u64,
+    /// The deadline last put in the heap for this slot.
+    scheduled: Option<Instant>,
+    kind: Kind,
+}
+
+/// One thread's event loop: listeners, connections and UDP endpoints on one `mio::Poll`.
+///
+/// As asyncore's `loop()`: [`run`](Self::run) until nothing is left (or [`Handle::stop`]), or
+/// [`run_once`](Self::run_once) for one turn. To embed it in a program with its own loop, wait
+/// for the loop's file descriptor ([`AsRawFd`]) to be readable, then call `run_once` with a zero
+/// timeout; [`next_deadline`](Self::next_deadline) says when it must run at the latest.
+///
+/// Readiness is edge-triggered: each socket is read until `WouldBlock` straight into its framer's
+/// buffer and written with `writev` until `WouldBlock`; write interest is registered only while
+/// output is pending; a connection above its output high water mark is not read until it drains.
+/// Deadlines of every connection live in one heap, so a turn costs O(events + expired timers).
+pub struct EventLoop {
+    poll: Poll,
+    events: Events,
+    slots: Slab<Slot>,
+    timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
+    shared: Arc<Shared>,
+    next_generation: u64,
+    config: Config,
+    /// Slots holding listeners, to resume paused ones without scanning every connection.
+    listeners: Vec<usize>,
+    shutting_down: bool,
+}
+
+impl fmt::Debug for EventLoop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventLoop")
+            .field("entries", &self.slots.len())
+            .field("timers", &self.timers.len())
+            .field("shutting_down", &self.shutting_down)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AsRawFd for EventLoop {
+    fn as_raw_fd(&self) -> RawFd {
+        self.poll.as_raw_fd()
+    }
+}
+
+/// A non-blocking listening socket with `SO_REUSEADDR` (as asyncore's `set_reuse_addr`), and
+/// `SO_REUSEPORT` when several loops share the port.
+pub(crate) fn bind_listener(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
+    let socket = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM,
+        Some(SockProtocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    Ok(TcpListener::from_std(socket.into()))
+}
+
+impl EventLoop {
+    /// A loop whose connections use the default [`Config`].
+    pub fn new() -> io::Result<Self> {
+        Self::with_config(Config::default())
+    }
+
+    /// A loop whose connections use `config` (limits, water marks, idle timeout).
+    pub fn with_config(config: Config) -> io::Result<Self> {
+        let poll = Poll::new()?;
+        let waker = Waker::new(poll.registry(), WAKER)?;
+        Ok(Self {
+            poll,
+            events: Events::with_capacity(1024),
+            slots: Slab::new(),
+            timers: BinaryHeap::new(),
+            shared: Arc::new(Shared::new(waker)),
+            next_generation: 0,
+            config,
+            listeners: Vec::new(),
+            shutting_down: false,
+        })
+    }
+
+    /// A handle to reach this loop from anywhere.
+    #[must_use]
+    pub fn handle(&self) -> Handle {
+        Handle {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Listeners, connections and endpoints in the loop.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Whether nothing is left in the loop.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Listens on `addr`; each accepted connection runs the protocol `factory` makes for it
+    /// (asyncore's `handle_accepted`). `SO_REUSEADDR` is set.
+    pub fn listen<P, F>(&mut self, addr: SocketAddr, factory: F) -> io::Result<Bound>
+    where
+        P: Protocol + 'static,
+        F: FnMut(&Accepted) -> P + 'static,
+    {
+        let socket = bind_listener(addr, false)?;
+        self.add_listener(socket, factory)
+    }
+
+    pub(crate) fn add_listener<P, F>(
+        &mut self,
+        socket: TcpListener,
+        mut factory: F,
+    ) -> io::Result<Bound>
+    where
+        P: Protocol + 'static,
+        F: FnMut(&Accepted) -> P + 'static,
+    {
+        let addr = socket.local_addr()?;
+        let config = self.config.clone();
+        let make: MakeConn = Box::new(move |accepted, stream, now| {
+            // A protocol whose first terminator is invalid cannot run: the connection is dropped.
+            let chat = Chat::with_config(factory(&accepted), &config).ok()?;
+            Some(Box::new(StreamConn::accepted(chat, stream, now)))
+        });
+        let mut listener = Listener {
+            socket,
+            make,
+            paused_until: None,
+            backoff: MIN_BACKOFF,
+        };
+        let key = self.slots.vacant_key();
+        self.poll
+            .registry()
+            .register(&mut listener.socket, Token(key), Interest::READABLE)?;
+        let id = self.insert(Kind::Listener(listener));
+        self.listeners.push(id.key);
+        Ok(Bound { id, addr })
+    }
+
+    /// Connects to `addr` with `protocol` as a client. The connect completes in the loop; if it
+    /// fails (refused, unreachable...) the protocol's `closed` gets
+    /// [`CloseReason::Io`](asynchat_core::CloseReason::Io) with the error. A failure before any
+    /// socket exists is also returned here.
+    pub fn connect<P: Protocol + 'static>(
+        &mut self,
+        addr: SocketAddr,
+        protocol: P,
+    ) -> io::Result<ConnId> {
+        let mut chat = Chat::with_config(protocol, &self.config)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let stream = match TcpStream::connect(addr) {
+            Ok(s) => s,
+            Err(e) => {
+                let kind = e.kind();
+                let text = e.to_string();
+                chat.handle_error(e);
+                return Err(io::Error::new(kind, text));
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let entry = Box::new(StreamConn::connecting(chat, stream));
+        self.add_entry(entry)
+    }
+
+    /// Binds a UDP endpoint running `protocol`.
+    pub fn bind_udp<P: DatagramProtocol + 'static>(
+        &mut self,
+        addr: SocketAddr,
+        protocol: P,
+    ) -> io::Result<Bound> {
+        let socket = UdpSocket::bind(addr)?;
+        let addr = socket.local_addr()?;
+        let id = self.add_entry(Box::new(UdpEntry::new(DatagramChat::new(protocol), socket)))?;
+        Ok(Bound { id, addr })
+    }
+
+    fn add_entry(&mut self, mut entry: Box<dyn Entry>) -> io::Result<ConnId> {
+        let key = self.slots.vacant_key();
+        entry.register(self.poll.registry(), Token(key))?;
+        let id = self.insert(Kind::Entry(entry));
+        // Drive it once: `connected` may have queued a greeting, and an edge-triggered socket
+        // will not report readiness that already existed.
+        self.with_entry(key, None, Instant::now(), |e, cx| {
+            e.on_ready(cx, false, false)
+        });
+        Ok(id)
+    }
+
+    fn insert(&mut self, kind: Kind) -> ConnId {
+        self.next_generation += 1;
+        let generation = self.next_generation;
+        let key = self.slots.insert(Slot {
+            generation,
+            scheduled: None,
+            kind,
+        });
+        ConnId { key, generation }
+    }
+
+    /// Runs until nothing is left in the loop, [`Handle::stop`] is called, or a poll error.
+    pub fn run(&mut self) -> io::Result<()> {
+        while !self.slots.is_empty() && !self.shared.stop_requested() {
+            self.run_once(None)?;
+        }
+        Ok(())
+    }
+
+    /// One turn: waits for readiness at most `timeout` (and no later than the next deadline),
+    /// then handles what is ready, the handle's commands and the expired deadlines.
+    pub fn run_once(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        let now = Instant::now();
+        let until_deadline = self
+            .next_deadline()
+            .map(|at| at.saturating_duration_since(now));
+        let wait = match (timeout, until_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        match self.poll.poll(&mut self.events, wait) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+        let now = Instant::now();
+        let ready: Vec<(usize, bool, bool)> = self
+            .events
+            .iter()
+            .map(|e| {
+                // Hang-ups and errors are discovered by reading and writing.
+                let readable = e.is_readable() || e.is_read_closed() || e.is_error();
+                let writable = e.is_writable() || e.is_write_closed() || e.is_error();
+                (e.token().0, readable, writable)
+            })
+            .collect();
+        for (key, readable, writable) in ready {
+            if key == WAKER.0 {
+                continue;
+            }
+            self.dispatch(key, readable, writable, now);
+        }
+        self.run_commands(now);
+        self.fire_timers(now);
+        Ok(())
+    }
+
+    /// The earliest deadline of any connection (or of a paused listener).
+    #[must_use]
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((at, _, _))| *at)
+    }
+
+    fn dispatch(&mut self, key: usize, readable: bool, writable: bool, now: Instant) {
+        match self.slots.get_mut(key).map(|s| &mut s.kind) {
+            Some(Kind::Listener(_)) => self.accept(key, now),
+            Some(Kind::Entry(_)) => {
+                self.with_entry(key, None, now, |e, cx| e.on_ready(cx, readable, writable));
+            }
+            None => {}
+        }
+    }
+
+    fn accept(&mut self, key: usize, now: Instant) {
+        loop {
+            let Some(Slot {
+                kind: Kind::Listener(listener),
+                ..
+            }) = self.slots.get_mut(key)
+            else {
+                return;
+            };
+            if listener.paused_until.is_some_and(|at| at > now) {
+                return;
+            }
+            listener.paused_until = None;
+            match listener.socket.accept() {
+                Ok((stream, peer)) => {
+                    listener.backoff = MIN_BACKOFF;
+                    self.add_accepted(key, stream, peer, now);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+                    ) => {}
+                Err(e) => {
+                    // Out of descriptors (EMFILE/ENFILE) or another failure: retrying at once
+                    // would spin at 100 % CPU (asyncore did). Pause, keep serving the open
+                    // connections, and retry after a growing delay or as soon as one closes.
+                    let _ = e;
+                    let at = now + listener.backoff;
+                    listener.backoff = (listener.backoff * 2).min(MAX_BACKOFF);
+                    listener.paused_until = Some(at);
+                    self.schedule(key, Some(at));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn add_accepted(
+        &mut self,
+        listener_key: usize,
+        stream: TcpStream,
+        peer: SocketAddr,
+        now: Instant,
+    ) {
+        let _ = stream.set_nodelay(true);
+        let key = self.slots.vacant_key();
+        let id = ConnId {
+            key,
+            generation: self.next_generation + 1,
+        };
+        let accepted = Accepted {
+            id,
+            peer,
+            handle: self.handle(),
+        };
+        let Some(Slot {
+            kind: Kind::Listener(listener),
+            ..
+        }) = self.slots.get_mut(listener_key)
+        else {
+            return;
+        };
+        let Some(entry) = (listener.make)(accepted, stream, now) else {
+            return;
+        };
+        if let Ok(id2) = self.add_entry(entry) {
+            debug_assert_eq!(id, id2, "the slab hands out its vacant key");
+        }
+    }
+
+    fn run_commands(&mut self, now: Instant) {
+        for command in self.shared.take_commands() {
+            match command {
+                Command::Push(id, data) => {
+                    self.with_entry(id.key, Some(id.generation), now, |e, cx| {
+                        e.on_push(cx, data)
+                    });
+                }
+                Command::CloseWhenDone(id) => self.close(id, true, now),
+                Command::Close(id) => self.close(id, false, now),
+                Command::Shutdown => self.shutdown(now),
+                Command::Stop => {}
+            }
+        }
+    }
+
+    /// Runs `f` on the entry in slot `key` (of generation `generation`, if given), then keeps
+    /// the loop's view of it (deadline, removal) up to date. `false` if there is no such entry.
+    fn with_entry(
+        &mut self,
+        key: usize,
+        generation: Option<u64>,
+        now: Instant,
+        f: impl FnOnce(&mut dyn Entry, &mut Cx<'_>),
+    ) -> bool {
+        match self.slots.get_mut(key) {
+            Some(Slot {
+                generation: g,
+                kind: Kind::Entry(entry),
+                ..
+            }) if generation.is_none_or(|want| want == *g) => {
+                let mut cx = Cx {
+                    now,
+                    registry: self.poll.registry(),
+                    token: Token(key),
+                };
+                f(entry.as_mut(), &mut cx);
+            }
+            _ => return false,
+        }
+        self.after(key);
+        true
+    }
+
+    fn close(&mut self, id: ConnId, graceful: bool, now: Instant) {
+        let is_listener = matches!(
+            self.slots.get(id.key),
+            Some(Slot { generation, kind: Kind::Listener(_), .. }) if *generation == id.generation
+        );
+        if is_listener {
+            self.remove(id.key);
+            return;
+        }
+        self.with_entry(id.key, Some(id.generation), now, |e, cx| {
+            e.on_close(cx, graceful)
+        });
+    }
+
+    fn shutdown(&mut self, now: Instant) {
+        self.shutting_down = true;
+        let keys: Vec<(usize, u64)> = self.slots.iter().map(|(k, s)| (k, s.generation)).collect();
+        for (key, generation) in keys {
+            self.close(ConnId { key, generation }, true, now);
+        }
+    }
+
+    fn fire_timers(&mut self, now: Instant) {
+        while let Some(&Reverse((at, key, generation))) = self.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(slot) = self.slots.get_mut(key) else {
+                continue;
+            };
+            if slot.generation != generation || slot.scheduled != Some(at) {
+                continue; // stale: rescheduled or a newer occupant of the slot
+            }
+            slot.scheduled = None;
+            if matches!(slot.kind, Kind::Listener(_)) {
+                self.accept(key, now);
+            } else {
+                self.with_entry(key, None, now, |e, cx| e.on_timeout(cx));
+            }
+        }
+    }
+
+    /// After an entry handled something: remove it if finished, else keep its deadline in the heap.
+    fn after(&mut self, key: usize) {
+        let Some(Slot {
+            kind: Kind::Entry(entry),
+            ..
+        }) = self.slots.get(key)
+        else {
+            return;
+        };
+        if entry.is_finished() {
+            self.remove(key);
+            return;
+        }
+        let deadline = entry.deadline();
+        self.schedule(key, deadline);
+    }
+
+    fn schedule(&mut self, key: usize, deadline: Option<Instant>) {
+        let Some(slot) = self.slots.get_mut(key) else {
+            return;
+        };
+        if slot.scheduled != deadline {
+            slot.scheduled = deadline;
+            if let Some(at) = deadline {
+                self.timers.push(Reverse((at, key, slot.generation)));
+            }
+        }
+    }
+
+    fn remove(&mut self, key: usize) {
+        if !self.slots.contains(key) {
+            return;
+        }
+        let slot = self.slots.remove(key);
+        match slot.kind {
+            Kind::Listener(mut l) => {
+                let _ = self.poll.registry().deregister(&mut l.socket);
+                self.listeners.retain(|k| *k != key);
+            }
+            Kind::Entry(mut entry) => {
+                entry.deregister(self.poll.registry());
+                drop(entry);
+                // A descriptor was freed: listeners paused for lack of them may accept again.
+                let now = Instant::now();
+                for k in self.listeners.clone() {
+                    if let Some(Slot {
+                        kind: Kind::Listener(l),
+                        ..
+                    }) = self.slots.get_mut(k)
+                    {
+                        if l.paused_until.is_some() {
+                            l.paused_until = Some(now);
+                            self.schedule(k, Some(now));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

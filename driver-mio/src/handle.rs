@@ -1,0 +1,110 @@
+//! Reaching a loop from outside it: another connection's callback or another thread.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use bytes::Bytes;
+use mio::Waker;
+
+/// Names one connection (or listener, or UDP endpoint) of one [`EventLoop`](crate::EventLoop).
+///
+/// It carries a generation as well as a slot number, so an id kept after its connection closed
+/// never reaches the connection that later takes the same slot (asyncore delivered events to
+/// the wrong dispatcher when a file descriptor was reused, bpo-30931).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnId {
+    pub(crate) key: usize,
+    pub(crate) generation: u64,
+}
+
+pub(crate) enum Command {
+    Push(ConnId, Bytes),
+    CloseWhenDone(ConnId),
+    Close(ConnId),
+    Shutdown,
+    Stop,
+}
+
+pub(crate) struct Shared {
+    queue: Mutex<VecDeque<Command>>,
+    waker: Waker,
+    stop: AtomicBool,
+}
+
+impl Shared {
+    pub(crate) fn new(waker: Waker) -> Self {
+        Self {
+            queue: Mutex::new(VecDeque::new()),
+            waker,
+            stop: AtomicBool::new(false),
+        }
+    }
+
+    pub(crate) fn take_commands(&self) -> VecDeque<Command> {
+        // A panic elsewhere while holding the lock leaves a queue that is still consistent.
+        std::mem::take(&mut *self.queue.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    pub(crate) fn stop_requested(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+}
+
+/// A `Send + Clone` handle on an [`EventLoop`](crate::EventLoop): push bytes to a connection,
+/// close it, or stop the loop, from another connection's callback or from another thread.
+///
+/// Commands are queued and the loop is woken (a mio `Waker`); they run in the order they were
+/// sent, on the loop's thread, at its next turn.
+#[derive(Clone)]
+pub struct Handle {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handle").finish_non_exhaustive()
+    }
+}
+
+impl Handle {
+    fn send(&self, command: Command) -> io::Result<()> {
+        self.shared
+            .queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push_back(command);
+        self.shared.waker.wake()
+    }
+
+    /// Queues `data` on connection `id`, as its protocol's `ctx.push` would. Ignored if the
+    /// connection has closed.
+    pub fn push(&self, id: ConnId, data: impl Into<Bytes>) -> io::Result<()> {
+        self.send(Command::Push(id, data.into()))
+    }
+
+    /// Flushes connection `id`, then closes it.
+    pub fn close_when_done(&self, id: ConnId) -> io::Result<()> {
+        self.send(Command::CloseWhenDone(id))
+    }
+
+    /// Closes connection `id` now, dropping its queued output.
+    pub fn close(&self, id: ConnId) -> io::Result<()> {
+        self.send(Command::Close(id))
+    }
+
+    /// Graceful shutdown: stops accepting, flushes and closes every connection, and makes
+    /// [`EventLoop::run`](crate::EventLoop::run) return once all are gone.
+    pub fn shutdown(&self) -> io::Result<()> {
+        self.send(Command::Shutdown)
+    }
+
+    /// Makes [`EventLoop::run`](crate::EventLoop::run) return at its next turn, leaving
+    /// connections as they are.
+    pub fn stop(&self) -> io::Result<()> {
+        self.shared.stop.store(true, Ordering::Release);
+        self.send(Command::Stop)
+    }
+}

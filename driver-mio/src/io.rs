@@ -1,0 +1,140 @@
+//! Moving bytes between a non-blocking stream and a `Chat`: reads straight into the framer's
+//! buffer until `WouldBlock`, vectored writes from the outbox until `WouldBlock`, `EINTR` retried.
+
+use std::io::{self, IoSlice, Write};
+use std::net::Shutdown;
+use std::time::Instant;
+
+use asynchat_core::{BytesMut, Chat, Protocol};
+use mio::event::Source;
+use mio::net::TcpStream;
+
+/// How many slices one `writev` is offered (Linux's `IOV_MAX` is 1024; 64 covers any realistic
+/// batch of small pushes).
+const WRITE_SLICES: usize = 64;
+
+/// A non-blocking byte stream the loop can drive.
+pub(crate) trait StreamIo: Source + Write {
+    /// Reads into the spare capacity of `buf`, appending; `Ok(0)` is end of stream.
+    fn read_into(&mut self, buf: &mut BytesMut) -> io::Result<usize>;
+    /// Ends the write side (FIN), after a graceful close.
+    fn shutdown_write(&mut self) -> io::Result<()>;
+    /// For a connecting client: `Ok(true)` once connected, `Ok(false)` while still connecting.
+    fn connect_result(&mut self) -> io::Result<bool>;
+}
+
+impl StreamIo for TcpStream {
+    fn read_into(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        let spare = buf.spare_capacity_mut();
+        if spare.is_empty() {
+            return Err(io::Error::other("no spare capacity to read into"));
+        }
+        let n = socket2::SockRef::from(&*self).recv(spare)?;
+        let len = buf.len() + n;
+        // SAFETY: `recv` initialised the first `n` bytes of the spare capacity (it returns how
+        // many bytes it wrote into the buffer it was given, at most `spare.len()`), so the first
+        // `len` bytes of the buffer are initialised and `len <= capacity`.
+        unsafe { buf.set_len(len) };
+        Ok(n)
+    }
+
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        self.shutdown(Shutdown::Write)
+    }
+
+    fn connect_result(&mut self) -> io::Result<bool> {
+        // mio's documented way: a pending error means the connect failed; a peer address means
+        // it succeeded; NotConnected means it is still in progress.
+        if let Some(e) = self.take_error()? {
+            return Err(e);
+        }
+        match self.peer_addr() {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// What a read pass ended with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReadEnd {
+    /// The socket has nothing more for now.
+    WouldBlock,
+    /// The chat does not want input now (backpressure, paused, closed).
+    NotWanted,
+    /// The peer ended its side.
+    Eof,
+}
+
+/// Reads until `WouldBlock`, EOF, or the chat stops wanting input. Returns bytes read and why
+/// it stopped; an I/O error is returned for the caller to report to the chat.
+pub(crate) fn read_ready<P: Protocol, S: StreamIo>(
+    chat: &mut Chat<P>,
+    io: &mut S,
+    now: Instant,
+) -> io::Result<(usize, ReadEnd)> {
+    let mut total = 0;
+    loop {
+        if !chat.interest().readable {
+            return Ok((total, ReadEnd::NotWanted));
+        }
+        match chat.handle_read_with(now, |buf| io.read_into(buf)) {
+            None => return Ok((total, ReadEnd::NotWanted)),
+            Some(Ok(0)) => {
+                chat.handle_eof(now);
+                return Ok((total, ReadEnd::Eof));
+            }
+            Some(Ok(n)) => total += n,
+            Some(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                return Ok((total, ReadEnd::WouldBlock))
+            }
+            Some(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+            Some(Err(e)) => return Err(e),
+        }
+    }
+}
+
+/// Writes until the outbox is empty or the socket would block. Returns bytes written and whether
+/// output is still pending.
+pub(crate) fn write_ready<P: Protocol, S: StreamIo>(
+    chat: &mut Chat<P>,
+    io: &mut S,
+) -> io::Result<(usize, bool)> {
+    let mut total = 0;
+    loop {
+        let result = {
+            let mut slices = [IoSlice::new(&[]); WRITE_SLICES];
+            let n = chat.poll_transmit(&mut slices);
+            if n == 0 {
+                return Ok((total, false));
+            }
+            io.write_vectored(&slices[..n])
+        };
+        match result {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                total += n;
+                chat.handle_written(n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok((total, true)),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Reads and discards until `WouldBlock`; `true` once the peer has closed or failed.
+pub(crate) fn drain<S: StreamIo>(io: &mut S) -> bool {
+    let mut scratch = BytesMut::with_capacity(16 * 1024);
+    loop {
+        scratch.clear();
+        match io.read_into(&mut scratch) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+            Err(_) => return true,
+        }
+    }
+}

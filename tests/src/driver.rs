@@ -1,0 +1,128 @@
+//! What the suite needs of a driver, and its implementation for each driver crate.
+
+use std::net::SocketAddr;
+use std::thread::JoinHandle;
+
+use asynchat_core::{Bytes, Config, DatagramProtocol, Protocol};
+
+/// A driver under test: it serves protocols on 127.0.0.1 from a background thread.
+pub trait Driver: 'static {
+    /// The driver's name, in test output.
+    const NAME: &'static str;
+    /// How a connection is named to the driver's cross-connection handle.
+    type ConnId: Copy + Send + 'static;
+    /// The driver's cross-connection handle.
+    type Handle: Clone + Send + 'static;
+
+    /// Serves on an ephemeral port; `factory` makes each connection's protocol.
+    fn serve<P, F>(config: Config, factory: F) -> Server
+    where
+        P: Protocol + 'static,
+        F: FnMut(Self::ConnId, Self::Handle) -> P + Send + 'static;
+
+    /// Binds a UDP endpoint on an ephemeral port.
+    fn serve_udp<P: DatagramProtocol + Send + 'static>(protocol: P) -> Server;
+
+    /// Runs `protocol` as a client of `addr` until it closes.
+    fn run_client<P: Protocol + Send + 'static>(addr: SocketAddr, protocol: P) -> JoinHandle<()>;
+
+    /// Pushes `data` to connection `id` through the handle.
+    fn push(handle: &Self::Handle, id: Self::ConnId, data: Bytes);
+}
+
+/// Stops a server's loop.
+pub struct StopFn(Box<dyn FnOnce() + Send>);
+
+impl std::fmt::Debug for StopFn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StopFn")
+    }
+}
+
+/// A running server: its address, and a way to stop it (on drop, too).
+#[derive(Debug)]
+pub struct Server {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    stop: Option<StopFn>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    /// A server listening at `addr`, stopped by `stop`, running on `thread`.
+    pub fn new(addr: SocketAddr, stop: Box<dyn FnOnce() + Send>, thread: JoinHandle<()>) -> Self {
+        Self {
+            addr,
+            stop: Some(StopFn(stop)),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(StopFn(stop)) = self.stop.take() {
+            stop();
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// `asynchat-mio`.
+#[derive(Debug)]
+pub struct Mio;
+
+impl Driver for Mio {
+    const NAME: &'static str = "mio";
+    type ConnId = asynchat_mio::ConnId;
+    type Handle = asynchat_mio::Handle;
+
+    fn serve<P, F>(config: Config, mut factory: F) -> Server
+    where
+        P: Protocol + 'static,
+        F: FnMut(Self::ConnId, Self::Handle) -> P + Send + 'static,
+    {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let mut event_loop = asynchat_mio::EventLoop::with_config(config).expect("event loop");
+            let bound = event_loop
+                .listen(crate::LOCALHOST, move |a| factory(a.id, a.handle.clone()))
+                .expect("listen");
+            tx.send((bound.addr, event_loop.handle()))
+                .expect("report address");
+            event_loop.run().expect("run");
+        });
+        let (addr, handle) = rx.recv().expect("server started");
+        Server::new(addr, Box::new(move || drop(handle.stop())), thread)
+    }
+
+    fn serve_udp<P: DatagramProtocol + Send + 'static>(protocol: P) -> Server {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let mut event_loop = asynchat_mio::EventLoop::new().expect("event loop");
+            let bound = event_loop
+                .bind_udp(crate::LOCALHOST, protocol)
+                .expect("bind");
+            tx.send((bound.addr, event_loop.handle()))
+                .expect("report address");
+            event_loop.run().expect("run");
+        });
+        let (addr, handle) = rx.recv().expect("server started");
+        Server::new(addr, Box::new(move || drop(handle.stop())), thread)
+    }
+
+    fn run_client<P: Protocol + Send + 'static>(addr: SocketAddr, protocol: P) -> JoinHandle<()> {
+        std::thread::spawn(move || {
+            let mut event_loop = asynchat_mio::EventLoop::new().expect("event loop");
+            // A failure is reported to the protocol's `closed`, which the test inspects.
+            let _ = event_loop.connect(addr, protocol);
+            event_loop.run().expect("run");
+        })
+    }
+
+    fn push(handle: &Self::Handle, id: Self::ConnId, data: Bytes) {
+        handle.push(id, data).expect("push");
+    }
+}

@@ -1,0 +1,415 @@
+//! The scenarios, each generic over the driver. Every one uses 127.0.0.1 and ephemeral ports, is
+//! bounded in time (socket timeouts) and count, and stops its server when it ends.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, UdpSocket};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use asynchat_core::{
+    Bytes, CloseReason, Config, Context, DatagramContext, DatagramProtocol, PeerError, Protocol,
+    Terminator,
+};
+
+use crate::driver::Driver;
+use crate::peer::{closed_within, connect, fnv1a, read_n, read_to_eof, write_bytewise};
+use crate::probe::{pattern, Probe, SharedLog};
+
+fn log() -> SharedLog {
+    SharedLog::default()
+}
+
+fn probe_server<D: Driver>(
+    terminator: &'static str,
+    config: Config,
+    log: &SharedLog,
+) -> crate::Server {
+    let log = log.clone();
+    D::serve(config, move |_, _| Probe::new(terminator, &log))
+}
+
+/// `"hello\r"` then `"\nworld\r\n"`: the delimiter split across two writes.
+pub fn delimiter_split_across_writes<D: Driver>() {
+    let log = log();
+    let server = probe_server::<D>("\r\n", Config::default(), &log);
+    let mut c = connect(server.addr);
+    c.write_all(b"hello\r").unwrap();
+    std::thread::sleep(Duration::from_millis(30));
+    c.write_all(b"\nworld\r\n").unwrap();
+    assert_eq!(read_n(&mut c, 12), b"hello\nworld\n");
+}
+
+/// 2-byte and 4-byte delimiters arriving one byte per write.
+pub fn delimiters_one_byte_per_write<D: Driver>() {
+    for (delim, input, want) in [
+        ("\r\n", &b"ab\r\ncd\r\n"[..], &b"ab\ncd\n"[..]),
+        (
+            "\r\n.\r\n",
+            &b"x\r\n.y\r\n.\r\nz\r\n.\r\n"[..],
+            &b"x\r\n.y\nz\n"[..],
+        ),
+    ] {
+        let log = log();
+        let server = probe_server::<D>(delim, Config::default(), &log);
+        let mut c = connect(server.addr);
+        write_bytewise(&mut c, input);
+        assert_eq!(read_n(&mut c, want.len()), want, "delimiter {delim:?}");
+    }
+}
+
+/// 10 000 frames pipelined in one write, answered in order.
+pub fn ten_thousand_pipelined_frames<D: Driver>() {
+    let log = log();
+    let server = probe_server::<D>("\r\n", Config::default(), &log);
+    let mut c = connect(server.addr);
+    let request: String = (0..10_000).map(|i| format!("line {i}\r\n")).collect();
+    let want: String = (0..10_000).map(|i| format!("line {i}\n")).collect();
+    let writer = {
+        let mut c = c.try_clone().unwrap();
+        std::thread::spawn(move || c.write_all(request.as_bytes()).unwrap())
+    };
+    assert_eq!(read_n(&mut c, want.len()), want.as_bytes());
+    writer.join().unwrap();
+    assert_eq!(log.lock().unwrap().frames, 10_000);
+}
+
+/// A `Count` terminator set in `found_terminator` counts across reads, then lines resume.
+pub fn count_across_reads_and_switch<D: Driver>() {
+    let log = log();
+    let server = probe_server::<D>("\r\n", Config::default(), &log);
+    let mut c = connect(server.addr);
+    c.write_all(b"count 10\r\nabc").unwrap();
+    std::thread::sleep(Duration::from_millis(30));
+    c.write_all(b"defg").unwrap();
+    std::thread::sleep(Duration::from_millis(30));
+    c.write_all(b"hijnext\r\n").unwrap();
+    assert_eq!(read_n(&mut c, 16), b"abcdefghij\nnext\n");
+}
+
+/// An `Eof` terminator: the rest of the stream is one frame, delivered at the peer's close.
+pub fn eof_terminator<D: Driver>() {
+    let log = log();
+    let server = probe_server::<D>("\r\n", Config::default(), &log);
+    let mut c = connect(server.addr);
+    c.write_all(b"until-eof\r\nall of ").unwrap();
+    std::thread::sleep(Duration::from_millis(30));
+    c.write_all(b"the rest").unwrap();
+    c.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(read_to_eof(&mut c).unwrap(), b"all of the rest\n");
+}
+
+/// A 64 MiB push reaches the peer intact through partial writes.
+pub fn push_64_mib_intact<D: Driver>() {
+    const N: usize = 64 << 20;
+    let log = log();
+    let server = probe_server::<D>("\r\n", Config::default(), &log);
+    let mut c = connect(server.addr);
+    c.write_all(format!("big {N}\r\n").as_bytes()).unwrap();
+    let got = read_n(&mut c, N);
+    assert_eq!(fnv1a(got), fnv1a((0..N).map(pattern)));
+}
+
+/// `close_when_done` with 8 MiB queued and a slow reader: every byte arrives, then EOF.
+pub fn close_when_done_flushes_to_a_slow_reader<D: Driver>() {
+    const N: usize = 8 << 20;
+    let log = log();
+    let server = probe_server::<D>("\r\n", Config::default(), &log);
+    let mut c = connect(server.addr);
+    c.write_all(format!("bigq {N}\r\n").as_bytes()).unwrap();
+    let mut got = Vec::with_capacity(N);
+    let mut buf = vec![0; 256 << 10];
+    loop {
+        std::thread::sleep(Duration::from_millis(2));
+        match c.read(&mut buf).unwrap() {
+            0 => break,
+            n => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    assert_eq!(got.len(), N);
+    assert_eq!(fnv1a(got), fnv1a((0..N).map(pattern)));
+    wait_for(|| log.lock().unwrap().closed.len() == 1);
+    assert_eq!(log.lock().unwrap().closed[0], CloseReason::Done);
+}
+
+/// The peer half-closes right after its request; the whole reply still arrives, then EOF.
+pub fn half_close_keeps_queued_output<D: Driver>() {
+    const N: usize = 4 << 20;
+    let log = log();
+    let server = probe_server::<D>("\r\n", Config::default(), &log);
+    let mut c = connect(server.addr);
+    c.write_all(format!("big {N}\r\n").as_bytes()).unwrap();
+    c.shutdown(Shutdown::Write).unwrap();
+    let got = read_to_eof(&mut c).unwrap();
+    assert_eq!(
+        got.len(),
+        N,
+        "Python's asynchat would have dropped the reply here"
+    );
+    wait_for(|| log.lock().unwrap().closed.len() == 1);
+    assert_eq!(log.lock().unwrap().closed[0], CloseReason::PeerClosed);
+}
+
+/// The peer resets in the middle of a large write: that connection closes with an I/O error and
+/// the server carries on.
+pub fn peer_reset_mid_write<D: Driver>() {
+    let log = log();
+    let server = probe_server::<D>("\r\n", Config::default(), &log);
+    {
+        let mut c = connect(server.addr);
+        c.write_all(b"big 33554432\r\n").unwrap();
+        let _ = read_n(&mut c, 1 << 20);
+        socket_linger_zero(&c);
+        drop(c); // RST, with most of the reply unsent
+    }
+    wait_for(|| log.lock().unwrap().closed.len() == 1);
+    assert!(
+        matches!(log.lock().unwrap().closed[0], CloseReason::Io(_)),
+        "{:?}",
+        log.lock().unwrap().closed
+    );
+    let mut c = connect(server.addr);
+    c.write_all(b"still here\r\n").unwrap();
+    assert_eq!(read_n(&mut c, 11), b"still here\n");
+}
+
+/// A zero linger time makes `close()` reset the connection (RST) instead of ending it (FIN).
+fn socket_linger_zero(s: &std::net::TcpStream) {
+    socket2::SockRef::from(s)
+        .set_linger(Some(Duration::ZERO))
+        .expect("SO_LINGER");
+}
+
+/// Connecting to a port nobody listens on reaches the protocol as a typed I/O error.
+pub fn connect_refused_is_a_typed_error<D: Driver>() {
+    let addr = {
+        let l = TcpListener::bind(crate::LOCALHOST).unwrap();
+        l.local_addr().unwrap()
+    };
+    let log = log();
+    let client = D::run_client(addr, Probe::new("\r\n", &log));
+    client.join().unwrap();
+    let closed = &log.lock().unwrap().closed;
+    assert_eq!(closed.len(), 1, "closed() ran once: {closed:?}");
+    match &closed[0] {
+        CloseReason::Io(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused),
+        other => panic!("expected a refused connection, got {other:?}"),
+    }
+}
+
+/// A frame over `max_frame` gets the typed error and closes only its connection, while 100
+/// others carry on.
+pub fn over_long_frame_closes_only_its_connection<D: Driver>() {
+    let log = log();
+    let server = probe_server::<D>("\r\n", Config::default().max_frame(1024), &log);
+    let mut others: Vec<_> = (0..100).map(|_| connect(server.addr)).collect();
+    for (i, c) in others.iter_mut().enumerate() {
+        c.write_all(format!("before {i}\r\n").as_bytes()).unwrap();
+    }
+    let mut bad = connect(server.addr);
+    bad.write_all(&[b'x'; 2000]).unwrap();
+    assert!(
+        closed_within(&mut bad, Duration::from_secs(10)),
+        "the offender is closed"
+    );
+    for (i, c) in others.iter_mut().enumerate() {
+        c.write_all(format!("after {i}\r\n").as_bytes()).unwrap();
+        let want = format!("before {i}\nafter {i}\n");
+        assert_eq!(read_n(c, want.len()), want.as_bytes());
+    }
+    let closed = &log.lock().unwrap().closed;
+    assert_eq!(
+        closed,
+        &[CloseReason::Error(
+            PeerError::FrameTooLong { limit: 1024 }.into()
+        )]
+    );
+}
+
+/// The idle timeout fires on time and closes only the idle connection.
+pub fn idle_timeout_closes_only_the_idle_connection<D: Driver>() {
+    let idle = Duration::from_millis(300);
+    let log = log();
+    let server = probe_server::<D>("\r\n", Config::default().idle_timeout(Some(idle)), &log);
+    let start = Instant::now();
+    let mut quiet = connect(server.addr);
+    let mut busy = connect(server.addr);
+    let chatter = std::thread::spawn(move || {
+        for i in 0..8 {
+            std::thread::sleep(Duration::from_millis(100));
+            busy.write_all(format!("{i}\r\n").as_bytes()).unwrap();
+            assert_eq!(read_n(&mut busy, 2), format!("{i}\n").as_bytes());
+        }
+    });
+    assert!(closed_within(&mut quiet, Duration::from_secs(5)));
+    let elapsed = start.elapsed();
+    assert!(
+        elapsed >= idle && elapsed < idle + Duration::from_millis(400),
+        "idle connection closed after {elapsed:?}, timeout {idle:?}"
+    );
+    chatter.join().unwrap();
+    // The busy client's socket is dropped with its thread, so it may close too, but not by timeout.
+    let closed = &log.lock().unwrap().closed;
+    assert_eq!(closed[0], CloseReason::TimedOut, "{closed:?}");
+    assert_eq!(
+        closed
+            .iter()
+            .filter(|r| **r == CloseReason::TimedOut)
+            .count(),
+        1
+    );
+}
+
+/// A client that floods without reading makes the server stop reading (bounded memory), and
+/// the server resumes when the client drains its replies.
+pub fn flood_without_reading_is_bounded<D: Driver>() {
+    let high = 64 << 10;
+    let log = log();
+    let config = Config::default().water_marks(high / 2, high);
+    let server = probe_server::<D>("\r\n", config, &log);
+    let mut c = connect(server.addr);
+    c.set_write_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let line = [b'y'; 62];
+    let mut chunk = Vec::new();
+    for _ in 0..1024 {
+        chunk.extend_from_slice(&line);
+        chunk.extend_from_slice(b"\r\n");
+    }
+    let mut sent = 0usize;
+    while sent < (256 << 20) {
+        match c.write(&chunk) {
+            Ok(n) => sent += n,
+            Err(_) => break, // the write timed out: the server stopped reading
+        }
+    }
+    assert!(
+        sent < (256 << 20),
+        "the server kept reading a client that never reads"
+    );
+    let max_queued = log.lock().unwrap().max_queued;
+    assert!(
+        max_queued <= high + (64 << 10),
+        "queued {max_queued} bytes with a high water mark of {high}"
+    );
+    // Now read everything: the server must resume and answer every line sent.
+    let frames_sent = sent / 64;
+    let mut reader = c.try_clone().unwrap();
+    let drain = std::thread::spawn(move || {
+        let mut total = 0;
+        let mut buf = vec![0; 1 << 20];
+        while total < frames_sent * 63 {
+            match reader.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+        total
+    });
+    let partial = sent % 64;
+    if partial > 0 {
+        c.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+        c.write_all(&chunk[partial..64]).unwrap();
+    }
+    let received = drain.join().unwrap();
+    assert!(
+        received >= frames_sent * 63,
+        "received {received}, want {}",
+        frames_sent * 63
+    );
+}
+
+/// A UDP echo of 1000 datagrams of 1 B to 60 KiB.
+pub fn udp_echo_1000_datagrams<D: Driver>() {
+    struct Echo;
+    impl DatagramProtocol for Echo {
+        fn handle_datagram(
+            &mut self,
+            ctx: &mut DatagramContext<'_>,
+            peer: std::net::SocketAddr,
+            data: Bytes,
+        ) {
+            ctx.send(peer, data);
+        }
+    }
+    let server = D::serve_udp(Echo);
+    let sock = UdpSocket::bind(crate::LOCALHOST).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = vec![0; 65536];
+    for i in 0..1000usize {
+        let size = 1 + (i * 7919) % (60 << 10);
+        let payload: Vec<u8> = (0..size).map(|j| pattern(i + j)).collect();
+        sock.send_to(&payload, server.addr).unwrap();
+        let (n, from) = sock.recv_from(&mut buf).expect("echo within 5 s");
+        assert_eq!(from, server.addr);
+        assert_eq!(&buf[..n], &payload[..], "datagram {i} of {size} bytes");
+    }
+}
+
+/// Pushes through the driver's handle from another thread reach the right connection, in order.
+pub fn handle_pushes_from_another_thread<D: Driver>() {
+    let log = log();
+    type Accepted<D> = Vec<(<D as Driver>::ConnId, <D as Driver>::Handle)>;
+    let ids: Arc<Mutex<Accepted<D>>> = Arc::default();
+    let server = {
+        let (log, ids) = (log.clone(), ids.clone());
+        D::serve(Config::default(), move |id, handle| {
+            ids.lock().unwrap().push((id, handle));
+            Probe::new("\r\n", &log)
+        })
+    };
+    let mut first = connect(server.addr);
+    wait_for(|| ids.lock().unwrap().len() == 1);
+    let mut second = connect(server.addr);
+    wait_for(|| ids.lock().unwrap().len() == 2);
+    let (target, handle) = ids.lock().unwrap()[1].clone();
+    let pusher = std::thread::spawn(move || {
+        for i in 0..1000 {
+            D::push(&handle, target, Bytes::from(format!("msg {i}\n")));
+        }
+    });
+    let want: String = (0..1000).map(|i| format!("msg {i}\n")).collect();
+    assert_eq!(read_n(&mut second, want.len()), want.as_bytes());
+    pusher.join().unwrap();
+    first
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut buf = [0u8; 16];
+    assert!(
+        first.read(&mut buf).is_err(),
+        "the other connection got nothing"
+    );
+}
+
+/// A protocol that pushes on `connected` (a greeting) works on accepted connections.
+pub fn greeting_on_connect<D: Driver>() {
+    struct Greeter;
+    impl Protocol for Greeter {
+        fn first_terminator(&self) -> Terminator {
+            "\n".into()
+        }
+        fn connected(&mut self, ctx: &mut Context<'_>) {
+            ctx.push("220 hello\n");
+        }
+        fn found_terminator(&mut self, ctx: &mut Context<'_>, _: Bytes) {
+            ctx.push("221 bye\n");
+            ctx.close_when_done();
+        }
+    }
+    let server = D::serve(Config::default(), |_, _| Greeter);
+    let mut c = connect(server.addr);
+    assert_eq!(read_n(&mut c, 10), b"220 hello\n");
+    c.write_all(b"QUIT\n").unwrap();
+    assert_eq!(read_to_eof(&mut c).unwrap(), b"221 bye\n");
+}
+
+/// Polls `done` every few milliseconds, for at most 10 s.
+fn wait_for(mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "timed out waiting"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
