@@ -16,7 +16,9 @@ use slab::Slab;
 use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
 
 use crate::conn::{Cx, Entry, StreamConn};
+use crate::dispatcher::{Dispatcher, RawEntry};
 use crate::handle::{Command, ConnId, Handle, Shared};
+use crate::io::PipePair;
 use crate::udp::UdpEntry;
 
 const WAKER: Token = Token(usize::MAX);
@@ -238,6 +240,43 @@ impl EventLoop {
         self.add_entry(entry)
     }
 
+    /// Runs `protocol` over a pipe pair — bytes come in on `input`, go out on `output` —
+    /// as asyncore's `file_dispatcher`. Both ends are made non-blocking.
+    pub fn attach_pipe<P: Protocol + 'static>(
+        &mut self,
+        input: mio::unix::pipe::Receiver,
+        output: mio::unix::pipe::Sender,
+        protocol: P,
+    ) -> io::Result<ConnId> {
+        input.set_nonblocking(true)?;
+        output.set_nonblocking(true)?;
+        let chat = Chat::with_config(protocol, &self.config)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let io = PipePair {
+            input,
+            output: Some(output),
+        };
+        self.add_entry(Box::new(StreamConn::accepted(chat, io, Instant::now())))
+    }
+
+    /// Runs `protocol` over this process's stdin and stdout (duplicated descriptors).
+    ///
+    /// They are switched to non-blocking mode, which is shared with every process using the same
+    /// open file (a terminal, say) until the program exits. A regular file cannot be polled: use
+    /// a pipe or a terminal.
+    pub fn attach_stdio<P: Protocol + 'static>(&mut self, protocol: P) -> io::Result<ConnId> {
+        use std::os::fd::AsFd;
+        let input = std::io::stdin().as_fd().try_clone_to_owned()?;
+        let output = std::io::stdout().as_fd().try_clone_to_owned()?;
+        self.attach_pipe(input.into(), output.into(), protocol)
+    }
+
+    /// Adds a raw [`Dispatcher`] (asyncore's `dispatcher`): readiness callbacks on any source.
+    pub fn add_dispatcher<D: Dispatcher + 'static>(&mut self, dispatcher: D) -> io::Result<ConnId> {
+        let entry = RawEntry::new(dispatcher, self.handle());
+        self.add_entry(Box::new(entry))
+    }
+
     /// Binds a UDP endpoint running `protocol`.
     pub fn bind_udp<P: DatagramProtocol + 'static>(
         &mut self,
@@ -359,11 +398,10 @@ impl EventLoop {
                         e.kind(),
                         io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
                     ) => {}
-                Err(e) => {
+                Err(_) => {
                     // Out of descriptors (EMFILE/ENFILE) or another failure: retrying at once
                     // would spin at 100 % CPU (asyncore did). Pause, keep serving the open
                     // connections, and retry after a growing delay or as soon as one closes.
-                    let _ = e;
                     let at = now + listener.backoff;
                     listener.backoff = (listener.backoff * 2).min(MAX_BACKOFF);
                     listener.paused_until = Some(at);

@@ -138,3 +138,90 @@ pub(crate) fn drain<S: StreamIo>(io: &mut S) -> bool {
         }
     }
 }
+
+/// A pipe pair (or stdin/stdout) as one stream: asyncore's `file_dispatcher`. Both ends are
+/// registered under the connection's token.
+pub(crate) struct PipePair {
+    pub(crate) input: mio::unix::pipe::Receiver,
+    /// `None` once the write side is shut down (closing it is how a pipe says EOF).
+    pub(crate) output: Option<mio::unix::pipe::Sender>,
+}
+
+impl Source for PipePair {
+    fn register(
+        &mut self,
+        registry: &mio::Registry,
+        token: mio::Token,
+        _: mio::Interest,
+    ) -> io::Result<()> {
+        self.input
+            .register(registry, token, mio::Interest::READABLE)?;
+        if let Some(output) = &mut self.output {
+            output.register(registry, token, mio::Interest::WRITABLE)?;
+        }
+        Ok(())
+    }
+
+    fn reregister(
+        &mut self,
+        registry: &mio::Registry,
+        token: mio::Token,
+        _: mio::Interest,
+    ) -> io::Result<()> {
+        // Both ends stay registered: an unwanted writable edge only costs one empty turn.
+        self.input
+            .reregister(registry, token, mio::Interest::READABLE)?;
+        if let Some(output) = &mut self.output {
+            output.reregister(registry, token, mio::Interest::WRITABLE)?;
+        }
+        Ok(())
+    }
+
+    fn deregister(&mut self, registry: &mio::Registry) -> io::Result<()> {
+        let r = self.input.deregister(registry);
+        if let Some(output) = &mut self.output {
+            output.deregister(registry)?;
+        }
+        r
+    }
+}
+
+impl Write for PipePair {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match &mut self.output {
+            Some(output) => output.write(buf),
+            None => Err(io::ErrorKind::BrokenPipe.into()),
+        }
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        match &mut self.output {
+            Some(output) => output.write_vectored(bufs),
+            None => Err(io::ErrorKind::BrokenPipe.into()),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl StreamIo for PipePair {
+    fn read_into(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        // Pipes have no `recv` into uninitialised memory: zero the spare capacity first.
+        let start = buf.len();
+        buf.resize(buf.capacity().max(start + 1), 0);
+        let result = std::io::Read::read(&mut self.input, &mut buf[start..]);
+        buf.truncate(start + *result.as_ref().unwrap_or(&0));
+        result
+    }
+
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        self.output = None;
+        Ok(())
+    }
+
+    fn connect_result(&mut self) -> io::Result<bool> {
+        Ok(true)
+    }
+}

@@ -29,17 +29,22 @@
 //! | `dispatcher` + `listen` + `handle_accepted` | [`EventLoop::listen`] with a protocol factory |
 //! | `dispatcher.connect` + `handle_connect` | [`EventLoop::connect`]; failure reaches `Protocol::closed` as a typed I/O error |
 //! | a `SOCK_DGRAM` dispatcher | [`EventLoop::bind_udp`] |
+//! | `dispatcher` with `readable`/`writable`/`handle_read`/`handle_write`/`handle_close` | [`Dispatcher`], [`EventLoop::add_dispatcher`] |
+//! | `file_dispatcher` | [`EventLoop::attach_pipe`], [`EventLoop::attach_stdio`] |
 //! | (missing: cross-thread wake-up) | [`Handle`]: push, close, shut down or stop from anywhere |
-//!
-//! Work in progress (issue 3): the raw dispatcher trait, pipes and stdin/stdout
-//! (`file_dispatcher`), and N loops sharing a port with `SO_REUSEPORT` are not written yet.
+//! | (missing: several cores) | [`MultiLoop`]: N loops on N threads sharing a port (`SO_REUSEPORT`) |
+
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod conn;
+mod dispatcher;
 mod event_loop;
 mod handle;
 mod io;
+mod multi;
 mod udp;
 
+pub use dispatcher::{DispatchContext, Dispatcher};
 pub use event_loop::{Accepted, Bound, EventLoop};
 pub use handle::{ConnId, Handle};
+pub use multi::MultiLoop;
