@@ -274,36 +274,49 @@ impl Config {
 /// The default collector: one `Bytes` kept as it is (zero-copy), concatenated only when a frame
 /// came in several pieces.
 #[derive(Default)]
-struct Incoming {
-    first: Option<Bytes>,
-    rest: BytesMut,
-    len: usize,
+enum Incoming {
+    #[default]
+    Empty,
+    One(Bytes),
+    Many(BytesMut),
 }
 
 impl fmt::Debug for Incoming {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Incoming").field("len", &self.len).finish()
+        f.debug_struct("Incoming").field("len", &self.len()).finish()
     }
 }
 
 impl Incoming {
+    fn len(&self) -> usize {
+        match self {
+            Self::Empty => 0,
+            Self::One(b) => b.len(),
+            Self::Many(m) => m.len(),
+        }
+    }
+
     fn push(&mut self, data: Bytes) {
-        self.len += data.len();
-        if self.first.is_none() && self.rest.is_empty() {
-            self.first = Some(data);
-            return;
-        }
-        if let Some(first) = self.first.take() {
-            self.rest.extend_from_slice(&first);
-        }
-        self.rest.extend_from_slice(&data);
+        *self = match std::mem::take(self) {
+            Self::Empty => Self::One(data),
+            Self::One(first) => {
+                let mut all = BytesMut::with_capacity(first.len() + data.len());
+                all.extend_from_slice(&first);
+                all.extend_from_slice(&data);
+                Self::Many(all)
+            }
+            Self::Many(mut all) => {
+                all.extend_from_slice(&data);
+                Self::Many(all)
+            }
+        };
     }
 
     fn take(&mut self) -> Bytes {
-        self.len = 0;
-        match self.first.take() {
-            Some(first) => first,
-            None => std::mem::take(&mut self.rest).freeze(),
+        match std::mem::take(self) {
+            Self::Empty => Bytes::new(),
+            Self::One(b) => b,
+            Self::Many(m) => m.freeze(),
         }
     }
 }
@@ -315,7 +328,8 @@ struct Core {
     outbox: Outbox,
     incoming: Incoming,
     state: State,
-    close_reason: Option<CloseReason>,
+    /// Boxed: every connection carries the slot, few get to fill it while others wait.
+    close_reason: Option<Box<CloseReason>>,
     read_eof: bool,
     paused_by_protocol: bool,
     read_size: usize,
@@ -334,7 +348,7 @@ impl Core {
         self.outbox.discard();
         self.timers.clear();
         self.idle_deadline = None;
-        self.close_reason = Some(reason);
+        self.close_reason = Some(Box::new(reason));
     }
 
     fn close_when_done(&mut self) {
@@ -840,7 +854,7 @@ impl<P: Protocol> Chat<P> {
     /// Why the connection closed, once closed.
     #[must_use]
     pub fn close_reason(&self) -> Option<&CloseReason> {
-        self.core.close_reason.as_ref()
+        self.core.close_reason.as_deref()
     }
 
     /// Bytes queued for the peer and not yet written.
@@ -890,7 +904,7 @@ impl<P: Protocol> Chat<P> {
                 Ok(Some(Event::Data(data))) => {
                     self.callback(now, |p, ctx| p.collect_incoming_data(ctx, data));
                     let limit = self.core.framer.max_frame();
-                    if self.core.incoming.len > limit {
+                    if self.core.incoming.len() > limit {
                         self.core.close_because(CloseReason::Error(
                             PeerError::FrameTooLong { limit }.into(),
                         ));
@@ -920,7 +934,7 @@ impl<P: Protocol> Chat<P> {
     fn notify_closed(&mut self) {
         if self.core.state == State::Closed && !self.closed_notified {
             self.closed_notified = true;
-            if let Some(reason) = &self.core.close_reason {
+            if let Some(reason) = self.core.close_reason.as_deref() {
                 self.protocol.closed(reason);
             }
         }

@@ -47,17 +47,29 @@ pub enum Event {
     },
 }
 
-/// The compiled form of a [`Terminator`]: searchers are built once, when the terminator is set.
+/// Every byte value, so a one-byte delimiter can be handed out as a static `Bytes`.
+static BYTE_VALUES: [u8; 256] = {
+    let mut all = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        all[i] = i as u8;
+        i += 1;
+    }
+    all
+};
+
+/// A multi-byte delimiter and its searcher, built once when the terminator is set.
+#[derive(Debug, Clone)]
+struct Sequence {
+    delim: Bytes,
+    finder: memmem::Finder<'static>,
+}
+
+/// The compiled form of a [`Terminator`], kept small (16 bytes): it lives in every connection.
 #[derive(Debug, Clone)]
 enum Matcher {
-    Byte {
-        delim: Bytes,
-        byte: u8,
-    },
-    Seq {
-        delim: Bytes,
-        finder: Box<memmem::Finder<'static>>,
-    },
+    Byte(u8),
+    Seq(Box<Sequence>),
     Count(u64),
     Eof,
 }
@@ -65,22 +77,20 @@ enum Matcher {
 impl Matcher {
     fn compile(t: Terminator) -> Self {
         match t {
-            Terminator::Delimiter(delim) if delim.len() == 1 => Self::Byte {
-                byte: delim[0],
+            Terminator::Delimiter(delim) if delim.len() == 1 => Self::Byte(delim[0]),
+            Terminator::Delimiter(delim) => Self::Seq(Box::new(Sequence {
+                finder: memmem::Finder::new(&delim[..]).into_owned(),
                 delim,
-            },
-            Terminator::Delimiter(delim) => Self::Seq {
-                finder: Box::new(memmem::Finder::new(&delim[..]).into_owned()),
-                delim,
-            },
+            })),
             Terminator::Count(n) => Self::Count(n),
             Terminator::Eof => Self::Eof,
         }
     }
 
-    fn delimiter(&self) -> Option<&Bytes> {
+    fn delimiter(&self) -> Option<&[u8]> {
         match self {
-            Self::Byte { delim, .. } | Self::Seq { delim, .. } => Some(delim),
+            Self::Byte(b) => Some(std::slice::from_ref(&BYTE_VALUES[usize::from(*b)])),
+            Self::Seq(seq) => Some(&seq.delim),
             Self::Count(_) | Self::Eof => None,
         }
     }
@@ -161,12 +171,13 @@ pub struct Framer {
     /// The `Eof` terminator has fired for this stream's end.
     eof_fired: bool,
     input: Input,
-    failed: Option<PeerError>,
+    /// Failed on an over-long frame ([`OverLongPolicy::Fail`]).
+    failed: bool,
     /// A prefix of `buf` already handed out by `poll_frame_ref` (frames and their delimiters),
     /// dropped by the next other call: one `advance` per read instead of one split per frame.
     consumed: usize,
     /// A frame `poll_frame_ref` took from the slow path, owned here so a reference can be lent.
-    lent: Bytes,
+    lent: Option<Box<Bytes>>,
     /// Bytes handed to the searcher, to prove in tests that nothing is scanned twice.
     #[cfg(test)]
     scanned: usize,
@@ -205,9 +216,9 @@ impl Framer {
             discarding: false,
             eof_fired: false,
             input: Input::Open,
-            failed: None,
+            failed: false,
             consumed: 0,
-            lent: Bytes::new(),
+            lent: None,
             #[cfg(test)]
             scanned: 0,
         })
@@ -259,7 +270,7 @@ impl Framer {
         let t = terminator.into();
         t.validate()?;
         if let (Terminator::Delimiter(new), Some(old)) = (&t, self.matcher.delimiter()) {
-            if new == old {
+            if new[..] == *old {
                 return Ok(());
             }
         }
@@ -273,9 +284,11 @@ impl Framer {
     #[must_use]
     pub fn terminator(&self) -> Terminator {
         match &self.matcher {
-            Matcher::Byte { delim, .. } | Matcher::Seq { delim, .. } => {
-                Terminator::Delimiter(delim.clone())
+            Matcher::Byte(b) => {
+                let i = usize::from(*b);
+                Terminator::Delimiter(Bytes::from_static(&BYTE_VALUES[i..=i]))
             }
+            Matcher::Seq(seq) => Terminator::Delimiter(seq.delim.clone()),
             Matcher::Count(n) => Terminator::Count(*n),
             Matcher::Eof => Terminator::Eof,
         }
@@ -291,7 +304,7 @@ impl Framer {
         if self.input != Input::Open {
             return Err(Misuse::FeedAfterEof);
         }
-        if self.failed.is_none() {
+        if !self.failed {
             self.buf.extend_from_slice(data);
         }
         Ok(())
@@ -322,7 +335,7 @@ impl Framer {
         if self.buf.len() < before {
             self.scan = 0;
         }
-        if self.failed.is_some() {
+        if self.failed {
             self.buf.clear();
         }
         if self.buf.is_empty() {
@@ -372,8 +385,8 @@ impl Framer {
         &mut self,
         searched: Option<Option<usize>>,
     ) -> Result<Option<Event>, PeerError> {
-        if let Some(e) = &self.failed {
-            return Err(e.clone());
+        if self.failed {
+            return Err(self.too_long());
         }
         if self.pending_terminator {
             self.pending_terminator = false;
@@ -386,7 +399,7 @@ impl Framer {
             }
         }
         match self.matcher {
-            Matcher::Byte { .. } | Matcher::Seq { .. } => {
+            Matcher::Byte(_) | Matcher::Seq(_) => {
                 let found = searched.unwrap_or_else(|| self.find());
                 self.delimited_event(found)
             }
@@ -459,10 +472,7 @@ impl Framer {
         }
         self.settle();
         match self.poll_frame_slow(searched)? {
-            Some(frame) => {
-                self.lent = frame;
-                Ok(Some(&self.lent))
-            }
+            Some(frame) => Ok(Some(&self.lent.insert(Box::new(frame))[..])),
             None => Ok(None),
         }
     }
@@ -475,9 +485,7 @@ impl Framer {
             self.scan = self.scan.saturating_sub(self.consumed);
             self.consumed = 0;
         }
-        if !self.lent.is_empty() {
-            self.lent = Bytes::new();
-        }
+        self.lent = None;
     }
 
     /// Everything but the common case. `searched` is the fast path's search result, if it made
@@ -487,8 +495,8 @@ impl Framer {
         &mut self,
         searched: Option<Option<usize>>,
     ) -> Result<Option<Bytes>, PeerError> {
-        if let Some(e) = &self.failed {
-            return Err(e.clone());
+        if self.failed {
+            return Err(self.too_long());
         }
         if self.pending_terminator {
             // A frame begun with poll_event: its rest was already delivered as data.
@@ -505,7 +513,7 @@ impl Framer {
             }
         }
         match self.matcher {
-            Matcher::Byte { .. } | Matcher::Seq { .. } => {
+            Matcher::Byte(_) | Matcher::Seq(_) => {
                 let found = searched.unwrap_or_else(|| self.find());
                 self.delimited_frame(found)
             }
@@ -551,13 +559,13 @@ impl Framer {
     /// Whether the framer failed ([`OverLongPolicy::Fail`]) and will frame nothing more.
     #[must_use]
     pub fn is_failed(&self) -> bool {
-        self.failed.is_some()
+        self.failed
     }
 
     /// No error, no owed terminator, not discarding: the state in which the fast paths apply.
     #[inline(always)]
     fn is_steady(&self) -> bool {
-        !self.pending_terminator && !self.discarding && self.failed.is_none()
+        !self.pending_terminator && !self.discarding && !self.failed
     }
 
     /// Splits off a frame of `len` bytes and drops the delimiter after it.
@@ -580,8 +588,8 @@ impl Framer {
             self.scanned += hay.len();
         }
         let (found, delim_len) = match &self.matcher {
-            Matcher::Byte { byte, .. } => (memchr::memchr(*byte, hay), 1),
-            Matcher::Seq { finder, delim } => (finder.find(hay), delim.len()),
+            Matcher::Byte(byte) => (memchr::memchr(*byte, hay), 1),
+            Matcher::Seq(seq) => (seq.finder.find(hay), seq.delim.len()),
             Matcher::Count(_) | Matcher::Eof => return None,
         };
         match found {
@@ -597,9 +605,10 @@ impl Framer {
     /// Length of the longest suffix of the buffer that is a proper prefix of the delimiter:
     /// bytes that may yet turn out to be a terminator (Python's `find_prefix_at_end`).
     fn held_back(&self) -> usize {
-        let Matcher::Seq { delim, .. } = &self.matcher else {
+        let Matcher::Seq(seq) = &self.matcher else {
             return 0;
         };
+        let delim = &seq.delim;
         if self.input != Input::Open {
             return 0;
         }
@@ -617,7 +626,7 @@ impl Framer {
 
     #[inline(always)]
     fn delimiter_len(&self) -> usize {
-        self.matcher.delimiter().map_or(0, Bytes::len)
+        self.matcher.delimiter().map_or(0, <[u8]>::len)
     }
 
     /// Bytes of the current frame that may still be delivered before `max_frame` is exceeded.
@@ -626,14 +635,18 @@ impl Framer {
         (self.max_frame as u64).saturating_sub(self.frame_len)
     }
 
-    fn over_long(&mut self) -> PeerError {
-        let e = PeerError::FrameTooLong {
+    fn too_long(&self) -> PeerError {
+        PeerError::FrameTooLong {
             limit: self.max_frame,
-        };
+        }
+    }
+
+    fn over_long(&mut self) -> PeerError {
+        let e = self.too_long();
         self.frame_len = 0;
         match self.policy {
             OverLongPolicy::Fail => {
-                self.failed = Some(e.clone());
+                self.failed = true;
                 self.buf = BytesMut::new();
             }
             OverLongPolicy::Skip => self.discarding = true,
@@ -719,7 +732,7 @@ impl Framer {
     /// Drops input of an over-long frame; `true` once its terminator has been passed.
     fn discard_step(&mut self) -> bool {
         match self.matcher {
-            Matcher::Byte { .. } | Matcher::Seq { .. } => {
+            Matcher::Byte(_) | Matcher::Seq(_) => {
                 if let Some(i) = self.find() {
                     let delim_len = self.delimiter_len();
                     self.buf.advance(i + delim_len);

@@ -3,10 +3,14 @@
 
 use std::time::Instant;
 
+/// Boxed until first used: most connections never arm a custom timer, and every one carries this.
 #[derive(Debug, Default)]
-pub(crate) struct Timers {
+pub(crate) struct Timers(Option<Box<Armed>>);
+
+#[derive(Debug, Default)]
+struct Armed {
     /// (id, deadline, sequence number of the `set` that armed it)
-    armed: Vec<(u32, Instant, u64)>,
+    list: Vec<(u32, Instant, u64)>,
     seq: u64,
 }
 
@@ -18,40 +22,44 @@ pub(crate) struct Round(u64);
 impl Timers {
     /// Arms `id` at `at`, replacing an earlier deadline of the same id.
     pub(crate) fn set(&mut self, id: u32, at: Instant) {
-        self.seq += 1;
-        let seq = self.seq;
-        match self.armed.iter_mut().find(|(t, _, _)| *t == id) {
+        let armed = self.0.get_or_insert_with(Box::default);
+        armed.seq += 1;
+        let seq = armed.seq;
+        match armed.list.iter_mut().find(|(t, _, _)| *t == id) {
             Some(slot) => *slot = (id, at, seq),
-            None => self.armed.push((id, at, seq)),
+            None => armed.list.push((id, at, seq)),
         }
     }
 
     pub(crate) fn cancel(&mut self, id: u32) {
-        self.armed.retain(|(t, _, _)| *t != id);
+        if let Some(armed) = &mut self.0 {
+            armed.list.retain(|(t, _, _)| *t != id);
+        }
     }
 
     pub(crate) fn clear(&mut self) {
-        self.armed = Vec::new();
+        self.0 = None;
     }
 
     pub(crate) fn next(&self) -> Option<Instant> {
-        self.armed.iter().map(|(_, at, _)| *at).min()
+        self.0.as_ref()?.list.iter().map(|(_, at, _)| *at).min()
     }
 
     /// Starts a round of firing.
     pub(crate) fn round(&self) -> Round {
-        Round(self.seq)
+        Round(self.0.as_ref().map_or(0, |a| a.seq))
     }
 
     /// Disarms and returns one timer due at `now` and armed before `round` began, earliest first.
     pub(crate) fn pop_expired(&mut self, now: Instant, round: Round) -> Option<u32> {
-        let (i, _) = self
-            .armed
+        let armed = self.0.as_mut()?;
+        let (i, _) = armed
+            .list
             .iter()
             .enumerate()
             .filter(|(_, (_, at, seq))| *at <= now && *seq <= round.0)
             .min_by_key(|(_, (_, at, _))| *at)?;
-        Some(self.armed.swap_remove(i).0)
+        Some(armed.list.swap_remove(i).0)
     }
 }
 

@@ -50,6 +50,11 @@ pub(crate) struct StreamConn<P, S> {
     phase: Phase,
     /// Whether the socket is registered for writability (only while output is pending).
     write_registered: bool,
+    /// The last read stopped at `WouldBlock`: with edge-triggered readiness there is nothing
+    /// to read until the next readable event, so reading again would only cost a syscall.
+    read_drained: bool,
+    /// The last write stopped at `WouldBlock`: no use writing until the next writable event.
+    write_blocked: bool,
 }
 
 impl<P: Protocol, S: StreamIo> StreamConn<P, S> {
@@ -61,6 +66,8 @@ impl<P: Protocol, S: StreamIo> StreamConn<P, S> {
             io,
             phase: Phase::Live,
             write_registered: false,
+            read_drained: false,
+            write_blocked: false,
         }
     }
 
@@ -71,6 +78,8 @@ impl<P: Protocol, S: StreamIo> StreamConn<P, S> {
             io,
             phase: Phase::Connecting,
             write_registered: true,
+            read_drained: false,
+            write_blocked: false,
         }
     }
 
@@ -83,29 +92,46 @@ impl<P: Protocol, S: StreamIo> StreamConn<P, S> {
     }
 
     /// Moves bytes both ways until nothing more moves, then settles registration and closing.
-    fn drive(&mut self, cx: &mut Cx<'_>) {
+    /// A direction is tried only if it may make progress: readable/writable readiness was
+    /// reported, or we stopped it ourselves (backpressure) rather than at `WouldBlock`.
+    fn drive(&mut self, cx: &mut Cx<'_>, readable: bool, writable: bool) {
+        self.read_drained &= !readable;
+        self.write_blocked &= !writable;
         loop {
-            let (written, _) = match write_ready(&mut self.chat, &mut self.io) {
-                Ok(w) => w,
-                Err(e) => {
-                    self.chat.handle_error(e);
-                    break;
+            let mut written = 0;
+            if !self.write_blocked {
+                match write_ready(&mut self.chat, &mut self.io) {
+                    Ok((n, blocked)) => {
+                        written = n;
+                        self.write_blocked = blocked;
+                    }
+                    Err(e) => {
+                        self.chat.handle_error(e);
+                        break;
+                    }
                 }
-            };
-            let (read, end) = match read_ready(&mut self.chat, &mut self.io, cx.now) {
-                Ok(r) => r,
-                Err(e) => {
-                    self.chat.handle_error(e);
-                    break;
+            }
+            let mut read = 0;
+            let mut eof = false;
+            if !self.read_drained {
+                match read_ready(&mut self.chat, &mut self.io, cx.now) {
+                    Ok((n, end)) => {
+                        read = n;
+                        eof = end == ReadEnd::Eof;
+                        self.read_drained = matches!(end, ReadEnd::WouldBlock | ReadEnd::Eof);
+                    }
+                    Err(e) => {
+                        self.chat.handle_error(e);
+                        break;
+                    }
                 }
-            };
+            }
             if self.chat.is_closed() {
                 break;
             }
-            // Reading can queue output and writing can lift backpressure: go round again until
-            // neither moves a byte (edge-triggered readiness will not tell us again).
-            let eof_with_output = end == ReadEnd::Eof && self.chat.interest().writable;
-            if written == 0 && read == 0 && !eof_with_output {
+            // Reading can queue output (so can the end of input) and writing can lift
+            // backpressure: go round again until neither moves a byte.
+            if written == 0 && read == 0 && !eof {
                 break;
             }
         }
@@ -169,12 +195,12 @@ impl<P: Protocol, S: StreamIo> Entry for StreamConn<P, S> {
                     self.finish_connect(cx);
                 }
                 if self.phase == Phase::Live {
-                    self.drive(cx);
+                    self.drive(cx, true, true);
                 } else {
                     self.settle(cx);
                 }
             }
-            Phase::Live => self.drive(cx),
+            Phase::Live => self.drive(cx, readable, writable),
             Phase::Lingering(_) => {
                 if drain(&mut self.io) {
                     self.phase = Phase::Finished;
@@ -190,7 +216,7 @@ impl<P: Protocol, S: StreamIo> Entry for StreamConn<P, S> {
             Phase::Live | Phase::Connecting => {
                 self.chat.handle_timeout(cx.now);
                 if self.phase == Phase::Live {
-                    self.drive(cx);
+                    self.drive(cx, false, false);
                 } else {
                     self.settle(cx);
                 }
@@ -216,7 +242,7 @@ impl<P: Protocol, S: StreamIo> Entry for StreamConn<P, S> {
             self.chat.close();
         }
         if self.phase == Phase::Live {
-            self.drive(cx);
+            self.drive(cx, false, false);
         } else {
             self.settle(cx);
         }

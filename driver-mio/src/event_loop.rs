@@ -61,7 +61,8 @@ struct Listener {
 }
 
 enum Kind {
-    Listener(Listener),
+    /// Boxed so that the slot of every connection stays small.
+    Listener(Box<Listener>),
     Entry(Box<dyn Entry>),
 }
 
@@ -210,7 +211,7 @@ impl EventLoop {
         self.poll
             .registry()
             .register(&mut listener.socket, Token(key), Interest::READABLE)?;
-        let id = self.insert(Kind::Listener(listener));
+        let id = self.insert(Kind::Listener(Box::new(listener)));
         self.listeners.push(id.key);
         Ok(Bound { id, addr })
     }

@@ -1,8 +1,11 @@
-//! `asynchat-examples`: real protocols built on asynchat-rs.
+//! `asynchat-examples`: real protocols built on asynchat-rs, each a sans-IO module, plus the
+//! tools of the benchmarks.
 //!
-//! **Not implemented yet**: the echo, chat, SMTP, HTTP and Redis-protocol servers are the subject of
-//! issue 5. Until then, the runnable demonstration of the core is
-//! `cargo run -p asynchat-core --example line_protocol`.
+//! Written so far: [`echo`] (the protocol), [`raw_echo`] (a hand-written mio echo server, the
+//! baseline of the driver benchmark) and [`loadgen`]. The chat room, SMTP, HTTP and Redis-protocol
+//! servers and their binaries are the subject of issue 5.
 #![forbid(unsafe_code)]
 
-pub use asynchat_core as core;
+pub mod echo;
+pub mod loadgen;
+pub mod raw_echo;

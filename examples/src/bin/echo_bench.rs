@@ -1,0 +1,156 @@
+//! The driver benchmark: a line-echo server on `asynchat-mio` against a hand-written minimal mio
+//! echo server, both run as child processes and driven by the same load generator in one run.
+//!
+//! ```text
+//! cargo run --release -p asynchat-examples --bin echo_bench -- compare [SECONDS] [ROUNDS]
+//! cargo run --release -p asynchat-examples --bin echo_bench -- idle [CONNECTIONS]
+//! cargo run --release -p asynchat-examples --bin echo_bench -- serve asynchat|raw
+//! cargo run --release -p asynchat-examples --bin echo_bench -- load ADDR [SECONDS]
+//! ```
+//!
+//! `compare` alternates the servers for ROUNDS rounds of SECONDS seconds (default 3 × 5 s) under
+//! 50 connections × 16 lines of 64 bytes in flight and prints the median lines per second of each
+//! and their ratio. `idle` opens CONNECTIONS (default 5000) connections to each server, has each
+//! echo one line, and reports the growth of the server's resident memory per idle connection.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use asynchat_examples::{echo::Echo, loadgen, raw_echo};
+use asynchat_mio::EventLoop;
+
+const SERVERS: [&str; 2] = ["asynchat", "raw"];
+
+fn main() -> io::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg = |i: usize, default: u64| args.get(i).and_then(|s| s.parse().ok()).unwrap_or(default);
+    match args.first().map(String::as_str) {
+        Some("serve") => serve(args.get(1).map_or("asynchat", String::as_str)),
+        Some("compare") => compare(Duration::from_secs(arg(1, 5)), arg(2, 3) as usize),
+        Some("idle") => idle(arg(1, 5000) as usize),
+        Some("load") => {
+            let addr = args.get(1).and_then(|a| a.parse().ok()).ok_or_else(|| io::Error::other("load ADDR [SECONDS]"))?;
+            let report = loadgen::run(&loadgen::Load::standard(addr, Duration::from_secs(arg(2, 5))))?;
+            println!("{:.0} lines/s", report.per_second());
+            Ok(())
+        }
+        _ => {
+            eprintln!("usage: echo_bench compare [SECONDS] [ROUNDS] | idle [CONNECTIONS] | serve asynchat|raw | load ADDR [SECONDS]");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn serve(kind: &str) -> io::Result<()> {
+    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    match kind {
+        "raw" => {
+            let listener = raw_echo::bind(addr)?;
+            println!("{}", listener.local_addr()?);
+            io::stdout().flush()?;
+            raw_echo::serve(listener)
+        }
+        _ => {
+            let mut event_loop = EventLoop::new()?;
+            let bound = event_loop.listen(addr, |_| Echo::default())?;
+            println!("{}", bound.addr);
+            io::stdout().flush()?;
+            event_loop.run()
+        }
+    }
+}
+
+/// A server child process, killed (by its PID, which we own) when dropped.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Server {
+    fn start(kind: &str) -> io::Result<Self> {
+        let mut child = Command::new(std::env::current_exe()?)
+            .args(["serve", kind])
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("piped stdout")).read_line(&mut line)?;
+        let addr = line.trim().parse().map_err(|e| io::Error::other(format!("server said {line:?}: {e}")))?;
+        Ok(Self { child, addr })
+    }
+
+    fn rss_bytes(&self) -> io::Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
+        let kb = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .ok_or_else(|| io::Error::other("no VmRSS"))?;
+        Ok(kb * 1024)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn compare(seconds: Duration, rounds: usize) -> io::Result<()> {
+    let mut rates: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    for round in 0..rounds.max(1) {
+        for (i, kind) in SERVERS.iter().enumerate() {
+            let server = Server::start(kind)?;
+            let report = loadgen::run(&loadgen::Load::standard(server.addr, seconds))?;
+            eprintln!("round {round}: {kind:8} {:>12.0} lines/s", report.per_second());
+            rates[i].push(report.per_second());
+        }
+    }
+    let [ours, raw] = rates.map(median);
+    println!("| server | lines/s (median of {rounds}) |");
+    println!("|---|---|");
+    println!("| asynchat-mio echo | {ours:.0} |");
+    println!("| hand-written mio echo | {raw:.0} |");
+    println!("\nasynchat-mio / hand-written: **{:.3}**", ours / raw);
+    Ok(())
+}
+
+fn idle(connections: usize) -> io::Result<()> {
+    println!("| server | RSS before | RSS with {connections} idle | per idle connection |");
+    println!("|---|---|---|---|");
+    for kind in SERVERS {
+        let server = Server::start(kind)?;
+        std::thread::sleep(Duration::from_millis(200));
+        let before = server.rss_bytes()?;
+        let mut clients = Vec::with_capacity(connections);
+        for _ in 0..connections {
+            let c = TcpStream::connect(server.addr)?;
+            c.set_read_timeout(Some(Duration::from_secs(10)))?;
+            clients.push(c);
+        }
+        // Every connection echoes a line, so each has been accepted, has read, and is idle again.
+        for c in &mut clients {
+            c.write_all(b"hi\n")?;
+        }
+        for c in &mut clients {
+            let mut buf = [0u8; 3];
+            c.read_exact(&mut buf)?;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        let after = server.rss_bytes()?;
+        let per = after.saturating_sub(before) as f64 / connections as f64;
+        println!(
+            "| {kind} | {:.1} MiB | {:.1} MiB | {per:.0} B |",
+            before as f64 / 1048576.0,
+            after as f64 / 1048576.0
+        );
+    }
+    Ok(())
+}
