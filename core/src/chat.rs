@@ -30,8 +30,11 @@ use crate::producer::Producer;
 use crate::terminator::Terminator;
 use crate::timers::Timers;
 
-/// Default number of bytes a driver reads per call: Python's `ac_in_buffer_size`.
+/// Default number of bytes a driver reads per call, at most: Python's `ac_in_buffer_size`.
 pub const DEFAULT_READ_SIZE: usize = 64 * 1024;
+
+/// The first reads of a connection reserve this much; see [`Chat::handle_read_with`].
+pub const MIN_READ: usize = 4 * 1024;
 
 /// A line- or terminator-based protocol: the `async_chat` callbacks.
 ///
@@ -211,10 +214,14 @@ pub struct Config {
     pub high_water: usize,
     /// Output queue size that may not be exceeded ([`Error::OutboxFull`]).
     pub outbox_limit: usize,
-    /// Bytes a driver should read per call.
+    /// The most bytes a driver reads per call. Reads start smaller and grow while they fill
+    /// their buffer (see [`Chat::handle_read_with`]).
     pub read_size: usize,
     /// Close (by default) after this long without input.
     pub idle_timeout: Option<Duration>,
+    /// Copy pushes shorter than this together instead of sending each as its own slice
+    /// ([`Outbox::with_coalescing`]); 0 (the default) never copies.
+    pub coalesce_below: usize,
 }
 
 impl Default for Config {
@@ -227,6 +234,7 @@ impl Default for Config {
             outbox_limit: DEFAULT_OUTBOX_LIMIT,
             read_size: DEFAULT_READ_SIZE,
             idle_timeout: None,
+            coalesce_below: 0,
         }
     }
 }
@@ -269,6 +277,12 @@ impl Config {
         self.idle_timeout = d;
         self
     }
+    /// Sets [`coalesce_below`](Self::coalesce_below).
+    #[must_use]
+    pub fn coalesce_below(mut self, n: usize) -> Self {
+        self.coalesce_below = n;
+        self
+    }
 }
 
 /// The default collector: one `Bytes` kept as it is (zero-copy), concatenated only when a frame
@@ -283,7 +297,9 @@ enum Incoming {
 
 impl fmt::Debug for Incoming {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Incoming").field("len", &self.len()).finish()
+        f.debug_struct("Incoming")
+            .field("len", &self.len())
+            .finish()
     }
 }
 
@@ -332,7 +348,11 @@ struct Core {
     close_reason: Option<Box<CloseReason>>,
     read_eof: bool,
     paused_by_protocol: bool,
-    read_size: usize,
+    /// The most a read reserves, and what the next read reserves: reads start at
+    /// [`MIN_READ`], double while they fill the buffer and halve when they come back mostly
+    /// empty. (u32: a read of 4 GiB is never wanted, and the chat stays small.)
+    read_size: u32,
+    next_read: u32,
     idle_timeout: Option<Duration>,
     idle_deadline: Option<Instant>,
     timers: Timers,
@@ -616,7 +636,8 @@ impl<P: Protocol> Chat<P> {
             .with_over_long_policy(config.over_long);
         let outbox = Outbox::new()
             .with_water_marks(config.low_water, config.high_water)
-            .with_limit(config.outbox_limit);
+            .with_limit(config.outbox_limit)
+            .with_coalescing(config.coalesce_below);
         Ok(Self {
             protocol,
             core: Core {
@@ -627,7 +648,8 @@ impl<P: Protocol> Chat<P> {
                 close_reason: None,
                 read_eof: false,
                 paused_by_protocol: false,
-                read_size: config.read_size.max(1),
+                read_size: u32::try_from(config.read_size.max(1)).unwrap_or(u32::MAX),
+                next_read: u32::try_from(config.read_size.clamp(1, MIN_READ)).unwrap_or(u32::MAX),
                 idle_timeout: config.idle_timeout,
                 idle_deadline: None,
                 timers: Timers::default(),
@@ -664,10 +686,14 @@ impl<P: Protocol> Chat<P> {
         self.after_read(now);
     }
 
-    /// Reads straight into the framer's buffer (no copy): `read` gets the buffer, with at least
-    /// [`read_size`](Self::read_size) bytes of spare capacity, and must only append to it (see
-    /// [`Framer::read_with`]). Returns `None`, without calling `read`, when the connection takes
-    /// no more input (after EOF, or closed).
+    /// Reads straight into the framer's buffer (no copy): `read` gets the buffer, with spare
+    /// capacity reserved, and must only append to it (see [`Framer::read_with`]). Returns `None`,
+    /// without calling `read`, when the connection takes no more input (after EOF, or closed).
+    ///
+    /// The reservation adapts: it starts at [`MIN_READ`], doubles while reads fill it (bulk
+    /// transfers reach [`Config::read_size`] in a few reads) and halves while they come back
+    /// under a quarter full, so chatty connections use small buffers the allocator recycles
+    /// cheaply instead of a fresh 64 KiB one per read.
     pub fn handle_read_with<R>(
         &mut self,
         now: Instant,
@@ -677,7 +703,21 @@ impl<P: Protocol> Chat<P> {
             return None;
         }
         let before = self.core.framer.buffered_len();
-        let result = self.core.framer.read_with(self.core.read_size, read).ok()?;
+        let reserve = self.core.next_read as usize;
+        let result = self.core.framer.read_with(reserve, read).ok()?;
+        let got = self.core.framer.buffered_len().saturating_sub(before);
+        // Adapt the next reservation to the traffic: small for chatty request/response (a small
+        // buffer comes from the allocator's caches), large for bulk transfers.
+        if got >= reserve {
+            self.core.next_read = self
+                .core
+                .next_read
+                .saturating_mul(2)
+                .min(self.core.read_size);
+        } else if got > 0 && got < reserve / 4 {
+            self.core.next_read =
+                (self.core.next_read / 2).max((MIN_READ as u32).min(self.core.read_size));
+        }
         if self.core.framer.buffered_len() != before {
             self.after_read(now);
         }
@@ -835,7 +875,7 @@ impl<P: Protocol> Chat<P> {
     /// Bytes to read per call ([`Config::read_size`]).
     #[must_use]
     pub fn read_size(&self) -> usize {
-        self.core.read_size
+        self.core.read_size as usize
     }
 
     /// Whether the connection is finished: drop the socket (after a write-side shutdown when the

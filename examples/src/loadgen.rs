@@ -72,14 +72,22 @@ pub fn run(load: &Load) -> io::Result<Report> {
     let line_len = load.line_len.max(2);
     let mut pattern = vec![b'x'; line_len - 1];
     pattern.push(b'\n');
-    let block: Vec<u8> = pattern.iter().copied().cycle().take(line_len * 64).collect();
+    let block: Vec<u8> = pattern
+        .iter()
+        .copied()
+        .cycle()
+        .take(line_len * 64)
+        .collect();
     let mut poll = Poll::new()?;
     let mut events = Events::with_capacity(1024);
     let mut conns = Vec::with_capacity(load.connections);
     for i in 0..load.connections {
         let mut stream = TcpStream::connect(load.addr)?;
-        poll.registry()
-            .register(&mut stream, Token(i), Interest::READABLE | Interest::WRITABLE)?;
+        poll.registry().register(
+            &mut stream,
+            Token(i),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
         conns.push(Conn {
             stream,
             owed: load.in_flight * line_len,
@@ -100,7 +108,12 @@ pub fn run(load: &Load) -> io::Result<Report> {
             let conn = &mut conns[i];
             loop {
                 match conn.stream.read(&mut buf) {
-                    Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "server closed")),
+                    Ok(0) => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "server closed",
+                        ))
+                    }
                     Ok(n) => {
                         let lines = memchr::memchr_iter(b'\n', &buf[..n]).count();
                         if now >= counting_from {
@@ -137,7 +150,8 @@ pub fn run(load: &Load) -> io::Result<Report> {
                 } else {
                     Interest::READABLE
                 };
-                poll.registry().reregister(&mut conn.stream, Token(i), interest)?;
+                poll.registry()
+                    .reregister(&mut conn.stream, Token(i), interest)?;
             }
         }
     }

@@ -33,8 +33,11 @@ pub fn serve(mut listener: TcpListener) -> io::Result<()> {
                 while let Ok((mut stream, _)) = listener.accept() {
                     let _ = stream.set_nodelay(true);
                     let entry = conns.vacant_entry();
-                    poll.registry()
-                        .register(&mut stream, Token(entry.key()), Interest::READABLE)?;
+                    poll.registry().register(
+                        &mut stream,
+                        Token(entry.key()),
+                        Interest::READABLE,
+                    )?;
                     entry.insert(Conn {
                         stream,
                         input: Vec::new(),
@@ -45,7 +48,9 @@ pub fn serve(mut listener: TcpListener) -> io::Result<()> {
                 continue;
             }
             let key = event.token().0;
-            let Some(conn) = conns.get_mut(key) else { continue };
+            let Some(conn) = conns.get_mut(key) else {
+                continue;
+            };
             let mut closed = false;
             loop {
                 match conn.stream.read(&mut buf) {

@@ -379,7 +379,7 @@ fn producers_and_zero_copy_read_path() {
     let mut chat = Chat::new(Files).unwrap();
     chat.handle_connected(now);
     let n = chat.handle_read_with(now, |buf| {
-        assert!(buf.capacity() >= DEFAULT_READ_SIZE);
+        assert!(buf.capacity() >= MIN_READ);
         buf.extend_from_slice(b"abcdefg\r\n");
         9
     });
@@ -497,4 +497,38 @@ fn a_chat_stays_small_enough_for_the_idle_memory_budget() {
     }
     let size = std::mem::size_of::<Chat<Unit>>();
     assert!(size <= 320, "Chat is {size} bytes");
+}
+
+#[test]
+fn read_reservations_grow_for_bulk_and_shrink_for_chatter() {
+    struct Sink;
+    impl Protocol for Sink {
+        fn first_terminator(&self) -> Terminator {
+            Terminator::Eof
+        }
+        fn collect_incoming_data(&mut self, _: &mut Context<'_>, _: Bytes) {}
+        fn found_terminator(&mut self, _: &mut Context<'_>, _: Bytes) {}
+    }
+    let now = Instant::now();
+    let mut chat = Chat::new(Sink).unwrap();
+    chat.handle_connected(now);
+    let mut reserved = Vec::new();
+    // Reads that fill whatever spare capacity they are given: the reservation doubles to the cap.
+    for _ in 0..6 {
+        chat.handle_read_with(now, |buf| {
+            let spare = buf.capacity() - buf.len();
+            reserved.push(spare);
+            buf.resize(buf.len() + spare, 0);
+        });
+    }
+    assert!(
+        reserved[0] >= MIN_READ && reserved[0] < 2 * MIN_READ,
+        "{reserved:?}"
+    );
+    assert!(reserved[5] >= DEFAULT_READ_SIZE, "{reserved:?}");
+    // Reads of a few bytes: it shrinks back towards MIN_READ.
+    for _ in 0..8 {
+        chat.handle_read_with(now, |buf| buf.extend_from_slice(b"ping"));
+    }
+    assert_eq!(chat.core.next_read as usize, MIN_READ);
 }
