@@ -395,6 +395,7 @@ impl Core {
         }
     }
 
+    #[inline]
     fn push(&mut self, data: Bytes) {
         // As Python: output pushed once closing began is dropped, not an error that aborts the
         // flush of what was queued before.
@@ -430,6 +431,7 @@ impl Context<'_> {
     /// Queues bytes for the peer: `&'static str`, `Vec<u8>`, `String` and `Bytes` are taken
     /// without copying. Ignored once the connection is closing (as Python's `push` after
     /// `close_when_done`). Closes the connection with [`Error::OutboxFull`] past the hard limit.
+    #[inline]
     pub fn push(&mut self, data: impl Into<Bytes>) {
         self.core.push(data.into());
     }
@@ -948,12 +950,12 @@ impl<P: Protocol> Chat<P> {
                         self.core.close_because(CloseReason::Error(
                             PeerError::FrameTooLong { limit }.into(),
                         ));
+                    } else if self.core.may_deliver() && self.core.framer.take_owed_terminator() {
+                        // The frame's end is already known: no need to poll for it.
+                        self.deliver_terminator(now);
                     }
                 }
-                Ok(Some(Event::Terminator)) => {
-                    let frame = self.core.incoming.take();
-                    self.callback(now, |p, ctx| p.found_terminator(ctx, frame));
-                }
+                Ok(Some(Event::Terminator)) => self.deliver_terminator(now),
                 Ok(Some(Event::End { unterminated })) => {
                     self.callback(now, |p, ctx| p.peer_closed(ctx, unterminated));
                 }
@@ -969,6 +971,11 @@ impl<P: Protocol> Chat<P> {
             self.core.finish_if_flushed();
         }
         self.notify_closed();
+    }
+
+    fn deliver_terminator(&mut self, now: Instant) {
+        let frame = self.core.incoming.take();
+        self.callback(now, |p, ctx| p.found_terminator(ctx, frame));
     }
 
     fn notify_closed(&mut self) {

@@ -538,6 +538,19 @@ impl Framer {
         self.buf.len() - self.consumed
     }
 
+    /// If the terminator of the frame just delivered as data is owed, consumes it: what the
+    /// next [`poll_event`](Self::poll_event) would have returned as [`Event::Terminator`].
+    #[inline]
+    pub(crate) fn take_owed_terminator(&mut self) -> bool {
+        if self.pending_terminator {
+            self.pending_terminator = false;
+            self.frame_len = 0;
+            true
+        } else {
+            false
+        }
+    }
+
     /// Bytes of the current frame already delivered as [`Event::Data`].
     #[must_use]
     pub fn frame_len(&self) -> u64 {

@@ -179,6 +179,7 @@ impl Outbox {
     /// Fails with [`Error::OutboxFull`] past the hard limit and with
     /// [`Misuse::PushAfterClose`] after [`close_when_done`](Self::close_when_done); nothing is
     /// queued then.
+    #[inline]
     pub fn push(&mut self, data: Bytes) -> Result<(), Error> {
         self.check_open()?;
         if data.is_empty() {
@@ -268,6 +269,7 @@ impl Outbox {
         !self.above_high
     }
 
+    #[inline]
     fn update_watermark(&mut self) {
         if self.queued > self.high {
             self.above_high = true;
