@@ -550,14 +550,20 @@ impl EventLoop {
         self.schedule(key, deadline);
     }
 
+    /// Makes sure the heap wakes slot `key` no later than `deadline`. Only an *earlier* deadline
+    /// is pushed: a later or vanished one is left to the wake-up already in the heap, which then
+    /// finds nothing due and reschedules. (Pushing on every move would let an idle deadline that
+    /// every read pushes back pile up one stale entry per read.)
     fn schedule(&mut self, key: usize, deadline: Option<Instant>) {
         let Some(slot) = self.slots.get_mut(key) else {
             return;
         };
-        if slot.scheduled != deadline {
-            slot.scheduled = deadline;
-            if let Some(at) = deadline {
-                self.timers.push(Reverse((at, key, slot.generation)));
+        match (slot.scheduled, deadline) {
+            (_, None) => {}
+            (Some(at), Some(d)) if at <= d => {}
+            (_, Some(d)) => {
+                slot.scheduled = Some(d);
+                self.timers.push(Reverse((d, key, slot.generation)));
             }
         }
     }
@@ -591,5 +597,51 @@ impl EventLoop {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use asynchat_core::{Bytes, Context, Terminator};
+    use std::io::{Read, Write};
+
+    struct Echo;
+    impl Protocol for Echo {
+        fn first_terminator(&self) -> Terminator {
+            "\n".into()
+        }
+        fn found_terminator(&mut self, ctx: &mut Context<'_>, line: Bytes) {
+            ctx.push(line);
+            ctx.push("\n");
+        }
+    }
+
+    #[test]
+    fn deadlines_that_keep_moving_do_not_pile_up_in_the_heap() {
+        let config = Config::default().idle_timeout(Some(Duration::from_secs(300)));
+        let mut ev = EventLoop::with_config(config).unwrap();
+        let bound = ev.listen("127.0.0.1:0".parse().unwrap(), |_| Echo).unwrap();
+        let mut client = std::net::TcpStream::connect(bound.addr).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        for i in 0..500 {
+            client.write_all(format!("{i}\n").as_bytes()).unwrap();
+            let want = format!("{i}\n");
+            let mut got = vec![0; want.len()];
+            let mut read = 0;
+            while read < got.len() {
+                ev.run_once(Some(Duration::from_millis(10))).unwrap();
+                client.set_nonblocking(true).unwrap();
+                if let Ok(n) = client.read(&mut got[read..]) {
+                    read += n;
+                }
+                client.set_nonblocking(false).unwrap();
+            }
+            assert_eq!(got, want.as_bytes());
+        }
+        // Each read moved the idle deadline later; the heap holds a wake-up or two, not 500.
+        assert!(ev.timers.len() <= 3, "{} heap entries", ev.timers.len());
     }
 }
