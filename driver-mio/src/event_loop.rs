@@ -94,6 +94,9 @@ pub struct EventLoop {
     config: Config,
     /// Slots holding listeners, to resume paused ones without scanning every connection.
     listeners: Vec<usize>,
+    /// Scratch space reused every turn: the ready events, the due timers.
+    ready: Vec<(usize, bool, bool)>,
+    due: Vec<(Instant, usize, u64)>,
     shutting_down: bool,
 }
 
@@ -150,6 +153,8 @@ impl EventLoop {
             next_generation: 0,
             config,
             listeners: Vec::new(),
+            ready: Vec::new(),
+            due: Vec::new(),
             shutting_down: false,
         })
     }
@@ -338,22 +343,20 @@ impl EventLoop {
             Err(e) => return Err(e),
         }
         let now = Instant::now();
-        let ready: Vec<(usize, bool, bool)> = self
-            .events
-            .iter()
-            .map(|e| {
-                // Hang-ups and errors are discovered by reading and writing.
-                let readable = e.is_readable() || e.is_read_closed() || e.is_error();
-                let writable = e.is_writable() || e.is_write_closed() || e.is_error();
-                (e.token().0, readable, writable)
-            })
-            .collect();
-        for (key, readable, writable) in ready {
-            if key == WAKER.0 {
-                continue;
+        let mut ready = std::mem::take(&mut self.ready);
+        ready.extend(self.events.iter().map(|e| {
+            // Hang-ups and errors are discovered by reading and writing.
+            let readable = e.is_readable() || e.is_read_closed() || e.is_error();
+            let writable = e.is_writable() || e.is_write_closed() || e.is_error();
+            (e.token().0, readable, writable)
+        }));
+        for &(key, readable, writable) in &ready {
+            if key != WAKER.0 {
+                self.dispatch(key, readable, writable, now);
             }
-            self.dispatch(key, readable, writable, now);
         }
+        ready.clear();
+        self.ready = ready;
         self.run_commands(now);
         self.fire_timers(now);
         Ok(())
@@ -513,11 +516,17 @@ impl EventLoop {
     }
 
     fn fire_timers(&mut self, now: Instant) {
-        while let Some(&Reverse((at, key, generation))) = self.timers.peek() {
-            if at > now {
+        // Take what is due first: a deadline set for "now" while firing (a protocol re-arming
+        // its timer) waits for the next turn instead of keeping this one going forever.
+        let mut due = std::mem::take(&mut self.due);
+        while let Some(&Reverse(entry)) = self.timers.peek() {
+            if entry.0 > now {
                 break;
             }
             self.timers.pop();
+            due.push(entry);
+        }
+        for &(at, key, generation) in &due {
             let Some(slot) = self.slots.get_mut(key) else {
                 continue;
             };
@@ -531,6 +540,8 @@ impl EventLoop {
                 self.with_entry(key, None, now, |e, cx| e.on_timeout(cx));
             }
         }
+        due.clear();
+        self.due = due;
     }
 
     /// After an entry handled something: remove it if finished, else keep its deadline in the heap.
@@ -615,6 +626,42 @@ mod tests {
             ctx.push(line);
             ctx.push("\n");
         }
+    }
+
+    /// Re-arms its timer for "now" every time it fires.
+    struct Storm {
+        fired: std::rc::Rc<std::cell::Cell<u32>>,
+    }
+    impl Protocol for Storm {
+        fn first_terminator(&self) -> Terminator {
+            "\n".into()
+        }
+        fn connected(&mut self, ctx: &mut Context<'_>) {
+            ctx.set_timer(1, ctx.now());
+        }
+        fn found_terminator(&mut self, _: &mut Context<'_>, _: Bytes) {}
+        fn timeout(&mut self, ctx: &mut Context<'_>, _: asynchat_core::Timer) {
+            self.fired.set(self.fired.get() + 1);
+            ctx.set_timer(1, ctx.now());
+        }
+    }
+
+    #[test]
+    fn a_timer_rearmed_for_now_fires_once_per_turn_and_the_loop_stays_responsive() {
+        let fired = std::rc::Rc::new(std::cell::Cell::new(0));
+        let mut ev = EventLoop::new().unwrap();
+        let f = fired.clone();
+        let bound = ev
+            .listen("127.0.0.1:0".parse().unwrap(), move |_| Storm {
+                fired: f.clone(),
+            })
+            .unwrap();
+        let _client = std::net::TcpStream::connect(bound.addr).unwrap();
+        for _ in 0..20 {
+            ev.run_once(Some(Duration::from_millis(10))).unwrap();
+        }
+        let n = fired.get();
+        assert!((1..=20).contains(&n), "fired {n} times in 20 turns");
     }
 
     #[test]
