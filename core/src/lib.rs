@@ -90,8 +90,3 @@ pub use error::{Error, Fault, Misuse, PeerError};
 pub use framer::{Event, Framer, OverLongPolicy, DEFAULT_MAX_FRAME};
 pub use outbox::Outbox;
 pub use terminator::Terminator;
-
-/// The README's examples, compiled and run as doctests.
-#[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-pub struct ReadmeDoctests;

@@ -18,6 +18,12 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
 pub use driver::{Driver, Mio, Server};
 
+/// The README's examples, compiled (and run, unless marked `no_run`) as doctests of this crate,
+/// which depends on the core and the drivers alike.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
+
 /// 127.0.0.1 with an ephemeral port.
 pub const LOCALHOST: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0));
 
