@@ -84,11 +84,7 @@ impl<P: Protocol, S: StreamIo> StreamConn<P, S> {
     }
 
     fn interest(&self) -> Interest {
-        if self.write_registered {
-            Interest::READABLE | Interest::WRITABLE
-        } else {
-            Interest::READABLE
-        }
+        crate::io::interest(self.write_registered)
     }
 
     /// Moves bytes both ways until nothing more moves, then settles registration and closing.

@@ -13,6 +13,15 @@ use mio::net::TcpStream;
 /// batch of small pushes).
 const WRITE_SLICES: usize = 64;
 
+/// What to poll a socket for: always input, output only while some is pending.
+pub(crate) fn interest(write_pending: bool) -> mio::Interest {
+    if write_pending {
+        mio::Interest::READABLE | mio::Interest::WRITABLE
+    } else {
+        mio::Interest::READABLE
+    }
+}
+
 /// A non-blocking byte stream the loop can drive.
 pub(crate) trait StreamIo: Source + Write {
     /// Reads into the spare capacity of `buf`, appending; `Ok(0)` is end of stream.

@@ -68,11 +68,7 @@ impl<P: DatagramProtocol> UdpEntry<P> {
         let want_write = self.chat.interest().writable;
         if want_write != self.write_registered && !self.finished {
             self.write_registered = want_write;
-            let interest = if want_write {
-                Interest::READABLE | Interest::WRITABLE
-            } else {
-                Interest::READABLE
-            };
+            let interest = crate::io::interest(want_write);
             if cx
                 .registry
                 .reregister(&mut self.socket, cx.token, interest)
