@@ -11,6 +11,8 @@ use crate::conn::{Cx, Entry};
 
 /// Large enough for any UDP datagram (65 535 bytes less the headers).
 const RECV_BUFFER: usize = 64 * 1024;
+/// Receive errors tolerated in one pass (each pending ICMP error is reported once).
+const MAX_RECV_ERRORS: u32 = 16;
 
 pub(crate) struct UdpEntry<P> {
     chat: DatagramChat<P>,
@@ -47,6 +49,7 @@ impl<P: DatagramProtocol> UdpEntry<P> {
                     Err(_) => self.chat.handle_sent(),
                 }
             }
+            let mut errors = 0;
             while self.chat.interest().readable {
                 match self.socket.recv_from(&mut self.buf) {
                     Ok((n, peer)) => {
@@ -56,8 +59,14 @@ impl<P: DatagramProtocol> UdpEntry<P> {
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    // ICMP errors from earlier sends (ECONNREFUSED...) surface here: not fatal.
-                    Err(_) => {}
+                    // ICMP errors from earlier sends (ECONNREFUSED...) surface here once each:
+                    // not fatal. One that keeps coming back ends this pass instead of spinning.
+                    Err(_) => {
+                        errors += 1;
+                        if errors == MAX_RECV_ERRORS {
+                            break;
+                        }
+                    }
                 }
             }
             if !moved || self.chat.is_closed() {
