@@ -46,6 +46,14 @@ pub trait Dispatcher {
         let _ = cx;
     }
 
+    /// The loop could not poll the source (registering it failed). The default closes the
+    /// dispatcher, as asyncore's `handle_error` did; errors of the dispatcher's own reads and
+    /// writes are its own to handle in `handle_read` / `handle_write`.
+    fn handle_error(&mut self, cx: &mut DispatchContext<'_>, error: io::Error) {
+        let _ = error;
+        cx.close();
+    }
+
     /// The dispatcher is closed (by [`DispatchContext::close`] or a [`Handle`]); called once, last.
     fn handle_close(&mut self) {}
 }
@@ -132,7 +140,7 @@ impl<D: Dispatcher> RawEntry<D> {
     }
 
     /// Brings the registration in line with `readable()`/`writable()`, and notifies a close.
-    fn settle(&mut self, registry: &Registry, token: Token) {
+    fn settle(&mut self, registry: &Registry, token: Token, now: Instant) {
         if self.closed {
             if !self.notified {
                 self.notified = true;
@@ -153,9 +161,13 @@ impl<D: Dispatcher> RawEntry<D> {
         };
         match result {
             Ok(()) => self.registered = wanted,
-            Err(_) => {
-                self.closed = true;
-                self.settle(registry, token);
+            Err(error) => {
+                self.call(now, |d, c| d.handle_error(c, error));
+                if !self.closed {
+                    // It chose to carry on: try again after its next event.
+                    return;
+                }
+                self.settle(registry, token, now);
             }
         }
     }
@@ -184,7 +196,7 @@ impl<D: Dispatcher> Entry for RawEntry<D> {
         if writable && !self.closed && self.dispatcher.writable() {
             self.call(cx.now, |d, c| d.handle_write(c));
         }
-        self.settle(cx.registry, cx.token);
+        self.settle(cx.registry, cx.token, cx.now);
     }
 
     fn on_timeout(&mut self, cx: &mut Cx<'_>) {
@@ -192,7 +204,7 @@ impl<D: Dispatcher> Entry for RawEntry<D> {
             self.deadline = None;
             self.call(cx.now, |d, c| d.handle_timeout(c));
         }
-        self.settle(cx.registry, cx.token);
+        self.settle(cx.registry, cx.token, cx.now);
     }
 
     fn on_push(&mut self, _cx: &mut Cx<'_>, _data: Bytes) {
@@ -201,7 +213,7 @@ impl<D: Dispatcher> Entry for RawEntry<D> {
 
     fn on_close(&mut self, cx: &mut Cx<'_>, _graceful: bool) {
         self.closed = true;
-        self.settle(cx.registry, cx.token);
+        self.settle(cx.registry, cx.token, cx.now);
     }
 
     fn deadline(&self) -> Option<Instant> {

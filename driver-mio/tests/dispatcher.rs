@@ -106,3 +106,75 @@ fn a_raw_dispatcher_reads_writes_times_out_and_closes() {
         "{ran:?}"
     );
 }
+
+/// Registers like a UDP socket, but refuses to be re-registered.
+struct Fragile(UdpSocket);
+
+impl Source for Fragile {
+    fn register(&mut self, r: &mio::Registry, t: mio::Token, i: mio::Interest) -> io::Result<()> {
+        self.0.register(r, t, i)
+    }
+    fn reregister(&mut self, _: &mio::Registry, _: mio::Token, _: mio::Interest) -> io::Result<()> {
+        Err(io::Error::other("refused on purpose"))
+    }
+    fn deregister(&mut self, r: &mio::Registry) -> io::Result<()> {
+        self.0.deregister(r)
+    }
+}
+
+/// Wants to write after its first datagram, which needs a re-registration that fails.
+struct WantsWrite {
+    socket: Fragile,
+    got_one: bool,
+    error: Arc<std::sync::Mutex<Option<String>>>,
+    closed: Arc<AtomicBool>,
+}
+
+impl Dispatcher for WantsWrite {
+    fn source(&mut self) -> &mut dyn Source {
+        &mut self.socket
+    }
+    fn writable(&self) -> bool {
+        self.got_one
+    }
+    fn handle_read(&mut self, _cx: &mut DispatchContext<'_>) {
+        let mut buf = [0u8; 64];
+        while self.socket.0.recv_from(&mut buf).is_ok() {
+            self.got_one = true;
+        }
+    }
+    fn handle_error(&mut self, cx: &mut DispatchContext<'_>, error: io::Error) {
+        *self.error.lock().unwrap() = Some(error.to_string());
+        cx.close();
+    }
+    fn handle_close(&mut self) {
+        self.closed.store(true, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn a_source_the_loop_cannot_poll_reaches_handle_error_then_closes() {
+    let error = Arc::new(std::sync::Mutex::new(None));
+    let closed = Arc::new(AtomicBool::new(false));
+    let socket = UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    let (e, c) = (error.clone(), closed.clone());
+    let server = std::thread::spawn(move || {
+        let mut ev = EventLoop::new().unwrap();
+        ev.add_dispatcher(WantsWrite {
+            socket: Fragile(socket),
+            got_one: false,
+            error: e,
+            closed: c,
+        })
+        .unwrap();
+        ev.run().unwrap();
+    });
+    StdUdp::bind("127.0.0.1:0")
+        .unwrap()
+        .send_to(b"x", addr)
+        .unwrap();
+    server.join().unwrap();
+    assert_eq!(error.lock().unwrap().as_deref(), Some("refused on purpose"));
+    assert!(closed.load(Ordering::SeqCst));
+}
