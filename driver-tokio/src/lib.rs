@@ -1,8 +1,40 @@
-//! `asynchat-tokio`: drives an [`asynchat_core::Chat`] on tokio.
+//! # asynchat-tokio
 //!
-//! **Not implemented yet.** This crate holds its place in the workspace layout of `DESIGN.md`; the
-//! driver itself is the subject of issue 4. Until then it only re-exports the core so that the
-//! dependency graph (drivers → core) is already the final one.
+//! Drives [`asynchat_core::Chat`] connections on tokio: a protocol written against
+//! `asynchat-core` runs here unchanged. One task per connection, over any
+//! `AsyncRead + AsyncWrite + Unpin` (TCP, Unix sockets, TLS streams, `tokio::io::duplex`):
+//! reads go straight into the framer's buffer, writes are vectored from the outbox, the task
+//! sleeps until the chat's next deadline, and backpressure and `close_when_done` are honoured.
+//! Works on the current-thread and the multi-thread runtime.
+//!
+//! ```no_run
+//! use asynchat_core::{Bytes, Config, Context, Protocol, Terminator};
+//!
+//! struct Echo;
+//! impl Protocol for Echo {
+//!     fn first_terminator(&self) -> Terminator { "\n".into() }
+//!     fn found_terminator(&mut self, ctx: &mut Context<'_>, line: Bytes) {
+//!         ctx.push(line);
+//!         ctx.push("\n");
+//!     }
+//! }
+//!
+//! # async fn run() -> std::io::Result<()> {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:7000").await?;
+//! let server = asynchat_tokio::serve(listener, Config::default(), |_| Echo)?;
+//! println!("echo on {}", server.addr());
+//! server.wait().await;
+//! # Ok(()) }
+//! ```
+//!
+//! Work in progress (issue 4): the tokio-util codec comes next; the smol driver after that.
 #![forbid(unsafe_code)]
 
-pub use asynchat_core as core;
+mod conn;
+mod handle;
+mod serve;
+mod udp;
+
+pub use handle::{ConnId, Handle};
+pub use serve::{connect, run, serve, Accepted, Server};
+pub use udp::serve_udp;

@@ -17,7 +17,7 @@ pub trait Driver: 'static {
     /// Serves on an ephemeral port; `factory` makes each connection's protocol.
     fn serve<P, F>(config: Config, factory: F) -> Server
     where
-        P: Protocol + 'static,
+        P: Protocol + Send + 'static,
         F: FnMut(Self::ConnId, Self::Handle) -> P + Send + 'static;
 
     /// Binds a UDP endpoint on an ephemeral port.
@@ -81,7 +81,7 @@ impl Driver for Mio {
 
     fn serve<P, F>(config: Config, mut factory: F) -> Server
     where
-        P: Protocol + 'static,
+        P: Protocol + Send + 'static,
         F: FnMut(Self::ConnId, Self::Handle) -> P + Send + 'static,
     {
         let (tx, rx) = std::sync::mpsc::channel();
@@ -126,3 +126,109 @@ impl Driver for Mio {
         handle.push(id, data).expect("push");
     }
 }
+
+/// `asynchat-tokio` on a current-thread runtime.
+#[derive(Debug)]
+pub struct TokioCurrentThread;
+
+/// `asynchat-tokio` on a multi-thread runtime (2 workers).
+#[derive(Debug)]
+pub struct TokioMultiThread;
+
+fn tokio_runtime(multi_thread: bool) -> tokio::runtime::Runtime {
+    let mut builder = if multi_thread {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(2);
+        b
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    builder.enable_all().build().expect("tokio runtime")
+}
+
+/// Runs `start` (which returns the address it serves and a stop action) on a runtime of its own
+/// thread, until the server is stopped.
+fn tokio_server<Fut>(multi_thread: bool, start: impl FnOnce() -> Fut + Send + 'static) -> Server
+where
+    Fut: std::future::Future<Output = (SocketAddr, Box<dyn FnOnce() + Send>)>,
+{
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        tokio_runtime(multi_thread).block_on(async move {
+            let (addr, stop) = start().await;
+            tx.send(addr).expect("report address");
+            let _ = stop_rx.await;
+            stop();
+        });
+    });
+    let addr = rx.recv().expect("server started");
+    Server::new(
+        addr,
+        Box::new(move || {
+            let _ = stop_tx.send(());
+        }),
+        thread,
+    )
+}
+
+macro_rules! tokio_driver {
+    ($ty:ty, $name:literal, $multi:literal) => {
+        impl Driver for $ty {
+            const NAME: &'static str = $name;
+            type ConnId = asynchat_tokio::ConnId;
+            type Handle = asynchat_tokio::Handle;
+
+            fn serve<P, F>(config: Config, mut factory: F) -> Server
+            where
+                P: Protocol + Send + 'static,
+                F: FnMut(Self::ConnId, Self::Handle) -> P + Send + 'static,
+            {
+                tokio_server($multi, move || async move {
+                    let listener = tokio::net::TcpListener::bind(crate::LOCALHOST)
+                        .await
+                        .expect("bind");
+                    let server = asynchat_tokio::serve(listener, config, move |a| {
+                        factory(a.id, a.handle.clone())
+                    })
+                    .expect("serve");
+                    let addr = server.addr();
+                    let stop: Box<dyn FnOnce() + Send> = Box::new(move || server.shutdown());
+                    (addr, stop)
+                })
+            }
+
+            fn serve_udp<P: DatagramProtocol + Send + 'static>(protocol: P) -> Server {
+                tokio_server($multi, move || async move {
+                    let socket = tokio::net::UdpSocket::bind(crate::LOCALHOST)
+                        .await
+                        .expect("bind");
+                    let addr = socket.local_addr().expect("address");
+                    let task = tokio::spawn(asynchat_tokio::serve_udp(socket, protocol));
+                    let stop: Box<dyn FnOnce() + Send> = Box::new(move || task.abort());
+                    (addr, stop)
+                })
+            }
+
+            fn run_client<P: Protocol + Send + 'static>(
+                addr: SocketAddr,
+                protocol: P,
+            ) -> JoinHandle<()> {
+                std::thread::spawn(move || {
+                    tokio_runtime($multi).block_on(async move {
+                        asynchat_tokio::connect(addr, protocol, &Config::default())
+                            .await
+                            .expect("valid protocol");
+                    });
+                })
+            }
+
+            fn push(handle: &Self::Handle, id: Self::ConnId, data: Bytes) {
+                assert!(handle.push(id, data), "the connection is open");
+            }
+        }
+    };
+}
+
+tokio_driver!(TokioCurrentThread, "tokio (current thread)", false);
+tokio_driver!(TokioMultiThread, "tokio (multi-thread)", true);
