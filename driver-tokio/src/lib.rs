@@ -27,9 +27,12 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Work in progress (issue 4): the tokio-util codec comes next; the smol driver after that.
+//! For `Framed` users, [`codec::TerminatorCodec`] is a `tokio_util` codec on the same framer.
+//!
+//! Work in progress (issue 4): the smol driver and the benchmarks come next.
 #![forbid(unsafe_code)]
 
+pub mod codec;
 mod conn;
 mod handle;
 mod serve;
