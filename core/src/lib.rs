@@ -16,6 +16,7 @@
 //! | [`outbox`] | `producer_fifo`, `initiate_send` | [`Outbox`]: vectored output, water marks, hard limit |
 //! | [`chat`] | `async_chat` | [`Protocol`], [`Context`], [`Chat`]: the connection state machine |
 //! | [`datagram`] | a UDP `dispatcher` | [`DatagramProtocol`], [`DatagramChat`] |
+//! | [`driver`] | — | [`poll_chat`](driver::poll_chat): the task loop of every async driver |
 //! | [`testing`] | — | [`Harness`](testing::Harness), [`Replay`](testing::Replay) |
 //! | [`error`] | — | [`Error`]: [`PeerError`] (bad input) vs [`Misuse`] (API misuse) vs limits |
 //!
@@ -74,6 +75,7 @@
 
 pub mod chat;
 pub mod datagram;
+pub mod driver;
 pub mod error;
 pub mod framer;
 pub mod outbox;

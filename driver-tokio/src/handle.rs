@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use asynchat_core::Bytes;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
-use crate::conn::Command;
+use asynchat_core::driver::Command;
 
 /// Names one connection of a [`Handle`]'s server. Ids are never reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -1,0 +1,154 @@
+//! Driving a [`Chat`] from a poll-based runtime: the loop every async driver needs (tokio, smol,
+//! any `futures-io` stream), written once. A driver adapts its stream, its timer and its command
+//! channel to the three small traits here and calls [`poll_chat`] from its task.
+//!
+//! Nothing here performs I/O or reads a clock by itself: the adapters do, when polled.
+
+use std::io::{self, IoSlice};
+use std::task::{Context as TaskContext, Poll};
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::chat::{Chat, Protocol};
+
+/// How many slices one vectored write is offered.
+const WRITE_SLICES: usize = 64;
+
+/// A non-blocking byte stream, as a runtime's async I/O traits see it.
+pub trait PollStream {
+    /// Reads into the spare capacity of `buf`, appending; `Ok(0)` is the end of the stream.
+    fn poll_read_into(
+        &mut self,
+        cx: &mut TaskContext<'_>,
+        buf: &mut BytesMut,
+    ) -> Poll<io::Result<usize>>;
+    /// Writes from `bufs` (a vectored write where the stream supports it).
+    fn poll_write_vectored(
+        &mut self,
+        cx: &mut TaskContext<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>>;
+}
+
+/// A timer that can be moved to a new instant.
+pub trait PollTimer {
+    /// Completes once `at` has passed; the timer is moved to `at` if it was set for another time.
+    fn poll_until(&mut self, cx: &mut TaskContext<'_>, at: Instant) -> Poll<()>;
+}
+
+/// What a handle can ask of a connection, from another task or thread.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Command {
+    /// Queue bytes, as the protocol's `ctx.push` would.
+    Push(Bytes),
+    /// Flush, then close.
+    CloseWhenDone,
+    /// Close now, dropping queued output.
+    Close,
+}
+
+/// The receiving end of a connection's command channel.
+pub trait PollCommands {
+    /// The next command; `Ready(None)` once every sender is gone.
+    fn poll_command(&mut self, cx: &mut TaskContext<'_>) -> Poll<Option<Command>>;
+}
+
+/// A command source that never has anything: for connections nobody else reaches.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoCommands;
+
+impl PollCommands for NoCommands {
+    fn poll_command(&mut self, _cx: &mut TaskContext<'_>) -> Poll<Option<Command>> {
+        Poll::Ready(None)
+    }
+}
+
+/// Moves everything that can move — commands, output, input, deadlines — and returns
+/// `Ready(())` once the chat is closed (the caller then shuts the write side down if the close
+/// [`is_graceful`](crate::CloseReason::is_graceful)), `Pending` once every source it polled has
+/// registered the task's waker.
+///
+/// Deadlines fire at most once per call: a timer a protocol re-arms for "now" makes the task
+/// yield (it wakes itself) instead of spinning. `commands_open` tracks whether the command
+/// source can still produce anything; start with `true`.
+pub fn poll_chat<P, S, T, C>(
+    chat: &mut Chat<P>,
+    io: &mut S,
+    timer: &mut T,
+    commands: &mut C,
+    commands_open: &mut bool,
+    cx: &mut TaskContext<'_>,
+) -> Poll<()>
+where
+    P: Protocol,
+    S: PollStream + ?Sized,
+    T: PollTimer + ?Sized,
+    C: PollCommands + ?Sized,
+{
+    let mut timers_fired = false;
+    loop {
+        if chat.is_closed() {
+            return Poll::Ready(());
+        }
+        let now = Instant::now();
+        let mut progress = false;
+        while *commands_open {
+            match commands.poll_command(cx) {
+                Poll::Ready(Some(Command::Push(data))) => {
+                    chat.with_context(now, |_, ctx| ctx.push(data));
+                }
+                Poll::Ready(Some(Command::CloseWhenDone)) => chat.close_when_done(),
+                Poll::Ready(Some(Command::Close)) => chat.close(),
+                Poll::Ready(None) => *commands_open = false,
+                Poll::Pending => break,
+            }
+            progress = true;
+        }
+        if chat.interest().writable {
+            let written = {
+                let mut slices = [IoSlice::new(&[]); WRITE_SLICES];
+                let n = chat.poll_transmit(&mut slices);
+                if n == 0 {
+                    Poll::Pending
+                } else {
+                    io.poll_write_vectored(cx, &slices[..n])
+                }
+            };
+            progress |= written.is_ready();
+            match written {
+                Poll::Ready(Ok(0)) => chat.handle_error(io::ErrorKind::WriteZero.into()),
+                Poll::Ready(Ok(n)) => chat.handle_written(n),
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Poll::Ready(Err(e)) => chat.handle_error(e),
+                Poll::Pending => {}
+            }
+        }
+        if chat.interest().readable {
+            let read = chat.handle_read_with(now, |buf| io.poll_read_into(cx, buf));
+            progress |= matches!(read, Some(Poll::Ready(_)));
+            match read {
+                Some(Poll::Ready(Ok(0))) => chat.handle_eof(now),
+                Some(Poll::Ready(Err(e))) if e.kind() != io::ErrorKind::Interrupted => {
+                    chat.handle_error(e);
+                }
+                _ => {}
+            }
+        }
+        if let Some(at) = chat.poll_timeout() {
+            if timer.poll_until(cx, at).is_ready() {
+                if timers_fired {
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                chat.handle_timeout(Instant::now());
+                timers_fired = true;
+                progress = true;
+            }
+        }
+        if !progress {
+            return Poll::Pending;
+        }
+    }
+}
