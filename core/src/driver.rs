@@ -152,3 +152,71 @@ where
         }
     }
 }
+
+/// Connection ids and their command senders: the shared state behind a driver's handle.
+///
+/// Ids are never reused, so a handle kept after its connection closed cannot reach a newer one.
+pub struct Registry<T> {
+    next: std::sync::atomic::AtomicU64,
+    conns: std::sync::Mutex<std::collections::HashMap<u64, T>>,
+}
+
+impl<T> Default for Registry<T> {
+    fn default() -> Self {
+        Self {
+            next: std::sync::atomic::AtomicU64::new(0),
+            conns: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for Registry<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("connections", &self.len())
+            .finish()
+    }
+}
+
+impl<T> Registry<T> {
+    fn conns(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, T>> {
+        // A panic elsewhere while holding the lock leaves a map that is still consistent.
+        self.conns
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Adds a connection's sender; returns its new id.
+    pub fn insert(&self, sender: T) -> u64 {
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.conns().insert(id, sender);
+        id
+    }
+
+    /// Forgets connection `id` (it has closed).
+    pub fn remove(&self, id: u64) {
+        self.conns().remove(&id);
+    }
+
+    /// Runs `f` on the sender of connection `id`, if it is still there.
+    pub fn with<R>(&self, id: u64, f: impl FnOnce(&T) -> R) -> Option<R> {
+        self.conns().get(&id).map(f)
+    }
+
+    /// Runs `f` on every sender.
+    pub fn for_each(&self, mut f: impl FnMut(&T)) {
+        self.conns().values().for_each(&mut f);
+    }
+
+    /// Connections registered now.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.conns().len()
+    }
+
+    /// Whether no connection is registered.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

@@ -1,30 +1,22 @@
 //! Reaching connections from anywhere: a registry of each connection's command channel.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use asynchat_core::Bytes;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
-use asynchat_core::driver::Command;
+use asynchat_core::driver::{Command, Registry};
 
 /// Names one connection of a [`Handle`]'s server. Ids are never reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ConnId(u64);
 
-#[derive(Default)]
-struct Registry {
-    next: AtomicU64,
-    conns: Mutex<HashMap<u64, UnboundedSender<Command>>>,
-}
-
 /// A `Send + Clone` handle on a server's connections: push bytes to one, close it, or shut
 /// them all down gracefully, from any task or thread.
 #[derive(Clone, Default)]
 pub struct Handle {
-    registry: Arc<Registry>,
+    registry: Arc<Registry<UnboundedSender<Command>>>,
 }
 
 impl fmt::Debug for Handle {
@@ -40,29 +32,19 @@ impl Handle {
         Self::default()
     }
 
-    fn conns(&self) -> std::sync::MutexGuard<'_, HashMap<u64, UnboundedSender<Command>>> {
-        // A panic elsewhere while holding the lock leaves a map that is still consistent.
-        self.registry
-            .conns
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-
     pub(crate) fn register(&self) -> (ConnId, UnboundedReceiver<Command>) {
-        let id = self.registry.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = unbounded_channel();
-        self.conns().insert(id, tx);
-        (ConnId(id), rx)
+        (ConnId(self.registry.insert(tx)), rx)
     }
 
     pub(crate) fn unregister(&self, id: ConnId) {
-        self.conns().remove(&id.0);
+        self.registry.remove(id.0);
     }
 
     fn send(&self, id: ConnId, command: Command) -> bool {
-        self.conns()
-            .get(&id.0)
-            .is_some_and(|tx| tx.send(command).is_ok())
+        self.registry
+            .with(id.0, |tx| tx.send(command).is_ok())
+            .unwrap_or(false)
     }
 
     /// Queues `data` on connection `id`; `false` if it has closed.
@@ -83,13 +65,13 @@ impl Handle {
     /// Connections open now.
     #[must_use]
     pub fn connections(&self) -> usize {
-        self.conns().len()
+        self.registry.len()
     }
 
     /// Flushes and closes every connection.
     pub fn close_all_when_done(&self) {
-        for tx in self.conns().values() {
+        self.registry.for_each(|tx| {
             let _ = tx.send(Command::CloseWhenDone);
-        }
+        });
     }
 }

@@ -232,3 +232,79 @@ macro_rules! tokio_driver {
 
 tokio_driver!(TokioCurrentThread, "tokio (current thread)", false);
 tokio_driver!(TokioMultiThread, "tokio (multi-thread)", true);
+
+/// `asynchat-smol` on smol's global executor.
+#[derive(Debug)]
+pub struct Smol;
+
+/// Runs `start` in a thread of its own with `smol::block_on`, until the server is stopped.
+fn smol_server<Fut>(start: impl FnOnce() -> Fut + Send + 'static) -> Server
+where
+    Fut: std::future::Future<Output = (SocketAddr, Box<dyn FnOnce() + Send>)>,
+{
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = smol::channel::bounded::<()>(1);
+    let thread = std::thread::spawn(move || {
+        smol::block_on(async move {
+            let (addr, stop) = start().await;
+            tx.send(addr).expect("report address");
+            let _ = stop_rx.recv().await;
+            stop();
+        });
+    });
+    let addr = rx.recv().expect("server started");
+    Server::new(
+        addr,
+        Box::new(move || {
+            let _ = stop_tx.try_send(());
+        }),
+        thread,
+    )
+}
+
+impl Driver for Smol {
+    const NAME: &'static str = "smol";
+    type ConnId = asynchat_smol::ConnId;
+    type Handle = asynchat_smol::Handle;
+
+    fn serve<P, F>(config: Config, mut factory: F) -> Server
+    where
+        P: Protocol + Send + 'static,
+        F: FnMut(Self::ConnId, Self::Handle) -> P + Send + 'static,
+    {
+        smol_server(move || async move {
+            let listener =
+                smol::Async::<std::net::TcpListener>::bind(crate::LOCALHOST).expect("bind");
+            let server =
+                asynchat_smol::serve(listener, config, move |a| factory(a.id, a.handle.clone()))
+                    .expect("serve");
+            let addr = server.addr();
+            let stop: Box<dyn FnOnce() + Send> = Box::new(move || {
+                server.shutdown();
+                drop(server);
+            });
+            (addr, stop)
+        })
+    }
+
+    fn serve_udp<P: DatagramProtocol + Send + 'static>(protocol: P) -> Server {
+        smol_server(move || async move {
+            let socket = smol::Async::<std::net::UdpSocket>::bind(crate::LOCALHOST).expect("bind");
+            let addr = socket.get_ref().local_addr().expect("address");
+            let task = smol::spawn(asynchat_smol::serve_udp(socket, protocol));
+            let stop: Box<dyn FnOnce() + Send> = Box::new(move || drop(task));
+            (addr, stop)
+        })
+    }
+
+    fn run_client<P: Protocol + Send + 'static>(addr: SocketAddr, protocol: P) -> JoinHandle<()> {
+        std::thread::spawn(move || {
+            smol::block_on(asynchat_smol::connect(addr, protocol, &Config::default()))
+                .expect("valid protocol");
+        })
+    }
+
+    fn push(handle: &Self::Handle, id: Self::ConnId, data: Bytes) {
+        assert!(handle.push(id, data), "the connection is open");
+    }
+}

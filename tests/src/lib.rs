@@ -16,7 +16,7 @@ pub mod scenarios;
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
-pub use driver::{Driver, Mio, Server, TokioCurrentThread, TokioMultiThread};
+pub use driver::{Driver, Mio, Server, Smol, TokioCurrentThread, TokioMultiThread};
 
 /// The README's examples, compiled (and run, unless marked `no_run`) as doctests of this crate,
 /// which depends on the core and the drivers alike.
