@@ -220,3 +220,150 @@ impl<T> Registry<T> {
         self.len() == 0
     }
 }
+
+/// A connection's command mailbox: what a driver's handle sends through. Nothing is allocated
+/// until a command is sent (an idle connection should cost next to nothing), and it works with
+/// any runtime (a plain mutex and the task's waker).
+///
+/// ```
+/// use asynchat_core::driver::{mailbox, Command};
+///
+/// let (tx, _rx) = mailbox();
+/// assert!(tx.send(Command::Close));
+/// ```
+#[must_use]
+pub fn mailbox() -> (MailboxSender, MailboxReceiver) {
+    let shared = std::sync::Arc::new(std::sync::Mutex::new(MailboxState::default()));
+    (MailboxSender(shared.clone()), MailboxReceiver(shared))
+}
+
+#[derive(Debug, Default)]
+struct MailboxState {
+    queue: std::collections::VecDeque<Command>,
+    waker: Option<std::task::Waker>,
+    sender_gone: bool,
+    receiver_gone: bool,
+}
+
+type Shared = std::sync::Arc<std::sync::Mutex<MailboxState>>;
+
+fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, MailboxState> {
+    // A panic elsewhere while holding the lock leaves a queue that is still consistent.
+    shared
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The sending end of a [`mailbox`]; dropping it ends the receiver's stream of commands.
+#[derive(Debug)]
+pub struct MailboxSender(Shared);
+
+impl MailboxSender {
+    /// Queues `command` and wakes the connection's task; `false` if the connection is gone.
+    pub fn send(&self, command: Command) -> bool {
+        let waker = {
+            let mut state = lock(&self.0);
+            if state.receiver_gone {
+                return false;
+            }
+            state.queue.push_back(command);
+            state.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        true
+    }
+}
+
+impl Drop for MailboxSender {
+    fn drop(&mut self) {
+        let waker = {
+            let mut state = lock(&self.0);
+            state.sender_gone = true;
+            state.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+}
+
+/// The receiving end of a [`mailbox`], polled by the connection's task.
+#[derive(Debug)]
+pub struct MailboxReceiver(Shared);
+
+impl PollCommands for MailboxReceiver {
+    fn poll_command(&mut self, cx: &mut TaskContext<'_>) -> Poll<Option<Command>> {
+        let mut state = lock(&self.0);
+        if let Some(command) = state.queue.pop_front() {
+            if state.queue.is_empty() {
+                state.queue = std::collections::VecDeque::new();
+            }
+            return Poll::Ready(Some(command));
+        }
+        if state.sender_gone {
+            return Poll::Ready(None);
+        }
+        if !state
+            .waker
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            state.waker = Some(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for MailboxReceiver {
+    fn drop(&mut self) {
+        let mut state = lock(&self.0);
+        state.receiver_gone = true;
+        state.queue = std::collections::VecDeque::new();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::task::{Wake, Waker};
+
+    struct Count(AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn mailbox_delivers_in_order_wakes_and_ends() {
+        let woken = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(woken.clone());
+        let mut cx = TaskContext::from_waker(&waker);
+        let (tx, mut rx) = mailbox();
+        assert_eq!(rx.poll_command(&mut cx), Poll::Pending);
+        assert!(tx.send(Command::Push(Bytes::from_static(b"a"))));
+        assert!(tx.send(Command::Close));
+        assert_eq!(woken.0.load(Ordering::SeqCst), 1, "woken by the first send");
+        assert_eq!(
+            rx.poll_command(&mut cx),
+            Poll::Ready(Some(Command::Push(Bytes::from_static(b"a"))))
+        );
+        assert_eq!(rx.poll_command(&mut cx), Poll::Ready(Some(Command::Close)));
+        assert_eq!(rx.poll_command(&mut cx), Poll::Pending);
+        drop(tx);
+        assert_eq!(
+            woken.0.load(Ordering::SeqCst),
+            2,
+            "woken when the sender goes"
+        );
+        assert_eq!(rx.poll_command(&mut cx), Poll::Ready(None));
+
+        let (tx, rx) = mailbox();
+        drop(rx);
+        assert!(!tx.send(Command::Close), "nobody to receive");
+    }
+}

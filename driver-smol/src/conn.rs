@@ -7,11 +7,9 @@ use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
 use std::time::Instant;
 
-use asynchat_core::driver::{poll_chat, Command, PollCommands, PollStream, PollTimer};
+use asynchat_core::driver::{poll_chat, PollCommands, PollStream, PollTimer};
 use asynchat_core::{BytesMut, Chat, Protocol};
-use smol::channel::Receiver;
 use smol::io::{AsyncRead, AsyncWrite};
-use smol::stream::Stream as _;
 use smol::Timer;
 
 struct Stream<'a, S>(&'a mut S);
@@ -69,24 +67,25 @@ impl PollTimer for Deadline {
     }
 }
 
-/// The receiver is not `Unpin`: it is pinned once, for the life of the connection.
-struct Commands(Pin<Box<Receiver<Command>>>);
-
-impl PollCommands for Commands {
-    fn poll_command(&mut self, cx: &mut TaskContext<'_>) -> Poll<Option<Command>> {
-        self.0.as_mut().poll_next(cx)
-    }
-}
-
 /// Drives `chat` over `io` until it closes; then closes the write side if the close was
 /// graceful. Commands arrive on `commands`.
-pub(crate) async fn drive<P, S>(mut chat: Chat<P>, mut io: S, commands: Receiver<Command>)
-where
+///
+/// A chat still connecting is connected first (the stream is connected). `on_end` runs last:
+/// the spawned future is this one, with no wrapper holding a second copy of the chat.
+pub(crate) async fn drive<P, S, C>(
+    mut chat: Chat<P>,
+    mut io: S,
+    mut commands: C,
+    on_end: impl FnOnce(),
+) where
     P: Protocol,
     S: AsyncRead + AsyncWrite + Unpin,
+    C: PollCommands,
 {
+    if chat.state() == asynchat_core::State::Connecting {
+        chat.handle_connected(Instant::now());
+    }
     let mut deadline = Deadline::new();
-    let mut commands = Commands(Box::pin(commands));
     let mut open = true;
     poll_fn(|cx| {
         poll_chat(
@@ -102,4 +101,5 @@ where
     if chat.close_reason().is_some_and(|r| r.is_graceful()) {
         let _ = poll_fn(|cx| Pin::new(&mut io).poll_close(cx)).await;
     }
+    on_end();
 }

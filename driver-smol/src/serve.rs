@@ -4,11 +4,13 @@ use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use asynchat_core::driver::{Command, Registry};
+use asynchat_core::driver::{
+    mailbox, Command, MailboxReceiver, MailboxSender, NoCommands, Registry,
+};
 use asynchat_core::{Bytes, Chat, Config, Misuse, Protocol};
-use smol::channel::{unbounded, Receiver, Sender};
+use smol::channel::Sender;
 use smol::io::{AsyncRead, AsyncWrite};
 use smol::{Async, Task, Timer};
 
@@ -26,7 +28,7 @@ pub struct ConnId(u64);
 /// them all down gracefully, from any task or thread.
 #[derive(Clone, Default)]
 pub struct Handle {
-    registry: Arc<Registry<Sender<Command>>>,
+    registry: Arc<Registry<MailboxSender>>,
 }
 
 impl fmt::Debug for Handle {
@@ -42,14 +44,14 @@ impl Handle {
         Self::default()
     }
 
-    fn register(&self) -> (ConnId, Receiver<Command>) {
-        let (tx, rx) = unbounded();
+    fn register(&self) -> (ConnId, MailboxReceiver) {
+        let (tx, rx) = mailbox();
         (ConnId(self.registry.insert(tx)), rx)
     }
 
     fn send(&self, id: ConnId, command: Command) -> bool {
         self.registry
-            .with(id.0, |tx| tx.try_send(command).is_ok())
+            .with(id.0, |tx| tx.send(command))
             .unwrap_or(false)
     }
 
@@ -77,7 +79,7 @@ impl Handle {
     /// Flushes and closes every connection.
     pub fn close_all_when_done(&self) {
         self.registry.for_each(|tx| {
-            let _ = tx.try_send(Command::CloseWhenDone);
+            tx.send(Command::CloseWhenDone);
         });
     }
 }
@@ -176,16 +178,14 @@ where
                         peer,
                         handle: conns.clone(),
                     };
-                    let Ok(mut chat) = Chat::with_config(factory(&accepted), &config) else {
+                    let Ok(chat) = Chat::with_config(factory(&accepted), &config) else {
                         conns.registry.remove(id.0);
                         continue;
                     };
                     let conns = conns.clone();
-                    smol::spawn(async move {
-                        chat.handle_connected(Instant::now());
-                        drive(chat, stream, commands).await;
-                        conns.registry.remove(id.0);
-                    })
+                    smol::spawn(drive(chat, stream, commands, move || {
+                        conns.registry.remove(id.0)
+                    }))
                     .detach();
                 }
                 Some(Err(_)) => {
@@ -215,9 +215,7 @@ pub async fn connect<P: Protocol>(
     match Async::<TcpStream>::connect(addr).await {
         Ok(stream) => {
             let _ = stream.get_ref().set_nodelay(true);
-            chat.handle_connected(Instant::now());
-            let (_, commands) = unbounded();
-            drive(chat, stream, commands).await;
+            drive(chat, stream, NoCommands, || ()).await;
         }
         Err(e) => chat.handle_error(e),
     }
@@ -230,9 +228,7 @@ where
     P: Protocol,
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut chat = Chat::with_config(protocol, config)?;
-    chat.handle_connected(Instant::now());
-    let (_, commands) = unbounded();
-    drive(chat, io, commands).await;
+    let chat = Chat::with_config(protocol, config)?;
+    drive(chat, io, NoCommands, || ()).await;
     Ok(())
 }

@@ -7,10 +7,9 @@ use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
 use std::time::Instant;
 
-use asynchat_core::driver::{poll_chat, Command, PollCommands, PollStream, PollTimer};
+use asynchat_core::driver::{poll_chat, PollCommands, PollStream, PollTimer};
 use asynchat_core::{BytesMut, Chat, Protocol};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::Sleep;
 use tokio_util::io::poll_read_buf;
 
@@ -35,46 +34,48 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PollStream for Stream<'_, S> {
     }
 }
 
-struct Timer(Pin<Box<Sleep>>);
+/// Made on the first deadline: a connection that never sets one carries no timer.
+struct Timer(Option<Pin<Box<Sleep>>>);
 
 impl PollTimer for Timer {
     fn poll_until(&mut self, cx: &mut TaskContext<'_>, at: Instant) -> Poll<()> {
         let at = tokio::time::Instant::from_std(at);
-        if self.0.deadline() != at {
-            self.0.as_mut().reset(at);
+        let sleep = self
+            .0
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+        if sleep.deadline() != at {
+            sleep.as_mut().reset(at);
         }
-        self.0.as_mut().poll(cx)
-    }
-}
-
-struct Commands<'a>(&'a mut UnboundedReceiver<Command>);
-
-impl PollCommands for Commands<'_> {
-    fn poll_command(&mut self, cx: &mut TaskContext<'_>) -> Poll<Option<Command>> {
-        self.0.poll_recv(cx)
+        sleep.as_mut().poll(cx)
     }
 }
 
 /// Drives `chat` over `io` until it closes; then shuts the write side down if the close was
 /// graceful. Commands arrive on `commands`.
-pub(crate) async fn drive<P, S>(
+///
+/// A chat still connecting is connected first (the stream is connected). `on_end` runs last:
+/// the spawned future is this one, with no wrapper holding a second copy of the chat.
+pub(crate) async fn drive<P, S, C>(
     mut chat: Chat<P>,
     mut io: S,
-    mut commands: UnboundedReceiver<Command>,
+    mut commands: C,
+    on_end: impl FnOnce(),
 ) where
     P: Protocol,
     S: AsyncRead + AsyncWrite + Unpin,
+    C: PollCommands,
 {
-    let mut timer = Timer(Box::pin(tokio::time::sleep_until(
-        tokio::time::Instant::now(),
-    )));
+    if chat.state() == asynchat_core::State::Connecting {
+        chat.handle_connected(Instant::now());
+    }
+    let mut timer = Timer(None);
     let mut open = true;
     poll_fn(|cx| {
         poll_chat(
             &mut chat,
             &mut Stream(&mut io),
             &mut timer,
-            &mut Commands(&mut commands),
+            &mut commands,
             &mut open,
             cx,
         )
@@ -83,4 +84,5 @@ pub(crate) async fn drive<P, S>(
     if chat.close_reason().is_some_and(|r| r.is_graceful()) {
         let _ = poll_fn(|cx| Pin::new(&mut io).poll_shutdown(cx)).await;
     }
+    on_end();
 }

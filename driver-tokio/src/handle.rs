@@ -4,9 +4,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use asynchat_core::Bytes;
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
-use asynchat_core::driver::{Command, Registry};
+use asynchat_core::driver::{mailbox, Command, MailboxReceiver, MailboxSender, Registry};
 
 /// Names one connection of a [`Handle`]'s server. Ids are never reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -16,7 +15,7 @@ pub struct ConnId(u64);
 /// them all down gracefully, from any task or thread.
 #[derive(Clone, Default)]
 pub struct Handle {
-    registry: Arc<Registry<UnboundedSender<Command>>>,
+    registry: Arc<Registry<MailboxSender>>,
 }
 
 impl fmt::Debug for Handle {
@@ -32,8 +31,8 @@ impl Handle {
         Self::default()
     }
 
-    pub(crate) fn register(&self) -> (ConnId, UnboundedReceiver<Command>) {
-        let (tx, rx) = unbounded_channel();
+    pub(crate) fn register(&self) -> (ConnId, MailboxReceiver) {
+        let (tx, rx) = mailbox();
         (ConnId(self.registry.insert(tx)), rx)
     }
 
@@ -43,7 +42,7 @@ impl Handle {
 
     fn send(&self, id: ConnId, command: Command) -> bool {
         self.registry
-            .with(id.0, |tx| tx.send(command).is_ok())
+            .with(id.0, |tx| tx.send(command))
             .unwrap_or(false)
     }
 
@@ -71,7 +70,7 @@ impl Handle {
     /// Flushes and closes every connection.
     pub fn close_all_when_done(&self) {
         self.registry.for_each(|tx| {
-            let _ = tx.send(Command::CloseWhenDone);
+            tx.send(Command::CloseWhenDone);
         });
     }
 }

@@ -3,8 +3,9 @@
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use asynchat_core::driver::NoCommands;
 use asynchat_core::{Chat, Config, Misuse, Protocol};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
@@ -101,16 +102,12 @@ where
                         let _ = stream.set_nodelay(true);
                         let (id, commands) = conns.register();
                         let accepted = Accepted { id, peer, handle: conns.clone() };
-                        let Ok(mut chat) = Chat::with_config(factory(&accepted), &config) else {
+                        let Ok(chat) = Chat::with_config(factory(&accepted), &config) else {
                             conns.unregister(id);
                             continue;
                         };
                         let conns = conns.clone();
-                        tokio::spawn(async move {
-                            chat.handle_connected(Instant::now());
-                            drive(chat, stream, commands).await;
-                            conns.unregister(id);
-                        });
+                        tokio::spawn(drive(chat, stream, commands, move || conns.unregister(id)));
                     }
                     Err(_) => {
                         tokio::time::sleep(backoff).await;
@@ -141,9 +138,7 @@ pub async fn connect<P: Protocol>(
     match TcpStream::connect(addr).await {
         Ok(stream) => {
             let _ = stream.set_nodelay(true);
-            chat.handle_connected(Instant::now());
-            let (_, commands) = Handle::new().register();
-            drive(chat, stream, commands).await;
+            drive(chat, stream, NoCommands, || ()).await;
         }
         Err(e) => chat.handle_error(e),
     }
@@ -157,9 +152,7 @@ where
     P: Protocol,
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut chat = Chat::with_config(protocol, config)?;
-    chat.handle_connected(Instant::now());
-    let (_, commands) = Handle::new().register();
-    drive(chat, io, commands).await;
+    let chat = Chat::with_config(protocol, config)?;
+    drive(chat, io, NoCommands, || ()).await;
     Ok(())
 }

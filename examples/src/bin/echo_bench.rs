@@ -19,12 +19,18 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use asynchat_core::Config;
-use asynchat_examples::{echo::Echo, loadgen, raw_echo};
+use asynchat_examples::{baselines, echo::Echo, loadgen, raw_echo};
 use asynchat_mio::EventLoop;
 
-/// `asynchat` copies nothing (each push is a slice); `asynchat-coalesce` copies pushes under 256
-/// bytes together (`Config::coalesce_below`).
-const SERVERS: [&str; 3] = ["asynchat", "asynchat-coalesce", "raw"];
+/// Pairs compared side by side: each asynchat driver against a plain server on the same runtime.
+/// `asynchat` (mio) copies nothing; `asynchat-coalesce` copies pushes under 256 bytes together
+/// (`Config::coalesce_below`). tokio servers run on a current-thread runtime.
+const PAIRS: [(&str, &str); 4] = [
+    ("asynchat", "raw"),
+    ("asynchat-coalesce", "raw"),
+    ("tokio", "tokio-framed"),
+    ("smol", "smol-plain"),
+];
 
 fn main() -> io::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -55,10 +61,38 @@ fn main() -> io::Result<()> {
 fn serve(kind: &str) -> io::Result<()> {
     let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
     match kind {
+        "tokio" | "tokio-framed" => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async {
+                let listener = tokio::net::TcpListener::bind(addr).await?;
+                announce(listener.local_addr()?)?;
+                if kind == "tokio" {
+                    asynchat_tokio::serve(listener, Config::default(), |_| Echo::default())?
+                        .wait()
+                        .await;
+                    Ok(())
+                } else {
+                    baselines::tokio_framed_echo(listener).await
+                }
+            })
+        }
+        "smol" | "smol-plain" => smol::block_on(async {
+            let listener = smol::Async::<std::net::TcpListener>::bind(addr)?;
+            announce(listener.get_ref().local_addr()?)?;
+            if kind == "smol" {
+                asynchat_smol::serve(listener, Config::default(), |_| Echo::default())?
+                    .wait()
+                    .await;
+                Ok(())
+            } else {
+                baselines::smol_plain_echo(listener).await
+            }
+        }),
         "raw" => {
             let listener = raw_echo::bind(addr)?;
-            println!("{}", listener.local_addr()?);
-            io::stdout().flush()?;
+            announce(listener.local_addr()?)?;
             raw_echo::serve(listener)
         }
         _ => {
@@ -69,11 +103,16 @@ fn serve(kind: &str) -> io::Result<()> {
             };
             let mut event_loop = EventLoop::with_config(config)?;
             let bound = event_loop.listen(addr, |_| Echo::default())?;
-            println!("{}", bound.addr);
-            io::stdout().flush()?;
+            announce(bound.addr)?;
             event_loop.run()
         }
     }
+}
+
+/// Tells the parent process where the server listens.
+fn announce(addr: SocketAddr) -> io::Result<()> {
+    println!("{addr}");
+    io::stdout().flush()
 }
 
 /// A server child process, killed (by its PID, which we own) when dropped.
@@ -121,40 +160,43 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn compare(seconds: Duration, rounds: usize) -> io::Result<()> {
-    let mut rates: [Vec<f64>; 3] = Default::default();
+    let mut kinds: Vec<&str> = PAIRS.iter().flat_map(|(a, b)| [*a, *b]).collect();
+    kinds.dedup();
+    let mut rates: std::collections::HashMap<&str, Vec<f64>> = Default::default();
     for round in 0..rounds.max(1) {
-        for (i, kind) in SERVERS.iter().enumerate() {
+        for kind in &kinds {
+            if rates.get(kind).is_some_and(|r| r.len() > round) {
+                continue;
+            }
             let server = Server::start(kind)?;
             let report = loadgen::run(&loadgen::Load::standard(server.addr, seconds))?;
             eprintln!(
-                "round {round}: {kind:8} {:>12.0} lines/s",
+                "round {round}: {kind:18} {:>12.0} lines/s",
                 report.per_second()
             );
-            rates[i].push(report.per_second());
+            rates.entry(kind).or_default().push(report.per_second());
         }
     }
-    let [ours, coalescing, raw] = rates.map(median);
-    println!("| server | lines/s (median of {rounds}) | / hand-written |");
-    println!("|---|---|---|");
-    println!(
-        "| asynchat-mio echo, default config | {ours:.0} | {:.3} |",
-        ours / raw
-    );
-    println!(
-        "| asynchat-mio echo, `coalesce_below(256)` | {coalescing:.0} | {:.3} |",
-        coalescing / raw
-    );
-    println!("| hand-written mio echo | {raw:.0} | 1 |");
+    println!("| server | lines/s (median of {rounds}) | baseline | baseline lines/s | ratio |");
+    println!("|---|---|---|---|---|");
+    for (ours, base) in PAIRS {
+        let (a, b) = (median(rates[ours].clone()), median(rates[base].clone()));
+        println!("| {ours} | {a:.0} | {base} | {b:.0} | **{:.3}** |", a / b);
+    }
     Ok(())
 }
 
 fn idle(connections: usize) -> io::Result<()> {
     println!("| server | RSS before | RSS with {connections} idle | per idle connection |");
     println!("|---|---|---|---|");
-    for kind in SERVERS {
-        if kind == "asynchat-coalesce" {
-            continue; // the same connection state as "asynchat" when idle
-        }
+    for kind in [
+        "asynchat",
+        "raw",
+        "tokio",
+        "tokio-framed",
+        "smol",
+        "smol-plain",
+    ] {
         let server = Server::start(kind)?;
         std::thread::sleep(Duration::from_millis(200));
         let before = server.rss_bytes()?;
