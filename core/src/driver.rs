@@ -367,3 +367,79 @@ mod tests {
         assert!(!tx.send(Command::Close), "nobody to receive");
     }
 }
+
+/// Names one connection of a [`Handle`]'s server. Ids are never reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnId(u64);
+
+/// A `Send + Clone` handle on the connections of an async driver's server: push bytes to one,
+/// close it, or shut them all down gracefully, from any task or thread.
+///
+/// Drivers [`register`](Self::register) each connection as it starts (its task polls the
+/// returned receiver through [`poll_chat`]) and [`unregister`](Self::unregister) it when it ends.
+#[derive(Clone, Default)]
+pub struct Handle {
+    registry: std::sync::Arc<Registry<MailboxSender>>,
+}
+
+impl std::fmt::Debug for Handle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handle")
+            .field("connections", &self.connections())
+            .finish()
+    }
+}
+
+impl Handle {
+    /// A handle with no connections yet.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a connection (driver side): its id, and the mailbox its task polls.
+    #[must_use]
+    pub fn register(&self) -> (ConnId, MailboxReceiver) {
+        let (tx, rx) = mailbox();
+        (ConnId(self.registry.insert(tx)), rx)
+    }
+
+    /// Forgets a connection that has ended (driver side).
+    pub fn unregister(&self, id: ConnId) {
+        self.registry.remove(id.0);
+    }
+
+    fn send(&self, id: ConnId, command: Command) -> bool {
+        self.registry
+            .with(id.0, |tx| tx.send(command))
+            .unwrap_or(false)
+    }
+
+    /// Queues `data` on connection `id`; `false` if it has closed.
+    pub fn push(&self, id: ConnId, data: impl Into<Bytes>) -> bool {
+        self.send(id, Command::Push(data.into()))
+    }
+
+    /// Flushes connection `id`, then closes it; `false` if it has closed.
+    pub fn close_when_done(&self, id: ConnId) -> bool {
+        self.send(id, Command::CloseWhenDone)
+    }
+
+    /// Closes connection `id` now, dropping its queued output; `false` if it has closed.
+    pub fn close(&self, id: ConnId) -> bool {
+        self.send(id, Command::Close)
+    }
+
+    /// Connections open now.
+    #[must_use]
+    pub fn connections(&self) -> usize {
+        self.registry.len()
+    }
+
+    /// Flushes and closes every connection.
+    pub fn close_all_when_done(&self) {
+        self.registry.for_each(|tx| {
+            tx.send(Command::CloseWhenDone);
+        });
+    }
+}

@@ -32,5 +32,6 @@ mod conn;
 mod serve;
 mod udp;
 
-pub use serve::{connect, run, serve, Accepted, ConnId, Handle, Server};
+pub use asynchat_core::driver::{ConnId, Handle};
+pub use serve::{connect, run, serve, Accepted, Server};
 pub use udp::serve_udp;

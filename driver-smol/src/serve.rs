@@ -1,15 +1,12 @@
-//! Serving, connecting, driving any stream, and reaching connections through a handle.
+//! Serving, connecting, and driving any stream.
 
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::Arc;
 use std::time::Duration;
 
-use asynchat_core::driver::{
-    mailbox, Command, MailboxReceiver, MailboxSender, NoCommands, Registry,
-};
-use asynchat_core::{Bytes, Chat, Config, Misuse, Protocol};
+use asynchat_core::driver::{ConnId, Handle, NoCommands};
+use asynchat_core::{Chat, Config, Misuse, Protocol};
 use smol::channel::Sender;
 use smol::io::{AsyncRead, AsyncWrite};
 use smol::{Async, Task, Timer};
@@ -19,70 +16,6 @@ use crate::conn::drive;
 /// First pause after `accept` fails (out of descriptors); doubles up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
-
-/// Names one connection of a [`Handle`]'s server. Ids are never reused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ConnId(u64);
-
-/// A `Send + Clone` handle on a server's connections: push bytes to one, close it, or shut
-/// them all down gracefully, from any task or thread.
-#[derive(Clone, Default)]
-pub struct Handle {
-    registry: Arc<Registry<MailboxSender>>,
-}
-
-impl fmt::Debug for Handle {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Handle").finish_non_exhaustive()
-    }
-}
-
-impl Handle {
-    /// A handle with no connections yet.
-    #[must_use]
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    fn register(&self) -> (ConnId, MailboxReceiver) {
-        let (tx, rx) = mailbox();
-        (ConnId(self.registry.insert(tx)), rx)
-    }
-
-    fn send(&self, id: ConnId, command: Command) -> bool {
-        self.registry
-            .with(id.0, |tx| tx.send(command))
-            .unwrap_or(false)
-    }
-
-    /// Queues `data` on connection `id`; `false` if it has closed.
-    pub fn push(&self, id: ConnId, data: impl Into<Bytes>) -> bool {
-        self.send(id, Command::Push(data.into()))
-    }
-
-    /// Flushes connection `id`, then closes it; `false` if it has closed.
-    pub fn close_when_done(&self, id: ConnId) -> bool {
-        self.send(id, Command::CloseWhenDone)
-    }
-
-    /// Closes connection `id` now, dropping its queued output; `false` if it has closed.
-    pub fn close(&self, id: ConnId) -> bool {
-        self.send(id, Command::Close)
-    }
-
-    /// Connections open now.
-    #[must_use]
-    pub fn connections(&self) -> usize {
-        self.registry.len()
-    }
-
-    /// Flushes and closes every connection.
-    pub fn close_all_when_done(&self) {
-        self.registry.for_each(|tx| {
-            tx.send(Command::CloseWhenDone);
-        });
-    }
-}
 
 /// A new connection, as seen by the factory of [`serve`].
 #[derive(Debug, Clone)]
@@ -179,14 +112,12 @@ where
                         handle: conns.clone(),
                     };
                     let Ok(chat) = Chat::with_config(factory(&accepted), &config) else {
-                        conns.registry.remove(id.0);
+                        conns.unregister(id);
                         continue;
                     };
                     let conns = conns.clone();
-                    smol::spawn(drive(chat, stream, commands, move || {
-                        conns.registry.remove(id.0)
-                    }))
-                    .detach();
+                    smol::spawn(drive(chat, stream, commands, move || conns.unregister(id)))
+                        .detach();
                 }
                 Some(Err(_)) => {
                     Timer::after(backoff).await;

@@ -34,10 +34,9 @@
 
 pub mod codec;
 mod conn;
-mod handle;
 mod serve;
 mod udp;
 
-pub use handle::{ConnId, Handle};
+pub use asynchat_core::driver::{ConnId, Handle};
 pub use serve::{connect, run, serve, Accepted, Server};
 pub use udp::serve_udp;

@@ -5,7 +5,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use asynchat_core::driver::NoCommands;
+use asynchat_core::driver::{ConnId, Handle, NoCommands};
 use asynchat_core::{Chat, Config, Misuse, Protocol};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
@@ -13,7 +13,6 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::conn::drive;
-use crate::handle::{ConnId, Handle};
 
 /// First pause after `accept` fails (out of descriptors); doubles up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(10);
