@@ -2,7 +2,8 @@
 //! any `futures-io` stream), written once. A driver adapts its stream, its timer and its command
 //! channel to the three small traits here and calls [`poll_chat`] from its task.
 //!
-//! Nothing here performs I/O or reads a clock by itself: the adapters do, when polled.
+//! Nothing here performs I/O or reads a clock by itself: the adapters do, when polled (the time
+//! comes from [`PollTimer::now`]).
 
 use std::io::{self, IoSlice};
 use std::task::{Context as TaskContext, Poll};
@@ -29,10 +30,14 @@ pub trait PollStream {
         cx: &mut TaskContext<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>>;
+    /// Ends the write side (FIN), after a graceful close.
+    fn poll_shutdown(&mut self, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>>;
 }
 
-/// A timer that can be moved to a new instant.
+/// A timer that can be moved to a new instant, and the runtime's clock.
 pub trait PollTimer {
+    /// The time now, by the runtime's clock.
+    fn now(&self) -> Instant;
     /// Completes once `at` has passed; the timer is moved to `at` if it was set for another time.
     fn poll_until(&mut self, cx: &mut TaskContext<'_>, at: Instant) -> Poll<()>;
 }
@@ -92,7 +97,7 @@ where
         if chat.is_closed() {
             return Poll::Ready(());
         }
-        let now = Instant::now();
+        let now = timer.now();
         let mut progress = false;
         while *commands_open {
             match commands.poll_command(cx) {
@@ -142,7 +147,7 @@ where
                     cx.waker().wake_by_ref();
                     return Poll::Pending;
                 }
-                chat.handle_timeout(Instant::now());
+                chat.handle_timeout(timer.now());
                 timers_fired = true;
                 progress = true;
             }
@@ -150,6 +155,144 @@ where
         if !progress {
             return Poll::Pending;
         }
+    }
+}
+
+/// A connection's whole task: connects the chat if it is still connecting (the stream is),
+/// runs [`poll_chat`] until the chat closes, shuts the write side down if the close was
+/// graceful, then runs `on_end` (a driver unregisters the connection there).
+pub async fn run_chat<P, S, T, C>(
+    mut chat: Chat<P>,
+    mut io: S,
+    mut timer: T,
+    mut commands: C,
+    on_end: impl FnOnce(),
+) where
+    P: Protocol,
+    S: PollStream,
+    T: PollTimer,
+    C: PollCommands,
+{
+    if chat.state() == crate::State::Connecting {
+        chat.handle_connected(timer.now());
+    }
+    let mut open = true;
+    std::future::poll_fn(|cx| {
+        poll_chat(&mut chat, &mut io, &mut timer, &mut commands, &mut open, cx)
+    })
+    .await;
+    if chat
+        .close_reason()
+        .is_some_and(crate::CloseReason::is_graceful)
+    {
+        let _ = std::future::poll_fn(|cx| io.poll_shutdown(cx)).await;
+    }
+    on_end();
+}
+
+/// A non-blocking datagram socket, as a runtime's async UDP socket sees it.
+pub trait PollDatagram {
+    /// Sends `payload` to `peer`.
+    fn poll_send_to(
+        &mut self,
+        cx: &mut TaskContext<'_>,
+        payload: &[u8],
+        peer: std::net::SocketAddr,
+    ) -> Poll<io::Result<usize>>;
+    /// Receives one datagram into `buf`.
+    fn poll_recv_from(
+        &mut self,
+        cx: &mut TaskContext<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<(usize, std::net::SocketAddr)>>;
+}
+
+/// Receive errors tolerated in one poll (each pending ICMP error is reported once).
+const MAX_RECV_ERRORS: u32 = 16;
+
+/// A UDP endpoint's whole task: runs `chat` on `socket` until the protocol closes it. A send
+/// that fails loses that datagram only, as UDP may; deadlines fire at most once per poll.
+pub async fn run_datagram_chat<P, S, T>(
+    mut chat: crate::DatagramChat<P>,
+    mut socket: S,
+    mut timer: T,
+) where
+    P: crate::DatagramProtocol,
+    S: PollDatagram,
+    T: PollTimer,
+{
+    let mut buf = vec![0u8; 64 * 1024];
+    std::future::poll_fn(|cx| {
+        let mut errors = 0;
+        let mut timers_fired = false;
+        loop {
+            if chat.is_closed() {
+                return Poll::Ready(());
+            }
+            let now = timer.now();
+            let mut progress = false;
+            while let Some(d) = chat.poll_transmit() {
+                match socket.poll_send_to(cx, &d.payload, d.peer) {
+                    Poll::Ready(_) => {
+                        chat.handle_sent();
+                        progress = true;
+                    }
+                    Poll::Pending => break,
+                }
+            }
+            if chat.interest().readable {
+                match socket.poll_recv_from(cx, &mut buf) {
+                    Poll::Ready(Ok((n, peer))) => {
+                        chat.handle_datagram(now, peer, Bytes::copy_from_slice(&buf[..n]));
+                        progress = true;
+                    }
+                    Poll::Ready(Err(_)) => {
+                        errors += 1;
+                        if errors == MAX_RECV_ERRORS {
+                            cx.waker().wake_by_ref();
+                            return Poll::Pending;
+                        }
+                        progress = true;
+                    }
+                    Poll::Pending => {}
+                }
+            }
+            if let Some(at) = chat.poll_timeout() {
+                if timer.poll_until(cx, at).is_ready() {
+                    if timers_fired {
+                        cx.waker().wake_by_ref();
+                        return Poll::Pending;
+                    }
+                    chat.handle_timeout(timer.now());
+                    timers_fired = true;
+                    progress = true;
+                }
+            }
+            if !progress {
+                return Poll::Pending;
+            }
+        }
+    })
+    .await;
+}
+
+/// A new connection, as seen by the protocol factory of an async driver's server.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Accepted {
+    /// The connection's id, for [`Handle`] commands.
+    pub id: ConnId,
+    /// The peer's address.
+    pub peer: std::net::SocketAddr,
+    /// A handle on the server's connections.
+    pub handle: Handle,
+}
+
+impl Accepted {
+    /// A new connection's description (driver side).
+    #[must_use]
+    pub fn new(id: ConnId, peer: std::net::SocketAddr, handle: Handle) -> Self {
+        Self { id, peer, handle }
     }
 }
 

@@ -32,6 +32,6 @@ mod conn;
 mod serve;
 mod udp;
 
-pub use asynchat_core::driver::{ConnId, Handle};
-pub use serve::{connect, run, serve, Accepted, Server};
+pub use asynchat_core::driver::{Accepted, ConnId, Handle};
+pub use serve::{connect, run, serve, Server};
 pub use udp::serve_udp;

@@ -5,29 +5,17 @@ use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
-use asynchat_core::driver::{ConnId, Handle, NoCommands};
+use asynchat_core::driver::{run_chat, Accepted, Handle, NoCommands};
 use asynchat_core::{Chat, Config, Misuse, Protocol};
 use smol::channel::Sender;
 use smol::io::{AsyncRead, AsyncWrite};
 use smol::{Async, Task, Timer};
 
-use crate::conn::drive;
+use crate::conn::{Deadline, Stream};
 
 /// First pause after `accept` fails (out of descriptors); doubles up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
-
-/// A new connection, as seen by the factory of [`serve`].
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct Accepted {
-    /// The connection's id, for [`Handle`] commands.
-    pub id: ConnId,
-    /// The peer's address.
-    pub peer: SocketAddr,
-    /// A handle on the server's connections.
-    pub handle: Handle,
-}
 
 /// A running server: see [`serve`].
 pub struct Server {
@@ -106,18 +94,21 @@ where
                     backoff = MIN_BACKOFF;
                     let _ = stream.get_ref().set_nodelay(true);
                     let (id, commands) = conns.register();
-                    let accepted = Accepted {
-                        id,
-                        peer,
-                        handle: conns.clone(),
-                    };
+                    let accepted = Accepted::new(id, peer, conns.clone());
                     let Ok(chat) = Chat::with_config(factory(&accepted), &config) else {
                         conns.unregister(id);
                         continue;
                     };
                     let conns = conns.clone();
-                    smol::spawn(drive(chat, stream, commands, move || conns.unregister(id)))
-                        .detach();
+                    let on_end = move || conns.unregister(id);
+                    smol::spawn(run_chat(
+                        chat,
+                        Stream(stream),
+                        Deadline::default(),
+                        commands,
+                        on_end,
+                    ))
+                    .detach();
                 }
                 Some(Err(_)) => {
                     Timer::after(backoff).await;
@@ -146,7 +137,7 @@ pub async fn connect<P: Protocol>(
     match Async::<TcpStream>::connect(addr).await {
         Ok(stream) => {
             let _ = stream.get_ref().set_nodelay(true);
-            drive(chat, stream, NoCommands, || ()).await;
+            run_chat(chat, Stream(stream), Deadline::default(), NoCommands, || ()).await;
         }
         Err(e) => chat.handle_error(e),
     }
@@ -160,6 +151,6 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let chat = Chat::with_config(protocol, config)?;
-    drive(chat, io, NoCommands, || ()).await;
+    run_chat(chat, Stream(io), Deadline::default(), NoCommands, || ()).await;
     Ok(())
 }

@@ -1,84 +1,56 @@
-//! A UDP endpoint as one task: a `DatagramChat` over `Async<UdpSocket>`.
+//! A UDP endpoint as one task: `Async<UdpSocket>` adapted to the core's datagram task.
 
-use std::future::poll_fn;
 use std::io;
-use std::net::UdpSocket;
-use std::task::Poll;
-use std::time::Instant;
+use std::net::{SocketAddr, UdpSocket};
+use std::task::{ready, Context as TaskContext, Poll};
 
-use asynchat_core::driver::PollTimer;
-use asynchat_core::{Bytes, DatagramChat, DatagramProtocol};
+use asynchat_core::driver::{run_datagram_chat, PollDatagram};
+use asynchat_core::{DatagramChat, DatagramProtocol};
 use smol::Async;
 
 use crate::conn::Deadline;
 
-/// Receive errors tolerated in one poll (each pending ICMP error is reported once).
-const MAX_RECV_ERRORS: u32 = 16;
+struct Socket(Async<UdpSocket>);
+
+impl PollDatagram for Socket {
+    fn poll_send_to(
+        &mut self,
+        cx: &mut TaskContext<'_>,
+        payload: &[u8],
+        peer: SocketAddr,
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            match self.0.get_ref().send_to(payload, peer) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    ready!(self.0.poll_writable(cx))?
+                }
+                result => return Poll::Ready(result),
+            }
+        }
+    }
+
+    fn poll_recv_from(
+        &mut self,
+        cx: &mut TaskContext<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<(usize, SocketAddr)>> {
+        loop {
+            match self.0.get_ref().recv_from(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    ready!(self.0.poll_readable(cx))?
+                }
+                result => return Poll::Ready(result),
+            }
+        }
+    }
+}
 
 /// Runs `protocol` on `socket` until the protocol closes the endpoint.
 pub async fn serve_udp<P: DatagramProtocol>(socket: Async<UdpSocket>, protocol: P) {
-    let mut chat = DatagramChat::new(protocol);
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut deadline = Deadline::new();
-    poll_fn(|cx| {
-        let mut errors = 0;
-        let mut timers_fired = false;
-        loop {
-            if chat.is_closed() {
-                return Poll::Ready(());
-            }
-            let now = Instant::now();
-            let mut progress = false;
-            while let Some(d) = chat.poll_transmit() {
-                match socket.get_ref().send_to(&d.payload, d.peer) {
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        if socket.poll_writable(cx).is_pending() {
-                            break;
-                        }
-                    }
-                    // Sent, or failed for good: this datagram is done either way, as UDP allows.
-                    _ => {
-                        chat.handle_sent();
-                        progress = true;
-                    }
-                }
-            }
-            if chat.interest().readable {
-                match socket.get_ref().recv_from(&mut buf) {
-                    Ok((n, peer)) => {
-                        chat.handle_datagram(now, peer, Bytes::copy_from_slice(&buf[..n]));
-                        progress = true;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        if socket.poll_readable(cx).is_ready() {
-                            progress = true;
-                        }
-                    }
-                    Err(_) => {
-                        errors += 1;
-                        if errors == MAX_RECV_ERRORS {
-                            cx.waker().wake_by_ref();
-                            return Poll::Pending;
-                        }
-                        progress = true;
-                    }
-                }
-            }
-            if let Some(at) = chat.poll_timeout() {
-                if deadline.poll_until(cx, at).is_ready() {
-                    if timers_fired {
-                        cx.waker().wake_by_ref();
-                        return Poll::Pending;
-                    }
-                    chat.handle_timeout(Instant::now());
-                    timers_fired = true;
-                    progress = true;
-                }
-            }
-            if !progress {
-                return Poll::Pending;
-            }
-        }
-    })
+    run_datagram_chat(
+        DatagramChat::new(protocol),
+        Socket(socket),
+        Deadline::default(),
+    )
     .await;
 }

@@ -5,30 +5,18 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use asynchat_core::driver::{ConnId, Handle, NoCommands};
+use asynchat_core::driver::{run_chat, Accepted, Handle, NoCommands};
 use asynchat_core::{Chat, Config, Misuse, Protocol};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::conn::drive;
+use crate::conn::{Stream, Timer};
 
 /// First pause after `accept` fails (out of descriptors); doubles up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
-
-/// A new connection, as seen by the factory of [`serve`].
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct Accepted {
-    /// The connection's id, for [`Handle`] commands.
-    pub id: ConnId,
-    /// The peer's address.
-    pub peer: SocketAddr,
-    /// A handle on the server's connections.
-    pub handle: Handle,
-}
 
 /// A running server: see [`serve`].
 pub struct Server {
@@ -100,13 +88,14 @@ where
                         backoff = MIN_BACKOFF;
                         let _ = stream.set_nodelay(true);
                         let (id, commands) = conns.register();
-                        let accepted = Accepted { id, peer, handle: conns.clone() };
+                        let accepted = Accepted::new(id, peer, conns.clone());
                         let Ok(chat) = Chat::with_config(factory(&accepted), &config) else {
                             conns.unregister(id);
                             continue;
                         };
                         let conns = conns.clone();
-                        tokio::spawn(drive(chat, stream, commands, move || conns.unregister(id)));
+                        let on_end = move || conns.unregister(id);
+                        tokio::spawn(run_chat(chat, Stream(stream), Timer::default(), commands, on_end));
                     }
                     Err(_) => {
                         tokio::time::sleep(backoff).await;
@@ -137,7 +126,7 @@ pub async fn connect<P: Protocol>(
     match TcpStream::connect(addr).await {
         Ok(stream) => {
             let _ = stream.set_nodelay(true);
-            drive(chat, stream, NoCommands, || ()).await;
+            run_chat(chat, Stream(stream), Timer::default(), NoCommands, || ()).await;
         }
         Err(e) => chat.handle_error(e),
     }
@@ -152,6 +141,6 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let chat = Chat::with_config(protocol, config)?;
-    drive(chat, io, NoCommands, || ()).await;
+    run_chat(chat, Stream(io), Timer::default(), NoCommands, || ()).await;
     Ok(())
 }
