@@ -141,21 +141,49 @@ where
                 _ => {}
             }
         }
-        if let Some(at) = chat.poll_timeout() {
-            if timer.poll_until(cx, at).is_ready() {
-                if timers_fired {
-                    cx.waker().wake_by_ref();
-                    return Poll::Pending;
-                }
+        match deadline(timer, cx, chat.poll_timeout(), &mut timers_fired) {
+            Deadline::Due => {
                 chat.handle_timeout(timer.now());
-                timers_fired = true;
                 progress = true;
             }
+            Deadline::Yield => return Poll::Pending,
+            Deadline::NotYet => {}
         }
         if !progress {
             return Poll::Pending;
         }
     }
+}
+
+/// What a task should do about its next deadline.
+enum Deadline {
+    NotYet,
+    /// It has passed: fire.
+    Due,
+    /// It has passed again within the same poll (a timer re-armed for "now"): the task has
+    /// woken itself and should return `Pending`, so it yields instead of spinning.
+    Yield,
+}
+
+/// Polls the timer for `at`; deadlines fire at most once per poll (`fired` tracks it).
+fn deadline<T: PollTimer + ?Sized>(
+    timer: &mut T,
+    cx: &mut TaskContext<'_>,
+    at: Option<Instant>,
+    fired: &mut bool,
+) -> Deadline {
+    let Some(at) = at else {
+        return Deadline::NotYet;
+    };
+    if timer.poll_until(cx, at).is_pending() {
+        return Deadline::NotYet;
+    }
+    if *fired {
+        cx.waker().wake_by_ref();
+        return Deadline::Yield;
+    }
+    *fired = true;
+    Deadline::Due
 }
 
 /// A connection's whole task: connects the chat if it is still connecting (the stream is),
@@ -257,16 +285,13 @@ pub async fn run_datagram_chat<P, S, T>(
                     Poll::Pending => {}
                 }
             }
-            if let Some(at) = chat.poll_timeout() {
-                if timer.poll_until(cx, at).is_ready() {
-                    if timers_fired {
-                        cx.waker().wake_by_ref();
-                        return Poll::Pending;
-                    }
+            match deadline(&mut timer, cx, chat.poll_timeout(), &mut timers_fired) {
+                Deadline::Due => {
                     chat.handle_timeout(timer.now());
-                    timers_fired = true;
                     progress = true;
                 }
+                Deadline::Yield => return Poll::Pending,
+                Deadline::NotYet => {}
             }
             if !progress {
                 return Poll::Pending;
@@ -473,12 +498,127 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
     use std::task::{Wake, Waker};
+    use std::time::Instant;
 
     struct Count(AtomicUsize);
     impl Wake for Count {
         fn wake(self: Arc<Self>) {
             self.0.fetch_add(1, Ordering::SeqCst);
         }
+    }
+
+    /// An in-memory stream: reads from `input` (then `Pending`), writes into `output`.
+    #[derive(Default)]
+    struct Memory {
+        input: Vec<u8>,
+        output: Vec<u8>,
+        shut: bool,
+    }
+
+    impl PollStream for Memory {
+        fn poll_read_into(
+            &mut self,
+            _: &mut TaskContext<'_>,
+            buf: &mut BytesMut,
+        ) -> Poll<io::Result<usize>> {
+            if self.input.is_empty() {
+                return Poll::Pending;
+            }
+            buf.extend_from_slice(&self.input);
+            Poll::Ready(Ok(std::mem::take(&mut self.input).len()))
+        }
+        fn poll_write_vectored(
+            &mut self,
+            _: &mut TaskContext<'_>,
+            bufs: &[IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            let before = self.output.len();
+            for b in bufs {
+                self.output.extend_from_slice(b);
+            }
+            Poll::Ready(Ok(self.output.len() - before))
+        }
+        fn poll_shutdown(&mut self, _: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+            self.shut = true;
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// A clock stopped at `now`; any deadline at or before it has passed.
+    struct Frozen(Instant);
+
+    impl PollTimer for Frozen {
+        fn now(&self) -> Instant {
+            self.0
+        }
+        fn poll_until(&mut self, _: &mut TaskContext<'_>, at: Instant) -> Poll<()> {
+            if at <= self.0 {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Echoes lines, and re-arms a timer for "now" every time it fires.
+    struct StormEcho(u32);
+
+    impl crate::Protocol for StormEcho {
+        fn first_terminator(&self) -> crate::Terminator {
+            "\n".into()
+        }
+        fn connected(&mut self, ctx: &mut crate::Context<'_>) {
+            ctx.set_timer(1, ctx.now());
+        }
+        fn found_terminator(&mut self, ctx: &mut crate::Context<'_>, line: Bytes) {
+            ctx.push(line);
+            ctx.push("\n");
+        }
+        fn timeout(&mut self, ctx: &mut crate::Context<'_>, _: crate::Timer) {
+            self.0 += 1;
+            ctx.set_timer(1, ctx.now());
+        }
+    }
+
+    #[test]
+    fn poll_chat_moves_bytes_and_fires_a_storming_timer_once_per_poll() {
+        let woken = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(woken.clone());
+        let mut cx = TaskContext::from_waker(&waker);
+        let now = Instant::now();
+        let mut chat = Chat::new(StormEcho(0)).unwrap();
+        chat.handle_connected(now);
+        let mut io = Memory {
+            input: b"a\nb\n".to_vec(),
+            ..Memory::default()
+        };
+        let mut open = true;
+        let poll = poll_chat(
+            &mut chat,
+            &mut io,
+            &mut Frozen(now),
+            &mut NoCommands,
+            &mut open,
+            &mut cx,
+        );
+        assert_eq!(poll, Poll::Pending);
+        assert_eq!(io.output, b"a\nb\n");
+        assert_eq!(chat.protocol().0, 1, "the timer fired once in this poll");
+        assert_eq!(
+            woken.0.load(Ordering::SeqCst),
+            1,
+            "and the task woke itself to continue"
+        );
+        assert!(!open, "NoCommands ends at once");
+        let _ = poll_chat(
+            &mut chat,
+            &mut io,
+            &mut Frozen(now),
+            &mut NoCommands,
+            &mut open,
+            &mut cx,
+        );
+        assert_eq!(chat.protocol().0, 2);
     }
 
     #[test]

@@ -195,19 +195,22 @@ impl Source for PipePair {
     }
 }
 
+impl PipePair {
+    /// The write end, unless it was shut down.
+    fn output(&mut self) -> io::Result<&mut mio::unix::pipe::Sender> {
+        self.output
+            .as_mut()
+            .ok_or_else(|| io::ErrorKind::BrokenPipe.into())
+    }
+}
+
 impl Write for PipePair {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match &mut self.output {
-            Some(output) => output.write(buf),
-            None => Err(io::ErrorKind::BrokenPipe.into()),
-        }
+        self.output()?.write(buf)
     }
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        match &mut self.output {
-            Some(output) => output.write_vectored(bufs),
-            None => Err(io::ErrorKind::BrokenPipe.into()),
-        }
+        self.output()?.write_vectored(bufs)
     }
 
     fn flush(&mut self) -> io::Result<()> {
