@@ -25,12 +25,24 @@ use asynchat_mio::EventLoop;
 /// Pairs compared side by side: each asynchat driver against a plain server on the same runtime.
 /// `asynchat` (mio) copies nothing; `asynchat-coalesce` copies pushes under 256 bytes together
 /// (`Config::coalesce_below`). tokio servers run on a current-thread runtime.
-const PAIRS: [(&str, &str); 4] = [
+const PAIRS: [(&str, &str); 6] = [
     ("asynchat", "raw"),
     ("asynchat-coalesce", "raw"),
     ("tokio", "tokio-framed"),
+    ("tokio-coalesce", "tokio-framed"),
     ("smol", "smol-plain"),
+    ("smol-coalesce", "smol-plain"),
 ];
+
+/// The configuration of an asynchat server kind: `-coalesce` copies pushes under 256 bytes
+/// together (`Config::coalesce_below`); the others use the defaults.
+fn config_of(kind: &str) -> Config {
+    if kind.ends_with("-coalesce") {
+        Config::default().coalesce_below(256)
+    } else {
+        Config::default()
+    }
+}
 
 fn main() -> io::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -61,7 +73,7 @@ fn main() -> io::Result<()> {
 fn serve(kind: &str) -> io::Result<()> {
     let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
     match kind {
-        "tokio" | "tokio-framed" => {
+        "tokio" | "tokio-coalesce" | "tokio-framed" => {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
@@ -78,7 +90,7 @@ fn serve(kind: &str) -> io::Result<()> {
                 }
             })
         }
-        "smol" | "smol-plain" => smol::block_on(async {
+        "smol" | "smol-coalesce" | "smol-plain" => smol::block_on(async {
             let listener = smol::Async::<std::net::TcpListener>::bind(addr)?;
             announce(listener.get_ref().local_addr()?)?;
             if kind == "smol" {
@@ -96,12 +108,7 @@ fn serve(kind: &str) -> io::Result<()> {
             raw_echo::serve(listener)
         }
         _ => {
-            let config = if kind == "asynchat-coalesce" {
-                Config::default().coalesce_below(256)
-            } else {
-                Config::default()
-            };
-            let mut event_loop = EventLoop::with_config(config)?;
+            let mut event_loop = EventLoop::with_config(config_of(kind))?;
             let bound = event_loop.listen(addr, |_| Echo::default())?;
             announce(bound.addr)?;
             event_loop.run()
@@ -160,14 +167,15 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn compare(seconds: Duration, rounds: usize) -> io::Result<()> {
-    let mut kinds: Vec<&str> = PAIRS.iter().flat_map(|(a, b)| [*a, *b]).collect();
-    kinds.dedup();
+    let mut kinds: Vec<&str> = Vec::new();
+    for kind in PAIRS.iter().flat_map(|(a, b)| [*a, *b]) {
+        if !kinds.contains(&kind) {
+            kinds.push(kind);
+        }
+    }
     let mut rates: std::collections::HashMap<&str, Vec<f64>> = Default::default();
     for round in 0..rounds.max(1) {
         for kind in &kinds {
-            if rates.get(kind).is_some_and(|r| r.len() > round) {
-                continue;
-            }
             let server = Server::start(kind)?;
             let report = loadgen::run(&loadgen::Load::standard(server.addr, seconds))?;
             eprintln!(
