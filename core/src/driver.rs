@@ -187,8 +187,9 @@ fn deadline<T: PollTimer + ?Sized>(
 }
 
 /// A connection's whole task: connects the chat if it is still connecting (the stream is),
-/// runs [`poll_chat`] until the chat closes, shuts the write side down if the close was
-/// graceful, then runs `on_end` (a driver unregisters the connection there).
+/// runs [`poll_chat`] until the chat closes, and after a graceful close shuts the write side
+/// down and drains the peer's input for at most [`LINGER`]; then runs `on_end` (a driver
+/// unregisters the connection there).
 pub async fn run_chat<P, S, T, C>(
     mut chat: Chat<P>,
     mut io: S,
@@ -214,8 +215,31 @@ pub async fn run_chat<P, S, T, C>(
         .is_some_and(crate::CloseReason::is_graceful)
     {
         let _ = std::future::poll_fn(|cx| io.poll_shutdown(cx)).await;
+        linger(&mut io, &mut timer).await;
     }
     on_end();
+}
+
+/// How long a graceful close drains the peer's input after shutting the write side down.
+pub const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reads and discards until the peer closes (or fails), for at most [`LINGER`]: unread input at
+/// close makes the kernel reset the connection, which can destroy the reply still in flight
+/// (Apache's "lingering close").
+async fn linger<S: PollStream, T: PollTimer>(io: &mut S, timer: &mut T) {
+    let until = timer.now() + LINGER;
+    let mut scratch = BytesMut::new();
+    std::future::poll_fn(|cx| loop {
+        scratch.clear();
+        scratch.reserve(16 * 1024);
+        match io.poll_read_into(cx, &mut scratch) {
+            Poll::Ready(Ok(0) | Err(_)) => return Poll::Ready(()),
+            Poll::Ready(Ok(_)) => continue,
+            Poll::Pending => {}
+        }
+        return timer.poll_until(cx, until);
+    })
+    .await;
 }
 
 /// A non-blocking datagram socket, as a runtime's async UDP socket sees it.

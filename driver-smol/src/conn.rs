@@ -75,3 +75,30 @@ impl PollTimer for Deadline {
         Pin::new(&mut self.timer).poll(cx).map(|_| ())
     }
 }
+
+/// A TCP stream: as [`Stream`], but a graceful close really shuts the write side down (FIN).
+/// (async-io's `poll_close` only flushes, so the peer would see the end of the stream only when
+/// the socket is finally dropped.)
+pub(crate) struct Tcp(pub(crate) Stream<smol::Async<std::net::TcpStream>>);
+
+impl PollStream for Tcp {
+    fn poll_read_into(
+        &mut self,
+        cx: &mut TaskContext<'_>,
+        buf: &mut BytesMut,
+    ) -> Poll<io::Result<usize>> {
+        self.0.poll_read_into(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        &mut self,
+        cx: &mut TaskContext<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.0.poll_write_vectored(cx, bufs)
+    }
+
+    fn poll_shutdown(&mut self, _cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(self.0 .0.get_ref().shutdown(std::net::Shutdown::Write))
+    }
+}

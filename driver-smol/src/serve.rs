@@ -11,7 +11,7 @@ use smol::channel::Sender;
 use smol::io::{AsyncRead, AsyncWrite};
 use smol::{Async, Task, Timer};
 
-use crate::conn::{Deadline, Stream};
+use crate::conn::{Deadline, Stream, Tcp};
 
 /// First pause after `accept` fails (out of descriptors); doubles up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(10);
@@ -103,7 +103,7 @@ where
                     let on_end = move || conns.unregister(id);
                     smol::spawn(run_chat(
                         chat,
-                        Stream(stream),
+                        Tcp(Stream(stream)),
                         Deadline::default(),
                         commands,
                         on_end,
@@ -137,7 +137,14 @@ pub async fn connect<P: Protocol>(
     match Async::<TcpStream>::connect(addr).await {
         Ok(stream) => {
             let _ = stream.get_ref().set_nodelay(true);
-            run_chat(chat, Stream(stream), Deadline::default(), NoCommands, || ()).await;
+            run_chat(
+                chat,
+                Tcp(Stream(stream)),
+                Deadline::default(),
+                NoCommands,
+                || (),
+            )
+            .await;
         }
         Err(e) => chat.handle_error(e),
     }
@@ -145,6 +152,9 @@ pub async fn connect<P: Protocol>(
 }
 
 /// Runs `protocol` over an already connected `futures-io` stream until it closes.
+///
+/// A graceful close ends with the stream's `poll_close`; for TCP use [`serve`] or [`connect`],
+/// which shut the write side down (async-io's `poll_close` on a `TcpStream` only flushes).
 pub async fn run<P, S>(protocol: P, io: S, config: &Config) -> Result<(), Misuse>
 where
     P: Protocol,

@@ -48,6 +48,7 @@ macro_rules! conformance_suite {
             udp_echo_1000_datagrams,
             handle_pushes_from_another_thread,
             greeting_on_connect,
+            graceful_close_with_unread_input_still_delivers_the_reply,
         );
     };
     (@tests $driver:ty; $($name:ident),* $(,)?) => {

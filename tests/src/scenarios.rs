@@ -402,6 +402,26 @@ pub fn greeting_on_connect<D: Driver>() {
     assert_eq!(read_to_eof(&mut c).unwrap(), b"221 bye\n");
 }
 
+/// The peer keeps sending after its last request: the server's graceful close must not turn
+/// into a reset (which unread input causes) that destroys the reply in flight.
+pub fn graceful_close_with_unread_input_still_delivers_the_reply<D: Driver>() {
+    const N: usize = 1 << 20;
+    let log = log();
+    let server = probe_server::<D>("\r\n", Config::default(), &log);
+    for _ in 0..5 {
+        let mut c = connect(server.addr);
+        c.set_nodelay(true).unwrap();
+        let mut request = format!("bigq {N}\r\n").into_bytes();
+        request.extend_from_slice(&vec![b'j'; 256 << 10]); // never read by the server
+        c.write_all(&request).unwrap();
+        // Read slowly at first, so the close happens while most of the reply is still queued.
+        std::thread::sleep(Duration::from_millis(50));
+        let got = read_to_eof(&mut c).expect("the reply ends with EOF, not a reset");
+        assert_eq!(got.len(), N);
+        assert_eq!(fnv1a(got), fnv1a((0..N).map(pattern)));
+    }
+}
+
 /// Polls `done` every few milliseconds, for at most 10 s.
 fn wait_for(mut done: impl FnMut() -> bool) {
     let start = Instant::now();
