@@ -29,7 +29,10 @@
 //!
 //! For `Framed` users, [`codec::TerminatorCodec`] is a `tokio_util` codec on the same framer.
 //!
-//! Work in progress (issue 4): the smol driver and the benchmarks come next.
+//! The task loop itself is [`asynchat_core::driver::run_chat`], shared with `asynchat-smol`;
+//! this crate adapts tokio's streams, timers and sockets to it. After a graceful close the write
+//! side is shut down and the peer's input drained for at most
+//! [`LINGER`](asynchat_core::driver::LINGER), so unread input cannot turn the close into a reset.
 #![forbid(unsafe_code)]
 
 pub mod codec;
