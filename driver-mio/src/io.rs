@@ -156,6 +156,21 @@ pub(crate) struct PipePair {
     pub(crate) output: Option<mio::unix::pipe::Sender>,
 }
 
+impl PipePair {
+    /// Applies `f` to each open end with the interest it is polled for. Both ends stay
+    /// registered whatever the connection wants: an unwanted writable edge costs one empty turn.
+    fn each_end(
+        &mut self,
+        mut f: impl FnMut(&mut dyn Source, mio::Interest) -> io::Result<()>,
+    ) -> io::Result<()> {
+        f(&mut self.input, mio::Interest::READABLE)?;
+        if let Some(output) = &mut self.output {
+            f(output, mio::Interest::WRITABLE)?;
+        }
+        Ok(())
+    }
+}
+
 impl Source for PipePair {
     fn register(
         &mut self,
@@ -163,12 +178,7 @@ impl Source for PipePair {
         token: mio::Token,
         _: mio::Interest,
     ) -> io::Result<()> {
-        self.input
-            .register(registry, token, mio::Interest::READABLE)?;
-        if let Some(output) = &mut self.output {
-            output.register(registry, token, mio::Interest::WRITABLE)?;
-        }
-        Ok(())
+        self.each_end(|end, interest| registry.register(end, token, interest))
     }
 
     fn reregister(
@@ -177,13 +187,7 @@ impl Source for PipePair {
         token: mio::Token,
         _: mio::Interest,
     ) -> io::Result<()> {
-        // Both ends stay registered: an unwanted writable edge only costs one empty turn.
-        self.input
-            .reregister(registry, token, mio::Interest::READABLE)?;
-        if let Some(output) = &mut self.output {
-            output.reregister(registry, token, mio::Interest::WRITABLE)?;
-        }
-        Ok(())
+        self.each_end(|end, interest| registry.reregister(end, token, interest))
     }
 
     fn deregister(&mut self, registry: &mio::Registry) -> io::Result<()> {
