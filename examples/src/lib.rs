@@ -8,6 +8,8 @@
 #![forbid(unsafe_code)]
 
 pub mod baselines;
+pub mod cli;
 pub mod echo;
 pub mod loadgen;
 pub mod raw_echo;
+pub mod run;

@@ -1,0 +1,457 @@
+//! Running one protocol on any of the three drivers: what every example binary (and the tour)
+//! shares.
+//!
+//! [`start`] serves a protocol factory on the chosen [`DriverKind`] from a background thread and
+//! returns a [`Running`] server; [`Stopper::stop`] shuts it down gracefully (stop accepting, flush
+//! what is queued, close). The factory gets a [`Link`] to the new connection, the one
+//! driver-neutral handle the examples need (the chat room broadcasts through it).
+//!
+//! ```
+//! use asynchat_examples::echo::Echo;
+//! use asynchat_examples::run::{self, DriverKind, Options};
+//!
+//! for driver in DriverKind::ALL {
+//!     let server = run::start(&Options::new(driver), |_link| Echo::default())?;
+//!     let mut client = std::net::TcpStream::connect(server.addr())?;
+//!     std::io::Write::write_all(&mut client, b"hi\n")?;
+//!     let mut reply = [0; 3];
+//!     std::io::Read::read_exact(&mut client, &mut reply)?;
+//!     assert_eq!(&reply, b"hi\n");
+//!     server.stopper().stop();
+//!     server.wait()?;
+//! }
+//! # Ok::<(), std::io::Error>(())
+//! ```
+
+use std::fmt;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use asynchat_core::{Bytes, CloseReason, Config, Context, Protocol, Terminator, Timer};
+
+/// The event loop a server runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum DriverKind {
+    /// `asynchat-mio`: one event loop on one thread, as asyncore was.
+    Mio,
+    /// `asynchat-tokio` on a multi-thread runtime of two workers.
+    Tokio,
+    /// `asynchat-smol` on smol's executor.
+    Smol,
+}
+
+impl DriverKind {
+    /// Every driver, in the order the tour prints them.
+    pub const ALL: [Self; 3] = [Self::Mio, Self::Tokio, Self::Smol];
+
+    /// The name `--driver` takes.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Mio => "mio",
+            Self::Tokio => "tokio",
+            Self::Smol => "smol",
+        }
+    }
+}
+
+impl fmt::Display for DriverKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How to serve: driver, address, per-connection limits, logging.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The driver.
+    pub driver: DriverKind,
+    /// Where to listen; port 0 picks a free one.
+    pub listen: SocketAddr,
+    /// Every connection's limits and timeouts.
+    pub config: Config,
+    /// Log one line per connection event to stderr.
+    pub verbose: bool,
+}
+
+impl Options {
+    /// `driver` on an ephemeral port of 127.0.0.1, default config, quiet.
+    #[must_use]
+    pub fn new(driver: DriverKind) -> Self {
+        Self {
+            driver,
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            config: Config::default(),
+            verbose: false,
+        }
+    }
+}
+
+/// A handle on one connection, whatever the driver: push to it or close it from any thread.
+#[derive(Debug, Clone)]
+pub struct Link {
+    peer: SocketAddr,
+    to: To,
+}
+
+#[derive(Debug, Clone)]
+enum To {
+    Mio(asynchat_mio::Handle, asynchat_mio::ConnId),
+    Async(asynchat_core::driver::Handle, asynchat_core::driver::ConnId),
+}
+
+impl Link {
+    /// The peer's address.
+    #[must_use]
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// Queues `data` for the connection; `false` if it is gone.
+    pub fn push(&self, data: impl Into<Bytes>) -> bool {
+        match &self.to {
+            To::Mio(handle, id) => handle.push(*id, data).is_ok(),
+            To::Async(handle, id) => handle.push(*id, data),
+        }
+    }
+
+    /// Closes the connection once what is queued is written; `false` if it is gone.
+    pub fn close_when_done(&self) -> bool {
+        match &self.to {
+            To::Mio(handle, id) => handle.close_when_done(*id).is_ok(),
+            To::Async(handle, id) => handle.close_when_done(*id),
+        }
+    }
+}
+
+/// Shuts a [`Running`] server down; cloneable, callable from any thread (a Ctrl-C handler).
+#[derive(Clone)]
+pub struct Stopper(Arc<dyn Fn() + Send + Sync>);
+
+impl fmt::Debug for Stopper {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Stopper")
+    }
+}
+
+impl Stopper {
+    /// Graceful shutdown: stop accepting, flush and close every connection. Idempotent.
+    pub fn stop(&self) {
+        (self.0)();
+    }
+}
+
+/// A server running on a thread of its own.
+#[derive(Debug)]
+pub struct Running {
+    addr: SocketAddr,
+    stopper: Stopper,
+    thread: JoinHandle<io::Result<()>>,
+}
+
+impl Running {
+    /// The address it listens on.
+    #[must_use]
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// What stops it.
+    #[must_use]
+    pub fn stopper(&self) -> Stopper {
+        self.stopper.clone()
+    }
+
+    /// Waits until it has stopped and every connection has closed.
+    ///
+    /// # Errors
+    ///
+    /// The event loop's error, if it failed.
+    pub fn wait(self) -> io::Result<()> {
+        self.thread
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("server thread panicked")))
+    }
+
+    /// Stops it and waits for it: [`Stopper::stop`] then [`wait`](Self::wait).
+    ///
+    /// # Errors
+    ///
+    /// As [`wait`](Self::wait).
+    pub fn shutdown(self) -> io::Result<()> {
+        self.stopper.stop();
+        self.wait()
+    }
+}
+
+/// Serves the protocols `factory` makes, one per connection, on `options.driver`.
+///
+/// Returns once the listener is bound (so a bind error is returned here, not lost in a thread).
+///
+/// # Errors
+///
+/// Binding the address or starting the runtime failed.
+pub fn start<P, F>(options: &Options, mut factory: F) -> io::Result<Running>
+where
+    P: Protocol + Send + 'static,
+    F: FnMut(Link) -> P + Send + 'static,
+{
+    let verbose = options.verbose;
+    let config = options.config.clone();
+    let listen = options.listen;
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<io::Result<(SocketAddr, Stopper)>>();
+    let thread = match options.driver {
+        DriverKind::Mio => std::thread::spawn(move || {
+            let started = (|| {
+                let mut event_loop = asynchat_mio::EventLoop::with_config(config)?;
+                let bound = event_loop.listen(listen, move |a| {
+                    let link = Link {
+                        peer: a.peer,
+                        to: To::Mio(a.handle.clone(), a.id),
+                    };
+                    Logged::new(factory(link.clone()), link.peer, verbose)
+                })?;
+                let handle = event_loop.handle();
+                let stopper = Stopper(Arc::new(move || drop(handle.shutdown())));
+                Ok((event_loop, bound.addr, stopper))
+            })();
+            match started {
+                Ok((mut event_loop, addr, stopper)) => {
+                    let _ = ready_tx.send(Ok((addr, stopper)));
+                    event_loop.run()
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    Ok(())
+                }
+            }
+        }),
+        DriverKind::Tokio => std::thread::spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return Ok(());
+                }
+            };
+            runtime.block_on(async move {
+                let served = async {
+                    let listener = tokio::net::TcpListener::bind(listen).await?;
+                    asynchat_tokio::serve(listener, config, move |a| {
+                        let link = Link {
+                            peer: a.peer,
+                            to: To::Async(a.handle.clone(), a.id),
+                        };
+                        Logged::new(factory(link.clone()), link.peer, verbose)
+                    })
+                };
+                let server = match served.await {
+                    Ok(server) => server,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return Ok(());
+                    }
+                };
+                let (stopper, stopped) = stop_signal();
+                let _ = ready_tx.send(Ok((server.addr(), stopper)));
+                let _ = stopped.recv().await;
+                server.shutdown();
+                server.wait().await;
+                Ok(())
+            })
+        }),
+        DriverKind::Smol => std::thread::spawn(move || {
+            smol::block_on(async move {
+                let listener = match smol::Async::<std::net::TcpListener>::bind(listen) {
+                    Ok(listener) => listener,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return Ok(());
+                    }
+                };
+                let server = asynchat_smol::serve(listener, config, move |a| {
+                    let link = Link {
+                        peer: a.peer,
+                        to: To::Async(a.handle.clone(), a.id),
+                    };
+                    Logged::new(factory(link.clone()), link.peer, verbose)
+                })?;
+                let (stopper, stopped) = stop_signal();
+                let _ = ready_tx.send(Ok((server.addr(), stopper)));
+                let _ = stopped.recv().await;
+                server.shutdown();
+                server.wait().await;
+                Ok(())
+            })
+        }),
+    };
+    let (addr, stopper) = ready_rx
+        .recv()
+        .map_err(|_| io::Error::other("server thread ended before it was ready"))??;
+    Ok(Running {
+        addr,
+        stopper,
+        thread,
+    })
+}
+
+/// A stop signal any runtime can await: the stopper closes the channel.
+fn stop_signal() -> (Stopper, smol::channel::Receiver<()>) {
+    let (tx, rx) = smol::channel::bounded::<()>(1);
+    let stop = move || {
+        tx.close();
+    };
+    (Stopper(Arc::new(stop)), rx)
+}
+
+/// Logs a connection's events to stderr when verbose; otherwise only forwards them.
+#[derive(Debug)]
+struct Logged<P> {
+    inner: P,
+    peer: SocketAddr,
+    verbose: bool,
+}
+
+impl<P> Logged<P> {
+    fn new(inner: P, peer: SocketAddr, verbose: bool) -> Self {
+        Self {
+            inner,
+            peer,
+            verbose,
+        }
+    }
+
+    fn log(&self, event: fmt::Arguments<'_>) {
+        if self.verbose {
+            eprintln!("[{}] {}", self.peer, event);
+        }
+    }
+}
+
+impl<P: Protocol> Protocol for Logged<P> {
+    fn first_terminator(&self) -> Terminator {
+        self.inner.first_terminator()
+    }
+
+    fn connected(&mut self, ctx: &mut Context<'_>) {
+        self.log(format_args!("connected"));
+        self.inner.connected(ctx);
+    }
+
+    fn collect_incoming_data(&mut self, ctx: &mut Context<'_>, data: Bytes) {
+        self.inner.collect_incoming_data(ctx, data);
+    }
+
+    fn found_terminator(&mut self, ctx: &mut Context<'_>, frame: Bytes) {
+        self.inner.found_terminator(ctx, frame);
+    }
+
+    fn peer_closed(&mut self, ctx: &mut Context<'_>, unterminated: u64) {
+        self.log(format_args!(
+            "peer closed its side ({unterminated} bytes unterminated)"
+        ));
+        self.inner.peer_closed(ctx, unterminated);
+    }
+
+    fn frame_too_long(&mut self, ctx: &mut Context<'_>, limit: usize) {
+        self.log(format_args!("frame over the limit of {limit} bytes"));
+        self.inner.frame_too_long(ctx, limit);
+    }
+
+    fn timeout(&mut self, ctx: &mut Context<'_>, timer: Timer) {
+        self.log(format_args!("timer {timer:?}"));
+        self.inner.timeout(ctx, timer);
+    }
+
+    fn closed(&mut self, reason: &CloseReason) {
+        self.log(format_args!("closed: {reason}"));
+        self.inner.closed(reason);
+    }
+}
+
+/// Runs one protocol over stdin/stdout (asyncore's `file_dispatcher`) on `driver`, until it
+/// closes or stdin ends.
+///
+/// # Errors
+///
+/// Setting up stdin/stdout or the event loop failed, or the protocol's first terminator is
+/// invalid.
+pub fn run_stdio<P: Protocol + Send + 'static>(
+    driver: DriverKind,
+    protocol: P,
+    config: &Config,
+) -> io::Result<()> {
+    let invalid = |e: asynchat_core::Misuse| io::Error::new(io::ErrorKind::InvalidInput, e);
+    match driver {
+        DriverKind::Mio => {
+            let mut event_loop = asynchat_mio::EventLoop::with_config(config.clone())?;
+            event_loop.attach_stdio(protocol)?;
+            event_loop.run()
+        }
+        DriverKind::Tokio => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(async {
+                let stdio = tokio::io::join(tokio::io::stdin(), tokio::io::stdout());
+                asynchat_tokio::run(protocol, stdio, config)
+                    .await
+                    .map_err(invalid)
+            }),
+        DriverKind::Smol => smol::block_on(async {
+            let stdio = Duplex {
+                read: smol::Unblock::new(io::stdin()),
+                write: smol::Unblock::new(io::stdout()),
+            };
+            asynchat_smol::run(protocol, stdio, config)
+                .await
+                .map_err(invalid)
+        }),
+    }
+}
+
+/// A reader and a writer as one `futures-io` stream.
+#[derive(Debug)]
+struct Duplex<R, W> {
+    read: R,
+    write: W,
+}
+
+impl<R: futures::AsyncRead + Unpin, W: Unpin> futures::AsyncRead for Duplex<R, W> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut [u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().read).poll_read(cx, buf)
+    }
+}
+
+impl<R: Unpin, W: futures::AsyncWrite + Unpin> futures::AsyncWrite for Duplex<R, W> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().write).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().write).poll_flush(cx)
+    }
+
+    fn poll_close(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().write).poll_close(cx)
+    }
+}
