@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod baselines;
+pub mod chat;
 pub mod cli;
 pub mod echo;
 pub mod loadgen;

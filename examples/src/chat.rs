@@ -1,0 +1,383 @@
+//! The classic asynchat chat room: every line a member sends is broadcast to the others.
+//!
+//! Lines end with `\n` (a `\r` before it is dropped). Commands:
+//!
+//! | line | effect |
+//! |---|---|
+//! | `/nick NAME` | take (or change) a name; needed before talking |
+//! | `/who` | list who is in the room |
+//! | `/quit` | leave |
+//! | anything else | sent to the others as `[name] text` |
+//!
+//! Join, leave and rename notices go to the others as `* ...` lines. A member reaches the others
+//! through an [`Outlet`] (the drivers' cross-connection handle, a [`Link`](crate::run::Link),
+//! in the binary; a buffer in the tests), so the room is sans-IO like every protocol here.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use asynchat_core::testing::Harness;
+//! use asynchat_examples::chat::{Member, Room, Sink};
+//!
+//! let room = Arc::new(Room::default());
+//! let ada_inbox = Sink::default();
+//! let mut ada = Harness::new(Member::join(&room, ada_inbox.clone()));
+//! let mut bob = Harness::new(Member::join(&room, Sink::default()));
+//! ada.send("/nick ada\n");
+//! bob.send("/nick bob\nhello\n");
+//! assert!(ada_inbox.text().ends_with("* bob joined\n[bob] hello\n"));
+//! ```
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use asynchat_core::{Bytes, CloseReason, Config, Context, OverLongPolicy, Protocol, Terminator};
+
+use crate::run::Link;
+
+/// The longest name `/nick` accepts, in bytes.
+pub const MAX_NAME: usize = 32;
+
+/// The longest line the binary accepts, in bytes (its `max_frame`).
+pub const MAX_LINE: usize = 4096;
+
+/// The connection limits the room expects: lines up to [`MAX_LINE`], a longer one answered by
+/// [`Member`] (which then closes that connection) instead of an abrupt close.
+#[must_use]
+pub fn config() -> Config {
+    Config::default()
+        .max_frame(MAX_LINE)
+        .over_long(OverLongPolicy::Skip)
+}
+
+/// Where a member's share of the room's traffic goes.
+pub trait Outlet: Send + Sync {
+    /// Delivers one line (terminator included); `false` if the member is gone.
+    fn deliver(&self, line: Bytes) -> bool;
+}
+
+impl Outlet for Link {
+    fn deliver(&self, line: Bytes) -> bool {
+        self.push(line)
+    }
+}
+
+/// An [`Outlet`] into memory, for tests and the tour's clients.
+#[derive(Debug, Clone, Default)]
+pub struct Sink(Arc<Mutex<Vec<u8>>>);
+
+impl Sink {
+    /// Everything delivered so far, as text.
+    #[must_use]
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(PoisonError::into_inner)).into_owned()
+    }
+}
+
+impl Outlet for Sink {
+    fn deliver(&self, line: Bytes) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend_from_slice(&line);
+        true
+    }
+}
+
+struct Seat {
+    name: Option<String>,
+    outlet: Box<dyn Outlet>,
+}
+
+/// The room: who is in it, and how to reach them. Shared by every connection (and thread).
+#[derive(Default)]
+pub struct Room {
+    seats: Mutex<Seats>,
+}
+
+#[derive(Default)]
+struct Seats {
+    next: u64,
+    by_id: BTreeMap<u64, Seat>,
+}
+
+impl std::fmt::Debug for Room {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Room")
+            .field("members", &self.seats().by_id.len())
+            .finish()
+    }
+}
+
+impl Room {
+    fn seats(&self) -> MutexGuard<'_, Seats> {
+        // A panic elsewhere leaves the map consistent (every change is one insert or remove).
+        self.seats.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Names of the members who have one, sorted.
+    #[must_use]
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .seats()
+            .by_id
+            .values()
+            .filter_map(|s| s.name.clone())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Sends `line` to every named member but `from`.
+    fn broadcast(&self, from: u64, line: &Bytes) {
+        for (id, seat) in &self.seats().by_id {
+            if *id != from && seat.name.is_some() {
+                seat.outlet.deliver(line.clone());
+            }
+        }
+    }
+}
+
+/// Why `/nick` refused a name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BadName {
+    Empty,
+    TooLong,
+    Invalid,
+    Taken,
+}
+
+/// One member of a [`Room`]: the protocol of one connection.
+#[derive(Debug)]
+pub struct Member {
+    room: Arc<Room>,
+    id: u64,
+    name: Option<String>,
+}
+
+impl Member {
+    /// Enters `room`; the others' lines reach this member through `outlet`.
+    pub fn join(room: &Arc<Room>, outlet: impl Outlet + 'static) -> Self {
+        let mut seats = room.seats();
+        let id = seats.next;
+        seats.next += 1;
+        seats.by_id.insert(
+            id,
+            Seat {
+                name: None,
+                outlet: Box::new(outlet),
+            },
+        );
+        drop(seats);
+        Self {
+            room: room.clone(),
+            id,
+            name: None,
+        }
+    }
+
+    fn nick(&mut self, ctx: &mut Context<'_>, wanted: &str) {
+        let taken_by_other = |seats: &Seats| {
+            seats
+                .by_id
+                .iter()
+                .any(|(id, s)| *id != self.id && s.name.as_deref() == Some(wanted))
+        };
+        let mut seats = self.room.seats();
+        let verdict = if wanted.is_empty() {
+            Err(BadName::Empty)
+        } else if wanted.len() > MAX_NAME {
+            Err(BadName::TooLong)
+        } else if !wanted.chars().all(|c| c.is_alphanumeric() || "-_.".contains(c)) {
+            Err(BadName::Invalid)
+        } else if taken_by_other(&seats) {
+            Err(BadName::Taken)
+        } else {
+            Ok(())
+        };
+        if let Err(why) = verdict {
+            drop(seats);
+            ctx.push(match why {
+                BadName::Empty => "* usage: /nick NAME\n".to_owned(),
+                BadName::TooLong => format!("* names are at most {MAX_NAME} bytes\n"),
+                BadName::Invalid => "* names use letters, digits, '-', '_' and '.'\n".to_owned(),
+                BadName::Taken => format!("* {wanted} is taken\n"),
+            });
+            return;
+        }
+        if let Some(seat) = seats.by_id.get_mut(&self.id) {
+            seat.name = Some(wanted.to_owned());
+        }
+        drop(seats);
+        let notice = match self.name.replace(wanted.to_owned()) {
+            None => format!("* {wanted} joined\n"),
+            Some(old) => format!("* {old} is now {wanted}\n"),
+        };
+        ctx.push(format!("* you are {wanted}\n"));
+        self.room.broadcast(self.id, &Bytes::from(notice));
+    }
+
+    /// Leaves the room (once), telling the others if this member had a name.
+    fn leave(&mut self) {
+        if self.room.seats().by_id.remove(&self.id).is_none() {
+            return;
+        }
+        if let Some(name) = self.name.take() {
+            self.room
+                .broadcast(self.id, &Bytes::from(format!("* {name} left\n")));
+        }
+    }
+}
+
+impl Protocol for Member {
+    fn first_terminator(&self) -> Terminator {
+        "\n".into()
+    }
+
+    fn connected(&mut self, ctx: &mut Context<'_>) {
+        ctx.push("* welcome: /nick NAME to join, /who to list, /quit to leave\n");
+    }
+
+    fn found_terminator(&mut self, ctx: &mut Context<'_>, line: Bytes) {
+        let line = line.strip_suffix(b"\r").unwrap_or(&line);
+        let line = String::from_utf8_lossy(line);
+        let (command, rest) = line.split_once(' ').unwrap_or((&line, ""));
+        match command {
+            "/nick" => self.nick(ctx, rest.trim()),
+            "/who" => {
+                let names = self.room.names();
+                ctx.push(format!("* online: {}\n", names.join(", ")));
+            }
+            "/quit" => {
+                ctx.push("* bye\n");
+                self.leave();
+                ctx.close_when_done();
+            }
+            c if c.starts_with('/') => ctx.push(format!("* unknown command {c}\n")),
+            _ => match &self.name {
+                None => ctx.push("* choose a name first: /nick NAME\n"),
+                Some(name) => {
+                    let said = Bytes::from(format!("[{name}] {line}\n"));
+                    self.room.broadcast(self.id, &said);
+                }
+            },
+        }
+    }
+
+    fn frame_too_long(&mut self, ctx: &mut Context<'_>, limit: usize) {
+        ctx.push(format!("* lines are at most {limit} bytes: goodbye\n"));
+        ctx.close_when_done();
+    }
+
+    fn closed(&mut self, _reason: &CloseReason) {
+        self.leave();
+    }
+}
+
+impl Drop for Member {
+    /// A connection dropped without `closed` (a driver shutting down) still leaves the room.
+    fn drop(&mut self) {
+        self.leave();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use asynchat_core::testing::{Harness, Replay};
+    use asynchat_core::State;
+
+    fn member(room: &Arc<Room>) -> (Harness<Member>, Sink) {
+        let inbox = Sink::default();
+        (Harness::new(Member::join(room, inbox.clone())), inbox)
+    }
+
+    #[test]
+    fn lines_reach_the_others_named_and_not_the_sender() {
+        let room = Arc::new(Room::default());
+        let (mut ada, ada_in) = member(&room);
+        let (mut bob, bob_in) = member(&room);
+        let (mut eve, eve_in) = member(&room);
+        ada.send("/nick ada\r\n");
+        bob.send("/nick bob\n");
+        eve.send("/nick eve\n");
+        bob.send("hi all\r\n");
+        assert_eq!(ada_in.text(), "* bob joined\n* eve joined\n[bob] hi all\n");
+        assert_eq!(eve_in.text(), "[bob] hi all\n");
+        assert_eq!(bob_in.text(), "* eve joined\n");
+        assert!(bob.take_output().ends_with(b"* you are bob\n"));
+    }
+
+    #[test]
+    fn who_rename_and_quit() {
+        let room = Arc::new(Room::default());
+        let (mut ada, ada_in) = member(&room);
+        let (mut bob, _) = member(&room);
+        ada.send("/nick ada\n");
+        bob.send("/nick bob\n/who\n");
+        assert!(bob.take_output().ends_with(b"* online: ada, bob\n"));
+        bob.send("/nick robert\n");
+        assert!(ada_in.text().ends_with("* bob is now robert\n"));
+        bob.send("/quit\nnot delivered\n");
+        assert!(bob.take_output().ends_with(b"* bye\n"));
+        assert_eq!(bob.state(), State::Closed);
+        assert!(ada_in.text().ends_with("* robert left\n"));
+        assert_eq!(room.names(), ["ada"]);
+    }
+
+    #[test]
+    fn a_dropped_connection_leaves_once() {
+        let room = Arc::new(Room::default());
+        let (mut ada, ada_in) = member(&room);
+        let (mut bob, _) = member(&room);
+        ada.send("/nick ada\n");
+        bob.send("/nick bob\n");
+        bob.send_eof();
+        drop(bob);
+        assert_eq!(ada_in.text(), "* bob joined\n* bob left\n");
+        assert_eq!(room.names(), ["ada"]);
+    }
+
+    #[test]
+    fn names_are_checked_and_talking_needs_one() {
+        let room = Arc::new(Room::default());
+        let (mut ada, _) = member(&room);
+        let (mut bob, bob_in) = member(&room);
+        ada.send("/nick ada\n");
+        ada.take_output();
+        bob.take_output();
+        bob.send("hello\n/nick\n/nick ada\n/nick a b\n/nick ");
+        bob.send(&"x".repeat(MAX_NAME + 1));
+        bob.send("\n/dance\n");
+        assert_eq!(
+            bob.take_output(),
+            format!(
+                "* choose a name first: /nick NAME\n* usage: /nick NAME\n* ada is taken\n\
+                 * names use letters, digits, '-', '_' and '.'\n\
+                 * names are at most {MAX_NAME} bytes\n* unknown command /dance\n"
+            )
+        );
+        assert_eq!(bob_in.text(), "", "an unnamed member hears nothing");
+        assert_eq!(room.names(), ["ada"]);
+    }
+
+    #[test]
+    fn an_over_long_line_closes_only_that_member() {
+        let room = Arc::new(Room::default());
+        let config = config().max_frame(64);
+        let mut ada = Harness::with_config(Member::join(&room, Sink::default()), &config);
+        let (mut bob, _) = member(&room);
+        ada.send("/nick ada\n");
+        bob.send("/nick bob\n");
+        ada.send("y".repeat(100));
+        assert!(ada.take_output().ends_with(b"at most 64 bytes: goodbye\n"));
+        assert_eq!(ada.state(), State::Closed);
+        assert_eq!(room.names(), ["bob"]);
+    }
+
+    #[test]
+    fn one_member_session_is_chunking_invariant() {
+        Replay::new("hello\r\n/nick ada\r\n/who\r\ntext\r\n/nick x y\n/quit\r\n").assert_invariant(
+            || Member::join(&Arc::new(Room::default()), Sink::default()),
+        );
+    }
+}
