@@ -187,7 +187,10 @@ impl Member {
             Err(BadName::Empty)
         } else if wanted.len() > MAX_NAME {
             Err(BadName::TooLong)
-        } else if !wanted.chars().all(|c| c.is_alphanumeric() || "-_.".contains(c)) {
+        } else if !wanted
+            .chars()
+            .all(|c| c.is_alphanumeric() || "-_.".contains(c))
+        {
             Err(BadName::Invalid)
         } else if taken_by_other(&seats) {
             Err(BadName::Taken)
@@ -346,7 +349,7 @@ mod tests {
         ada.take_output();
         bob.take_output();
         bob.send("hello\n/nick\n/nick ada\n/nick a b\n/nick ");
-        bob.send(&"x".repeat(MAX_NAME + 1));
+        bob.send("x".repeat(MAX_NAME + 1));
         bob.send("\n/dance\n");
         assert_eq!(
             bob.take_output(),
@@ -376,8 +379,7 @@ mod tests {
 
     #[test]
     fn one_member_session_is_chunking_invariant() {
-        Replay::new("hello\r\n/nick ada\r\n/who\r\ntext\r\n/nick x y\n/quit\r\n").assert_invariant(
-            || Member::join(&Arc::new(Room::default()), Sink::default()),
-        );
+        Replay::new("hello\r\n/nick ada\r\n/who\r\ntext\r\n/nick x y\n/quit\r\n")
+            .assert_invariant(|| Member::join(&Arc::new(Room::default()), Sink::default()));
     }
 }

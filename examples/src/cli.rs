@@ -52,11 +52,7 @@ where
     F: FnMut(Link) -> P + Send + 'static,
 {
     let server = run::start(options, factory)?;
-    println!(
-        "{name} listening on {} ({})",
-        server.addr(),
-        options.driver
-    );
+    println!("{name} listening on {} ({})", server.addr(), options.driver);
     io::stdout().flush()?;
     let stopper = server.stopper();
     let interrupted = std::sync::atomic::AtomicBool::new(false);

@@ -14,3 +14,4 @@ pub mod echo;
 pub mod loadgen;
 pub mod raw_echo;
 pub mod run;
+pub mod smtpd;

@@ -79,6 +79,10 @@ fn three_clients_talk_on_every_driver() {
         assert_eq!(ada.line(), "* eve left\n", "{driver}");
 
         assert!(served.interrupt(), "{driver}: exits cleanly on Ctrl-C");
-        assert_eq!(ada.line(), "", "{driver}: shutdown closes the open connections");
+        assert_eq!(
+            ada.line(),
+            "",
+            "{driver}: shutdown closes the open connections"
+        );
     }
 }

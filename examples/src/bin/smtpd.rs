@@ -1,0 +1,63 @@
+//! `smtpd`: a mail sink, Python's `smtpd.SMTPServer` reborn, on any driver.
+//!
+//! ```text
+//! cargo run -p asynchat-examples --bin smtpd -- --maildir /tmp/mail
+//! swaks --server 127.0.0.1:8025 --to you@example.com
+//! ```
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use asynchat_examples::cli::{self, Common};
+use asynchat_examples::smtpd::{self, Mailbox, Maildir, Print, Smtp};
+use clap::Parser;
+
+/// Accepts mail over SMTP and stores each message as a file (or prints it).
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    #[command(flatten)]
+    common: Common,
+    /// Store each message as one file in this directory.
+    #[arg(long, conflicts_with = "print", required_unless_present = "print")]
+    maildir: Option<PathBuf>,
+    /// Print each message to stdout instead.
+    #[arg(long)]
+    print: bool,
+    /// Refuse messages larger than this many bytes.
+    #[arg(long, default_value_t = smtpd::DEFAULT_MAX_SIZE)]
+    max_size: usize,
+    /// The name the server gives itself.
+    #[arg(long, default_value = "localhost")]
+    hostname: String,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let mailbox: Arc<dyn Mailbox> = match &args.maildir {
+        Some(dir) => match Maildir::new(dir) {
+            Ok(maildir) => Arc::new(maildir),
+            Err(e) => {
+                eprintln!("smtpd: {}: {e}", dir.display());
+                return ExitCode::FAILURE;
+            }
+        },
+        None => Arc::new(Print),
+    };
+    let options = args.common.options(8025, smtpd::config());
+    let (max_size, hostname) = (args.max_size, args.hostname);
+    let served = cli::serve_until_interrupted("smtpd", &options, move |link| {
+        Smtp::shared(mailbox.clone())
+            .max_size(max_size)
+            .hostname(hostname.clone())
+            .peer(link.peer())
+    });
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("smtpd: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
