@@ -11,6 +11,7 @@ pub mod baselines;
 pub mod chat;
 pub mod cli;
 pub mod echo;
+pub mod httpd;
 pub mod loadgen;
 pub mod raw_echo;
 pub mod run;

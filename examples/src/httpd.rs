@@ -1,0 +1,797 @@
+//! HTTP/1.1 static files (RFC 9110, RFC 9112): `GET` and `HEAD` from a root directory.
+//!
+//! The head of a request is framed by `\r\n\r\n`; a `Content-Length` body then by
+//! `Count(len)`, exactly the switch Python's asynchat HTTP servers made. Keep-alive is the
+//! HTTP/1.1 default; pipelined requests are answered in order because every response, file
+//! contents included, goes through the connection's producer FIFO.
+//!
+//! Small files are read whole. Files of [`Httpd::stream_above`] bytes or more are streamed from a
+//! producer, opened only when the response reaches the front of the queue and read 64 KiB at a
+//! time as the socket drains, sent with chunked transfer coding (HTTP/1.1) or a length and a
+//! closing connection (HTTP/1.0). Memory per connection stays bounded whatever the file size.
+//!
+//! Refused: any `..` segment, encoded or not (`400`); a path leaving the root through a symlink
+//! (`403`); other methods (`405`, with `Allow`); bodies over the limit (`413`); request lines over
+//! [`MAX_REQUEST_LINE`] (`414`); heads over [`MAX_HEAD`] (`431`); other HTTP versions (`505`);
+//! anything malformed (`400`). After an error that leaves the stream's framing in doubt, the
+//! connection is closed once the reply is written.
+//!
+//! ```
+//! use asynchat_core::testing::Harness;
+//! use asynchat_examples::httpd::Httpd;
+//!
+//! let root = std::env::temp_dir().join(format!("httpd-doc-{}", std::process::id()));
+//! std::fs::create_dir_all(&root)?;
+//! std::fs::write(root.join("hello.txt"), "hi!\n")?;
+//! let mut h = Harness::new(Httpd::new(&root)?);
+//! h.send("GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n");
+//! let reply = String::from_utf8_lossy(&h.take_output()).into_owned();
+//! assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"));
+//! assert!(reply.contains("Content-Type: text/plain; charset=utf-8\r\n"));
+//! assert!(reply.ends_with("\r\n\r\nhi!\n"));
+//! # std::fs::remove_dir_all(&root)?;
+//! # Ok::<(), std::io::Error>(())
+//! ```
+
+use std::fmt::Write as _;
+use std::fs::File;
+use std::io::{self, Read as _};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use asynchat_core::producer::{ChunkedProducer, Producer};
+use asynchat_core::{
+    Bytes, BytesMut, CloseReason, Config, Context, OverLongPolicy, Protocol, Terminator,
+};
+
+/// The longest request line accepted, in bytes (`414` beyond).
+pub const MAX_REQUEST_LINE: usize = 8 << 10;
+
+/// The largest request head accepted, request line and fields, in bytes (`431` beyond).
+pub const MAX_HEAD: usize = 16 << 10;
+
+/// The largest request body accepted, in bytes (`413` beyond). Bodies are read and discarded:
+/// only `GET` and `HEAD` are served.
+pub const MAX_BODY: u64 = 1 << 20;
+
+/// Files this large or larger are streamed by default.
+pub const DEFAULT_STREAM_ABOVE: u64 = 256 << 10;
+
+/// The size of each read of a streamed file.
+const FILE_CHUNK: usize = 64 << 10;
+
+/// How long a keep-alive connection may stay silent.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The connection limits the server expects: heads up to [`MAX_HEAD`] (a longer one is answered,
+/// then the connection closed) and the keep-alive idle timeout.
+#[must_use]
+pub fn config() -> Config {
+    Config::default()
+        .max_frame(MAX_HEAD)
+        .over_long(OverLongPolicy::Skip)
+        .idle_timeout(Some(IDLE_TIMEOUT))
+}
+
+/// A parsed request head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// The method, as sent (methods are case-sensitive).
+    pub method: String,
+    /// The request target, as sent.
+    pub target: String,
+    /// `1` for HTTP/1.1, `0` for HTTP/1.0.
+    pub minor: u8,
+    /// Header fields in order, names as sent.
+    pub fields: Vec<(String, String)>,
+}
+
+impl Request {
+    /// The first field named `name` (case-insensitively).
+    #[must_use]
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether the connection stays open after the response (RFC 9112 §9.3).
+    #[must_use]
+    pub fn keep_alive(&self) -> bool {
+        let has = |token: &str| {
+            self.fields
+                .iter()
+                .filter(|(n, _)| n.eq_ignore_ascii_case("connection"))
+                .flat_map(|(_, v)| v.split(','))
+                .any(|t| t.trim().eq_ignore_ascii_case(token))
+        };
+        if self.minor >= 1 {
+            !has("close")
+        } else {
+            has("keep-alive")
+        }
+    }
+}
+
+/// An error status with its reason phrase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Status(pub u16);
+
+impl Status {
+    /// The reason phrase.
+    #[must_use]
+    pub fn reason(self) -> &'static str {
+        match self.0 {
+            200 => "OK",
+            400 => "Bad Request",
+            403 => "Forbidden",
+            404 => "Not Found",
+            405 => "Method Not Allowed",
+            413 => "Content Too Large",
+            414 => "URI Too Long",
+            431 => "Request Header Fields Too Large",
+            500 => "Internal Server Error",
+            505 => "HTTP Version Not Supported",
+            _ => "Unknown",
+        }
+    }
+}
+
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// Parses a request head (without its final `\r\n\r\n`).
+///
+/// # Errors
+///
+/// The status to answer: `400` malformed, `414` request line too long, `505` version.
+pub fn parse_head(head: &[u8]) -> Result<Request, Status> {
+    let head = std::str::from_utf8(head).map_err(|_| Status(400))?;
+    let mut lines = head.split("\r\n");
+    let request_line = lines.next().unwrap_or_default();
+    if request_line.len() > MAX_REQUEST_LINE {
+        return Err(Status(414));
+    }
+    let mut parts = request_line.split(' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(Status(400));
+    };
+    if !is_token(method) || target.is_empty() {
+        return Err(Status(400));
+    }
+    let minor = match version {
+        "HTTP/1.1" => 1,
+        "HTTP/1.0" => 0,
+        v if v.len() == 8
+            && v.starts_with("HTTP/")
+            && v.as_bytes()[5].is_ascii_digit()
+            && v.as_bytes()[6] == b'.'
+            && v.as_bytes()[7].is_ascii_digit() =>
+        {
+            return Err(Status(505))
+        }
+        _ => return Err(Status(400)),
+    };
+    let mut fields = Vec::new();
+    for line in lines {
+        // Obsolete line folding and whitespace before the colon are refused (RFC 9112 §5).
+        let (name, value) = line.split_once(':').ok_or(Status(400))?;
+        if !is_token(name) || value.contains(['\r', '\n']) {
+            return Err(Status(400));
+        }
+        fields.push((name.to_owned(), value.trim_matches([' ', '\t']).to_owned()));
+    }
+    let request = Request {
+        method: method.to_owned(),
+        target: target.to_owned(),
+        minor,
+        fields,
+    };
+    if minor == 1 && request.field("host").is_none() {
+        return Err(Status(400));
+    }
+    Ok(request)
+}
+
+/// The body length a request announces.
+///
+/// # Errors
+///
+/// `400` for a malformed or conflicting length or any `Transfer-Encoding` (not supported in
+/// requests here), `413` over [`MAX_BODY`].
+pub fn body_length(request: &Request) -> Result<u64, Status> {
+    if request.field("transfer-encoding").is_some() {
+        return Err(Status(400));
+    }
+    let mut length = None;
+    for (_, value) in request
+        .fields
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+    {
+        if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(Status(400));
+        }
+        let n: u64 = value.parse().map_err(|_| Status(413))?;
+        if length.is_some_and(|l| l != n) {
+            return Err(Status(400));
+        }
+        length = Some(n);
+    }
+    match length.unwrap_or(0) {
+        n if n > MAX_BODY => Err(Status(413)),
+        n => Ok(n),
+    }
+}
+
+/// Decodes `%XX` escapes of a path.
+///
+/// # Errors
+///
+/// `400` for a bad escape, invalid UTF-8 or a NUL byte.
+fn percent_decode(path: &str) -> Result<String, Status> {
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3).ok_or(Status(400))?;
+            let hex = std::str::from_utf8(hex).map_err(|_| Status(400))?;
+            out.push(u8::from_str_radix(hex, 16).map_err(|_| Status(400))?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    if out.contains(&0) {
+        return Err(Status(400));
+    }
+    String::from_utf8(out).map_err(|_| Status(400))
+}
+
+/// Maps a request target to a path under `root`, refusing every way out of it.
+///
+/// # Errors
+///
+/// `400` for a target that is not an absolute path or holds a `..` segment (encoded or not),
+/// `404` for a missing file, `403` for one that leaves the root (a symlink).
+pub fn resolve(root: &Path, target: &str) -> Result<PathBuf, Status> {
+    let path = target.split(['?', '#']).next().unwrap_or_default();
+    if !path.starts_with('/') {
+        return Err(Status(400));
+    }
+    let decoded = percent_decode(path)?;
+    let mut resolved = root.to_path_buf();
+    for segment in decoded.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => return Err(Status(400)),
+            // A backslash is a separator elsewhere; refuse it rather than guess.
+            s if s.contains('\\') => return Err(Status(400)),
+            s => resolved.push(s),
+        }
+    }
+    let mut real = resolved.canonicalize().map_err(|_| Status(404))?;
+    if !real.starts_with(root) {
+        return Err(Status(403));
+    }
+    if real.is_dir() {
+        real.push("index.html");
+        if !real.is_file() {
+            return Err(Status(404));
+        }
+    }
+    Ok(real)
+}
+
+/// The media type served for a file name.
+#[must_use]
+pub fn content_type(path: &Path) -> &'static str {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    match ext.as_deref() {
+        Some("html" | "htm") => "text/html; charset=utf-8",
+        Some("txt" | "md") => "text/plain; charset=utf-8",
+        Some("css") => "text/css; charset=utf-8",
+        Some("js" | "mjs") => "text/javascript; charset=utf-8",
+        Some("json") => "application/json",
+        Some("xml") => "application/xml",
+        Some("svg") => "image/svg+xml",
+        Some("png") => "image/png",
+        Some("jpg" | "jpeg") => "image/jpeg",
+        Some("gif") => "image/gif",
+        Some("webp") => "image/webp",
+        Some("ico") => "image/x-icon",
+        Some("pdf") => "application/pdf",
+        Some("wasm") => "application/wasm",
+        _ => "application/octet-stream",
+    }
+}
+
+/// Reads a file 64 KiB at a time, opening it on the first pull. Stops at `len` bytes even if
+/// the file grew; a file that shrank or failed ends the output early, which the framing
+/// (a missing last chunk, or a short body on a closing connection) lets the client detect.
+#[derive(Debug)]
+struct FileProducer {
+    path: PathBuf,
+    file: Option<File>,
+    left: u64,
+}
+
+impl Producer for FileProducer {
+    fn more(&mut self) -> Option<Bytes> {
+        if self.left == 0 {
+            return None;
+        }
+        if self.file.is_none() {
+            self.file = Some(File::open(&self.path).ok()?);
+        }
+        let want = usize::try_from(self.left).map_or(FILE_CHUNK, |left| left.min(FILE_CHUNK));
+        let mut buf = BytesMut::zeroed(want);
+        let n = self.file.as_mut()?.read(&mut buf).ok()?;
+        if n == 0 {
+            self.left = 0;
+            return None;
+        }
+        buf.truncate(n);
+        self.left -= n as u64;
+        Some(buf.freeze())
+    }
+}
+
+/// Where the connection is in its current request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Phase {
+    /// Reading a head.
+    Head,
+    /// Reading (and discarding) the body of `request`.
+    Body(Box<Request>),
+    /// A reply that ends the connection is queued: nothing more is read.
+    Done,
+}
+
+/// The HTTP server side of one connection.
+#[derive(Debug)]
+pub struct Httpd {
+    root: Arc<Path>,
+    stream_above: u64,
+    phase: Phase,
+    /// The head being read has shown a line end (to tell `414` from `431`).
+    head_has_line_end: bool,
+    last_was_cr: bool,
+}
+
+impl Httpd {
+    /// Serves the files under `root`.
+    ///
+    /// # Errors
+    ///
+    /// `root` does not exist or cannot be resolved.
+    pub fn new(root: impl AsRef<Path>) -> io::Result<Self> {
+        Ok(Self::shared(root.as_ref().canonicalize()?.into()))
+    }
+
+    /// Serves the files under `root`, which must already be canonical (see [`Path::canonicalize`]);
+    /// shared by every connection.
+    #[must_use]
+    pub fn shared(root: Arc<Path>) -> Self {
+        Self {
+            root,
+            stream_above: DEFAULT_STREAM_ABOVE,
+            phase: Phase::Head,
+            head_has_line_end: false,
+            last_was_cr: false,
+        }
+    }
+
+    /// Streams files of `bytes` bytes or more instead of reading them whole.
+    #[must_use]
+    pub fn stream_above(mut self, bytes: u64) -> Self {
+        self.stream_above = bytes;
+        self
+    }
+
+    /// Queues an error reply; unless `keep`, closes the connection once it is written.
+    fn error(&mut self, ctx: &mut Context<'_>, status: Status, minor: u8, keep: bool) {
+        let body = format!("{} {}\n", status.0, status.reason());
+        let mut head = format!(
+            "HTTP/1.{minor} {} {}\r\nServer: asynchat-rs\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n",
+            status.0,
+            status.reason(),
+            body.len()
+        );
+        if status.0 == 405 {
+            head.push_str("Allow: GET, HEAD\r\n");
+        }
+        if !keep {
+            head.push_str("Connection: close\r\n");
+        }
+        head.push_str("\r\n");
+        ctx.push(head);
+        ctx.push(body);
+        if !keep {
+            self.finish(ctx);
+        }
+    }
+
+    fn finish(&mut self, ctx: &mut Context<'_>) {
+        self.phase = Phase::Done;
+        ctx.close_when_done();
+    }
+
+    fn head(&mut self, ctx: &mut Context<'_>, head: &[u8]) {
+        self.head_has_line_end = false;
+        self.last_was_cr = false;
+        let request = match parse_head(head) {
+            Ok(request) => request,
+            Err(status) => return self.error(ctx, status, 1, false),
+        };
+        match body_length(&request) {
+            Err(status) => self.error(ctx, status, request.minor, false),
+            Ok(0) => self.respond(ctx, &request),
+            Ok(n) => {
+                self.phase = Phase::Body(Box::new(request));
+                set(ctx, Terminator::Count(n));
+            }
+        }
+    }
+
+    fn respond(&mut self, ctx: &mut Context<'_>, request: &Request) {
+        self.phase = Phase::Head;
+        set(ctx, "\r\n\r\n".into());
+        let keep = request.keep_alive();
+        let head_only = match request.method.as_str() {
+            "GET" => false,
+            "HEAD" => true,
+            _ => return self.error(ctx, Status(405), request.minor, keep),
+        };
+        let path = match resolve(&self.root, &request.target) {
+            Ok(path) => path,
+            Err(status) => return self.error(ctx, status, request.minor, keep),
+        };
+        let len = match std::fs::metadata(&path) {
+            Ok(meta) => meta.len(),
+            Err(_) => return self.error(ctx, Status(404), request.minor, keep),
+        };
+        let stream = len >= self.stream_above;
+        // HTTP/1.0 has no chunked coding: stream with a length, then close.
+        let chunked = stream && request.minor >= 1;
+        let keep = keep && (chunked || !stream);
+        let mut head = format!(
+            "HTTP/1.{} 200 OK\r\nServer: asynchat-rs\r\nContent-Type: {}\r\n",
+            request.minor,
+            content_type(&path)
+        );
+        if chunked {
+            head.push_str("Transfer-Encoding: chunked\r\n");
+        } else {
+            let _ = write!(head, "Content-Length: {len}\r\n");
+        }
+        head.push_str(if keep {
+            "\r\n"
+        } else {
+            "Connection: close\r\n\r\n"
+        });
+        if head_only {
+            ctx.push(head);
+        } else if stream {
+            ctx.push(head);
+            let file = FileProducer {
+                path,
+                file: None,
+                left: len,
+            };
+            if chunked {
+                ctx.push_producer(ChunkedProducer::new(file));
+            } else {
+                ctx.push_producer(file);
+            }
+        } else {
+            match std::fs::read(&path) {
+                Ok(contents) => {
+                    ctx.push(head);
+                    ctx.push(contents);
+                }
+                Err(_) => return self.error(ctx, Status(500), request.minor, false),
+            }
+        }
+        if !keep {
+            self.finish(ctx);
+        }
+    }
+}
+
+/// Sets a terminator known to be valid.
+fn set(ctx: &mut Context<'_>, terminator: Terminator) {
+    ctx.set_terminator(terminator)
+        .unwrap_or_else(|e| unreachable!("a constant terminator is valid: {e}"));
+}
+
+impl Protocol for Httpd {
+    fn first_terminator(&self) -> Terminator {
+        "\r\n\r\n".into()
+    }
+
+    fn collect_incoming_data(&mut self, ctx: &mut Context<'_>, data: Bytes) {
+        match self.phase {
+            Phase::Head => {
+                self.head_has_line_end |= (self.last_was_cr && data.first() == Some(&b'\n'))
+                    || memchr::memmem::find(&data, b"\r\n").is_some();
+                self.last_was_cr = data.last() == Some(&b'\r');
+                ctx.collect(data);
+            }
+            // A body is read only to find the next request; a finished connection reads nothing.
+            Phase::Body(_) | Phase::Done => {}
+        }
+    }
+
+    fn found_terminator(&mut self, ctx: &mut Context<'_>, frame: Bytes) {
+        match std::mem::replace(&mut self.phase, Phase::Head) {
+            Phase::Head => self.head(ctx, &frame),
+            Phase::Body(request) => self.respond(ctx, &request),
+            Phase::Done => self.phase = Phase::Done,
+        }
+    }
+
+    fn peer_closed(&mut self, ctx: &mut Context<'_>, _unterminated: u64) {
+        ctx.close_when_done();
+    }
+
+    fn frame_too_long(&mut self, ctx: &mut Context<'_>, _limit: usize) {
+        let status = if self.head_has_line_end { 431 } else { 414 };
+        self.error(ctx, Status(status), 1, false);
+    }
+
+    fn closed(&mut self, _reason: &CloseReason) {
+        self.phase = Phase::Done;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use asynchat_core::testing::{Harness, Replay};
+    use asynchat_core::State;
+
+    /// A root with a few files, and a secret beside it reachable only through a symlink.
+    struct Site {
+        base: PathBuf,
+        root: PathBuf,
+    }
+
+    impl Site {
+        fn new(name: &str) -> Self {
+            let base = std::env::temp_dir().join(format!("httpd-{name}-{}", std::process::id()));
+            let root = base.join("root");
+            std::fs::create_dir_all(root.join("sub")).unwrap();
+            std::fs::write(root.join("a.txt"), "alpha\n").unwrap();
+            std::fs::write(root.join("sub/index.html"), "<p>index</p>").unwrap();
+            std::fs::write(root.join("big.bin"), vec![7u8; 3000]).unwrap();
+            std::fs::write(base.join("secret"), "secret\n").unwrap();
+            std::os::unix::fs::symlink(base.join("secret"), root.join("escape")).unwrap();
+            Self { base, root }
+        }
+
+        fn harness(&self) -> Harness<Httpd> {
+            Harness::with_config(
+                Httpd::new(&self.root).unwrap().stream_above(1000),
+                &config(),
+            )
+        }
+    }
+
+    impl Drop for Site {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.base);
+        }
+    }
+
+    fn text(h: &mut Harness<Httpd>) -> String {
+        String::from_utf8_lossy(&h.take_output()).into_owned()
+    }
+
+    fn statuses(reply: &str) -> Vec<&str> {
+        reply
+            .match_indices("HTTP/1.")
+            .map(|(i, _)| &reply[i + 9..i + 12])
+            .collect()
+    }
+
+    #[test]
+    fn pipelined_requests_are_answered_in_order_on_one_connection() {
+        let site = Site::new("pipeline");
+        let mut h = site.harness();
+        h.send(
+            "GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\n\
+             HEAD /a.txt HTTP/1.1\r\nHost: x\r\n\r\nGET /sub/ HTTP/1.1\r\nHost: x\r\n\r\n",
+        );
+        let reply = text(&mut h);
+        assert_eq!(statuses(&reply), ["200", "404", "200", "200"]);
+        assert!(reply.contains("Content-Length: 6\r\n\r\nalpha\nHTTP/1.1 404"));
+        // HEAD: the same head as GET, no body.
+        assert!(reply.contains(
+            "Content-Type: text/plain; charset=utf-8\r\nContent-Length: 6\r\n\r\nHTTP/1.1 200"
+        ));
+        assert!(
+            reply.ends_with("text/html; charset=utf-8\r\nContent-Length: 12\r\n\r\n<p>index</p>")
+        );
+        assert_eq!(h.state(), State::Open);
+    }
+
+    #[test]
+    fn a_content_length_body_is_skipped_and_the_next_request_served() {
+        let site = Site::new("body");
+        let mut h = site.harness();
+        h.send("POST /a.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello\r\n\r\n!!");
+        h.send("GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n");
+        let reply = text(&mut h);
+        assert_eq!(statuses(&reply), ["405", "200"]);
+        assert!(reply.contains("Allow: GET, HEAD\r\n"));
+        assert!(reply.ends_with("alpha\n"));
+    }
+
+    #[test]
+    fn large_files_are_chunked_from_a_producer() {
+        let site = Site::new("chunked");
+        let mut h = site.harness();
+        h.send("GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\nGET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n");
+        let reply = h.take_output();
+        let head_end = memchr::memmem::find(&reply, b"\r\n\r\n").unwrap() + 4;
+        let head = String::from_utf8_lossy(&reply[..head_end]);
+        assert!(head.contains("Transfer-Encoding: chunked\r\n"), "{head}");
+        assert!(!head.contains("Content-Length"));
+        let mut expected = b"bb8\r\n".to_vec();
+        expected.extend(vec![7u8; 3000]);
+        expected.extend_from_slice(b"\r\n0\r\n\r\nHTTP/1.1 200 OK");
+        assert_eq!(&reply[head_end..head_end + expected.len()], &expected[..]);
+    }
+
+    #[test]
+    fn http_1_0_streams_with_a_length_and_closes() {
+        let site = Site::new("http10");
+        let mut h = site.harness();
+        h.send("GET /big.bin HTTP/1.0\r\n\r\n");
+        let reply = h.take_output();
+        let head = String::from_utf8_lossy(&reply[..150]);
+        assert!(head.starts_with("HTTP/1.0 200 OK\r\n"));
+        assert!(head.contains("Content-Length: 3000\r\nConnection: close\r\n\r\n"));
+        assert!(reply.ends_with(&[7u8; 3000]));
+        assert_eq!(h.state(), State::Closed);
+    }
+
+    #[test]
+    fn keep_alive_follows_the_version_and_connection_field() {
+        let site = Site::new("keepalive");
+        let mut h = site.harness();
+        h.send("GET /a.txt HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+        assert_eq!(h.state(), State::Open);
+        h.send(
+            "GET /a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\nGET /a.txt HTTP/1.1\r\n",
+        );
+        let reply = text(&mut h);
+        assert_eq!(
+            statuses(&reply),
+            ["200", "200"],
+            "nothing after Connection: close"
+        );
+        assert!(reply.contains("Connection: close\r\n"));
+        assert_eq!(h.state(), State::Closed);
+    }
+
+    #[test]
+    fn traversal_is_refused_every_way() {
+        let site = Site::new("traversal");
+        for (target, status) in [
+            ("/../secret", "400"),
+            ("/sub/../../secret", "400"),
+            ("/%2e%2e/secret", "400"),
+            ("/%2E%2E%2Fsecret", "400"),
+            ("/..%5csecret", "400"),
+            ("/escape", "403"),
+            ("//etc/passwd", "404"),
+            ("/%2fetc%2fpasswd", "404"),
+            ("secret", "400"),
+            ("/a.txt%00.html", "400"),
+            ("/%zz", "400"),
+        ] {
+            let mut h = site.harness();
+            h.send(format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n"));
+            let reply = text(&mut h);
+            assert_eq!(statuses(&reply), [status], "{target}");
+            assert!(
+                !reply.contains("secret\n") && !reply.contains("root:"),
+                "{target}"
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_and_oversized_requests() {
+        let site = Site::new("errors");
+        let long_target = format!("/{}", "a".repeat(MAX_REQUEST_LINE + 10));
+        let many_fields = format!(
+            "GET / HTTP/1.1\r\nHost: x\r\n{}",
+            "X-Pad: 0123456789\r\n".repeat(1000)
+        );
+        for (request, status) in [
+            ("GET /a.txt HTTP/1.1\r\n\r\n".to_owned(), "400"),
+            ("GET /a.txt\r\n\r\n".to_owned(), "400"),
+            ("GET  /a.txt HTTP/1.1\r\nHost: x\r\n\r\n".to_owned(), "400"),
+            ("GET /a.txt HTTP/2.0\r\nHost: x\r\n\r\n".to_owned(), "505"),
+            ("GET /a.txt HTTP/1.1\r\nHost : x\r\n\r\n".to_owned(), "400"),
+            (
+                "GET /a.txt HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n".to_owned(),
+                "400",
+            ),
+            (
+                "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\n\r\n".to_owned(),
+                "413",
+            ),
+            (
+                "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"
+                    .to_owned(),
+                "400",
+            ),
+            (
+                "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n".to_owned(),
+                "400",
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".to_owned(),
+                "400",
+            ),
+            (
+                format!("GET {long_target} HTTP/1.1\r\nHost: x\r\n\r\n"),
+                "414",
+            ),
+            (format!("GET {}", "b".repeat(MAX_HEAD + 10)), "414"),
+            (many_fields, "431"),
+        ] {
+            let mut h = site.harness();
+            h.send(&request);
+            let reply = text(&mut h);
+            assert_eq!(statuses(&reply), [status], "{:.60}", request);
+            assert!(reply.contains("Connection: close\r\n"));
+            assert_eq!(h.state(), State::Closed, "{:.60}", request);
+        }
+    }
+
+    #[test]
+    fn sessions_are_chunking_invariant() {
+        let site = Site::new("replay");
+        let input = "GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\nPUT /a.txt HTTP/1.1\r\nHost: x\r\n\
+                     Content-Length: 4\r\n\r\n\r\n\r\nHEAD /big.bin HTTP/1.1\r\nHost: x\r\n\r\n\
+                     GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\nGET /../x HTTP/1.1\r\nHost: x\r\n\r\n";
+        let root: Arc<Path> = site.root.canonicalize().unwrap().into();
+        let t = Replay::new(input)
+            .config(config())
+            .assert_invariant(|| Httpd::shared(root.clone()).stream_above(1000));
+        assert_eq!(
+            statuses(&String::from_utf8_lossy(&t.output)),
+            ["200", "405", "200", "200", "400"]
+        );
+    }
+
+    #[test]
+    fn content_types() {
+        assert_eq!(
+            content_type(Path::new("x.HTML")),
+            "text/html; charset=utf-8"
+        );
+        assert_eq!(content_type(Path::new("x.png")), "image/png");
+        assert_eq!(
+            content_type(Path::new("Makefile")),
+            "application/octet-stream"
+        );
+    }
+}
