@@ -14,5 +14,6 @@ pub mod echo;
 pub mod httpd;
 pub mod loadgen;
 pub mod raw_echo;
+pub mod resp;
 pub mod run;
 pub mod smtpd;

@@ -1,0 +1,666 @@
+//! An in-memory key–value server speaking a subset of the Redis protocol (RESP2), enough for
+//! `redis-cli` and `redis-benchmark`.
+//!
+//! Framing is the asynchat switch again: a request line ends with `\n`, `\r\n` in RESP (an inline
+//! command, or
+//! an array header `*N`, then one `$LEN` line per argument), and each argument's bytes are read
+//! with `Count(LEN + 2)`, so a value is never scanned for delimiters.
+//!
+//! Commands: `PING`, `ECHO`, `SET` (with `EX`/`PX`/`NX`/`XX`), `GET`, `DEL`, `EXISTS`, `INCR`,
+//! `DECR`, `MGET`, `MSET`, `DBSIZE`, `FLUSHALL`, `COMMAND` (an empty reply, as redis-cli needs),
+//! `CONFIG GET` (empty, for redis-benchmark), `SELECT 0`, `QUIT`. Errors are in Redis's own words.
+//! A protocol error (a bad header, a bulk over [`MAX_BULK`], an array over [`MAX_ARGS`], an inline
+//! request over [`MAX_INLINE`]) is answered and closes that connection only.
+//!
+//! ```
+//! use asynchat_core::testing::Harness;
+//! use asynchat_examples::resp::{Resp, Store};
+//!
+//! let store = Store::new();
+//! let mut h = Harness::new(Resp::new(store.clone()));
+//! h.send("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nhello\r\nGET k\r\n");
+//! assert_eq!(h.take_output(), "+OK\r\n$5\r\nhello\r\n");
+//! ```
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use asynchat_core::{Bytes, Config, Context, OverLongPolicy, Protocol, Terminator};
+
+/// The largest bulk string accepted, in bytes.
+pub const MAX_BULK: u64 = 8 << 20;
+
+/// The most arguments one command may have.
+pub const MAX_ARGS: u64 = 1 << 20;
+
+/// The most argument bytes one command may carry in total.
+pub const MAX_COMMAND: u64 = 64 << 20;
+
+/// The longest inline command or header line, in bytes (Redis's own limit).
+pub const MAX_INLINE: usize = 64 << 10;
+
+/// The connection limits the server expects: request lines up to [`MAX_INLINE`], a longer one
+/// answered with a protocol error before the connection closes.
+#[must_use]
+pub fn config() -> Config {
+    Config::default()
+        .max_frame(MAX_INLINE)
+        .over_long(OverLongPolicy::Skip)
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    value: Bytes,
+    expires: Option<Instant>,
+}
+
+impl Entry {
+    fn live(&self, now: Instant) -> bool {
+        self.expires.is_none_or(|at| at > now)
+    }
+}
+
+/// The key space, shared by every connection and thread. Expired keys are dropped when touched
+/// and by `DBSIZE`.
+#[derive(Debug, Default)]
+pub struct Store {
+    map: Mutex<HashMap<Bytes, Entry>>,
+}
+
+impl Store {
+    /// An empty store, ready to share.
+    #[must_use]
+    pub fn new() -> Arc<Self> {
+        Arc::default()
+    }
+
+    fn map(&self) -> MutexGuard<'_, HashMap<Bytes, Entry>> {
+        // Every command leaves the map consistent before it could panic.
+        self.map.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Looks `key` up, dropping it if it has expired.
+fn live<'a>(map: &'a mut HashMap<Bytes, Entry>, key: &[u8], now: Instant) -> Option<&'a mut Entry> {
+    if map.get(key).is_some_and(|e| !e.live(now)) {
+        map.remove(key);
+    }
+    map.get_mut(key)
+}
+
+/// What the connection is reading.
+#[derive(Debug)]
+enum Reading {
+    /// A request's first line.
+    Request,
+    /// `$LEN` of argument `args.len()` of `total`.
+    BulkHeader { total: u64 },
+    /// The bytes of an argument (and its `\r\n`).
+    Bulk { total: u64 },
+}
+
+/// A reply, written in RESP2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Reply {
+    Ok,
+    Simple(&'static str),
+    Error(String),
+    Integer(i64),
+    Bulk(Bytes),
+    Nil,
+    Array(Vec<Self>),
+}
+
+impl Reply {
+    fn write(self, ctx: &mut Context<'_>) {
+        match self {
+            Self::Ok => ctx.push("+OK\r\n"),
+            Self::Simple(s) => ctx.push(format!("+{s}\r\n")),
+            Self::Error(e) => ctx.push(format!("-{e}\r\n")),
+            Self::Integer(n) => ctx.push(format!(":{n}\r\n")),
+            Self::Nil => ctx.push("$-1\r\n"),
+            Self::Bulk(b) => {
+                ctx.push(format!("${}\r\n", b.len()));
+                ctx.push(b);
+                ctx.push("\r\n");
+            }
+            Self::Array(items) => {
+                ctx.push(format!("*{}\r\n", items.len()));
+                for item in items {
+                    item.write(ctx);
+                }
+            }
+        }
+    }
+}
+
+fn arity(name: &str) -> Reply {
+    Reply::Error(format!(
+        "ERR wrong number of arguments for '{name}' command"
+    ))
+}
+
+fn not_integer() -> Reply {
+    Reply::Error("ERR value is not an integer or out of range".into())
+}
+
+fn parse_int(b: &[u8]) -> Option<i64> {
+    std::str::from_utf8(b).ok()?.parse().ok()
+}
+
+/// The Redis-protocol server side of one connection.
+#[derive(Debug)]
+pub struct Resp {
+    store: Arc<Store>,
+    reading: Reading,
+    args: Vec<Bytes>,
+    command_bytes: u64,
+    closing: bool,
+}
+
+impl Resp {
+    /// A connection on `store`.
+    #[must_use]
+    pub fn new(store: Arc<Store>) -> Self {
+        Self {
+            store,
+            reading: Reading::Request,
+            args: Vec::new(),
+            command_bytes: 0,
+            closing: false,
+        }
+    }
+
+    /// Answers a protocol error and closes the connection once the reply is written.
+    fn protocol_error(&mut self, ctx: &mut Context<'_>, what: &str) {
+        Reply::Error(format!("ERR Protocol error: {what}")).write(ctx);
+        self.closing = true;
+        ctx.close_when_done();
+    }
+
+    fn request_line(&mut self, ctx: &mut Context<'_>, line: &[u8]) {
+        let Some(header) = line.strip_prefix(b"*") else {
+            let args: Vec<Bytes> = line
+                .split(|b| b.is_ascii_whitespace())
+                .filter(|a| !a.is_empty())
+                .map(Bytes::copy_from_slice)
+                .collect();
+            if !args.is_empty() {
+                self.execute(ctx, args);
+            }
+            return;
+        };
+        match parse_int(header) {
+            // As Redis does: an empty or null array is no command at all.
+            Some(n) if n <= 0 => {}
+            Some(n) if n.unsigned_abs() <= MAX_ARGS => {
+                let total = n.unsigned_abs();
+                self.args = Vec::with_capacity(total.min(64) as usize);
+                self.command_bytes = 0;
+                self.reading = Reading::BulkHeader { total };
+            }
+            _ => self.protocol_error(ctx, "invalid multibulk length"),
+        }
+    }
+
+    fn bulk_header(&mut self, ctx: &mut Context<'_>, line: &[u8], total: u64) {
+        let Some(len) = line.strip_prefix(b"$") else {
+            let got = line
+                .first()
+                .map_or(String::new(), |&b| (b as char).to_string());
+            return self.protocol_error(ctx, &format!("expected '$', got '{got}'"));
+        };
+        match parse_int(len) {
+            Some(len) if (0..=MAX_BULK as i64).contains(&len) => {
+                let len = len.unsigned_abs();
+                self.command_bytes += len;
+                if self.command_bytes > MAX_COMMAND {
+                    return self.protocol_error(ctx, "command too large");
+                }
+                self.reading = Reading::Bulk { total };
+                set(ctx, Terminator::Count(len + 2));
+            }
+            _ => self.protocol_error(ctx, "invalid bulk length"),
+        }
+    }
+
+    fn bulk(&mut self, ctx: &mut Context<'_>, mut data: Bytes, total: u64) {
+        if !data.ends_with(b"\r\n") {
+            return self.protocol_error(ctx, "bulk string not ended by CRLF");
+        }
+        data.truncate(data.len() - 2);
+        self.args.push(data);
+        set(ctx, "\n".into());
+        if self.args.len() as u64 == total {
+            self.reading = Reading::Request;
+            let args = std::mem::take(&mut self.args);
+            self.execute(ctx, args);
+        } else {
+            self.reading = Reading::BulkHeader { total };
+        }
+    }
+
+    fn execute(&mut self, ctx: &mut Context<'_>, args: Vec<Bytes>) {
+        let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
+        if name == "quit" {
+            Reply::Ok.write(ctx);
+            self.closing = true;
+            ctx.close_when_done();
+            return;
+        }
+        let reply = self.command(&name, &args, ctx.now());
+        reply.write(ctx);
+    }
+
+    fn command(&self, name: &str, args: &[Bytes], now: Instant) -> Reply {
+        let rest = &args[1..];
+        match (name, rest.len()) {
+            ("ping", 0) => Reply::Simple("PONG"),
+            ("ping", 1) | ("echo", 1) => Reply::Bulk(rest[0].clone()),
+            ("ping" | "echo", _) => arity(name),
+            ("get", 1) => {
+                let mut map = self.store.map();
+                live(&mut map, &rest[0], now).map_or(Reply::Nil, |e| Reply::Bulk(e.value.clone()))
+            }
+            ("set", 2..) => self.set(rest, now),
+            ("del", 1..) => {
+                let mut map = self.store.map();
+                let n = rest
+                    .iter()
+                    .filter(|k| live(&mut map, k, now).is_some())
+                    .count();
+                for key in rest {
+                    map.remove(key);
+                }
+                Reply::Integer(n as i64)
+            }
+            ("exists", 1..) => {
+                let mut map = self.store.map();
+                Reply::Integer(
+                    rest.iter()
+                        .filter(|k| live(&mut map, k, now).is_some())
+                        .count() as i64,
+                )
+            }
+            ("incr", 1) => self.add(&rest[0], 1, now),
+            ("decr", 1) => self.add(&rest[0], -1, now),
+            ("mget", 1..) => {
+                let mut map = self.store.map();
+                Reply::Array(
+                    rest.iter()
+                        .map(|k| {
+                            live(&mut map, k, now)
+                                .map_or(Reply::Nil, |e| Reply::Bulk(e.value.clone()))
+                        })
+                        .collect(),
+                )
+            }
+            ("mset", n) if n > 0 && n % 2 == 0 => {
+                let mut map = self.store.map();
+                for pair in rest.chunks_exact(2) {
+                    map.insert(
+                        pair[0].clone(),
+                        Entry {
+                            value: pair[1].clone(),
+                            expires: None,
+                        },
+                    );
+                }
+                Reply::Ok
+            }
+            ("dbsize", 0) => {
+                let mut map = self.store.map();
+                map.retain(|_, e| e.live(now));
+                Reply::Integer(map.len() as i64)
+            }
+            ("flushall" | "flushdb", 0) => {
+                self.store.map().clear();
+                Reply::Ok
+            }
+            ("flushall" | "flushdb", 1)
+                if [&b"ASYNC"[..], b"SYNC"]
+                    .iter()
+                    .any(|m| rest[0].eq_ignore_ascii_case(m)) =>
+            {
+                self.store.map().clear();
+                Reply::Ok
+            }
+            // redis-cli asks for command docs on start-up; an empty answer is allowed.
+            ("command", _) => Reply::Array(Vec::new()),
+            ("config", 2) if rest[0].eq_ignore_ascii_case(b"get") => Reply::Array(Vec::new()),
+            ("select", 1) if rest[0][..] == b"0"[..] => Reply::Ok,
+            ("select", 1) => Reply::Error("ERR DB index is out of range".into()),
+            (
+                "get" | "set" | "del" | "exists" | "incr" | "decr" | "mget" | "mset" | "dbsize"
+                | "flushall" | "flushdb" | "config" | "select",
+                _,
+            ) => arity(name),
+            _ => {
+                let mut message = format!(
+                    "ERR unknown command '{}', with args beginning with: ",
+                    String::from_utf8_lossy(&args[0])
+                );
+                for arg in rest.iter().take(8) {
+                    message.push_str(&format!("'{}' ", String::from_utf8_lossy(arg)));
+                }
+                Reply::Error(message)
+            }
+        }
+    }
+
+    fn set(&self, rest: &[Bytes], now: Instant) -> Reply {
+        let (key, value) = (&rest[0], &rest[1]);
+        let (mut expires, mut nx, mut xx) = (None, false, false);
+        let mut options = rest[2..].iter();
+        while let Some(option) = options.next() {
+            let option = option.to_ascii_uppercase();
+            match &option[..] {
+                b"NX" if !xx => nx = true,
+                b"XX" if !nx => xx = true,
+                b"EX" | b"PX" if expires.is_none() => {
+                    let Some(amount) = options.next().map(|a| parse_int(a)) else {
+                        return Reply::Error("ERR syntax error".into());
+                    };
+                    let Some(amount) = amount else {
+                        return not_integer();
+                    };
+                    let Ok(amount) = u64::try_from(amount) else {
+                        return Reply::Error("ERR invalid expire time in 'set' command".into());
+                    };
+                    if amount == 0 {
+                        return Reply::Error("ERR invalid expire time in 'set' command".into());
+                    }
+                    let ttl = if option[..] == b"EX"[..] {
+                        Duration::from_secs(amount)
+                    } else {
+                        Duration::from_millis(amount)
+                    };
+                    let Some(at) = now.checked_add(ttl) else {
+                        return Reply::Error("ERR invalid expire time in 'set' command".into());
+                    };
+                    expires = Some(at);
+                }
+                _ => return Reply::Error("ERR syntax error".into()),
+            }
+        }
+        let mut map = self.store.map();
+        let exists = live(&mut map, key, now).is_some();
+        if (nx && exists) || (xx && !exists) {
+            return Reply::Nil;
+        }
+        map.insert(
+            key.clone(),
+            Entry {
+                value: value.clone(),
+                expires,
+            },
+        );
+        Reply::Ok
+    }
+
+    fn add(&self, key: &Bytes, by: i64, now: Instant) -> Reply {
+        let mut map = self.store.map();
+        let (current, expires) = match live(&mut map, key, now) {
+            None => (0, None),
+            Some(entry) => match parse_int(&entry.value) {
+                // Redis refuses "+1", " 1" and "01" as integers; so does this.
+                Some(n) if entry.value[..] == n.to_string().as_bytes()[..] => (n, entry.expires),
+                _ => return not_integer(),
+            },
+        };
+        let Some(next) = current.checked_add(by) else {
+            return Reply::Error("ERR increment or decrement would overflow".into());
+        };
+        map.insert(
+            key.clone(),
+            Entry {
+                value: Bytes::from(next.to_string()),
+                expires,
+            },
+        );
+        Reply::Integer(next)
+    }
+}
+
+/// Sets a terminator known to be valid.
+fn set(ctx: &mut Context<'_>, terminator: Terminator) {
+    ctx.set_terminator(terminator)
+        .unwrap_or_else(|e| unreachable!("a constant terminator is valid: {e}"));
+}
+
+impl Protocol for Resp {
+    fn first_terminator(&self) -> Terminator {
+        "\n".into()
+    }
+
+    fn found_terminator(&mut self, ctx: &mut Context<'_>, frame: Bytes) {
+        if self.closing {
+            return;
+        }
+        // Lines end with `\r\n` in RESP; Redis also takes a bare `\n` (typed inline commands).
+        let line = || frame.strip_suffix(b"\r").unwrap_or(&frame);
+        match self.reading {
+            Reading::Request => self.request_line(ctx, line()),
+            Reading::BulkHeader { total } => self.bulk_header(ctx, line(), total),
+            Reading::Bulk { total } => self.bulk(ctx, frame, total),
+        }
+    }
+
+    fn frame_too_long(&mut self, ctx: &mut Context<'_>, _limit: usize) {
+        self.protocol_error(ctx, "too big inline request");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use asynchat_core::testing::{Harness, Replay};
+    use asynchat_core::State;
+
+    fn command(args: &[&str]) -> String {
+        let mut out = format!("*{}\r\n", args.len());
+        for a in args {
+            out.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        out
+    }
+
+    fn session() -> (Harness<Resp>, Arc<Store>) {
+        let store = Store::new();
+        (
+            Harness::with_config(Resp::new(store.clone()), &config()),
+            store,
+        )
+    }
+
+    fn ask(h: &mut Harness<Resp>, args: &[&str]) -> String {
+        h.send(command(args));
+        String::from_utf8_lossy(&h.take_output()).into_owned()
+    }
+
+    #[test]
+    fn strings_and_counters() {
+        let (mut h, _) = session();
+        assert_eq!(ask(&mut h, &["PING"]), "+PONG\r\n");
+        assert_eq!(ask(&mut h, &["ping", "hi"]), "$2\r\nhi\r\n");
+        assert_eq!(ask(&mut h, &["ECHO", "a\r\nb"]), "$4\r\na\r\nb\r\n");
+        assert_eq!(ask(&mut h, &["GET", "k"]), "$-1\r\n");
+        assert_eq!(ask(&mut h, &["SET", "k", ""]), "+OK\r\n");
+        assert_eq!(ask(&mut h, &["GET", "k"]), "$0\r\n\r\n");
+        assert_eq!(ask(&mut h, &["INCR", "n"]), ":1\r\n");
+        assert_eq!(ask(&mut h, &["DECR", "n"]), ":0\r\n");
+        assert_eq!(ask(&mut h, &["DECR", "n"]), ":-1\r\n");
+        assert_eq!(
+            ask(&mut h, &["INCR", "k"]),
+            "-ERR value is not an integer or out of range\r\n"
+        );
+        assert_eq!(
+            ask(&mut h, &["SET", "big", &i64::MAX.to_string()]),
+            "+OK\r\n"
+        );
+        assert_eq!(
+            ask(&mut h, &["INCR", "big"]),
+            "-ERR increment or decrement would overflow\r\n"
+        );
+        assert_eq!(ask(&mut h, &["SET", "sp", " 1"]), "+OK\r\n");
+        assert_eq!(
+            ask(&mut h, &["INCR", "sp"]),
+            "-ERR value is not an integer or out of range\r\n"
+        );
+        assert_eq!(ask(&mut h, &["MSET", "a", "1", "b", "2"]), "+OK\r\n");
+        assert_eq!(
+            ask(&mut h, &["MGET", "a", "zz", "b"]),
+            "*3\r\n$1\r\n1\r\n$-1\r\n$1\r\n2\r\n"
+        );
+        assert_eq!(ask(&mut h, &["EXISTS", "a", "a", "zz"]), ":2\r\n");
+        assert_eq!(ask(&mut h, &["DEL", "a", "zz", "b"]), ":2\r\n");
+        assert_eq!(ask(&mut h, &["DBSIZE"]), ":4\r\n");
+        assert_eq!(ask(&mut h, &["FLUSHALL"]), "+OK\r\n");
+        assert_eq!(ask(&mut h, &["DBSIZE"]), ":0\r\n");
+    }
+
+    #[test]
+    fn set_options_and_expiry_on_the_virtual_clock() {
+        let (mut h, _) = session();
+        assert_eq!(ask(&mut h, &["SET", "k", "v", "NX"]), "+OK\r\n");
+        assert_eq!(ask(&mut h, &["SET", "k", "w", "NX"]), "$-1\r\n");
+        assert_eq!(ask(&mut h, &["SET", "j", "w", "XX"]), "$-1\r\n");
+        assert_eq!(
+            ask(&mut h, &["SET", "k", "w", "XX", "PX", "1500"]),
+            "+OK\r\n"
+        );
+        assert_eq!(ask(&mut h, &["SET", "e", "x", "ex", "2"]), "+OK\r\n");
+        h.advance(Duration::from_millis(1499));
+        assert_eq!(ask(&mut h, &["GET", "k"]), "$1\r\nw\r\n");
+        h.advance(Duration::from_millis(1));
+        assert_eq!(ask(&mut h, &["GET", "k"]), "$-1\r\n");
+        assert_eq!(ask(&mut h, &["DBSIZE"]), ":1\r\n");
+        h.advance(Duration::from_millis(500));
+        assert_eq!(ask(&mut h, &["EXISTS", "e"]), ":0\r\n");
+        // INCR keeps the time to live.
+        assert_eq!(ask(&mut h, &["SET", "n", "1", "EX", "1"]), "+OK\r\n");
+        assert_eq!(ask(&mut h, &["INCR", "n"]), ":2\r\n");
+        h.advance(Duration::from_secs(1));
+        assert_eq!(ask(&mut h, &["GET", "n"]), "$-1\r\n");
+        for (args, reply) in [
+            (&["SET", "k", "v", "NX", "XX"][..], "-ERR syntax error\r\n"),
+            (&["SET", "k", "v", "EX"], "-ERR syntax error\r\n"),
+            (
+                &["SET", "k", "v", "EX", "soon"],
+                "-ERR value is not an integer or out of range\r\n",
+            ),
+            (
+                &["SET", "k", "v", "EX", "0"],
+                "-ERR invalid expire time in 'set' command\r\n",
+            ),
+            (
+                &["SET", "k", "v", "PX", "-5"],
+                "-ERR invalid expire time in 'set' command\r\n",
+            ),
+            (
+                &["SET", "k", "v", "EX", "1", "PX", "1"],
+                "-ERR syntax error\r\n",
+            ),
+            (&["SET", "k", "v", "KEEP"], "-ERR syntax error\r\n"),
+        ] {
+            assert_eq!(ask(&mut h, args), reply, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn errors_in_redis_words() {
+        let (mut h, _) = session();
+        assert_eq!(
+            ask(&mut h, &["GET"]),
+            "-ERR wrong number of arguments for 'get' command\r\n"
+        );
+        assert_eq!(
+            ask(&mut h, &["MSET", "a"]),
+            "-ERR wrong number of arguments for 'mset' command\r\n"
+        );
+        assert_eq!(
+            ask(&mut h, &["HSET", "h", "f"]),
+            "-ERR unknown command 'HSET', with args beginning with: 'h' 'f' \r\n"
+        );
+        assert_eq!(ask(&mut h, &["COMMAND", "DOCS"]), "*0\r\n");
+        assert_eq!(
+            ask(&mut h, &["SELECT", "1"]),
+            "-ERR DB index is out of range\r\n"
+        );
+        assert_eq!(h.state(), State::Open);
+    }
+
+    #[test]
+    fn inline_commands_and_empty_arrays() {
+        let (mut h, _) = session();
+        h.send("SET a 1\nset b 2\r\n\r\n*0\r\n*-1\r\nMGET a b\r\n");
+        assert_eq!(
+            h.take_output(),
+            "+OK\r\n+OK\r\n*2\r\n$1\r\n1\r\n$1\r\n2\r\n"
+        );
+    }
+
+    #[test]
+    fn protocol_errors_close_only_this_connection() {
+        for (input, error) in [
+            ("*x\r\n".to_owned(), "invalid multibulk length"),
+            (format!("*{}\r\n", MAX_ARGS + 1), "invalid multibulk length"),
+            ("*1\r\n+GET\r\n".to_owned(), "expected '$', got '+'"),
+            ("*1\r\n$-3\r\n".to_owned(), "invalid bulk length"),
+            (
+                format!("*1\r\n${}\r\n", MAX_BULK + 1),
+                "invalid bulk length",
+            ),
+            (
+                "*1\r\n$3\r\nGETxx".to_owned(),
+                "bulk string not ended by CRLF",
+            ),
+            ("x".repeat(MAX_INLINE + 1), "too big inline request"),
+        ] {
+            let (mut h, store) = session();
+            h.send(&input);
+            h.send(command(&["SET", "after", "1"]));
+            assert_eq!(
+                String::from_utf8_lossy(&h.take_output()),
+                format!("-ERR Protocol error: {error}\r\n"),
+                "{input:.40}"
+            );
+            assert_eq!(h.state(), State::Closed);
+            assert_eq!(store.map().len(), 0, "nothing after the error ran");
+        }
+    }
+
+    #[test]
+    fn the_store_is_shared_between_connections() {
+        let store = Store::new();
+        let mut a = Harness::new(Resp::new(store.clone()));
+        let mut b = Harness::new(Resp::new(store.clone()));
+        a.send(command(&["SET", "k", "from a"]));
+        b.send("GET k\r\nQUIT\r\n");
+        assert_eq!(b.take_output(), "$6\r\nfrom a\r\n+OK\r\n");
+        assert_eq!(b.state(), State::Closed);
+    }
+
+    #[test]
+    fn a_pipeline_is_chunking_invariant() {
+        let mut input = String::new();
+        for args in [
+            &["SET", "k", "a\r\nb"][..],
+            &["GET", "k"],
+            &["INCR", "n"],
+            &["MGET", "k", "n"],
+            &["DEL", "k"],
+        ] {
+            input.push_str(&command(args));
+        }
+        input.push_str("PING\r\nECHO x\n");
+        let t = Replay::new(input)
+            .config(config())
+            .assert_invariant(|| Resp::new(Store::new()));
+        assert_eq!(
+            t.output,
+            "+OK\r\n$4\r\na\r\nb\r\n:1\r\n*2\r\n$4\r\na\r\nb\r\n$1\r\n1\r\n:1\r\n+PONG\r\n$1\r\nx\r\n"
+        );
+    }
+}
