@@ -17,3 +17,4 @@ pub mod raw_echo;
 pub mod resp;
 pub mod run;
 pub mod smtpd;
+pub mod tour;
