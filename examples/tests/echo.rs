@@ -1,0 +1,102 @@
+//! The echo binary on every driver: over a socket with a custom terminator and `--verbose`, and
+//! over stdin/stdout.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::DRIVERS;
+
+#[test]
+fn stdio_echo_on_every_driver() {
+    for driver in DRIVERS {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_echo"))
+            .args(["--stdio", "--driver", driver, "--terminator", r"\r\n"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start echo");
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"one\r\ntw").unwrap();
+        stdin.write_all(b"o\r\nunterminated").unwrap();
+        drop(stdin);
+        let mut out = String::new();
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        assert!(child.wait().unwrap().success(), "{driver}");
+        assert_eq!(out, "one\r\ntwo\r\n", "{driver}");
+    }
+}
+
+#[test]
+fn socket_echo_logs_connection_events_and_stops_on_ctrl_c() {
+    for driver in DRIVERS {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_echo"))
+            .args([
+                "--driver",
+                driver,
+                "--listen",
+                "127.0.0.1:0",
+                "--terminator",
+                "END",
+                "-v",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start echo");
+        let mut banner = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut banner)
+            .unwrap();
+        let addr = banner
+            .split_whitespace()
+            .nth(3)
+            .expect("address in the banner");
+        assert!(
+            banner.starts_with("echo listening on 127.0.0.1:"),
+            "{banner}"
+        );
+        assert!(banner.ends_with(&format!("({driver})\n")), "{banner}");
+
+        let mut client = TcpStream::connect(addr).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        client.write_all(b"aENDbEN").unwrap();
+        client.write_all(b"D").unwrap();
+        let mut reply = [0; 8];
+        client.read_exact(&mut reply).unwrap();
+        assert_eq!(&reply, b"aENDbEND");
+        drop(client);
+        std::thread::sleep(Duration::from_millis(200));
+
+        let _ = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status();
+        let status = child.wait().unwrap();
+        let mut log = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut log)
+            .unwrap();
+        assert!(status.success(), "{driver}: {log}");
+        let events: Vec<&str> = log
+            .lines()
+            .filter(|l| l.starts_with("[127.0.0.1:"))
+            .collect();
+        assert_eq!(events.len(), 3, "{driver}: one line per event: {log}");
+        assert!(events[0].ends_with("] connected"), "{log}");
+        assert!(events[1].contains("] peer closed its side"), "{log}");
+        assert!(events[2].contains("] closed: "), "{log}");
+    }
+}
