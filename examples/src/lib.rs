@@ -1,10 +1,20 @@
-//! `asynchat-examples`: real protocols built on asynchat-rs, each a sans-IO module, plus the
-//! tools of the benchmarks.
+//! `asynchat-examples`: real servers built on asynchat-rs. Each protocol is a sans-IO module,
+//! unit-tested with [`asynchat_core::testing`] (the chunking invariant included), and one binary
+//! that runs it on any driver.
 //!
-//! Written so far: [`echo`] (the protocol), the baselines of the driver benchmarks —
-//! [`raw_echo`] (a hand-written mio echo server), [`baselines`] (tokio-util `Framed` and plain
-//! smol echo servers) — and [`loadgen`]. The chat room, SMTP, HTTP and Redis-protocol
-//! servers and their binaries are the subject of issue 5.
+//! | module | binary | protocol |
+//! |---|---|---|
+//! | [`echo`] | `echo` | every frame back with its terminator; also over stdin/stdout |
+//! | [`chat`] | `chat` | the classic asynchat chat room, broadcasting through the drivers' handle |
+//! | [`smtpd`] | `smtpd` | a mail sink in the spirit of Python's `smtpd.SMTPServer` |
+//! | [`httpd`] | `httpd` | HTTP/1.1 static files: keep-alive, pipelining, chunked streaming |
+//! | [`resp`] | `resp` | an in-memory key–value store speaking the Redis protocol subset |
+//! | [`tour`] | `tour` | every example on every driver, checked and measured |
+//!
+//! What the binaries share: [`run`] serves a protocol factory on mio, tokio or smol and gives
+//! each connection a driver-neutral [`run::Link`]; [`cli`] holds the common flags and the Ctrl-C
+//! shutdown. The driver benchmarks use [`raw_echo`] (a hand-written mio echo server),
+//! [`baselines`] (tokio-util `Framed` and plain smol echo servers) and [`loadgen`].
 #![forbid(unsafe_code)]
 
 pub mod baselines;
