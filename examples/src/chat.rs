@@ -10,7 +10,7 @@
 //! | anything else | sent to the others as `[name] text` |
 //!
 //! Join, leave and rename notices go to the others as `* ...` lines. A member reaches the others
-//! through an [`Outlet`] (the drivers' cross-connection handle, a [`Link`](crate::run::Link),
+//! through an [`Outlet`] (the drivers' cross-connection handle, a [`Link`],
 //! in the binary; a buffer in the tests), so the room is sans-IO like every protocol here.
 //!
 //! ```
