@@ -68,6 +68,18 @@ where
     server.wait()
 }
 
+/// The process's exit status for a binary's outcome, printing the error as `NAME: error`.
+#[must_use]
+pub fn exit_code(name: &str, outcome: io::Result<()>) -> std::process::ExitCode {
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Parses an escaped terminator as a shell gives it: `\r`, `\n`, `\t`, `\0`, `\\` and `\xHH`.
 ///
 /// # Errors

@@ -40,6 +40,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::set_terminator as set;
 use asynchat_core::producer::{ChunkedProducer, Producer};
 use asynchat_core::{
     Bytes, BytesMut, CloseReason, Config, Context, OverLongPolicy, Protocol, Terminator,
@@ -509,12 +510,6 @@ impl Httpd {
             self.finish(ctx);
         }
     }
-}
-
-/// Sets a terminator known to be valid.
-fn set(ctx: &mut Context<'_>, terminator: Terminator) {
-    ctx.set_terminator(terminator)
-        .unwrap_or_else(|e| unreachable!("a constant terminator is valid: {e}"));
 }
 
 impl Protocol for Httpd {

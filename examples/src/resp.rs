@@ -26,6 +26,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::set_terminator as set;
 use asynchat_core::{Bytes, Config, Context, OverLongPolicy, Protocol, Terminator};
 
 /// The largest bulk string accepted, in bytes.
@@ -421,12 +422,6 @@ impl Resp {
         );
         Reply::Integer(next)
     }
-}
-
-/// Sets a terminator known to be valid.
-fn set(ctx: &mut Context<'_>, terminator: Terminator) {
-    ctx.set_terminator(terminator)
-        .unwrap_or_else(|e| unreachable!("a constant terminator is valid: {e}"));
 }
 
 impl Protocol for Resp {

@@ -201,17 +201,14 @@ where
     let verbose = options.verbose;
     let config = options.config.clone();
     let listen = options.listen;
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<io::Result<(SocketAddr, Stopper)>>();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let thread = match options.driver {
         DriverKind::Mio => std::thread::spawn(move || {
             let started = (|| {
                 let mut event_loop = asynchat_mio::EventLoop::with_config(config)?;
                 let bound = event_loop.listen(listen, move |a| {
-                    let link = Link {
-                        peer: a.peer,
-                        to: To::Mio(a.handle.clone(), a.id),
-                    };
-                    Logged::new(factory(link.clone()), link.peer, verbose)
+                    let to = To::Mio(a.handle.clone(), a.id);
+                    connection(&mut factory, a.peer, to, verbose)
                 })?;
                 let handle = event_loop.handle();
                 let stopper = Stopper(Arc::new(move || drop(handle.shutdown())));
@@ -244,11 +241,8 @@ where
                 let served = async {
                     let listener = tokio::net::TcpListener::bind(listen).await?;
                     asynchat_tokio::serve(listener, config, move |a| {
-                        let link = Link {
-                            peer: a.peer,
-                            to: To::Async(a.handle.clone(), a.id),
-                        };
-                        Logged::new(factory(link.clone()), link.peer, verbose)
+                        let to = To::Async(a.handle.clone(), a.id);
+                        connection(&mut factory, a.peer, to, verbose)
                     })
                 };
                 let server = match served.await {
@@ -258,9 +252,7 @@ where
                         return Ok(());
                     }
                 };
-                let (stopper, stopped) = stop_signal();
-                let _ = ready_tx.send(Ok((server.addr(), stopper)));
-                let _ = stopped.recv().await;
+                until_stopped(server.addr(), &ready_tx).await;
                 server.shutdown();
                 server.wait().await;
                 Ok(())
@@ -276,15 +268,10 @@ where
                     }
                 };
                 let server = asynchat_smol::serve(listener, config, move |a| {
-                    let link = Link {
-                        peer: a.peer,
-                        to: To::Async(a.handle.clone(), a.id),
-                    };
-                    Logged::new(factory(link.clone()), link.peer, verbose)
+                    let to = To::Async(a.handle.clone(), a.id);
+                    connection(&mut factory, a.peer, to, verbose)
                 })?;
-                let (stopper, stopped) = stop_signal();
-                let _ = ready_tx.send(Ok((server.addr(), stopper)));
-                let _ = stopped.recv().await;
+                until_stopped(server.addr(), &ready_tx).await;
                 server.shutdown();
                 server.wait().await;
                 Ok(())
@@ -301,13 +288,25 @@ where
     })
 }
 
-/// A stop signal any runtime can await: the stopper closes the channel.
-fn stop_signal() -> (Stopper, smol::channel::Receiver<()>) {
+type Ready = std::sync::mpsc::Sender<io::Result<(SocketAddr, Stopper)>>;
+
+/// Reports an async server ready at `addr`, then waits, on any runtime, until its stopper is
+/// called (the stopper closes a channel).
+async fn until_stopped(addr: SocketAddr, ready: &Ready) {
     let (tx, rx) = smol::channel::bounded::<()>(1);
     let stop = move || {
         tx.close();
     };
-    (Stopper(Arc::new(stop)), rx)
+    let _ = ready.send(Ok((addr, Stopper(Arc::new(stop)))));
+    let _ = rx.recv().await;
+}
+
+/// A new connection's protocol, from the user's factory, with its event log.
+fn connection<P, F>(factory: &mut F, peer: SocketAddr, to: To, verbose: bool) -> Logged<P>
+where
+    F: FnMut(Link) -> P,
+{
+    Logged::new(factory(Link { peer, to }), peer, verbose)
 }
 
 /// Logs a connection's events to stderr when verbose; otherwise only forwards them.

@@ -35,6 +35,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::set_terminator as set;
 use asynchat_core::{
     Bytes, BytesMut, CloseReason, Config, Context, OverLongPolicy, Protocol, Terminator, Timer,
 };
@@ -439,12 +440,6 @@ impl Smtp {
         ctx.push(reply);
         ctx.push("\r\n");
     }
-}
-
-/// Sets a terminator known to be valid.
-fn set(ctx: &mut Context<'_>, terminator: Terminator) {
-    ctx.set_terminator(terminator)
-        .unwrap_or_else(|e| unreachable!("a constant terminator is valid: {e}"));
 }
 
 /// Parses `FROM:<address> params` (or `TO:`), case-insensitively, a space after the colon

@@ -24,11 +24,8 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let room = Arc::new(Room::default());
     let options = args.common.options(7070, chat::config());
-    match cli::serve_until_interrupted("chat", &options, move |link| Member::join(&room, link)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("chat: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    cli::exit_code(
+        "chat",
+        cli::serve_until_interrupted("chat", &options, move |link| Member::join(&room, link)),
+    )
 }

@@ -36,11 +36,5 @@ fn main() -> ExitCode {
         let options = args.common.options(7007, Config::default());
         cli::serve_until_interrupted("echo", &options, move |_| echo.clone())
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("echo: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    cli::exit_code("echo", result)
 }

@@ -45,11 +45,5 @@ fn main() -> ExitCode {
     let served = cli::serve_until_interrupted("httpd", &options, move |_| {
         Httpd::shared(root.clone()).stream_above(stream_above)
     });
-    match served {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("httpd: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    cli::exit_code("httpd", served)
 }

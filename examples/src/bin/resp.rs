@@ -24,11 +24,8 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let store = Store::new();
     let options = args.common.options(6380, resp::config());
-    match cli::serve_until_interrupted("resp", &options, move |_| Resp::new(store.clone())) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("resp: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    cli::exit_code(
+        "resp",
+        cli::serve_until_interrupted("resp", &options, move |_| Resp::new(store.clone())),
+    )
 }

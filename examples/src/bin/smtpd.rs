@@ -53,11 +53,5 @@ fn main() -> ExitCode {
             .hostname(hostname.clone())
             .peer(link.peer())
     });
-    match served {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("smtpd: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    cli::exit_code("smtpd", served)
 }
