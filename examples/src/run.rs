@@ -267,10 +267,17 @@ where
                         return Ok(());
                     }
                 };
-                let server = asynchat_smol::serve(listener, config, move |a| {
+                let served = asynchat_smol::serve(listener, config, move |a| {
                     let to = To::Async(a.handle.clone(), a.id);
                     connection(&mut factory, a.peer, to, verbose)
-                })?;
+                });
+                let server = match served {
+                    Ok(server) => server,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return Ok(());
+                    }
+                };
                 until_stopped(server.addr(), &ready_tx).await;
                 server.shutdown();
                 server.wait().await;
@@ -280,7 +287,7 @@ where
     };
     let (addr, stopper) = ready_rx
         .recv()
-        .map_err(|_| io::Error::other("server thread ended before it was ready"))??;
+        .map_err(|_| io::Error::other("the server thread ended before it was ready"))??;
     Ok(Running {
         addr,
         stopper,
@@ -452,5 +459,24 @@ impl<R: Unpin, W: futures::AsyncWrite + Unpin> futures::AsyncWrite for Duplex<R,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<io::Result<()>> {
         std::pin::Pin::new(&mut self.get_mut().write).poll_close(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::echo::Echo;
+
+    #[test]
+    fn a_bind_error_is_returned_by_start_on_every_driver() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        for driver in DriverKind::ALL {
+            let options = Options {
+                listen: taken.local_addr().unwrap(),
+                ..Options::new(driver)
+            };
+            let err = start(&options, |_| Echo::default()).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{driver}: {err}");
+        }
     }
 }
