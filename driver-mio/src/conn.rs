@@ -20,6 +20,8 @@ pub(crate) trait Entry {
     /// The socket is ready (`readable`/`writable`), or the loop wants the entry re-driven.
     fn on_ready(&mut self, cx: &mut Cx<'_>, readable: bool, writable: bool);
     fn on_timeout(&mut self, cx: &mut Cx<'_>);
+    /// Queues `data` without doing I/O: the loop calls `on_ready` once after a batch of
+    /// commands, so a burst of pushes to one connection costs one write, not one each.
     fn on_push(&mut self, cx: &mut Cx<'_>, data: Bytes);
     fn on_close(&mut self, cx: &mut Cx<'_>, graceful: bool);
     /// The earliest time the entry wants `on_timeout`.
@@ -224,7 +226,6 @@ impl<P: Protocol, S: StreamIo> Entry for StreamConn<P, S> {
     fn on_push(&mut self, cx: &mut Cx<'_>, data: Bytes) {
         if matches!(self.phase, Phase::Live | Phase::Connecting) {
             self.chat.with_context(cx.now, |_, ctx| ctx.push(data));
-            self.on_ready(cx, false, false);
         }
     }
 

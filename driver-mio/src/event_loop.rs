@@ -96,6 +96,8 @@ pub struct EventLoop {
     listeners: Vec<usize>,
     /// Scratch space reused every turn: the ready events, the due timers.
     ready: Vec<(usize, bool, bool)>,
+    /// Connections pushed to by the commands of this turn (reused: no allocation per turn).
+    pushed: Vec<ConnId>,
     due: Vec<(Instant, usize, u64)>,
     shutting_down: bool,
 }
@@ -154,6 +156,7 @@ impl EventLoop {
             config,
             listeners: Vec::new(),
             ready: Vec::new(),
+            pushed: Vec::new(),
             due: Vec::new(),
             shutting_down: false,
         })
@@ -450,12 +453,17 @@ impl EventLoop {
     }
 
     fn run_commands(&mut self, now: Instant) {
+        let mut pushed = std::mem::take(&mut self.pushed);
         for command in self.shared.take_commands() {
             match command {
                 Command::Push(id, data) => {
-                    self.with_entry(id.key, Some(id.generation), now, |e, cx| {
-                        e.on_push(cx, data)
+                    let live = self.with_entry(id.key, Some(id.generation), now, |e, cx| {
+                        e.on_push(cx, data);
                     });
+                    // Broadcasts touch few connections many times: a linear check is enough.
+                    if live && !pushed.contains(&id) {
+                        pushed.push(id);
+                    }
                 }
                 Command::CloseWhenDone(id) => self.close(id, true, now),
                 Command::Close(id) => self.close(id, false, now),
@@ -463,6 +471,13 @@ impl EventLoop {
                 Command::Stop => {}
             }
         }
+        // One write per connection for everything pushed to it this turn.
+        for id in pushed.drain(..) {
+            self.with_entry(id.key, Some(id.generation), now, |e, cx| {
+                e.on_ready(cx, false, false);
+            });
+        }
+        self.pushed = pushed;
     }
 
     /// Runs `f` on the entry in slot `key` (of generation `generation`, if given), then keeps

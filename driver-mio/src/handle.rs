@@ -71,12 +71,20 @@ impl fmt::Debug for Handle {
 
 impl Handle {
     fn send(&self, command: Command) -> io::Result<()> {
-        self.shared
-            .queue
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push_back(command);
-        self.shared.waker.wake()
+        let was_empty = {
+            let mut queue = self.shared.queue.lock().unwrap_or_else(PoisonError::into_inner);
+            queue.push_back(command);
+            queue.len() == 1
+        };
+        // The loop takes the whole queue at once, so only the command that made it non-empty
+        // needs to wake the loop: a burst of pushes (a chat broadcast) costs one wake-up, not
+        // one `eventfd` write each. Waking after the lock is released keeps the order safe: a
+        // command queued behind another is taken with it, after that one's wake-up.
+        if was_empty {
+            self.shared.waker.wake()
+        } else {
+            Ok(())
+        }
     }
 
     /// Queues `data` on connection `id`, as its protocol's `ctx.push` would. Ignored if the

@@ -108,9 +108,8 @@ impl<P: DatagramProtocol> Entry for UdpEntry<P> {
         self.drive(cx);
     }
 
-    fn on_push(&mut self, cx: &mut Cx<'_>, _data: Bytes) {
+    fn on_push(&mut self, _cx: &mut Cx<'_>, _data: Bytes) {
         // A datagram needs a destination: pushing bytes to an endpoint has no meaning.
-        self.drive(cx);
     }
 
     fn on_close(&mut self, _cx: &mut Cx<'_>, _graceful: bool) {
