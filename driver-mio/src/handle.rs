@@ -72,7 +72,11 @@ impl fmt::Debug for Handle {
 impl Handle {
     fn send(&self, command: Command) -> io::Result<()> {
         let was_empty = {
-            let mut queue = self.shared.queue.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut queue = self
+                .shared
+                .queue
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             queue.push_back(command);
             queue.len() == 1
         };
