@@ -214,28 +214,19 @@ where
                 let stopper = Stopper(Arc::new(move || drop(handle.shutdown())));
                 Ok((event_loop, bound.addr, stopper))
             })();
-            match started {
-                Ok((mut event_loop, addr, stopper)) => {
-                    let _ = ready_tx.send(Ok((addr, stopper)));
-                    event_loop.run()
-                }
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e));
-                    Ok(())
-                }
-            }
+            let Some((mut event_loop, addr, stopper)) = or_report(&ready_tx, started) else {
+                return Ok(());
+            };
+            let _ = ready_tx.send(Ok((addr, stopper)));
+            event_loop.run()
         }),
         DriverKind::Tokio => std::thread::spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
+            let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
-                .build()
-            {
-                Ok(runtime) => runtime,
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e));
-                    return Ok(());
-                }
+                .build();
+            let Some(runtime) = or_report(&ready_tx, runtime) else {
+                return Ok(());
             };
             runtime.block_on(async move {
                 let served = async {
@@ -245,12 +236,8 @@ where
                         connection(&mut factory, a.peer, to, verbose)
                     })
                 };
-                let server = match served.await {
-                    Ok(server) => server,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e));
-                        return Ok(());
-                    }
+                let Some(server) = or_report(&ready_tx, served.await) else {
+                    return Ok(());
                 };
                 until_stopped(server.addr(), &ready_tx).await;
                 server.shutdown();
@@ -260,23 +247,16 @@ where
         }),
         DriverKind::Smol => std::thread::spawn(move || {
             smol::block_on(async move {
-                let listener = match smol::Async::<std::net::TcpListener>::bind(listen) {
-                    Ok(listener) => listener,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e));
-                        return Ok(());
-                    }
+                let listener = smol::Async::<std::net::TcpListener>::bind(listen);
+                let Some(listener) = or_report(&ready_tx, listener) else {
+                    return Ok(());
                 };
                 let served = asynchat_smol::serve(listener, config, move |a| {
                     let to = To::Async(a.handle.clone(), a.id);
                     connection(&mut factory, a.peer, to, verbose)
                 });
-                let server = match served {
-                    Ok(server) => server,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e));
-                        return Ok(());
-                    }
+                let Some(server) = or_report(&ready_tx, served) else {
+                    return Ok(());
                 };
                 until_stopped(server.addr(), &ready_tx).await;
                 server.shutdown();
@@ -296,6 +276,11 @@ where
 }
 
 type Ready = std::sync::mpsc::Sender<io::Result<(SocketAddr, Stopper)>>;
+
+/// The value of a start-up step, or `None` once its error is sent to [`start`]'s caller.
+fn or_report<T>(ready: &Ready, step: io::Result<T>) -> Option<T> {
+    step.map_err(|e| drop(ready.send(Err(e)))).ok()
+}
 
 /// Reports an async server ready at `addr`, then waits, on any runtime, until its stopper is
 /// called (the stopper closes a channel).
