@@ -397,14 +397,27 @@ impl Core {
 
     #[inline]
     fn push(&mut self, data: Bytes) {
-        // As Python: output pushed once closing began is dropped, not an error that aborts the
-        // flush of what was queued before.
-        if !matches!(self.state, State::Connecting | State::Open) || self.outbox.is_closing() {
-            return;
+        if self.accepts_output() {
+            if let Err(e) = self.outbox.push(data) {
+                self.close_because(CloseReason::Error(e));
+            }
         }
-        if let Err(e) = self.outbox.push(data) {
-            self.close_because(CloseReason::Error(e));
+    }
+
+    #[inline]
+    fn push_slice(&mut self, data: &[u8]) {
+        if self.accepts_output() {
+            if let Err(e) = self.outbox.push_slice(data) {
+                self.close_because(CloseReason::Error(e));
+            }
         }
+    }
+
+    /// As Python: output pushed once closing began is dropped, not an error that aborts the
+    /// flush of what was queued before.
+    #[inline]
+    fn accepts_output(&self) -> bool {
+        matches!(self.state, State::Connecting | State::Open) && !self.outbox.is_closing()
     }
 
     fn touch(&mut self, now: Instant) {
@@ -436,9 +449,12 @@ impl Context<'_> {
         self.core.push(data.into());
     }
 
-    /// Queues a copy of borrowed bytes.
+    /// Queues a copy of borrowed bytes, appended to the connection's output buffer (see
+    /// [`Outbox::push_slice`](crate::Outbox::push_slice)): for small pieces, cheaper than an
+    /// allocation and an `IoSlice` each.
+    #[inline]
     pub fn push_slice(&mut self, data: &[u8]) {
-        self.core.push(Bytes::copy_from_slice(data));
+        self.core.push_slice(data);
     }
 
     /// Queues a producer, pulled once everything ahead of it is written.

@@ -181,31 +181,58 @@ impl Outbox {
     /// queued then.
     #[inline]
     pub fn push(&mut self, data: Bytes) -> Result<(), Error> {
-        self.check_open()?;
-        if data.is_empty() {
-            return Ok(());
-        }
-        let queued = self.queued.saturating_add(data.len());
-        if queued > self.limit {
-            return Err(Error::OutboxFull { limit: self.limit });
-        }
-        self.queued = queued;
+        self.admit(data.len())?;
         if data.len() < self.coalesce_below {
-            if let Some(Item::Copied(tail)) = self.items.back_mut() {
-                if tail.capacity() - tail.len() >= data.len() {
-                    tail.extend_from_slice(&data);
-                    self.update_watermark();
-                    return Ok(());
-                }
-            }
-            let mut tail = BytesMut::with_capacity(COPY_CHUNK.max(data.len()));
-            tail.extend_from_slice(&data);
-            self.items.push_back(Item::Copied(tail));
-        } else {
+            self.copy_in(&data);
+        } else if !data.is_empty() {
             self.items.push_back(Item::Data(data));
         }
         self.update_watermark();
         Ok(())
+    }
+
+    /// Queues a copy of borrowed bytes, appended to the output buffer the previous copies went
+    /// to while it has room: a protocol that writes many small pieces of its own (a header line,
+    /// a formatted number, a short frame) gets one contiguous slice, not one allocation and one
+    /// `IoSlice` each. A slice that does not fit in the room left starts a new 4 KiB buffer (or
+    /// one of its own size, if larger).
+    ///
+    /// Fails as [`push`](Self::push) does; nothing is queued then.
+    #[inline]
+    pub fn push_slice(&mut self, data: &[u8]) -> Result<(), Error> {
+        self.admit(data.len())?;
+        self.copy_in(data);
+        self.update_watermark();
+        Ok(())
+    }
+
+    /// Checks that `len` more bytes may be queued, and counts them.
+    #[inline]
+    fn admit(&mut self, len: usize) -> Result<(), Error> {
+        self.check_open()?;
+        let queued = self.queued.saturating_add(len);
+        if queued > self.limit {
+            return Err(Error::OutboxFull { limit: self.limit });
+        }
+        self.queued = queued;
+        Ok(())
+    }
+
+    /// Appends a copy of `data` to the tail copy buffer, or to a new one.
+    #[inline]
+    fn copy_in(&mut self, data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
+        if let Some(Item::Copied(tail)) = self.items.back_mut() {
+            if tail.capacity() - tail.len() >= data.len() {
+                tail.extend_from_slice(data);
+                return;
+            }
+        }
+        let mut tail = BytesMut::with_capacity(COPY_CHUNK.max(data.len()));
+        tail.extend_from_slice(data);
+        self.items.push_back(Item::Copied(tail));
     }
 
     /// Queues a producer, pulled once everything ahead of it is written.
@@ -516,6 +543,60 @@ mod tests {
         assert_eq!(out.queued_bytes(), want.len());
         assert_eq!(write_all(&mut out, 333), want);
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn pushed_slices_share_one_buffer_and_interleave_with_zero_copy_pushes() {
+        // No coalescing configured: `push` stays zero-copy, `push_slice` copies (it must).
+        let mut out = Outbox::new();
+        let shared = Bytes::from(vec![b'S'; 100]);
+        let mut want = Vec::new();
+        for i in 0..50u8 {
+            out.push_slice(&[b'a' + i % 26; 40]).unwrap();
+            out.push_slice(b"\r\n").unwrap();
+            want.extend_from_slice(&[b'a' + i % 26; 40]);
+            want.extend_from_slice(b"\r\n");
+        }
+        out.push(shared.clone()).unwrap();
+        want.extend_from_slice(&shared);
+        out.push_slice(b"tail").unwrap();
+        want.extend_from_slice(b"tail");
+        let big = vec![b'L'; 5000];
+        out.push_slice(&big).unwrap();
+        want.extend_from_slice(&big);
+        let mut slices = [IoSlice::new(&[]); 64];
+        let n = out.poll_slices(&mut slices);
+        // 2100 copied bytes in one buffer, the shared push as is, then "tail" in a new buffer
+        // (copies never go ahead of a zero-copy push), and 5000 bytes in a buffer of their own.
+        assert_eq!(
+            n,
+            4,
+            "{:?}",
+            slices[..n].iter().map(|s| s.len()).collect::<Vec<_>>()
+        );
+        assert_eq!(slices[0].len(), 2100);
+        assert_eq!(slices[1].as_ptr(), shared.as_ptr());
+        assert_eq!(slices[2].len(), 4);
+        assert_eq!(slices[3].len(), 5000);
+        assert_eq!(out.queued_bytes(), want.len());
+        assert_eq!(write_all(&mut out, 777), want);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn pushed_slices_obey_the_limit_and_the_close() {
+        let mut out = Outbox::new().with_limit(10);
+        out.push_slice(b"0123456789").unwrap();
+        assert!(matches!(
+            out.push_slice(b"x"),
+            Err(Error::OutboxFull { limit: 10 })
+        ));
+        assert_eq!(out.queued_bytes(), 10, "a refused slice is not queued");
+        out.close_when_done();
+        assert!(
+            out.push_slice(b"").is_err(),
+            "nothing after close_when_done"
+        );
     }
 
     #[test]

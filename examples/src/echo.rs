@@ -3,9 +3,15 @@
 use asynchat_core::{Bytes, Context, Protocol, Terminator};
 
 /// Echoes each frame followed by the terminator it was framed by.
+///
+/// By default every frame is pushed as it came, zero-copy (a slice of the read buffer), and the
+/// terminator after it: two `IoSlice`s per line. [`copy_below`](Self::copy_below) copies short
+/// frames and their terminator into the connection's output buffer instead, which for short lines
+/// is cheaper than a reference-counted slice and two tiny `IoSlice`s each.
 #[derive(Debug, Clone)]
 pub struct Echo {
     terminator: Bytes,
+    copy_below: usize,
 }
 
 impl Echo {
@@ -13,7 +19,16 @@ impl Echo {
     pub fn new(terminator: impl Into<Bytes>) -> Self {
         Self {
             terminator: terminator.into(),
+            copy_below: 0,
         }
+    }
+
+    /// Copies frames shorter than `bytes` (and their terminator) into the output buffer instead
+    /// of pushing them zero-copy.
+    #[must_use]
+    pub fn copy_below(mut self, bytes: usize) -> Self {
+        self.copy_below = bytes;
+        self
     }
 }
 
@@ -29,8 +44,13 @@ impl Protocol for Echo {
     }
 
     fn found_terminator(&mut self, ctx: &mut Context<'_>, frame: Bytes) {
-        ctx.push(frame);
-        ctx.push(self.terminator.clone());
+        if frame.len() < self.copy_below {
+            ctx.push_slice(&frame);
+            ctx.push_slice(&self.terminator);
+        } else {
+            ctx.push(frame);
+            ctx.push(self.terminator.clone());
+        }
     }
 }
 
@@ -43,5 +63,14 @@ mod tests {
     fn echoes_frames_with_their_terminator_under_any_chunking() {
         let t = Replay::new("one\r\ntwo\r\n\r\nthree").assert_invariant(|| Echo::new("\r\n"));
         assert_eq!(t.output, "one\r\ntwo\r\n\r\n");
+    }
+
+    #[test]
+    fn copying_short_frames_gives_the_same_bytes() {
+        let input = format!("one\ntwo\n{}\n\n", "x".repeat(300));
+        let zero_copy = Replay::new(input.clone()).assert_invariant(Echo::default);
+        let copying = Replay::new(input).assert_invariant(|| Echo::default().copy_below(256));
+        assert_eq!(copying.output, zero_copy.output);
+        assert_eq!(copying.output.len(), 3 + 1 + 3 + 1 + 300 + 1 + 1);
     }
 }
