@@ -2,7 +2,7 @@
 //! echo server, both run as child processes and driven by the same load generator in one run.
 //!
 //! ```text
-//! cargo run --release -p asynchat-examples --bin echo_bench -- compare [SECONDS] [ROUNDS]
+//! cargo run --release -p asynchat-examples --bin echo_bench -- compare [SECONDS] [ROUNDS] [BASELINES]
 //! cargo run --release -p asynchat-examples --bin echo_bench -- idle [CONNECTIONS]
 //! cargo run --release -p asynchat-examples --bin echo_bench -- serve asynchat|raw
 //! cargo run --release -p asynchat-examples --bin echo_bench -- load ADDR [SECONDS]
@@ -22,26 +22,47 @@ use asynchat_core::Config;
 use asynchat_examples::{baselines, echo::Echo, loadgen, raw_echo};
 use asynchat_mio::EventLoop;
 
-/// Pairs compared side by side: each asynchat driver against a plain server on the same runtime.
-/// `asynchat` (mio) copies nothing; `asynchat-coalesce` copies pushes under 256 bytes together
-/// (`Config::coalesce_below`). tokio servers run on a current-thread runtime.
-const PAIRS: [(&str, &str); 6] = [
+/// Pairs compared side by side: each asynchat driver against a plain server on the same runtime
+/// (tokio servers run on a current-thread runtime). Suffixes: none, the `Echo` protocol pushes
+/// every line zero-copy; `-copy`, it copies lines under 256 bytes into the connection's output
+/// buffer (`Context::push_slice`), as `Framed`'s encoder does; `-coalesce`, the outbox copies
+/// pushes under 256 bytes together (`Config::coalesce_below`).
+const PAIRS: [(&str, &str); 9] = [
     ("asynchat", "raw"),
+    ("asynchat-copy", "raw"),
     ("asynchat-coalesce", "raw"),
     ("tokio", "tokio-framed"),
+    ("tokio-copy", "tokio-framed"),
     ("tokio-coalesce", "tokio-framed"),
     ("smol", "smol-plain"),
+    ("smol-copy", "smol-plain"),
     ("smol-coalesce", "smol-plain"),
 ];
 
-/// The configuration of an asynchat server kind: `-coalesce` copies pushes under 256 bytes
-/// together (`Config::coalesce_below`); the others use the defaults.
-fn config_of(kind: &str) -> Config {
-    if kind.ends_with("-coalesce") {
-        Config::default().coalesce_below(256)
-    } else {
-        Config::default()
-    }
+/// What a server kind runs.
+enum Kind {
+    /// A baseline: `raw`, `tokio-framed`, `smol-plain`.
+    Baseline,
+    /// The asynchat echo with this config and protocol.
+    Asynchat(Config, Echo),
+}
+
+/// Parses `RUNTIME[-VARIANT]`: the runtime (`asynchat` = mio, `tokio`, `smol`, `raw`) and what it
+/// runs. An unknown kind is an error, never a silent fallback.
+fn parse_kind(kind: &str) -> io::Result<(&str, Kind)> {
+    let (runtime, variant) = kind.split_once('-').unwrap_or((kind, ""));
+    let run = match (runtime, variant) {
+        ("raw", "") | ("tokio", "framed") | ("smol", "plain") => Kind::Baseline,
+        ("asynchat" | "tokio" | "smol", "") => Kind::Asynchat(Config::default(), Echo::default()),
+        ("asynchat" | "tokio" | "smol", "copy") => {
+            Kind::Asynchat(Config::default(), Echo::default().copy_below(256))
+        }
+        ("asynchat" | "tokio" | "smol", "coalesce") => {
+            Kind::Asynchat(Config::default().coalesce_below(256), Echo::default())
+        }
+        _ => return Err(io::Error::other(format!("unknown server kind {kind:?}"))),
+    };
+    Ok((runtime, run))
 }
 
 fn main() -> io::Result<()> {
@@ -49,7 +70,11 @@ fn main() -> io::Result<()> {
     let arg = |i: usize, default: u64| args.get(i).and_then(|s| s.parse().ok()).unwrap_or(default);
     match args.first().map(String::as_str) {
         Some("serve") => serve(args.get(1).map_or("asynchat", String::as_str)),
-        Some("compare") => compare(Duration::from_secs(arg(1, 5)), arg(2, 3) as usize),
+        Some("compare") => compare(
+            Duration::from_secs(arg(1, 5)),
+            arg(2, 3) as usize,
+            args.get(3).map(String::as_str),
+        ),
         Some("idle") => idle(arg(1, 5000) as usize),
         Some("load") => {
             let addr = args
@@ -64,7 +89,7 @@ fn main() -> io::Result<()> {
             Ok(())
         }
         _ => {
-            eprintln!("usage: echo_bench compare [SECONDS] [ROUNDS] | idle [CONNECTIONS] | serve asynchat|raw | load ADDR [SECONDS]");
+            eprintln!("usage: echo_bench compare [SECONDS] [ROUNDS] [raw,tokio-framed,smol-plain] | idle [CONNECTIONS] | serve asynchat|raw | load ADDR [SECONDS]");
             std::process::exit(2);
         }
     }
@@ -72,44 +97,46 @@ fn main() -> io::Result<()> {
 
 fn serve(kind: &str) -> io::Result<()> {
     let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    match kind {
-        "tokio" | "tokio-coalesce" | "tokio-framed" => {
+    match parse_kind(kind)? {
+        ("tokio", run) => {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
             rt.block_on(async {
                 let listener = tokio::net::TcpListener::bind(addr).await?;
                 announce(listener.local_addr()?)?;
-                if kind == "tokio" {
-                    asynchat_tokio::serve(listener, Config::default(), |_| Echo::default())?
-                        .wait()
-                        .await;
-                    Ok(())
-                } else {
-                    baselines::tokio_framed_echo(listener).await
+                match run {
+                    Kind::Asynchat(config, echo) => {
+                        asynchat_tokio::serve(listener, config, move |_| echo.clone())?
+                            .wait()
+                            .await;
+                        Ok(())
+                    }
+                    Kind::Baseline => baselines::tokio_framed_echo(listener).await,
                 }
             })
         }
-        "smol" | "smol-coalesce" | "smol-plain" => smol::block_on(async {
+        ("smol", run) => smol::block_on(async {
             let listener = smol::Async::<std::net::TcpListener>::bind(addr)?;
             announce(listener.get_ref().local_addr()?)?;
-            if kind == "smol" {
-                asynchat_smol::serve(listener, Config::default(), |_| Echo::default())?
-                    .wait()
-                    .await;
-                Ok(())
-            } else {
-                baselines::smol_plain_echo(listener).await
+            match run {
+                Kind::Asynchat(config, echo) => {
+                    asynchat_smol::serve(listener, config, move |_| echo.clone())?
+                        .wait()
+                        .await;
+                    Ok(())
+                }
+                Kind::Baseline => baselines::smol_plain_echo(listener).await,
             }
         }),
-        "raw" => {
+        (_, Kind::Baseline) => {
             let listener = raw_echo::bind(addr)?;
             announce(listener.local_addr()?)?;
             raw_echo::serve(listener)
         }
-        _ => {
-            let mut event_loop = EventLoop::with_config(config_of(kind))?;
-            let bound = event_loop.listen(addr, |_| Echo::default())?;
+        (_, Kind::Asynchat(config, echo)) => {
+            let mut event_loop = EventLoop::with_config(config)?;
+            let bound = event_loop.listen(addr, move |_| echo.clone())?;
             announce(bound.addr)?;
             event_loop.run()
         }
@@ -166,9 +193,14 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn compare(seconds: Duration, rounds: usize) -> io::Result<()> {
+/// Runs the pairs whose baseline is in `only` (comma-separated; all if `None`).
+fn compare(seconds: Duration, rounds: usize, only: Option<&str>) -> io::Result<()> {
+    let pairs: Vec<(&str, &str)> = PAIRS
+        .into_iter()
+        .filter(|(_, base)| only.is_none_or(|o| o.split(',').any(|b| b == *base)))
+        .collect();
     let mut kinds: Vec<&str> = Vec::new();
-    for kind in PAIRS.iter().flat_map(|(a, b)| [*a, *b]) {
+    for kind in pairs.iter().flat_map(|(a, b)| [*a, *b]) {
         if !kinds.contains(&kind) {
             kinds.push(kind);
         }
@@ -187,7 +219,7 @@ fn compare(seconds: Duration, rounds: usize) -> io::Result<()> {
     }
     println!("| server | lines/s (median of {rounds}) | baseline | baseline lines/s | ratio |");
     println!("|---|---|---|---|---|");
-    for (ours, base) in PAIRS {
+    for (ours, base) in pairs {
         let (a, b) = (median(rates[ours].clone()), median(rates[base].clone()));
         println!("| {ours} | {a:.0} | {base} | {b:.0} | **{:.3}** |", a / b);
     }
