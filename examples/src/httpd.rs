@@ -636,6 +636,20 @@ mod tests {
     }
 
     #[test]
+    fn a_body_larger_than_a_head_is_skipped_whole() {
+        let site = Site::new("bigbody");
+        let mut h = site.harness();
+        let body = "b".repeat(MAX_HEAD * 6);
+        h.send(format!(
+            "POST /a.txt HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ));
+        h.send("GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(statuses(&text(&mut h)), ["405", "200"]);
+        assert_eq!(h.state(), State::Open);
+    }
+
+    #[test]
     fn large_files_are_chunked_from_a_producer() {
         let site = Site::new("chunked");
         let mut h = site.harness();

@@ -220,6 +220,9 @@ impl Resp {
                     return self.protocol_error(ctx, "command too large");
                 }
                 self.reading = Reading::Bulk { total };
+                // The chat caps what its collector holds at `max_frame`, whatever the terminator:
+                // let this bulk (already checked against MAX_BULK) through.
+                ctx.set_max_frame(MAX_INLINE.max(len as usize + 2));
                 set(ctx, Terminator::Count(len + 2));
             }
             _ => self.protocol_error(ctx, "invalid bulk length"),
@@ -232,6 +235,7 @@ impl Resp {
         }
         data.truncate(data.len() - 2);
         self.args.push(data);
+        ctx.set_max_frame(MAX_INLINE);
         set(ctx, "\n".into());
         if self.args.len() as u64 == total {
             self.reading = Reading::Request;
@@ -624,6 +628,23 @@ mod tests {
             assert_eq!(h.state(), State::Closed);
             assert_eq!(store.map().len(), 0, "nothing after the error ran");
         }
+    }
+
+    #[test]
+    fn values_larger_than_an_inline_request_go_through() {
+        let (mut h, _) = session();
+        let value = "v".repeat(MAX_INLINE * 3);
+        assert_eq!(ask(&mut h, &["SET", "big", &value]), "+OK\r\n");
+        assert_eq!(
+            ask(&mut h, &["GET", "big"]),
+            format!("${}\r\n{value}\r\n", value.len())
+        );
+        // ... and the inline limit is back afterwards.
+        h.send("x".repeat(MAX_INLINE + 1));
+        assert_eq!(
+            String::from_utf8_lossy(&h.take_output()),
+            "-ERR Protocol error: too big inline request\r\n"
+        );
     }
 
     #[test]

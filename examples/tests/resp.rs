@@ -58,6 +58,16 @@ fn redis_cli_on_every_driver() {
             "OK\n\"a\\r\\nb\\x00c\"\n",
             "{driver}"
         );
+        // A value far larger than an inline request (64 KiB) is a bulk like any other.
+        let out = Command::new("sh")
+            .args(["-c", &format!("head -c 300000 /dev/zero | tr '\\0' v | redis-cli -p {port} -x SET big && redis-cli -p {port} GET big | wc -c")])
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "OK\n300001\n",
+            "{driver}"
+        );
         assert_eq!(cli(&["FLUSHALL"]), "OK\n");
         assert_eq!(cli(&["DBSIZE"]), "0\n");
     }
