@@ -38,7 +38,7 @@ use std::fs::File;
 use std::io::{self, Read as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::set_terminator as set;
 use asynchat_core::producer::{ChunkedProducer, Producer};
@@ -293,6 +293,35 @@ pub fn resolve(root: &Path, target: &str) -> Result<PathBuf, Status> {
     Ok(real)
 }
 
+/// Formats a time as an HTTP date (IMF-fixdate, RFC 9110 §5.6.7): `Sun, 06 Nov 1994 08:49:37 GMT`.
+#[must_use]
+pub fn http_date(time: SystemTime) -> String {
+    let secs = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01, in 400-year eras of 146 097 days starting on March 1.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    format!(
+        "{}, {day:02} {} {year} {:02}:{:02}:{:02} GMT",
+        WEEKDAYS[(days % 7) as usize],
+        MONTHS[(month - 1) as usize],
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60
+    )
+}
+
 /// The media type served for a file name.
 #[must_use]
 pub fn content_type(path: &Path) -> &'static str {
@@ -366,6 +395,7 @@ enum Phase {
 pub struct Httpd {
     root: Arc<Path>,
     stream_above: u64,
+    clock: fn() -> SystemTime,
     phase: Phase,
     /// The head being read has shown a line end (to tell `414` from `431`).
     head_has_line_end: bool,
@@ -389,6 +419,7 @@ impl Httpd {
         Self {
             root,
             stream_above: DEFAULT_STREAM_ABOVE,
+            clock: SystemTime::now,
             phase: Phase::Head,
             head_has_line_end: false,
             last_was_cr: false,
@@ -402,13 +433,22 @@ impl Httpd {
         self
     }
 
+    /// Reads the wall clock for `Date` fields from `clock` instead of [`SystemTime::now`]: a
+    /// sans-IO protocol takes its time from outside, so tests can be exact.
+    #[must_use]
+    pub fn clock(mut self, clock: fn() -> SystemTime) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// Queues an error reply; unless `keep`, closes the connection once it is written.
     fn error(&mut self, ctx: &mut Context<'_>, status: Status, minor: u8, keep: bool) {
         let body = format!("{} {}\n", status.0, status.reason());
         let mut head = format!(
-            "HTTP/1.{minor} {} {}\r\nServer: asynchat-rs\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n",
+            "HTTP/1.{minor} {} {}\r\nServer: asynchat-rs\r\nDate: {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n",
             status.0,
             status.reason(),
+            http_date((self.clock)()),
             body.len()
         );
         if status.0 == 405 {
@@ -469,8 +509,9 @@ impl Httpd {
         let chunked = stream && request.minor >= 1;
         let keep = keep && (chunked || !stream);
         let mut head = format!(
-            "HTTP/1.{} 200 OK\r\nServer: asynchat-rs\r\nContent-Type: {}\r\n",
+            "HTTP/1.{} 200 OK\r\nServer: asynchat-rs\r\nDate: {}\r\nContent-Type: {}\r\n",
             request.minor,
+            http_date((self.clock)()),
             content_type(&path)
         );
         if chunked {
@@ -579,7 +620,10 @@ mod tests {
 
         fn harness(&self) -> Harness<Httpd> {
             Harness::with_config(
-                Httpd::new(&self.root).unwrap().stream_above(1000),
+                Httpd::new(&self.root)
+                    .unwrap()
+                    .stream_above(1000)
+                    .clock(fixed_clock),
                 &config(),
             )
         }
@@ -671,7 +715,7 @@ mod tests {
         let mut h = site.harness();
         h.send("GET /big.bin HTTP/1.0\r\n\r\n");
         let reply = h.take_output();
-        let head = String::from_utf8_lossy(&reply[..150]);
+        let head = String::from_utf8_lossy(&reply[..200]);
         assert!(head.starts_with("HTTP/1.0 200 OK\r\n"));
         assert!(head.contains("Content-Length: 3000\r\nConnection: close\r\n\r\n"));
         assert!(reply.ends_with(&[7u8; 3000]));
@@ -782,12 +826,43 @@ mod tests {
                      Content-Length: 4\r\n\r\n\r\n\r\nHEAD /big.bin HTTP/1.1\r\nHost: x\r\n\r\n\
                      GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\nGET /../x HTTP/1.1\r\nHost: x\r\n\r\n";
         let root: Arc<Path> = site.root.canonicalize().unwrap().into();
-        let t = Replay::new(input)
-            .config(config())
-            .assert_invariant(|| Httpd::shared(root.clone()).stream_above(1000));
+        let t = Replay::new(input).config(config()).assert_invariant(|| {
+            Httpd::shared(root.clone())
+                .stream_above(1000)
+                .clock(fixed_clock)
+        });
         assert_eq!(
             statuses(&String::from_utf8_lossy(&t.output)),
             ["200", "405", "200", "200", "400"]
+        );
+    }
+
+    fn fixed_clock() -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(784_111_777)
+    }
+
+    #[test]
+    fn http_dates_are_imf_fixdates() {
+        // RFC 9110's own example, the epoch, a leap day and the end of a century.
+        assert_eq!(http_date(fixed_clock()), "Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(http_date(UNIX_EPOCH), "Thu, 01 Jan 1970 00:00:00 GMT");
+        let at = |secs| http_date(UNIX_EPOCH + Duration::from_secs(secs));
+        assert_eq!(at(951_825_600), "Tue, 29 Feb 2000 12:00:00 GMT");
+        assert_eq!(at(4_102_444_799), "Thu, 31 Dec 2099 23:59:59 GMT");
+        assert_eq!(at(1_795_996_800), "Mon, 30 Nov 2026 00:00:00 GMT");
+    }
+
+    #[test]
+    fn every_reply_carries_a_date() {
+        let site = Site::new("date");
+        let mut h = site.harness();
+        h.send("GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\n");
+        let reply = text(&mut h);
+        assert_eq!(
+            reply
+                .matches("\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n")
+                .count(),
+            2
         );
     }
 
