@@ -456,25 +456,50 @@ impl Framer {
     /// ```
     #[inline]
     pub fn poll_frame_ref(&mut self) -> Result<Option<&[u8]>, PeerError> {
-        let mut searched = None;
-        if self.is_steady() && self.matcher.delimiter().is_some() {
-            let start = self.consumed;
-            self.scan = self.scan.max(start);
-            let found = self.find();
-            if let Some(i) = found {
-                if (i - start) as u64 <= self.room() {
-                    self.consumed = i + self.delimiter_len();
-                    self.scan = self.consumed;
-                    return Ok(Some(&self.buf[start..i]));
-                }
-            }
-            searched = Some(found.map(|i| i - start));
-        }
+        let searched = match self.whole_frame() {
+            Ok(frame) => return Ok(Some(&self.buf[frame])),
+            Err(searched) => searched,
+        };
         self.settle();
         match self.poll_frame_slow(searched)? {
             Some(frame) => Ok(Some(&self.lent.insert(Box::new(frame))[..])),
             None => Ok(None),
         }
+    }
+
+    /// The next delimiter frame if it is whole in the buffer, within `max_frame`, and not begun
+    /// as data events, lent as by [`poll_frame_ref`](Self::poll_frame_ref); `None` when only
+    /// the other polls can say what comes next (a partial frame, an over-long one, a count, the
+    /// end).
+    #[inline]
+    pub(crate) fn poll_whole_frame(&mut self) -> Option<&[u8]> {
+        if self.frame_len != 0 {
+            // The frame began as data events: its end must come as an event too.
+            return None;
+        }
+        let frame = self.whole_frame().ok()?;
+        Some(&self.buf[frame])
+    }
+
+    /// The fast path of the borrowed polls: the range of a whole delimiter frame (marked as
+    /// handed out), or the search result the slow path should reuse (`None` if no search was
+    /// made, else the frame's length if a delimiter was found).
+    #[inline(always)]
+    fn whole_frame(&mut self) -> Result<std::ops::Range<usize>, Option<Option<usize>>> {
+        if !(self.is_steady() && self.matcher.delimiter().is_some()) {
+            return Err(None);
+        }
+        let start = self.consumed;
+        self.scan = self.scan.max(start);
+        let found = self.find();
+        if let Some(i) = found {
+            if (i - start) as u64 <= self.room() {
+                self.consumed = i + self.delimiter_len();
+                self.scan = self.consumed;
+                return Ok(start..i);
+            }
+        }
+        Err(Some(found.map(|i| i - start)))
     }
 
     /// Drops what [`poll_frame_ref`](Self::poll_frame_ref) has handed out.

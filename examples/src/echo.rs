@@ -7,7 +7,8 @@ use asynchat_core::{Bytes, Context, Protocol, Terminator};
 /// By default every frame is pushed as it came, zero-copy (a slice of the read buffer), and the
 /// terminator after it: two `IoSlice`s per line. [`copy_below`](Self::copy_below) copies short
 /// frames and their terminator into the connection's output buffer instead, which for short lines
-/// is cheaper than a reference-counted slice and two tiny `IoSlice`s each.
+/// is cheaper than a reference-counted slice and two tiny `IoSlice`s each; it also takes frames
+/// received whole as borrowed bytes ([`Protocol::found_frame`]), copied once, never counted.
 #[derive(Debug, Clone)]
 pub struct Echo {
     terminator: Bytes,
@@ -41,6 +42,15 @@ impl Default for Echo {
 impl Protocol for Echo {
     fn first_terminator(&self) -> Terminator {
         Terminator::Delimiter(self.terminator.clone())
+    }
+
+    fn borrowed_frames(&self) -> bool {
+        self.copy_below > 0
+    }
+
+    fn found_frame(&mut self, ctx: &mut Context<'_>, frame: &[u8]) {
+        ctx.push_slice(frame);
+        ctx.push_slice(&self.terminator);
     }
 
     fn found_terminator(&mut self, ctx: &mut Context<'_>, frame: Bytes) {

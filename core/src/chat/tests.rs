@@ -532,3 +532,93 @@ fn read_reservations_grow_for_bulk_and_shrink_for_chatter() {
     }
     assert_eq!(chat.core.next_read as usize, MIN_READ);
 }
+
+/// A header line `len N` announces an N-byte body (a `Count`), other lines are echoed upper-case;
+/// `borrowed` takes whole lines through `found_frame`.
+struct Switcher {
+    borrowed: bool,
+    in_body: bool,
+}
+
+impl Switcher {
+    fn line(&mut self, ctx: &mut Context<'_>, line: &[u8]) {
+        if let Some(n) = line.strip_prefix(b"len ") {
+            let n: u64 = std::str::from_utf8(n).unwrap().parse().unwrap();
+            ctx.set_terminator(Terminator::Count(n)).unwrap();
+            self.in_body = true;
+        } else {
+            ctx.push(line.to_ascii_uppercase());
+            ctx.push("\n");
+        }
+    }
+}
+
+impl Protocol for Switcher {
+    fn first_terminator(&self) -> Terminator {
+        "\r\n".into()
+    }
+
+    fn borrowed_frames(&self) -> bool {
+        self.borrowed
+    }
+
+    fn found_frame(&mut self, ctx: &mut Context<'_>, frame: &[u8]) {
+        assert!(!self.in_body, "a count is never lent");
+        self.line(ctx, frame);
+    }
+
+    fn found_terminator(&mut self, ctx: &mut Context<'_>, frame: Bytes) {
+        if self.in_body {
+            ctx.push(format!("[{} body bytes]\n", frame.len()));
+            ctx.set_terminator("\r\n").unwrap();
+            self.in_body = false;
+        } else {
+            self.line(ctx, &frame);
+        }
+    }
+}
+
+#[test]
+fn borrowed_frames_give_the_same_output_under_any_chunking_and_terminator_switch() {
+    let input = "ab\r\nlen 5\r\nx\r\nyzcd\r\n\r\nlen 1\r\nzlen 2\r\n\r\nef\r\ngh";
+    let owned = Replay::new(input).assert_invariant(|| Switcher {
+        borrowed: false,
+        in_body: false,
+    });
+    let lent = Replay::new(input).assert_invariant(|| Switcher {
+        borrowed: true,
+        in_body: false,
+    });
+    assert_eq!(lent.output, owned.output);
+    assert_eq!(
+        lent.output,
+        "AB\n[5 body bytes]\nCD\n\n[1 body bytes]\n[2 body bytes]\nEF\n"
+    );
+}
+
+#[test]
+fn borrowed_frames_are_used_for_lines_received_whole() {
+    struct Counting(u32, u32);
+    impl Protocol for Counting {
+        fn first_terminator(&self) -> Terminator {
+            "\n".into()
+        }
+        fn borrowed_frames(&self) -> bool {
+            true
+        }
+        fn found_frame(&mut self, _ctx: &mut Context<'_>, _frame: &[u8]) {
+            self.0 += 1;
+        }
+        fn found_terminator(&mut self, _ctx: &mut Context<'_>, _frame: Bytes) {
+            self.1 += 1;
+        }
+    }
+    let mut h = Harness::new(Counting(0, 0));
+    h.send("a\nb\nc\nhalf");
+    h.send(" a line\n");
+    assert_eq!(
+        (h.protocol().0, h.protocol().1),
+        (3, 1),
+        "lent whole, owned when in pieces"
+    );
+}
