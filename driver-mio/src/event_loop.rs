@@ -457,11 +457,9 @@ impl EventLoop {
         for command in self.shared.take_commands() {
             match command {
                 Command::Push(id, data) => {
-                    let live = self.with_entry(id.key, Some(id.generation), now, |e, cx| {
+                    if self.with_entry(id.key, Some(id.generation), now, |e, cx| {
                         e.on_push(cx, data);
-                    });
-                    // Broadcasts touch few connections many times: a linear check is enough.
-                    if live && !pushed.contains(&id) {
+                    }) {
                         pushed.push(id);
                     }
                 }
@@ -471,7 +469,10 @@ impl EventLoop {
                 Command::Stop => {}
             }
         }
-        // One write per connection for everything pushed to it this turn.
+        // One write per connection for everything pushed to it this turn. Sorting, not a
+        // membership check per push: a broadcast to a large room pushes to many connections.
+        pushed.sort_unstable_by_key(|id| (id.key, id.generation));
+        pushed.dedup();
         for id in pushed.drain(..) {
             self.with_entry(id.key, Some(id.generation), now, |e, cx| {
                 e.on_ready(cx, false, false);
