@@ -214,8 +214,12 @@ const DATE_VALUE_LEN: usize = "Thu, 01 Jan 1970 00:00:00 GMT".len();
 fn expect(stream: &mut TcpStream, expected: &[u8]) -> io::Result<()> {
     let mut got = vec![0; expected.len()];
     stream.read_exact(&mut got)?;
+    if got == expected {
+        return Ok(());
+    }
+    // Only replies that differ pay for masking the dates (the measuring loop calls this).
     let mut expected = expected.to_vec();
-    for at in memchr::memmem::find_iter(&got, DATE).collect::<Vec<_>>() {
+    for at in memchr::memmem::find_iter(&got, DATE) {
         let value = at + DATE.len()..at + DATE.len() + DATE_VALUE_LEN;
         if expected.get(at..at + DATE.len()) == Some(DATE) && value.end <= got.len() {
             expected[value.clone()].copy_from_slice(&got[value]);
