@@ -7,8 +7,10 @@ use asynchat_core::{Bytes, Context, Protocol, Terminator};
 /// By default every frame is pushed as it came, zero-copy (a slice of the read buffer), and the
 /// terminator after it: two `IoSlice`s per line. [`copy_below`](Self::copy_below) copies short
 /// frames and their terminator into the connection's output buffer instead, which for short lines
-/// is cheaper than a reference-counted slice and two tiny `IoSlice`s each; it also takes frames
-/// received whole as borrowed bytes ([`Protocol::found_frame`]), copied once, never counted.
+/// is cheaper than a reference-counted slice and two tiny `IoSlice`s each. It also takes frames
+/// received whole as borrowed bytes ([`Protocol::found_frame`]), and those are copied whatever
+/// their size; the threshold then only decides for frames that arrived in pieces. Meant for
+/// short lines.
 #[derive(Debug, Clone)]
 pub struct Echo {
     terminator: Bytes,
