@@ -902,6 +902,50 @@ impl<P: Protocol> Chat<P> {
         }
     }
 
+    /// Offers the output for one vectored write (up to 64 slices) to `write` and returns what it
+    /// returns, or `None` if there is nothing to write now; report the bytes written with
+    /// [`handle_written`](Self::handle_written).
+    ///
+    /// What a driver should call rather than [`poll_transmit`](Self::poll_transmit): the usual
+    /// batch (a buffer or a few) is gathered into a small array, and a 64-slice one, a kilobyte
+    /// to clear, is only set up when there are more slices than that.
+    ///
+    /// ```
+    /// use asynchat_core::{Bytes, Chat, Context, Protocol, Terminator};
+    /// use std::io::Write;
+    /// # struct Hello;
+    /// # impl Protocol for Hello {
+    /// #     fn first_terminator(&self) -> Terminator { "\n".into() }
+    /// #     fn connected(&mut self, ctx: &mut Context<'_>) { ctx.push("hello\n"); }
+    /// #     fn found_terminator(&mut self, _: &mut Context<'_>, _: Bytes) {}
+    /// # }
+    /// let mut chat = Chat::new(Hello)?;
+    /// chat.handle_connected(std::time::Instant::now());
+    /// let mut socket = Vec::new();
+    /// while let Some(written) = chat.transmit_with(|slices| socket.write_vectored(slices)) {
+    ///     chat.handle_written(written?);
+    /// }
+    /// assert_eq!(socket, b"hello\n");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn transmit_with<R>(&mut self, write: impl FnOnce(&[IoSlice<'_>]) -> R) -> Option<R> {
+        const FEW: usize = 4;
+        const MANY: usize = 64;
+        {
+            let mut few = [IoSlice::new(&[]); FEW];
+            let n = self.poll_transmit(&mut few);
+            if n == 0 {
+                return None;
+            }
+            if n < FEW {
+                return Some(write(&few[..n]));
+            }
+        }
+        let mut many = [IoSlice::new(&[]); MANY];
+        let n = self.poll_transmit(&mut many);
+        Some(write(&many[..n]))
+    }
+
     /// The earliest deadline, if any: call [`handle_timeout`](Self::handle_timeout) then.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {

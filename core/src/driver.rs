@@ -13,9 +13,6 @@ use bytes::{Bytes, BytesMut};
 
 use crate::chat::{Chat, Protocol};
 
-/// How many slices one vectored write is offered.
-const WRITE_SLICES: usize = 64;
-
 /// A non-blocking byte stream, as a runtime's async I/O traits see it.
 pub trait PollStream {
     /// Reads into the spare capacity of `buf`, appending; `Ok(0)` is the end of the stream.
@@ -112,15 +109,9 @@ where
             progress = true;
         }
         if chat.interest().writable {
-            let written = {
-                let mut slices = [IoSlice::new(&[]); WRITE_SLICES];
-                let n = chat.poll_transmit(&mut slices);
-                if n == 0 {
-                    Poll::Pending
-                } else {
-                    io.poll_write_vectored(cx, &slices[..n])
-                }
-            };
+            let written = chat
+                .transmit_with(|slices| io.poll_write_vectored(cx, slices))
+                .unwrap_or(Poll::Pending);
             progress |= written.is_ready();
             match written {
                 Poll::Ready(Ok(0)) => chat.handle_error(io::ErrorKind::WriteZero.into()),

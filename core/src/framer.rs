@@ -7,6 +7,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use memchr::memmem;
 
 use crate::error::{Misuse, PeerError};
+use crate::spare;
 use crate::terminator::Terminator;
 
 /// Default [`Framer::max_frame`]: 64 KiB, the size of one read in Python's `async_chat`
@@ -178,6 +179,8 @@ pub struct Framer {
     consumed: usize,
     /// A frame `poll_frame_ref` took from the slow path, owned here so a reference can be lent.
     lent: Option<Box<Bytes>>,
+    /// `Bytes` split off `buf` may still share its memory, so it is not recycled when it empties.
+    shared: bool,
     /// Bytes handed to the searcher, to prove in tests that nothing is scanned twice.
     #[cfg(test)]
     scanned: usize,
@@ -207,6 +210,7 @@ impl Framer {
         t.validate()?;
         Ok(Self {
             buf: BytesMut::new(),
+            shared: false,
             matcher: Matcher::compile(t),
             scan: 0,
             frame_len: 0,
@@ -330,7 +334,12 @@ impl Framer {
             return Err(Misuse::FeedAfterEof);
         }
         let before = self.buf.len();
-        self.buf.reserve(reserve);
+        if self.buf.capacity() == 0 {
+            self.buf = spare::take(reserve);
+            self.shared = false;
+        } else {
+            self.buf.reserve(reserve);
+        }
         let result = read(&mut self.buf);
         if self.buf.len() < before {
             self.scan = 0;
@@ -339,7 +348,7 @@ impl Framer {
             self.buf.clear();
         }
         if self.buf.is_empty() {
-            self.buf = BytesMut::new();
+            self.release();
         }
         Ok(result)
     }
@@ -554,7 +563,8 @@ impl Framer {
     pub fn take_buffered(&mut self) -> Bytes {
         self.settle();
         self.scan = 0;
-        self.buf.split().freeze()
+        let len = self.buf.len();
+        self.hand_out(len)
     }
 
     /// Bytes received but not yet delivered.
@@ -610,7 +620,7 @@ impl Framer {
     #[inline(always)]
     fn split_frame(&mut self, len: usize) -> Bytes {
         let delim_len = self.delimiter_len();
-        let frame = self.buf.split_to(len).freeze();
+        let frame = self.hand_out(len);
         self.buf.advance(delim_len);
         self.scan = 0;
         frame
@@ -692,11 +702,27 @@ impl Framer {
         e
     }
 
+    /// Splits the first `n` buffered bytes off as a `Bytes`.
+    #[inline(always)]
+    fn hand_out(&mut self, n: usize) -> Bytes {
+        self.shared = true;
+        self.buf.split_to(n).freeze()
+    }
+
+    /// Lets go of the (empty) buffer: an idle connection holds none. One nothing else refers to
+    /// is kept for the next read on this thread.
+    fn release(&mut self) {
+        let buf = std::mem::take(&mut self.buf);
+        if !std::mem::take(&mut self.shared) {
+            spare::give(buf);
+        }
+    }
+
     /// Hands out the first `n` buffered bytes as frame content.
     fn deliver(&mut self, n: usize) -> Event {
         self.scan = self.scan.saturating_sub(n);
         self.frame_len += n as u64;
-        Event::Data(self.buf.split_to(n).freeze())
+        Event::Data(self.hand_out(n))
     }
 
     fn end_if_eof(&mut self) -> Option<Event> {
@@ -804,7 +830,7 @@ impl Framer {
         }
         self.frame_len = 0;
         Err(PeerError::Truncated {
-            partial: self.buf.split().freeze(),
+            partial: self.hand_out(self.buf.len()),
         })
     }
 
@@ -836,7 +862,7 @@ impl Framer {
         if remaining > 0 && self.buf.len() as u64 >= remaining {
             self.matcher = Matcher::Count(0);
             self.frame_len = 0;
-            return Ok(Some(self.buf.split_to(remaining as usize).freeze()));
+            return Ok(Some(self.hand_out(remaining as usize)));
         }
         match self.input {
             Input::Ended => self.end_of_frames(),
@@ -851,7 +877,7 @@ impl Framer {
         if self.input == Input::Ended && !self.eof_fired {
             self.eof_fired = true;
             self.frame_len = 0;
-            return Ok(Some(self.buf.split().freeze()));
+            return Ok(Some(self.hand_out(self.buf.len())));
         }
         if self.input == Input::Ended {
             self.input = Input::Finished;

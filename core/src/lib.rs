@@ -80,6 +80,7 @@ pub mod error;
 pub mod framer;
 pub mod outbox;
 pub mod producer;
+mod spare;
 pub mod terminator;
 pub mod testing;
 mod timers;

@@ -9,6 +9,7 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use crate::error::{Error, Misuse};
 use crate::producer::Producer;
+use crate::spare;
 
 /// Default high water mark: above it the connection stops reading (64 KiB, as Netty).
 pub const DEFAULT_HIGH_WATER: usize = 64 * 1024;
@@ -25,8 +26,9 @@ const MAX_EMPTY_CHUNKS: u32 = 1024;
 
 enum Item {
     Data(Bytes),
-    /// Small pushes copied together (only with a coalescing threshold, see
-    /// [`Outbox::with_coalescing`]).
+    /// Copies appended together: slices ([`Outbox::push_slice`]) and, with a coalescing
+    /// threshold ([`Outbox::with_coalescing`]), small pushes. Never split into `Bytes`, so a
+    /// written one is recycled.
     Copied(BytesMut),
     Producer(Box<dyn Producer + Send>),
 }
@@ -78,6 +80,10 @@ const COPY_CHUNK: usize = 4096;
 /// ```
 pub struct Outbox {
     items: VecDeque<Item>,
+    /// The copy buffer being filled: output after everything in `items`. Kept apart so that a
+    /// copy (the common small push) costs a capacity check and a `memcpy`, not a walk to the
+    /// back of the queue; moved into `items` when a push that is not copied comes after it.
+    tail: BytesMut,
     queued: usize,
     low: usize,
     high: usize,
@@ -98,6 +104,7 @@ impl fmt::Debug for Outbox {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Outbox")
             .field("items", &self.items.len())
+            .field("tail", &self.tail.len())
             .field("queued", &self.queued)
             .field("low", &self.low)
             .field("high", &self.high)
@@ -113,6 +120,7 @@ impl Outbox {
     pub fn new() -> Self {
         Self {
             items: VecDeque::new(),
+            tail: BytesMut::new(),
             queued: 0,
             low: DEFAULT_LOW_WATER,
             high: DEFAULT_HIGH_WATER,
@@ -185,7 +193,8 @@ impl Outbox {
         if data.len() < self.coalesce_below {
             self.copy_in(&data);
         } else if !data.is_empty() {
-            self.items.push_back(Item::Data(data));
+            self.seal_tail();
+            self.enqueue(Item::Data(data));
         }
         self.update_watermark();
         Ok(())
@@ -224,15 +233,40 @@ impl Outbox {
         if data.is_empty() {
             return;
         }
-        if let Some(Item::Copied(tail)) = self.items.back_mut() {
-            if tail.capacity() - tail.len() >= data.len() {
-                tail.extend_from_slice(data);
-                return;
-            }
+        if self.tail.capacity() - self.tail.len() < data.len() {
+            self.new_tail(data.len());
         }
-        let mut tail = BytesMut::with_capacity(COPY_CHUNK.max(data.len()));
-        tail.extend_from_slice(data);
-        self.items.push_back(Item::Copied(tail));
+        self.tail.extend_from_slice(data);
+    }
+
+    /// Queues the tail copy buffer (if it holds anything) and starts an empty one with room for
+    /// `len` bytes at least.
+    #[inline(never)]
+    fn new_tail(&mut self, len: usize) {
+        self.seal_tail();
+        if self.tail.capacity() == 0 {
+            self.tail = spare::take(COPY_CHUNK.max(len));
+        } else {
+            self.tail.reserve(len);
+        }
+    }
+
+    /// Moves what the tail copy buffer holds into the queue, so that a push not copied can go
+    /// after it.
+    #[inline]
+    fn seal_tail(&mut self) {
+        if !self.tail.is_empty() {
+            let tail = std::mem::take(&mut self.tail);
+            self.enqueue(Item::Copied(tail));
+        }
+    }
+
+    #[inline]
+    fn enqueue(&mut self, item: Item) {
+        if self.items.capacity() == 0 {
+            self.items = spare_queue();
+        }
+        self.items.push_back(item);
     }
 
     /// Queues a producer, pulled once everything ahead of it is written.
@@ -240,7 +274,8 @@ impl Outbox {
     /// Fails with [`Misuse::PushAfterClose`] after [`close_when_done`](Self::close_when_done).
     pub fn push_producer(&mut self, producer: impl Producer + Send + 'static) -> Result<(), Error> {
         self.check_open()?;
-        self.items.push_back(Item::Producer(Box::new(producer)));
+        self.seal_tail();
+        self.enqueue(Item::Producer(Box::new(producer)));
         Ok(())
     }
 
@@ -265,13 +300,14 @@ impl Outbox {
     /// Whether the close was asked for and everything queued before it has been written.
     #[must_use]
     pub fn is_done(&self) -> bool {
-        self.closing && self.items.is_empty()
+        self.closing && self.is_empty()
     }
 
     /// Drops everything queued, producers included, and cancels
     /// [`close_when_done`](Self::close_when_done) (as Python's `discard_buffers`).
     pub fn discard(&mut self) {
-        self.items = VecDeque::new();
+        give_queue(std::mem::take(&mut self.items));
+        spare::give(std::mem::take(&mut self.tail));
         self.queued = 0;
         self.closing = false;
         self.update_watermark();
@@ -286,7 +322,7 @@ impl Outbox {
     /// Whether nothing at all is left to write: no bytes, no producers.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
+        self.items.is_empty() && self.tail.is_empty()
     }
 
     /// False once the queue has grown above the high water mark, true again once it has drained
@@ -314,12 +350,19 @@ impl Outbox {
         self.pull(dst.len());
         let mut n = 0;
         for item in &self.items {
-            let Some(data) = item.bytes() else { break };
+            let Some(data) = item.bytes() else {
+                // A producer not pulled yet: what follows it, the tail included, must wait.
+                return n;
+            };
             dst[n] = IoSlice::new(data);
             n += 1;
             if n == dst.len() {
-                break;
+                return n;
             }
+        }
+        if !self.tail.is_empty() {
+            dst[n] = IoSlice::new(&self.tail);
+            n += 1;
         }
         n
     }
@@ -373,18 +416,58 @@ impl Outbox {
                 }
                 Some(Item::Data(front)) => front.len(),
                 Some(Item::Copied(front)) => front.len(),
-                Some(Item::Producer(_)) | None => break,
+                Some(Item::Producer(_)) => break,
+                None => {
+                    let len = n.min(self.tail.len());
+                    self.tail.advance(len);
+                    self.queued -= len;
+                    if self.tail.is_empty() {
+                        spare::give(std::mem::take(&mut self.tail));
+                    }
+                    break;
+                }
             };
             n -= len;
             self.queued -= len;
-            self.items.pop_front();
+            if let Some(Item::Copied(written)) = self.items.pop_front() {
+                spare::give(written);
+            }
         }
         if self.items.is_empty() {
             // An idle connection should not keep the queue's memory.
-            self.items = VecDeque::new();
+            give_queue(std::mem::take(&mut self.items));
         }
         self.update_watermark();
     }
+}
+
+/// Queues of more slots than this go back to the allocator rather than to the spare slot.
+const MAX_SPARE_SLOTS: usize = 256;
+
+thread_local! {
+    /// An emptied queue kept for the next connection on this thread to fill, for the same
+    /// reason as [`spare`]'s buffers: an outbox gives up its queue whenever it drains, and a
+    /// busy connection would otherwise regrow one (4, 8, 16... slots) on every event.
+    static SPARE_QUEUE: std::cell::Cell<VecDeque<Item>> = const { std::cell::Cell::new(VecDeque::new()) };
+}
+
+/// An empty queue: this thread's spare one, if any.
+fn spare_queue() -> VecDeque<Item> {
+    SPARE_QUEUE
+        .try_with(std::cell::Cell::take)
+        .unwrap_or_default()
+}
+
+/// Keeps an (empty) queue as this thread's spare one, unless it is large or there is one.
+fn give_queue(queue: VecDeque<Item>) {
+    let cap = queue.capacity();
+    if cap == 0 || cap > MAX_SPARE_SLOTS || !queue.is_empty() {
+        return;
+    }
+    let _ = SPARE_QUEUE.try_with(|spare| {
+        let kept = spare.take();
+        spare.set(if kept.capacity() == 0 { queue } else { kept });
+    });
 }
 
 #[cfg(test)]

@@ -9,10 +9,6 @@ use asynchat_core::{BytesMut, Chat, Protocol};
 use mio::event::Source;
 use mio::net::TcpStream;
 
-/// How many slices one `writev` is offered (Linux's `IOV_MAX` is 1024; 64 covers any realistic
-/// batch of small pushes).
-const WRITE_SLICES: usize = 64;
-
 /// What to poll a socket for: always input, output only while some is pending.
 pub(crate) fn interest(write_pending: bool) -> mio::Interest {
     if write_pending {
@@ -112,13 +108,8 @@ pub(crate) fn write_ready<P: Protocol, S: StreamIo>(
 ) -> io::Result<(usize, bool)> {
     let mut total = 0;
     loop {
-        let result = {
-            let mut slices = [IoSlice::new(&[]); WRITE_SLICES];
-            let n = chat.poll_transmit(&mut slices);
-            if n == 0 {
-                return Ok((total, false));
-            }
-            io.write_vectored(&slices[..n])
+        let Some(result) = chat.transmit_with(|slices| io.write_vectored(slices)) else {
+            return Ok((total, false));
         };
         match result {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),

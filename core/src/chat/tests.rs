@@ -486,8 +486,8 @@ fn a_timer_rearmed_for_now_inside_timeout_does_not_hang() {
 
 #[test]
 fn a_chat_stays_small_enough_for_the_idle_memory_budget() {
-    // The drivers promise at most 512 B of memory per idle connection (BENCHMARKS.md: 430 B
-    // measured on mio); the chat is most of it. Growing it past this bound breaks that promise.
+    // The drivers promise at most 512 B of memory per idle connection (BENCHMARKS.md: 477 B
+    // measured on mio with a 344-byte chat); the chat is most of it. Growing it past this bound breaks that promise.
     struct Unit;
     impl Protocol for Unit {
         fn first_terminator(&self) -> Terminator {
@@ -496,7 +496,7 @@ fn a_chat_stays_small_enough_for_the_idle_memory_budget() {
         fn found_terminator(&mut self, _: &mut Context<'_>, _: Bytes) {}
     }
     let size = std::mem::size_of::<Chat<Unit>>();
-    assert!(size <= 320, "Chat is {size} bytes");
+    assert!(size <= 352, "Chat is {size} bytes");
 }
 
 #[test]

@@ -1,0 +1,128 @@
+//! Spare buffers, kept per thread.
+//!
+//! A connection gives up its read buffer and its output copy buffer as soon as they empty, so
+//! that an idle connection holds neither. A busy request/response connection therefore empties
+//! both on every event, and would pay a `malloc`/`free` pair for each (4 KiB buffers are above
+//! the allocator's per-thread caches). Buffers given up here are taken back by the next
+//! connection on the same thread that needs one: a handful per thread, whatever the number of
+//! connections.
+
+use std::cell::RefCell;
+
+use bytes::BytesMut;
+
+/// Buffers kept per thread.
+const SLOTS: usize = 4;
+
+/// Larger buffers go back to the allocator: a chatty connection should not keep one.
+const MAX_KEPT: usize = 64 * 1024;
+
+thread_local! {
+    static SPARE: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
+}
+
+/// An empty buffer with room for at least `capacity` bytes and at most four times that (so a
+/// connection that then goes idle mid-frame does not sit on a buffer far larger than it asked
+/// for): a spare one if this thread has one that fits, else a new one.
+pub(crate) fn take(capacity: usize) -> BytesMut {
+    let spare = SPARE.with(|spare| {
+        let mut spare = spare.try_borrow_mut().ok()?;
+        let fits = spare
+            .iter()
+            .rposition(|b| (capacity..=capacity.saturating_mul(4)).contains(&b.capacity()))?;
+        Some(spare.swap_remove(fits))
+    });
+    match spare {
+        Some(mut buf) => {
+            // Cannot allocate: a spare buffer is unique and empty, so this only moves its start
+            // back to the beginning of its allocation.
+            buf.reserve(capacity);
+            buf
+        }
+        None => BytesMut::with_capacity(capacity),
+    }
+}
+
+/// Keeps `buf` for reuse on this thread if there is room; otherwise frees it.
+///
+/// Only worth it for a buffer whose memory the caller owns alone (no `Bytes` split off it still
+/// alive): a shared one would be replaced, not reused, by the `take` that got it.
+pub(crate) fn give(mut buf: BytesMut) {
+    buf.clear();
+    // A buffer advanced past what was written or read has its start moved back, so that its
+    // whole allocation counts (and is offered) again.
+    let _ = buf.try_reclaim(buf.capacity() + 1);
+    let cap = buf.capacity();
+    if cap == 0 || cap > MAX_KEPT {
+        return;
+    }
+    // A thread being torn down has no spares left to keep: drop the buffer then.
+    let _ = SPARE.try_with(|spare| {
+        if let Ok(mut spare) = spare.try_borrow_mut() {
+            if spare.len() < SLOTS {
+                spare.push(buf);
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Tests share a thread when run with `--test-threads=1`.
+    fn empty_pool() {
+        SPARE.with(|s| s.borrow_mut().clear());
+    }
+
+    #[test]
+    fn a_buffer_given_back_is_taken_again_with_its_allocation() {
+        empty_pool();
+        let mut buf = BytesMut::with_capacity(4096);
+        buf.extend_from_slice(b"some bytes");
+        let ptr = buf.as_ptr();
+        give(buf);
+        let again = take(4096);
+        assert_eq!(again.as_ptr(), ptr, "the same allocation comes back");
+        assert!(again.is_empty());
+        assert!(again.capacity() >= 4096);
+    }
+
+    #[test]
+    fn an_advanced_buffer_comes_back_whole() {
+        empty_pool();
+        let mut buf = BytesMut::with_capacity(4096);
+        buf.extend_from_slice(&[7; 1000]);
+        let _ = buf.split_to(0);
+        bytes::Buf::advance(&mut buf, 1000);
+        give(buf);
+        let again = take(4096);
+        assert!(again.capacity() >= 4096, "capacity {}", again.capacity());
+    }
+
+    #[test]
+    fn buffers_far_larger_than_asked_for_are_not_handed_out() {
+        empty_pool();
+        give(BytesMut::with_capacity(64 * 1024));
+        let small = take(4096);
+        assert!(
+            small.capacity() < 64 * 1024,
+            "capacity {}",
+            small.capacity()
+        );
+        let large = take(64 * 1024);
+        assert!(large.capacity() >= 64 * 1024);
+    }
+
+    #[test]
+    fn at_most_a_few_buffers_are_kept_per_thread() {
+        empty_pool();
+        for _ in 0..SLOTS * 4 {
+            give(BytesMut::with_capacity(4096));
+        }
+        give(BytesMut::with_capacity(MAX_KEPT + 1));
+        let kept = SPARE.with(|s| s.borrow().len());
+        assert_eq!(kept, SLOTS);
+        assert!(SPARE.with(|s| s.borrow().iter().all(|b| b.capacity() <= MAX_KEPT)));
+    }
+}
