@@ -90,13 +90,19 @@ where
     C: PollCommands + ?Sized,
 {
     let mut timers_fired = false;
+    // Once a source said `Pending`, the task's waker is registered with it: polling it again
+    // in this call would only repeat work that fails (a system call, for a stream: some
+    // runtimes, async-io among them, do not remember that the socket was drained; a lock, for
+    // the command mailbox).
+    let (mut read_blocked, mut write_blocked, mut commands_blocked) = (false, false, false);
+    // One reading of the clock per wake-up (and per deadline fired): callbacks share it.
+    let mut now = timer.now();
     loop {
         if chat.is_closed() {
             return Poll::Ready(());
         }
-        let now = timer.now();
         let mut progress = false;
-        while *commands_open {
+        while *commands_open && !commands_blocked {
             match commands.poll_command(cx) {
                 Poll::Ready(Some(Command::Push(data))) => {
                     chat.with_context(now, |_, ctx| ctx.push(data));
@@ -104,26 +110,30 @@ where
                 Poll::Ready(Some(Command::CloseWhenDone)) => chat.close_when_done(),
                 Poll::Ready(Some(Command::Close)) => chat.close(),
                 Poll::Ready(None) => *commands_open = false,
-                Poll::Pending => break,
+                Poll::Pending => {
+                    commands_blocked = true;
+                    break;
+                }
             }
             progress = true;
         }
-        if chat.interest().writable {
-            let written = chat
-                .transmit_with(|slices| io.poll_write_vectored(cx, slices))
-                .unwrap_or(Poll::Pending);
-            progress |= written.is_ready();
+        if chat.interest().writable && !write_blocked {
+            let written = chat.transmit_with(|slices| io.poll_write_vectored(cx, slices));
+            progress |= matches!(written, Some(Poll::Ready(_)));
             match written {
-                Poll::Ready(Ok(0)) => chat.handle_error(io::ErrorKind::WriteZero.into()),
-                Poll::Ready(Ok(n)) => chat.handle_written(n),
-                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
-                Poll::Ready(Err(e)) => chat.handle_error(e),
-                Poll::Pending => {}
+                Some(Poll::Ready(Ok(0))) => chat.handle_error(io::ErrorKind::WriteZero.into()),
+                Some(Poll::Ready(Ok(n))) => chat.handle_written(n),
+                Some(Poll::Ready(Err(e))) if e.kind() == io::ErrorKind::Interrupted => {}
+                Some(Poll::Ready(Err(e))) => chat.handle_error(e),
+                Some(Poll::Pending) => write_blocked = true,
+                // Only producers with nothing to give yet: nothing was tried.
+                None => {}
             }
         }
-        if chat.interest().readable {
+        if chat.interest().readable && !read_blocked {
             let read = chat.handle_read_with(now, |buf| io.poll_read_into(cx, buf));
             progress |= matches!(read, Some(Poll::Ready(_)));
+            read_blocked = matches!(read, Some(Poll::Pending));
             match read {
                 Some(Poll::Ready(Ok(0))) => chat.handle_eof(now),
                 Some(Poll::Ready(Err(e))) if e.kind() != io::ErrorKind::Interrupted => {
@@ -134,7 +144,8 @@ where
         }
         match deadline(timer, cx, chat.poll_timeout(), &mut timers_fired) {
             Deadline::Due => {
-                chat.handle_timeout(timer.now());
+                now = timer.now();
+                chat.handle_timeout(now);
                 progress = true;
             }
             Deadline::Yield => return Poll::Pending,
