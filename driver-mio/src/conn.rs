@@ -35,6 +35,9 @@ pub(crate) struct Cx<'a> {
     pub(crate) now: Instant,
     pub(crate) registry: &'a Registry,
     pub(crate) token: Token,
+    /// The event reported the peer's end of stream or an error: read to the end, since no
+    /// further readiness edge will come for it.
+    pub(crate) hangup: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,7 +115,7 @@ impl<P: Protocol, S: StreamIo> StreamConn<P, S> {
             let mut read = 0;
             let mut eof = false;
             if !self.read_drained {
-                match read_ready(&mut self.chat, &mut self.io, cx.now) {
+                match read_ready(&mut self.chat, &mut self.io, cx.now, !cx.hangup) {
                     Ok((n, end)) => {
                         read = n;
                         eof = end == ReadEnd::Eof;

@@ -95,7 +95,7 @@ pub struct EventLoop {
     /// Slots holding listeners, to resume paused ones without scanning every connection.
     listeners: Vec<usize>,
     /// Scratch space reused every turn: the ready events, the due timers.
-    ready: Vec<(usize, bool, bool)>,
+    ready: Vec<(usize, bool, bool, bool)>,
     /// Connections pushed to by the commands of this turn (reused: no allocation per turn).
     pushed: Vec<ConnId>,
     due: Vec<(Instant, usize, u64)>,
@@ -349,13 +349,14 @@ impl EventLoop {
         let mut ready = std::mem::take(&mut self.ready);
         ready.extend(self.events.iter().map(|e| {
             // Hang-ups and errors are discovered by reading and writing.
-            let readable = e.is_readable() || e.is_read_closed() || e.is_error();
+            let hangup = e.is_read_closed() || e.is_error();
+            let readable = e.is_readable() || hangup;
             let writable = e.is_writable() || e.is_write_closed() || e.is_error();
-            (e.token().0, readable, writable)
+            (e.token().0, readable, writable, hangup)
         }));
-        for &(key, readable, writable) in &ready {
+        for &(key, readable, writable, hangup) in &ready {
             if key != WAKER.0 {
-                self.dispatch(key, readable, writable, now);
+                self.dispatch(key, readable, writable, hangup, now);
             }
         }
         ready.clear();
@@ -371,11 +372,14 @@ impl EventLoop {
         self.timers.peek().map(|Reverse((at, _, _))| *at)
     }
 
-    fn dispatch(&mut self, key: usize, readable: bool, writable: bool, now: Instant) {
+    fn dispatch(&mut self, key: usize, readable: bool, writable: bool, hangup: bool, now: Instant) {
         match self.slots.get_mut(key).map(|s| &mut s.kind) {
             Some(Kind::Listener(_)) => self.accept(key, now),
             Some(Kind::Entry(_)) => {
-                self.with_entry(key, None, now, |e, cx| e.on_ready(cx, readable, writable));
+                self.with_entry(key, None, now, |e, cx| {
+                    cx.hangup = hangup;
+                    e.on_ready(cx, readable, writable);
+                });
             }
             None => {}
         }
@@ -500,6 +504,7 @@ impl EventLoop {
                     now,
                     registry: self.poll.registry(),
                     token: Token(key),
+                    hangup: false,
                 };
                 f(entry.as_mut(), &mut cx);
             }

@@ -74,23 +74,40 @@ pub(crate) enum ReadEnd {
 
 /// Reads until `WouldBlock`, EOF, or the chat stops wanting input. Returns bytes read and why
 /// it stopped; an I/O error is returned for the caller to report to the chat.
+///
+/// With `short_read_drains`, a read that fills less than the room it was given also ends the
+/// pass as `WouldBlock`: a stream socket hands over everything it holds, so it is drained, and
+/// edge-triggered readiness reports whatever arrives next. That spares the `recv` that would
+/// only fail with `WouldBlock` (one system call in three for request/response traffic;
+/// tokio's `PollEvented` does the same). Not when the event reported the peer's end or an
+/// error: no new edge would come for those, so they must be read to the end.
 pub(crate) fn read_ready<P: Protocol, S: StreamIo>(
     chat: &mut Chat<P>,
     io: &mut S,
     now: Instant,
+    short_read_drains: bool,
 ) -> io::Result<(usize, ReadEnd)> {
     let mut total = 0;
     loop {
         if !chat.interest().readable {
             return Ok((total, ReadEnd::NotWanted));
         }
-        match chat.handle_read_with(now, |buf| io.read_into(buf)) {
+        let read = chat.handle_read_with(now, |buf| {
+            let room = buf.capacity() - buf.len();
+            io.read_into(buf).map(|n| (n, n < room))
+        });
+        match read {
             None => return Ok((total, ReadEnd::NotWanted)),
-            Some(Ok(0)) => {
+            Some(Ok((0, _))) => {
                 chat.handle_eof(now);
                 return Ok((total, ReadEnd::Eof));
             }
-            Some(Ok(n)) => total += n,
+            Some(Ok((n, short))) => {
+                total += n;
+                if short && short_read_drains {
+                    return Ok((total, ReadEnd::WouldBlock));
+                }
+            }
             Some(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => {
                 return Ok((total, ReadEnd::WouldBlock))
             }

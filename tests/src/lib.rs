@@ -37,6 +37,7 @@ macro_rules! conformance_suite {
             ten_thousand_pipelined_frames,
             count_across_reads_and_switch,
             eof_terminator,
+            end_of_stream_right_behind_the_data,
             push_64_mib_intact,
             close_when_done_flushes_to_a_slow_reader,
             half_close_keeps_queued_output,

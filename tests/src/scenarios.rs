@@ -98,6 +98,32 @@ pub fn eof_terminator<D: Driver>() {
     assert_eq!(read_to_eof(&mut c).unwrap(), b"all of the rest\n");
 }
 
+/// The peer's end of stream in the same segment as its last bytes, so in the same readiness
+/// event (a driver that stops reading after a short read must still see the end: no later
+/// event will come for it), on 50 connections.
+pub fn end_of_stream_right_behind_the_data<D: Driver>() {
+    let log = log();
+    let server = probe_server::<D>("\r\n", Config::default(), &log);
+    for i in 0..50 {
+        let mut c = connect(server.addr);
+        // First an exchange, so that the server has drained the socket and waits for the
+        // next readiness edge (the first read of a new connection does not).
+        c.write_all(b"ping\r\n").unwrap();
+        assert_eq!(read_n(&mut c, 5), b"ping\n");
+        // Corked, the bytes wait for the FIN and leave with it (Linux).
+        #[cfg(target_os = "linux")]
+        socket2::SockRef::from(&c).set_tcp_cork(true).unwrap();
+        c.write_all(format!("until-eof\r\npayload {i}").as_bytes())
+            .unwrap();
+        c.shutdown(Shutdown::Write).unwrap();
+        assert_eq!(
+            read_to_eof(&mut c).unwrap(),
+            format!("payload {i}\n").as_bytes(),
+            "connection {i}"
+        );
+    }
+}
+
 /// A 64 MiB push reaches the peer intact through partial writes.
 pub fn push_64_mib_intact<D: Driver>() {
     const N: usize = 64 << 20;
