@@ -727,6 +727,7 @@ impl<P: Protocol> Chat<P> {
         // Cannot fail: takes_input() means the framer has not seen EOF.
         let _ = self.core.framer.feed(data);
         self.after_read(now);
+        self.core.framer.release_if_delivered();
     }
 
     /// Reads straight into the framer's buffer (no copy): `read` gets the buffer, with spare
@@ -764,6 +765,7 @@ impl<P: Protocol> Chat<P> {
         if self.core.framer.buffered_len() != before {
             self.after_read(now);
         }
+        self.core.framer.release_if_delivered();
         Some(result)
     }
 

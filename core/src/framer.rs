@@ -573,6 +573,22 @@ impl Framer {
         self.buf.len() - self.consumed
     }
 
+    /// Lets go of the buffer if every byte in it has been delivered, so that a connection
+    /// waiting for its peer holds none (a driver may not read again until the peer sends
+    /// more, so the release cannot wait for a read that finds nothing).
+    pub(crate) fn release_if_delivered(&mut self) {
+        if self.buf.len() == self.consumed && self.buf.capacity() != 0 {
+            self.settle();
+            self.release();
+        }
+    }
+
+    /// The memory the buffer holds, in bytes.
+    #[cfg(test)]
+    pub(crate) fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
     /// If the terminator of the frame just delivered as data is owed, consumes it: what the
     /// next [`poll_event`](Self::poll_event) would have returned as [`Event::Terminator`].
     #[inline]
