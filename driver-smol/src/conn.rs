@@ -18,7 +18,7 @@ const SCRATCH: usize = 64 * 1024;
 thread_local! {
     /// Where reads land before they are copied into a connection's buffer (see
     /// `poll_read_into`). One per thread; no connection holds it between reads.
-    static SCRATCH_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    static SCRATCH_BUF: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 /// Any `futures-io` `AsyncRead + AsyncWrite` stream.
@@ -36,17 +36,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PollStream for Stream<S> {
         // a few dozen bytes). Instead, read into a per-thread buffer zeroed once, and copy in
         // only what arrived (as much as the reservation allows, so reads still adapt).
         let want = (buf.capacity() - buf.len()).clamp(1, SCRATCH);
-        SCRATCH_BUF.with(|scratch| {
-            let mut scratch = scratch.borrow_mut();
-            if scratch.len() < want {
-                scratch.resize(SCRATCH, 0);
-            }
-            let read = Pin::new(&mut self.0).poll_read(cx, &mut scratch[..want]);
-            if let Poll::Ready(Ok(n)) = &read {
-                buf.extend_from_slice(&scratch[..*n]);
-            }
-            read
-        })
+        // Taken, not borrowed: a stream whose read drives another connection on this thread
+        // gets a buffer of its own instead of a conflict.
+        let mut scratch = SCRATCH_BUF.take();
+        if scratch.len() < want {
+            scratch.resize(SCRATCH, 0);
+        }
+        let read = Pin::new(&mut self.0).poll_read(cx, &mut scratch[..want]);
+        if let Poll::Ready(Ok(n)) = &read {
+            buf.extend_from_slice(&scratch[..(*n).min(want)]);
+        }
+        SCRATCH_BUF.set(scratch);
+        read
     }
 
     fn poll_write_vectored(
