@@ -240,15 +240,11 @@ impl Outbox {
     }
 
     /// Queues the tail copy buffer (if it holds anything) and starts an empty one with room for
-    /// `len` bytes at least.
+    /// `len` bytes at least. (An empty tail never holds memory: it is given up as it empties.)
     #[inline(never)]
     fn new_tail(&mut self, len: usize) {
         self.seal_tail();
-        if self.tail.capacity() == 0 {
-            self.tail = spare::take(COPY_CHUNK.max(len));
-        } else {
-            self.tail.reserve(len);
-        }
+        self.tail = spare::take(COPY_CHUNK.max(len));
     }
 
     /// Moves what the tail copy buffer holds into the queue, so that a push not copied can go
