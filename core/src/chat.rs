@@ -463,6 +463,10 @@ impl Core {
 pub struct Context<'a> {
     core: &'a mut Core,
     now: Instant,
+    /// While a frame is lent from the receive buffer (taken out of the framer meanwhile), the
+    /// bytes after it: what [`take_unprocessed`](Self::take_unprocessed) must return. `None`
+    /// once taken.
+    lent_rest: Option<&'a [u8]>,
 }
 
 impl Context<'_> {
@@ -576,7 +580,12 @@ impl Context<'_> {
     /// WebSocket...). Combine with [`pause_reading`](Self::pause_reading) so no more are read
     /// until the new stack is in place.
     pub fn take_unprocessed(&mut self) -> Bytes {
-        self.core.framer.take_buffered()
+        match self.lent_rest.take() {
+            // Inside `found_frame` the frame is lent from the buffer, so the rest cannot be
+            // split off it: copied instead (an upgrade happens once per connection).
+            Some(rest) => Bytes::copy_from_slice(rest),
+            None => self.core.framer.take_buffered(),
+        }
     }
 
     /// Stops delivering input and reading from the peer until
@@ -1021,6 +1030,7 @@ impl<P: Protocol> Chat<P> {
         let mut ctx = Context {
             core: &mut self.core,
             now,
+            lent_rest: None,
         };
         f(&mut self.protocol, &mut ctx)
     }
@@ -1063,26 +1073,28 @@ impl<P: Protocol> Chat<P> {
         self.notify_closed();
     }
 
-    /// Lends every frame that is whole in the buffer to [`Protocol::found_frame`], through a
-    /// per-thread scratch buffer (the frame cannot stay borrowed from the framer while the
-    /// protocol holds a context that may change the framer); stops at the first frame the fast
-    /// path cannot give, for `dispatch` to deliver the general way.
+    /// Lends every frame that is whole in the buffer to [`Protocol::found_frame`], straight from
+    /// the receive buffer; stops at the first frame this fast path cannot give, for `dispatch`
+    /// to deliver the general way. The buffer is taken out of the framer meanwhile: the protocol
+    /// holds the framer through its context (it may change the terminator) while the frame
+    /// borrows the buffer.
     fn dispatch_borrowed(&mut self, now: Instant) {
-        thread_local! {
-            static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
-        }
-        // Taken, not borrowed: a callback that drives another chat on this thread gets a fresh
-        // buffer instead of a conflict.
-        let mut scratch = SCRATCH.take();
+        let buf = self.core.framer.lend_buffer();
+        let mut delivered = 0;
         while self.core.may_deliver() {
-            let Some(frame) = self.core.framer.poll_whole_frame() else {
+            let Some((frame, next)) = self.core.framer.whole_frame_in(&buf, delivered) else {
                 break;
             };
-            scratch.clear();
-            scratch.extend_from_slice(frame);
-            self.callback(now, |p, ctx| p.found_frame(ctx, &scratch));
+            let mut ctx = Context {
+                core: &mut self.core,
+                now,
+                lent_rest: Some(&buf[next..]),
+            };
+            self.protocol.found_frame(&mut ctx, &buf[frame]);
+            let rest_taken = ctx.lent_rest.is_none();
+            delivered = if rest_taken { buf.len() } else { next };
         }
-        SCRATCH.set(scratch);
+        self.core.framer.restore_buffer(buf, delivered);
     }
 
     fn deliver_terminator(&mut self, now: Instant) {

@@ -97,6 +97,45 @@ impl Matcher {
     }
 }
 
+/// The delimiter search: what to look for and where to resume.
+#[derive(Debug, Clone)]
+struct Search {
+    matcher: Matcher,
+    /// No delimiter match starts in `buf[..scan]`: the next search starts here.
+    scan: usize,
+    /// Bytes handed to the searcher, to prove in tests that nothing is scanned twice.
+    #[cfg(test)]
+    scanned: usize,
+}
+
+impl Search {
+    /// Searches `buf[scan..]` for the delimiter; on a miss, records how far the search got.
+    /// Takes the buffer apart from the search state, so that a chat can search a buffer it has
+    /// taken out of the framer (see [`Framer::lend_buffer`]).
+    #[inline(always)]
+    fn find(&mut self, buf: &[u8]) -> Option<usize> {
+        let start = min(self.scan, buf.len());
+        let hay = &buf[start..];
+        #[cfg(test)]
+        {
+            self.scanned += hay.len();
+        }
+        let (found, delim_len) = match &self.matcher {
+            Matcher::Byte(byte) => (memchr::memchr(*byte, hay), 1),
+            Matcher::Seq(seq) => (seq.finder.find(hay), seq.delim.len()),
+            Matcher::Count(_) | Matcher::Eof => return None,
+        };
+        match found {
+            Some(i) => Some(start + i),
+            None => {
+                // A match may still start in the last delim_len - 1 bytes, once more arrive.
+                self.scan = (buf.len() + 1).saturating_sub(delim_len).max(start);
+                None
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Input {
     Open,
@@ -158,9 +197,7 @@ enum Input {
 #[derive(Clone)]
 pub struct Framer {
     buf: BytesMut,
-    matcher: Matcher,
-    /// No delimiter match starts in `buf[..scan]`: the next search starts here.
-    scan: usize,
+    search: Search,
     /// Bytes of the current frame already delivered as `Event::Data`.
     frame_len: u64,
     max_frame: usize,
@@ -181,9 +218,6 @@ pub struct Framer {
     lent: Option<Box<Bytes>>,
     /// `Bytes` split off `buf` may still share its memory, so it is not recycled when it empties.
     shared: bool,
-    /// Bytes handed to the searcher, to prove in tests that nothing is scanned twice.
-    #[cfg(test)]
-    scanned: usize,
 }
 
 /// Sizes and state only: the buffer may hold tens of KiB of a peer's bytes.
@@ -211,8 +245,12 @@ impl Framer {
         Ok(Self {
             buf: BytesMut::new(),
             shared: false,
-            matcher: Matcher::compile(t),
-            scan: 0,
+            search: Search {
+                matcher: Matcher::compile(t),
+                scan: 0,
+                #[cfg(test)]
+                scanned: 0,
+            },
             frame_len: 0,
             max_frame: DEFAULT_MAX_FRAME,
             policy: OverLongPolicy::Fail,
@@ -223,8 +261,6 @@ impl Framer {
             failed: false,
             consumed: 0,
             lent: None,
-            #[cfg(test)]
-            scanned: 0,
         })
     }
 
@@ -273,13 +309,13 @@ impl Framer {
         self.settle();
         let t = terminator.into();
         t.validate()?;
-        if let (Terminator::Delimiter(new), Some(old)) = (&t, self.matcher.delimiter()) {
+        if let (Terminator::Delimiter(new), Some(old)) = (&t, self.search.matcher.delimiter()) {
             if new[..] == *old {
                 return Ok(());
             }
         }
-        self.matcher = Matcher::compile(t);
-        self.scan = 0;
+        self.search.matcher = Matcher::compile(t);
+        self.search.scan = 0;
         Ok(())
     }
 
@@ -287,7 +323,7 @@ impl Framer {
     /// `get_terminator`): `Count(0)` once it has run down.
     #[must_use]
     pub fn terminator(&self) -> Terminator {
-        match &self.matcher {
+        match &self.search.matcher {
             Matcher::Byte(b) => {
                 let i = usize::from(*b);
                 Terminator::Delimiter(Bytes::from_static(&BYTE_VALUES[i..=i]))
@@ -342,7 +378,7 @@ impl Framer {
         }
         let result = read(&mut self.buf);
         if self.buf.len() < before {
-            self.scan = 0;
+            self.search.scan = 0;
         }
         if self.failed {
             self.buf.clear();
@@ -374,7 +410,7 @@ impl Framer {
     pub fn poll_event(&mut self) -> Result<Option<Event>, PeerError> {
         self.settle();
         let mut searched = None;
-        if self.is_steady() && self.matcher.delimiter().is_some() {
+        if self.is_steady() && self.search.matcher.delimiter().is_some() {
             let found = self.find();
             if let Some(i) = found {
                 if i > 0 && i as u64 <= self.room() {
@@ -407,7 +443,7 @@ impl Framer {
                 return Ok(self.end_if_eof());
             }
         }
-        match self.matcher {
+        match self.search.matcher {
             Matcher::Byte(_) | Matcher::Seq(_) => {
                 let found = searched.unwrap_or_else(|| self.find());
                 self.delimited_event(found)
@@ -432,7 +468,7 @@ impl Framer {
         // found in a healthy framer.
         self.settle();
         let mut searched = None;
-        if self.is_steady() && self.matcher.delimiter().is_some() {
+        if self.is_steady() && self.search.matcher.delimiter().is_some() {
             let found = self.find();
             if let Some(i) = found {
                 if i as u64 <= self.room() {
@@ -476,18 +512,47 @@ impl Framer {
         }
     }
 
-    /// The next delimiter frame if it is whole in the buffer, within `max_frame`, and not begun
-    /// as data events, lent as by [`poll_frame_ref`](Self::poll_frame_ref); `None` when only
-    /// the other polls can say what comes next (a partial frame, an over-long one, a count, the
-    /// end).
+    /// Takes the buffer out (every byte handed out so far dropped), so that a chat can lend
+    /// frames straight from it while the protocol holds the framer through its context (which
+    /// may change the terminator). The framer holds nothing until
+    /// [`restore_buffer`](Self::restore_buffer), which must follow before any other call.
+    pub(crate) fn lend_buffer(&mut self) -> BytesMut {
+        self.settle();
+        std::mem::take(&mut self.buf)
+    }
+
+    /// The next delimiter frame of a lent buffer, from `start`, if it is whole, within
+    /// `max_frame`, and not begun as data events: its range and where the frame after it
+    /// starts. `None` when only the other polls can say what comes next (a partial frame, an
+    /// over-long one, a count, the end).
     #[inline]
-    pub(crate) fn poll_whole_frame(&mut self) -> Option<&[u8]> {
-        if self.frame_len != 0 {
-            // The frame began as data events: its end must come as an event too.
+    pub(crate) fn whole_frame_in(
+        &mut self,
+        buf: &[u8],
+        start: usize,
+    ) -> Option<(std::ops::Range<usize>, usize)> {
+        if self.frame_len != 0 || !self.is_steady() {
+            // A frame begun as data events must end as an event too.
             return None;
         }
-        let frame = self.whole_frame().ok()?;
-        Some(&self.buf[frame])
+        let delim_len = self.search.matcher.delimiter()?.len();
+        self.search.scan = self.search.scan.max(start);
+        let i = self.search.find(buf)?;
+        if (i - start) as u64 > self.room() {
+            return None;
+        }
+        let next = i + delim_len;
+        self.search.scan = next;
+        Some((start..i, next))
+    }
+
+    /// Puts back a buffer taken by [`lend_buffer`](Self::lend_buffer), its first `delivered`
+    /// bytes handed out (dropped with the next call, as after
+    /// [`poll_frame_ref`](Self::poll_frame_ref)).
+    pub(crate) fn restore_buffer(&mut self, buf: BytesMut, delivered: usize) {
+        debug_assert!(self.buf.is_empty() && self.consumed == 0, "lent twice");
+        self.buf = buf;
+        self.consumed = delivered.min(self.buf.len());
     }
 
     /// The fast path of the borrowed polls: the range of a whole delimiter frame (marked as
@@ -495,16 +560,16 @@ impl Framer {
     /// made, else the frame's length if a delimiter was found).
     #[inline(always)]
     fn whole_frame(&mut self) -> Result<std::ops::Range<usize>, Option<Option<usize>>> {
-        if !(self.is_steady() && self.matcher.delimiter().is_some()) {
+        if !(self.is_steady() && self.search.matcher.delimiter().is_some()) {
             return Err(None);
         }
         let start = self.consumed;
-        self.scan = self.scan.max(start);
+        self.search.scan = self.search.scan.max(start);
         let found = self.find();
         if let Some(i) = found {
             if (i - start) as u64 <= self.room() {
                 self.consumed = i + self.delimiter_len();
-                self.scan = self.consumed;
+                self.search.scan = self.consumed;
                 return Ok(start..i);
             }
         }
@@ -516,7 +581,7 @@ impl Framer {
     fn settle(&mut self) {
         if self.consumed != 0 {
             self.buf.advance(self.consumed);
-            self.scan = self.scan.saturating_sub(self.consumed);
+            self.search.scan = self.search.scan.saturating_sub(self.consumed);
             self.consumed = 0;
         }
         self.lent = None;
@@ -546,7 +611,7 @@ impl Framer {
                 return Ok(None);
             }
         }
-        match self.matcher {
+        match self.search.matcher {
             Matcher::Byte(_) | Matcher::Seq(_) => {
                 let found = searched.unwrap_or_else(|| self.find());
                 self.delimited_frame(found)
@@ -562,7 +627,7 @@ impl Framer {
     /// A partial delimiter held back is included. The framer stays usable for bytes fed later.
     pub fn take_buffered(&mut self) -> Bytes {
         self.settle();
-        self.scan = 0;
+        self.search.scan = 0;
         let len = self.buf.len();
         self.hand_out(len)
     }
@@ -638,38 +703,20 @@ impl Framer {
         let delim_len = self.delimiter_len();
         let frame = self.hand_out(len);
         self.buf.advance(delim_len);
-        self.scan = 0;
+        self.search.scan = 0;
         frame
     }
 
     /// Searches `buf[scan..]` for the delimiter; on a miss, records how far the search got.
     #[inline(always)]
     fn find(&mut self) -> Option<usize> {
-        let start = min(self.scan, self.buf.len());
-        let hay = &self.buf[start..];
-        #[cfg(test)]
-        {
-            self.scanned += hay.len();
-        }
-        let (found, delim_len) = match &self.matcher {
-            Matcher::Byte(byte) => (memchr::memchr(*byte, hay), 1),
-            Matcher::Seq(seq) => (seq.finder.find(hay), seq.delim.len()),
-            Matcher::Count(_) | Matcher::Eof => return None,
-        };
-        match found {
-            Some(i) => Some(start + i),
-            None => {
-                // A match may still start in the last delim_len - 1 bytes, once more arrive.
-                self.scan = (self.buf.len() + 1).saturating_sub(delim_len).max(start);
-                None
-            }
-        }
+        self.search.find(&self.buf)
     }
 
     /// Length of the longest suffix of the buffer that is a proper prefix of the delimiter:
     /// bytes that may yet turn out to be a terminator (Python's `find_prefix_at_end`).
     fn held_back(&self) -> usize {
-        let Matcher::Seq(seq) = &self.matcher else {
+        let Matcher::Seq(seq) = &self.search.matcher else {
             return 0;
         };
         let delim = &seq.delim;
@@ -690,7 +737,7 @@ impl Framer {
 
     #[inline(always)]
     fn delimiter_len(&self) -> usize {
-        self.matcher.delimiter().map_or(0, <[u8]>::len)
+        self.search.matcher.delimiter().map_or(0, <[u8]>::len)
     }
 
     /// Bytes of the current frame that may still be delivered before `max_frame` is exceeded.
@@ -736,7 +783,7 @@ impl Framer {
 
     /// Hands out the first `n` buffered bytes as frame content.
     fn deliver(&mut self, n: usize) -> Event {
-        self.scan = self.scan.saturating_sub(n);
+        self.search.scan = self.search.scan.saturating_sub(n);
         self.frame_len += n as u64;
         Event::Data(self.hand_out(n))
     }
@@ -790,7 +837,7 @@ impl Framer {
             return Some(self.deliver(len));
         }
         let n = min(remaining, len as u64);
-        self.matcher = Matcher::Count(remaining - n);
+        self.search.matcher = Matcher::Count(remaining - n);
         if n == remaining {
             self.pending_terminator = true;
         }
@@ -811,24 +858,24 @@ impl Framer {
 
     /// Drops input of an over-long frame; `true` once its terminator has been passed.
     fn discard_step(&mut self) -> bool {
-        match self.matcher {
+        match self.search.matcher {
             Matcher::Byte(_) | Matcher::Seq(_) => {
                 if let Some(i) = self.find() {
                     let delim_len = self.delimiter_len();
                     self.buf.advance(i + delim_len);
-                    self.scan = 0;
+                    self.search.scan = 0;
                     self.discarding = false;
                     return true;
                 }
                 let drop = self.buf.len() - self.held_back();
                 self.buf.advance(drop);
-                self.scan = self.scan.saturating_sub(drop);
+                self.search.scan = self.search.scan.saturating_sub(drop);
             }
             Matcher::Count(0) | Matcher::Eof => self.buf.clear(),
             Matcher::Count(remaining) => {
                 let n = min(remaining, self.buf.len() as u64);
                 self.buf.advance(n as usize);
-                self.matcher = Matcher::Count(remaining - n);
+                self.search.matcher = Matcher::Count(remaining - n);
                 if n == remaining {
                     self.discarding = false;
                     return true;
@@ -876,7 +923,7 @@ impl Framer {
             return Err(self.over_long());
         }
         if remaining > 0 && self.buf.len() as u64 >= remaining {
-            self.matcher = Matcher::Count(0);
+            self.search.matcher = Matcher::Count(0);
             self.frame_len = 0;
             return Ok(Some(self.hand_out(remaining as usize)));
         }

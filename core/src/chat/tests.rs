@@ -669,3 +669,78 @@ fn borrowed_frames_are_used_for_lines_received_whole() {
         "lent whole, owned when in pieces"
     );
 }
+
+/// On `STARTTLS`, takes the bytes after it for the new stack and stops reading: lent or owned.
+struct Upgrader {
+    borrowed: bool,
+    lines: Vec<Vec<u8>>,
+    handed_over: Option<Bytes>,
+}
+
+impl Upgrader {
+    fn new(borrowed: bool) -> Self {
+        Self {
+            borrowed,
+            lines: Vec::new(),
+            handed_over: None,
+        }
+    }
+
+    fn line(&mut self, ctx: &mut Context<'_>, line: &[u8]) {
+        self.lines.push(line.to_vec());
+        if line == b"STARTTLS" {
+            self.handed_over = Some(ctx.take_unprocessed());
+            assert!(ctx.take_unprocessed().is_empty(), "taken once");
+            ctx.pause_reading();
+        }
+    }
+}
+
+impl Protocol for Upgrader {
+    fn first_terminator(&self) -> Terminator {
+        "\r\n".into()
+    }
+
+    fn borrowed_frames(&self) -> bool {
+        self.borrowed
+    }
+
+    fn found_frame(&mut self, ctx: &mut Context<'_>, frame: &[u8]) {
+        self.line(ctx, frame);
+    }
+
+    fn found_terminator(&mut self, ctx: &mut Context<'_>, frame: Bytes) {
+        self.line(ctx, &frame);
+    }
+}
+
+#[test]
+fn take_unprocessed_in_a_lent_frame_hands_over_exactly_the_bytes_after_it() {
+    for borrowed in [false, true] {
+        let mut h = Harness::new(Upgrader::new(borrowed));
+        h.send("EHLO x\r\nSTARTTLS\r\n\x16\x03\x01hello\r\nmore\r\n");
+        let p = h.protocol();
+        assert_eq!(
+            p.lines,
+            [&b"EHLO x"[..], b"STARTTLS"],
+            "borrowed {borrowed}"
+        );
+        assert_eq!(
+            p.handed_over.as_deref(),
+            Some(&b"\x16\x03\x01hello\r\nmore\r\n"[..]),
+            "borrowed {borrowed}"
+        );
+        assert_eq!(
+            h.chat().core.framer.buffered_len(),
+            0,
+            "nothing left behind: borrowed {borrowed}"
+        );
+        // The connection goes on framing what comes after the upgrade.
+        h.with_context(|_, ctx| ctx.resume_reading());
+        h.send("next\r\n");
+        assert_eq!(
+            h.protocol().lines.last().map(Vec::as_slice),
+            Some(&b"next"[..])
+        );
+    }
+}

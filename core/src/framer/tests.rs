@@ -355,9 +355,9 @@ fn byte_by_byte_feeding_scans_each_byte_a_bounded_number_of_times() {
         assert_eq!(f.poll_frame().unwrap().map(|b| b.len()), Some(LEN));
         let bound = LEN * delim.len() + 2 * delim.len();
         assert!(
-            f.scanned <= bound,
+            f.search.scanned <= bound,
             "{delim:?}: scanned {} bytes for a {LEN}-byte line",
-            f.scanned
+            f.search.scanned
         );
     }
 }
