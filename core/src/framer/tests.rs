@@ -436,3 +436,20 @@ fn borrowed_frames_reclaim_space_once_per_read_and_mix_with_other_calls() {
         Err(PeerError::FrameTooLong { limit: 3 })
     );
 }
+
+#[test]
+fn the_byte_search_finds_the_first_match_near_and_past_the_handover() {
+    // The search changes searcher at NEAR bytes: every position around it, with a second match
+    // further on that must not be reported instead.
+    for len in [0, 1, 15, 16, 17, 63, 64, 65, 255, 256, 257, 300, 700] {
+        for at in 0..len {
+            let mut hay = vec![b'x'; len];
+            hay[at] = b'\n';
+            if at + 1 < len {
+                hay[len - 1] = b'\n';
+            }
+            assert_eq!(find_byte(b'\n', &hay), Some(at), "len {len} at {at}");
+        }
+        assert_eq!(find_byte(b'\n', &vec![b'x'; len]), None, "len {len}");
+    }
+}
