@@ -99,19 +99,7 @@ impl<P: Protocol, S: StreamIo> StreamConn<P, S> {
         self.read_drained &= !readable;
         self.write_blocked &= !writable;
         loop {
-            let mut written = 0;
-            if !self.write_blocked {
-                match write_ready(&mut self.chat, &mut self.io) {
-                    Ok((n, blocked)) => {
-                        written = n;
-                        self.write_blocked = blocked;
-                    }
-                    Err(e) => {
-                        self.chat.handle_error(e);
-                        break;
-                    }
-                }
-            }
+            // Reading first: what it queues is written in the same turn.
             let mut read = 0;
             let mut eof = false;
             if !self.read_drained {
@@ -130,9 +118,26 @@ impl<P: Protocol, S: StreamIo> StreamConn<P, S> {
             if self.chat.is_closed() {
                 break;
             }
-            // Reading can queue output (so can the end of input) and writing can lift
-            // backpressure: go round again until neither moves a byte.
-            if written == 0 && read == 0 && !eof {
+            let mut written = 0;
+            if !self.write_blocked {
+                match write_ready(&mut self.chat, &mut self.io) {
+                    Ok((n, blocked)) => {
+                        written = n;
+                        self.write_blocked = blocked;
+                    }
+                    Err(e) => {
+                        self.chat.handle_error(e);
+                        break;
+                    }
+                }
+            }
+            if self.chat.is_closed() {
+                break;
+            }
+            // Go round again only while the socket may hold more input: reading stopped for
+            // backpressure, which the write may have lifted. A drained socket has nothing more
+            // until the next edge, and everything queued has been written or met `WouldBlock`.
+            if self.read_drained || (written == 0 && read == 0 && !eof) {
                 break;
             }
         }
