@@ -430,9 +430,9 @@ impl Core {
     }
 
     #[inline]
-    fn push_slice(&mut self, data: &[u8]) {
+    fn push_slices(&mut self, parts: &[&[u8]]) {
         if self.accepts_output() {
-            if let Err(e) = self.outbox.push_slice(data) {
+            if let Err(e) = self.outbox.push_slices(parts) {
                 self.close_because(CloseReason::Error(e));
             }
         }
@@ -483,7 +483,16 @@ impl Context<'_> {
     /// allocation and an `IoSlice` each.
     #[inline]
     pub fn push_slice(&mut self, data: &[u8]) {
-        self.core.push_slice(data);
+        self.core.push_slices(std::slice::from_ref(&data));
+    }
+
+    /// Queues a copy of several borrowed pieces back to back, as one
+    /// [`push_slice`](Self::push_slice) of their concatenation (see
+    /// [`Outbox::push_slices`](crate::Outbox::push_slices)): a frame and its terminator, a
+    /// length line and a value.
+    #[inline]
+    pub fn push_slices(&mut self, parts: &[&[u8]]) {
+        self.core.push_slices(parts);
     }
 
     /// Queues a producer, pulled once everything ahead of it is written.

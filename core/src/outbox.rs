@@ -191,7 +191,7 @@ impl Outbox {
     pub fn push(&mut self, data: Bytes) -> Result<(), Error> {
         self.admit(data.len())?;
         if data.len() < self.coalesce_below {
-            self.copy_in(&data);
+            self.copy_in(&[&data], data.len());
         } else if !data.is_empty() {
             self.seal_tail();
             self.enqueue(Item::Data(data));
@@ -209,8 +209,31 @@ impl Outbox {
     /// Fails as [`push`](Self::push) does; nothing is queued then.
     #[inline]
     pub fn push_slice(&mut self, data: &[u8]) -> Result<(), Error> {
-        self.admit(data.len())?;
-        self.copy_in(data);
+        self.push_slices(std::slice::from_ref(&data))
+    }
+
+    /// Queues a copy of several borrowed pieces back to back, as one
+    /// [`push_slice`](Self::push_slice) of their concatenation would, with one check of the
+    /// limits for all of them: for a reply built from parts (a frame and its terminator, a
+    /// length line and a value).
+    ///
+    /// ```
+    /// use asynchat_core::Outbox;
+    ///
+    /// let mut outbox = Outbox::new();
+    /// outbox.push_slices(&[b"$5\r\n", b"hello", b"\r\n"])?;
+    /// assert_eq!(outbox.queued_bytes(), 11);
+    /// # Ok::<(), asynchat_core::Error>(())
+    /// ```
+    ///
+    /// Fails as [`push`](Self::push) does; nothing is queued then.
+    #[inline]
+    pub fn push_slices(&mut self, parts: &[&[u8]]) -> Result<(), Error> {
+        let len = parts
+            .iter()
+            .fold(0usize, |len, part| len.saturating_add(part.len()));
+        self.admit(len)?;
+        self.copy_in(parts, len);
         self.update_watermark();
         Ok(())
     }
@@ -227,16 +250,18 @@ impl Outbox {
         Ok(())
     }
 
-    /// Appends a copy of `data` to the tail copy buffer, or to a new one.
+    /// Appends a copy of `parts` (`len` bytes in all) to the tail copy buffer, or to a new one.
     #[inline]
-    fn copy_in(&mut self, data: &[u8]) {
-        if data.is_empty() {
+    fn copy_in(&mut self, parts: &[&[u8]], len: usize) {
+        if len == 0 {
             return;
         }
-        if self.tail.capacity() - self.tail.len() < data.len() {
-            self.new_tail(data.len());
+        if self.tail.capacity() - self.tail.len() < len {
+            self.new_tail(len);
         }
-        self.tail.extend_from_slice(data);
+        for part in parts {
+            self.tail.extend_from_slice(part);
+        }
     }
 
     /// Queues the tail copy buffer (if it holds anything) and starts an empty one with room for
@@ -674,6 +699,30 @@ mod tests {
         out.close_when_done();
         assert!(
             out.push_slice(b"").is_err(),
+            "nothing after close_when_done"
+        );
+    }
+
+    #[test]
+    fn pieces_are_copied_back_to_back_and_refused_whole() {
+        let mut out = Outbox::new().with_limit(10);
+        out.push_slices(&[b"ab", b"", b"c"]).unwrap();
+        assert!(matches!(
+            out.push_slices(&[b"defg", b"hijk"]),
+            Err(Error::OutboxFull { limit: 10 })
+        ));
+        assert_eq!(
+            out.queued_bytes(),
+            3,
+            "a refused push queues none of its pieces"
+        );
+        out.push_slices(&[b"defg", b"hij"]).unwrap();
+        let mut slices = [IoSlice::new(&[]); 4];
+        assert_eq!(out.poll_slices(&mut slices), 1, "one buffer");
+        assert_eq!(&*slices[0], b"abcdefghij");
+        out.close_when_done();
+        assert!(
+            out.push_slices(&[]).is_err(),
             "nothing after close_when_done"
         );
     }

@@ -1,4 +1,4 @@
-//! Properties of the outbox: whatever mix of zero-copy pushes, copied slices (with and without
+//! Properties of the outbox: whatever mix of zero-copy pushes, copied slices and pieces (with and without
 //! coalescing), producers and partial writes, the peer receives exactly the bytes pushed, in
 //! push order, and the queued count never disagrees with what is left to write.
 
@@ -12,6 +12,8 @@ use proptest::prelude::*;
 enum Op {
     Push(Vec<u8>),
     PushSlice(Vec<u8>),
+    /// Copied pieces, pushed in one call.
+    PushSlices(Vec<Vec<u8>>),
     /// Data and the chunk size it is produced in.
     Producer(Vec<u8>, usize),
     /// A write of at most this many bytes, from at most this many slices.
@@ -29,6 +31,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         3 => bytes().prop_map(Op::Push),
         4 => bytes().prop_map(Op::PushSlice),
+        2 => prop::collection::vec(bytes(), 0..4).prop_map(Op::PushSlices),
         1 => (bytes(), 1usize..64).prop_map(|(d, c)| Op::Producer(d, c)),
         3 => (1usize..10_000, 1usize..6).prop_map(|(n, s)| Op::Write(n, s)),
     ]
@@ -68,6 +71,11 @@ proptest! {
                 Op::PushSlice(d) => {
                     out.push_slice(&d).unwrap();
                     pushed.extend_from_slice(&d);
+                }
+                Op::PushSlices(parts) => {
+                    let slices: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+                    out.push_slices(&slices).unwrap();
+                    pushed.extend(parts.concat());
                 }
                 Op::Producer(d, chunk) => {
                     unpulled += d.len();

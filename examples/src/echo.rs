@@ -51,14 +51,12 @@ impl Protocol for Echo {
     }
 
     fn found_frame(&mut self, ctx: &mut Context<'_>, frame: &[u8]) {
-        ctx.push_slice(frame);
-        ctx.push_slice(&self.terminator);
+        ctx.push_slices(&[frame, &self.terminator]);
     }
 
     fn found_terminator(&mut self, ctx: &mut Context<'_>, frame: Bytes) {
         if frame.len() < self.copy_below {
-            ctx.push_slice(&frame);
-            ctx.push_slice(&self.terminator);
+            ctx.push_slices(&[&frame, &self.terminator]);
         } else {
             ctx.push(frame);
             ctx.push(self.terminator.clone());

@@ -26,13 +26,11 @@ impl Protocol for CopyEcho {
     }
 
     fn found_frame(&mut self, ctx: &mut Context<'_>, frame: &[u8]) {
-        ctx.push_slice(frame);
-        ctx.push_slice(b"\n");
+        ctx.push_slices(&[frame, b"\n"]);
     }
 
     fn found_terminator(&mut self, ctx: &mut Context<'_>, frame: Bytes) {
-        ctx.push_slice(&frame);
-        ctx.push_slice(b"\n");
+        ctx.push_slices(&[&frame, b"\n"]);
     }
 }
 
