@@ -606,7 +606,12 @@ impl Framer {
     #[inline(always)]
     fn settle(&mut self) {
         if self.consumed != 0 {
-            self.buf.advance(self.consumed);
+            if self.consumed == self.buf.len() {
+                // Cleared, not advanced: the whole allocation stays usable for the next read.
+                self.buf.clear();
+            } else {
+                self.buf.advance(self.consumed);
+            }
             self.search.scan = self.search.scan.saturating_sub(self.consumed);
             self.consumed = 0;
         }

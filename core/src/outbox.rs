@@ -438,13 +438,16 @@ impl Outbox {
                 Some(Item::Data(front)) => front.len(),
                 Some(Item::Copied(front)) => front.len(),
                 Some(Item::Producer(_)) => break,
+                None if self.tail.len() > n => {
+                    self.tail.advance(n);
+                    self.queued -= n;
+                    break;
+                }
                 None => {
-                    let len = n.min(self.tail.len());
-                    self.tail.advance(len);
-                    self.queued -= len;
-                    if self.tail.is_empty() {
-                        spare::give(std::mem::take(&mut self.tail));
-                    }
+                    self.queued -= self.tail.len();
+                    // Cleared, not advanced: its whole allocation stays usable.
+                    self.tail.clear();
+                    spare::give(std::mem::take(&mut self.tail));
                     break;
                 }
             };
@@ -454,7 +457,7 @@ impl Outbox {
                 spare::give(written);
             }
         }
-        if self.items.is_empty() {
+        if self.items.is_empty() && self.items.capacity() != 0 {
             // An idle connection should not keep the queue's memory.
             give_queue(std::mem::take(&mut self.items));
         }

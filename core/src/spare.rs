@@ -17,6 +17,10 @@ const SLOTS: usize = 4;
 /// Larger buffers go back to the allocator: a chatty connection should not keep one.
 const MAX_KEPT: usize = 64 * 1024;
 
+/// Buffers given back with less capacity than this get their start moved back first (the
+/// smallest buffer the connections ask for is 4 KiB).
+const RECLAIM_BELOW: usize = 4096;
+
 thread_local! {
     static SPARE: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
 }
@@ -49,9 +53,12 @@ pub(crate) fn take(capacity: usize) -> BytesMut {
 /// alive): a shared one would be replaced, not reused, by the `take` that got it.
 pub(crate) fn give(mut buf: BytesMut) {
     buf.clear();
-    // A buffer advanced past what was written or read has its start moved back, so that its
-    // whole allocation counts (and is offered) again.
-    let _ = buf.try_reclaim(buf.capacity() + 1);
+    if buf.capacity() < RECLAIM_BELOW {
+        // A buffer advanced past what was written or read has its start moved back, so that its
+        // whole allocation counts (and is offered) again. Its owners clear rather than advance
+        // a buffer they empty, so this is rare.
+        let _ = buf.try_reclaim(buf.capacity() + 1);
+    }
     let cap = buf.capacity();
     if cap == 0 || cap > MAX_KEPT {
         return;
