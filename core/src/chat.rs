@@ -1047,10 +1047,12 @@ impl<P: Protocol> Chat<P> {
     /// Delivers buffered input to the protocol until it runs out, the connection stops taking
     /// input, or backpressure holds it.
     fn dispatch(&mut self, now: Instant) {
-        if self.protocol.borrowed_frames() {
+        // Lent frames usually take everything read: then polling for events finds nothing.
+        let drained = self.protocol.borrowed_frames() && {
             self.dispatch_borrowed(now);
-        }
-        while self.core.may_deliver() {
+            self.core.framer.is_drained()
+        };
+        while !drained && self.core.may_deliver() {
             match self.core.framer.poll_event() {
                 Ok(Some(Event::Data(data))) => {
                     self.callback(now, |p, ctx| p.collect_incoming_data(ctx, data));

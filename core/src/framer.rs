@@ -572,6 +572,17 @@ impl Framer {
         Some((start..i, next))
     }
 
+    /// Whether polling can only find nothing: every byte delivered, the input open, a
+    /// delimiter in force and no terminator owed.
+    #[inline]
+    pub(crate) fn is_drained(&self) -> bool {
+        self.buf.len() == self.consumed
+            && self.input == Input::Open
+            && self.is_steady()
+            && self.frame_len == 0
+            && self.search.matcher.delimiter().is_some()
+    }
+
     /// Puts back a buffer taken by [`lend_buffer`](Self::lend_buffer), its first `delivered`
     /// bytes handed out (dropped with the next call, as after
     /// [`poll_frame_ref`](Self::poll_frame_ref)).

@@ -744,3 +744,36 @@ fn take_unprocessed_in_a_lent_frame_hands_over_exactly_the_bytes_after_it() {
         );
     }
 }
+
+#[test]
+fn the_end_of_input_reaches_a_protocol_taking_lent_frames() {
+    // Every frame lent and the buffer empty, yet the end of the stream is still to report.
+    struct Lines(Vec<Vec<u8>>, Option<u64>);
+    impl Protocol for Lines {
+        fn first_terminator(&self) -> Terminator {
+            "\n".into()
+        }
+        fn borrowed_frames(&self) -> bool {
+            true
+        }
+        fn found_frame(&mut self, _: &mut Context<'_>, frame: &[u8]) {
+            self.0.push(frame.to_vec());
+        }
+        fn found_terminator(&mut self, _: &mut Context<'_>, frame: Bytes) {
+            self.0.push(frame.to_vec());
+        }
+        fn peer_closed(&mut self, ctx: &mut Context<'_>, unterminated: u64) {
+            self.1 = Some(unterminated);
+            ctx.close_when_done();
+        }
+    }
+    let mut h = Harness::new(Lines(Vec::new(), None));
+    h.send("a\nb\n").send_eof();
+    assert_eq!(h.protocol().0, [&b"a"[..], b"b"]);
+    assert_eq!(
+        h.protocol().1,
+        Some(0),
+        "peer_closed called once the lines are in"
+    );
+    assert!(h.is_closed());
+}
