@@ -761,12 +761,26 @@ impl<P: Protocol> Chat<P> {
         now: Instant,
         read: impl FnOnce(&mut BytesMut) -> R,
     ) -> Option<R> {
+        let result = self.handle_read_kept(now, read);
+        self.core.framer.release_if_delivered();
+        result
+    }
+
+    /// [`handle_read_with`](Self::handle_read_with), keeping the read buffer even when
+    /// everything in it was delivered: for `driver::poll_chat`, which reads again at once until
+    /// the stream says `Pending`, and then calls [`release_read_buffer`](Self::release_read_buffer).
+    /// The read that finds nothing then costs no trip to the spare buffers and back.
+    pub(crate) fn handle_read_kept<R>(
+        &mut self,
+        now: Instant,
+        read: impl FnOnce(&mut BytesMut) -> R,
+    ) -> Option<R> {
         if !self.takes_input() {
             return None;
         }
         let before = self.core.framer.buffered_len();
         let reserve = self.core.next_read as usize;
-        let result = self.core.framer.read_with(reserve, read).ok()?;
+        let result = self.core.framer.read_with_kept(reserve, read).ok()?;
         let got = self.core.framer.buffered_len().saturating_sub(before);
         // Adapt the next reservation to the traffic: small for chatty request/response (a small
         // buffer comes from the allocator's caches), large for bulk transfers.
@@ -783,8 +797,19 @@ impl<P: Protocol> Chat<P> {
         if self.core.framer.buffered_len() != before {
             self.after_read(now);
         }
-        self.core.framer.release_if_delivered();
         Some(result)
+    }
+
+    /// The memory the read buffer holds, in bytes.
+    #[cfg(test)]
+    pub(crate) fn read_buffer_capacity(&self) -> usize {
+        self.core.framer.capacity()
+    }
+
+    /// Gives up the read buffer if everything in it was delivered (see
+    /// [`handle_read_kept`](Self::handle_read_kept)).
+    pub(crate) fn release_read_buffer(&mut self) {
+        self.core.framer.release_if_delivered();
     }
 
     fn takes_input(&self) -> bool {

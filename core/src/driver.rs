@@ -97,9 +97,9 @@ where
     let (mut read_blocked, mut write_blocked, mut commands_blocked) = (false, false, false);
     // One reading of the clock per wake-up (and per deadline fired): callbacks share it.
     let mut now = timer.now();
-    loop {
+    let poll = loop {
         if chat.is_closed() {
-            return Poll::Ready(());
+            break Poll::Ready(());
         }
         let mut progress = false;
         while *commands_open && !commands_blocked {
@@ -117,6 +117,20 @@ where
             }
             progress = true;
         }
+        // Reading first: what it queues is written in the same turn. The read buffer is kept
+        // until this call returns, so the read that finds nothing reuses it.
+        if chat.interest().readable && !read_blocked {
+            let read = chat.handle_read_kept(now, |buf| io.poll_read_into(cx, buf));
+            progress |= matches!(read, Some(Poll::Ready(_)));
+            read_blocked = matches!(read, Some(Poll::Pending));
+            match read {
+                Some(Poll::Ready(Ok(0))) => chat.handle_eof(now),
+                Some(Poll::Ready(Err(e))) if e.kind() != io::ErrorKind::Interrupted => {
+                    chat.handle_error(e);
+                }
+                _ => {}
+            }
+        }
         if chat.interest().writable && !write_blocked {
             let written = chat.transmit_with(|slices| io.poll_write_vectored(cx, slices));
             progress |= matches!(written, Some(Poll::Ready(_)));
@@ -130,31 +144,22 @@ where
                 None => {}
             }
         }
-        if chat.interest().readable && !read_blocked {
-            let read = chat.handle_read_with(now, |buf| io.poll_read_into(cx, buf));
-            progress |= matches!(read, Some(Poll::Ready(_)));
-            read_blocked = matches!(read, Some(Poll::Pending));
-            match read {
-                Some(Poll::Ready(Ok(0))) => chat.handle_eof(now),
-                Some(Poll::Ready(Err(e))) if e.kind() != io::ErrorKind::Interrupted => {
-                    chat.handle_error(e);
-                }
-                _ => {}
-            }
-        }
         match deadline(timer, cx, chat.poll_timeout(), &mut timers_fired) {
             Deadline::Due => {
                 now = timer.now();
                 chat.handle_timeout(now);
                 progress = true;
             }
-            Deadline::Yield => return Poll::Pending,
+            Deadline::Yield => break Poll::Pending,
             Deadline::NotYet => {}
         }
         if !progress {
-            return Poll::Pending;
+            break Poll::Pending;
         }
-    }
+    };
+    // An idle connection holds no read buffer.
+    chat.release_read_buffer();
+    poll
 }
 
 /// What a task should do about its next deadline.
@@ -539,6 +544,8 @@ mod tests {
         input: Vec<u8>,
         output: Vec<u8>,
         shut: bool,
+        /// The capacity of the buffer each read that found nothing was given.
+        empty_reads: Vec<usize>,
     }
 
     impl PollStream for Memory {
@@ -548,6 +555,7 @@ mod tests {
             buf: &mut BytesMut,
         ) -> Poll<io::Result<usize>> {
             if self.input.is_empty() {
+                self.empty_reads.push(buf.capacity());
                 return Poll::Pending;
             }
             buf.extend_from_slice(&self.input);
@@ -645,6 +653,42 @@ mod tests {
             &mut cx,
         );
         assert_eq!(chat.protocol().0, 2);
+    }
+
+    #[test]
+    fn poll_chat_leaves_an_idle_chat_without_a_read_buffer() {
+        struct Echo;
+        impl crate::Protocol for Echo {
+            fn first_terminator(&self) -> crate::Terminator {
+                "\n".into()
+            }
+            fn found_terminator(&mut self, ctx: &mut crate::Context<'_>, line: Bytes) {
+                ctx.push(line);
+            }
+        }
+        let waker = Waker::from(Arc::new(Count(AtomicUsize::new(0))));
+        let mut cx = TaskContext::from_waker(&waker);
+        let now = Instant::now();
+        let mut chat = Chat::new(Echo).unwrap();
+        chat.handle_connected(now);
+        let mut io = Memory {
+            input: b"a\nb\n".to_vec(),
+            ..Memory::default()
+        };
+        let mut open = true;
+        let poll = poll_chat(
+            &mut chat,
+            &mut io,
+            &mut Frozen(now),
+            &mut NoCommands,
+            &mut open,
+            &mut cx,
+        );
+        assert_eq!(poll, Poll::Pending);
+        assert_eq!(io.output, b"ab");
+        assert_eq!(io.empty_reads.len(), 1, "one read found nothing");
+        assert!(io.empty_reads[0] > 0, "it was given room to read into");
+        assert_eq!(chat.read_buffer_capacity(), 0, "an idle chat holds none");
     }
 
     #[test]

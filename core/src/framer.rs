@@ -391,6 +391,21 @@ impl Framer {
         reserve: usize,
         read: impl FnOnce(&mut BytesMut) -> R,
     ) -> Result<R, Misuse> {
+        let result = self.read_with_kept(reserve, read)?;
+        if self.buf.is_empty() {
+            self.release();
+        }
+        Ok(result)
+    }
+
+    /// [`read_with`](Self::read_with), keeping the buffer even if it is empty afterwards: for a
+    /// driver that reads again at once, until the socket would block, and then calls
+    /// [`release_if_delivered`](Self::release_if_delivered).
+    pub(crate) fn read_with_kept<R>(
+        &mut self,
+        reserve: usize,
+        read: impl FnOnce(&mut BytesMut) -> R,
+    ) -> Result<R, Misuse> {
         self.settle();
         if self.input != Input::Open {
             return Err(Misuse::FeedAfterEof);
@@ -408,9 +423,6 @@ impl Framer {
         }
         if self.failed {
             self.buf.clear();
-        }
-        if self.buf.is_empty() {
-            self.release();
         }
         Ok(result)
     }
