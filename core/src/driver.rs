@@ -29,6 +29,17 @@ pub trait PollStream {
     ) -> Poll<io::Result<usize>>;
     /// Ends the write side (FIN), after a graceful close.
     fn poll_shutdown(&mut self, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>>;
+
+    /// Called after a read that returned data. A stream that knows it is drained (its last
+    /// read returned less than it asked for: a stream socket hands over all it holds) and can
+    /// have its runtime wake the task at the next readiness without reading (async-io's
+    /// `poll_readable`) does so and returns `Some`: [`poll_chat`] then skips the read that
+    /// would only find nothing, a system call per wake-up. The default, `None`, has
+    /// `poll_chat` read until `Pending`.
+    fn poll_read_ready(&mut self, cx: &mut TaskContext<'_>) -> Option<Poll<io::Result<()>>> {
+        let _ = cx;
+        None
+    }
 }
 
 /// A timer that can be moved to a new instant, and the runtime's clock.
@@ -125,6 +136,9 @@ where
             read_blocked = matches!(read, Some(Poll::Pending));
             match read {
                 Some(Poll::Ready(Ok(0))) => chat.handle_eof(now),
+                Some(Poll::Ready(Ok(_))) => {
+                    read_blocked = matches!(io.poll_read_ready(cx), Some(Poll::Pending));
+                }
                 Some(Poll::Ready(Err(e))) if e.kind() != io::ErrorKind::Interrupted => {
                     chat.handle_error(e);
                 }

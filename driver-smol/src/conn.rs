@@ -24,12 +24,14 @@ thread_local! {
 /// Any `futures-io` `AsyncRead + AsyncWrite` stream.
 pub(crate) struct Stream<S>(pub(crate) S);
 
-impl<S: AsyncRead + AsyncWrite + Unpin> PollStream for Stream<S> {
-    fn poll_read_into(
+impl<S: AsyncRead + AsyncWrite + Unpin> Stream<S> {
+    /// Reads as [`PollStream::poll_read_into`] does, and says whether the read was short: it
+    /// returned less than it asked for, so the stream held no more.
+    fn read_noting_short(
         &mut self,
         cx: &mut TaskContext<'_>,
         buf: &mut BytesMut,
-    ) -> Poll<io::Result<usize>> {
+    ) -> (Poll<io::Result<usize>>, bool) {
         // futures-io reads into initialised memory only, and this crate has no `unsafe` to
         // declare the buffer's spare capacity initialised after a read. Zeroing that capacity
         // before each read cost a memset of the whole reservation (4 KiB or more, for lines of
@@ -43,11 +45,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PollStream for Stream<S> {
             scratch.resize(SCRATCH, 0);
         }
         let read = Pin::new(&mut self.0).poll_read(cx, &mut scratch[..want]);
+        let mut short = false;
         if let Poll::Ready(Ok(n)) = &read {
             buf.extend_from_slice(&scratch[..(*n).min(want)]);
+            short = *n < want;
         }
         SCRATCH_BUF.set(scratch);
-        read
+        (read, short)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> PollStream for Stream<S> {
+    fn poll_read_into(
+        &mut self,
+        cx: &mut TaskContext<'_>,
+        buf: &mut BytesMut,
+    ) -> Poll<io::Result<usize>> {
+        self.read_noting_short(cx, buf).0
     }
 
     fn poll_write_vectored(
@@ -95,7 +109,20 @@ impl PollTimer for Deadline {
 /// A TCP stream: as [`Stream`], but a graceful close really shuts the write side down (FIN).
 /// (async-io's `poll_close` only flushes, so the peer would see the end of the stream only when
 /// the socket is finally dropped.)
-pub(crate) struct Tcp(pub(crate) Stream<smol::Async<std::net::TcpStream>>);
+pub(crate) struct Tcp {
+    stream: Stream<smol::Async<std::net::TcpStream>>,
+    /// The last read returned less than it asked for: the socket held no more.
+    drained: bool,
+}
+
+impl Tcp {
+    pub(crate) fn new(socket: smol::Async<std::net::TcpStream>) -> Self {
+        Self {
+            stream: Stream(socket),
+            drained: false,
+        }
+    }
+}
 
 impl PollStream for Tcp {
     fn poll_read_into(
@@ -103,7 +130,24 @@ impl PollStream for Tcp {
         cx: &mut TaskContext<'_>,
         buf: &mut BytesMut,
     ) -> Poll<io::Result<usize>> {
-        self.0.poll_read_into(cx, buf)
+        let (read, short) = self.stream.read_noting_short(cx, buf);
+        self.drained = short;
+        read
+    }
+
+    /// async-io reads until `WouldBlock` and then asks for readiness: two failed `recv` calls
+    /// per wake-up (the first readiness check answers for the event that woke the task). After
+    /// a short read the socket is known to be empty, so only readiness is asked for.
+    fn poll_read_ready(&mut self, cx: &mut TaskContext<'_>) -> Option<Poll<io::Result<()>>> {
+        if !std::mem::take(&mut self.drained) {
+            return None;
+        }
+        let socket = &self.stream.0;
+        // The first answer can be the readiness that woke this task, which the read consumed.
+        match socket.poll_readable(cx) {
+            Poll::Ready(Ok(())) => Some(socket.poll_readable(cx)),
+            other => Some(other),
+        }
     }
 
     fn poll_write_vectored(
@@ -111,10 +155,10 @@ impl PollStream for Tcp {
         cx: &mut TaskContext<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.0.poll_write_vectored(cx, bufs)
+        self.stream.poll_write_vectored(cx, bufs)
     }
 
     fn poll_shutdown(&mut self, _cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(self.0 .0.get_ref().shutdown(std::net::Shutdown::Write))
+        Poll::Ready(self.stream.0.get_ref().shutdown(std::net::Shutdown::Write))
     }
 }

@@ -103,7 +103,7 @@ where
                     let on_end = move || conns.unregister(id);
                     smol::spawn(run_chat(
                         chat,
-                        Tcp(Stream(stream)),
+                        Tcp::new(stream),
                         Deadline::default(),
                         commands,
                         on_end,
@@ -139,7 +139,7 @@ pub async fn connect<P: Protocol>(
             let _ = stream.get_ref().set_nodelay(true);
             run_chat(
                 chat,
-                Tcp(Stream(stream)),
+                Tcp::new(stream),
                 Deadline::default(),
                 NoCommands,
                 || (),
