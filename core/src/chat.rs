@@ -83,9 +83,8 @@ pub trait Protocol {
     /// bytes. The default, `false`, delivers every frame as above.
     ///
     /// Worth it for protocols of short frames that do not keep them (a line-based command
-    /// protocol): a frame received whole is then copied into a per-thread scratch buffer and
-    /// lent, instead of becoming a reference-counted [`Bytes`] (two atomic operations, which on
-    /// 64-byte lines cost more than the copy).
+    /// protocol): a frame received whole is then lent straight from the receive buffer, instead
+    /// of becoming a reference-counted [`Bytes`] (two atomic operations per frame).
     #[inline]
     fn borrowed_frames(&self) -> bool {
         false
@@ -97,7 +96,11 @@ pub trait Protocol {
     /// the end of the stream) still comes through
     /// [`collect_incoming_data`](Self::collect_incoming_data) and
     /// [`found_terminator`](Self::found_terminator), so both must do the same thing.
-    /// [`Context::set_terminator`] works here as in `found_terminator`.
+    /// [`Context::set_terminator`] works here as in `found_terminator`, and
+    /// [`Context::take_unprocessed`] returns the bytes after this frame.
+    ///
+    /// This is called once per frame: for a short body, `#[inline]` on it lets the compiler
+    /// build it into the delivery loop (a tenth less work per line for the example echo).
     ///
     /// The default hands a copy to `found_terminator`.
     fn found_frame(&mut self, ctx: &mut Context<'_>, frame: &[u8]) {

@@ -25,6 +25,7 @@ impl Protocol for CopyEcho {
         true
     }
 
+    #[inline]
     fn found_frame(&mut self, ctx: &mut Context<'_>, frame: &[u8]) {
         ctx.push_slices(&[frame, b"\n"]);
     }
