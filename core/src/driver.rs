@@ -628,6 +628,17 @@ mod tests {
         }
     }
 
+    /// One `poll_chat` over `io`, with a frozen clock and no commands.
+    fn poll_once<P: crate::Protocol>(
+        chat: &mut Chat<P>,
+        io: &mut Memory,
+        now: Instant,
+        open: &mut bool,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<()> {
+        poll_chat(chat, io, &mut Frozen(now), &mut NoCommands, open, cx)
+    }
+
     #[test]
     fn poll_chat_moves_bytes_and_fires_a_storming_timer_once_per_poll() {
         let woken = Arc::new(Count(AtomicUsize::new(0)));
@@ -641,14 +652,7 @@ mod tests {
             ..Memory::default()
         };
         let mut open = true;
-        let poll = poll_chat(
-            &mut chat,
-            &mut io,
-            &mut Frozen(now),
-            &mut NoCommands,
-            &mut open,
-            &mut cx,
-        );
+        let poll = poll_once(&mut chat, &mut io, now, &mut open, &mut cx);
         assert_eq!(poll, Poll::Pending);
         assert_eq!(io.output, b"a\nb\n");
         assert_eq!(chat.protocol().0, 1, "the timer fired once in this poll");
@@ -658,14 +662,7 @@ mod tests {
             "and the task woke itself to continue"
         );
         assert!(!open, "NoCommands ends at once");
-        let _ = poll_chat(
-            &mut chat,
-            &mut io,
-            &mut Frozen(now),
-            &mut NoCommands,
-            &mut open,
-            &mut cx,
-        );
+        let _ = poll_once(&mut chat, &mut io, now, &mut open, &mut cx);
         assert_eq!(chat.protocol().0, 2);
     }
 
@@ -690,14 +687,7 @@ mod tests {
             ..Memory::default()
         };
         let mut open = true;
-        let poll = poll_chat(
-            &mut chat,
-            &mut io,
-            &mut Frozen(now),
-            &mut NoCommands,
-            &mut open,
-            &mut cx,
-        );
+        let poll = poll_once(&mut chat, &mut io, now, &mut open, &mut cx);
         assert_eq!(poll, Poll::Pending);
         assert_eq!(io.output, b"ab");
         assert_eq!(io.empty_reads.len(), 1, "one read found nothing");
