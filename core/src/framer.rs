@@ -552,8 +552,8 @@ impl Framer {
 
     /// Takes the buffer out (every byte handed out so far dropped), so that a chat can lend
     /// frames straight from it while the protocol holds the framer through its context (which
-    /// may change the terminator). The framer holds nothing until
-    /// [`restore_buffer`](Self::restore_buffer), which must follow before any other call.
+    /// may change the terminator). Until [`restore_buffer`](Self::restore_buffer) the framer's
+    /// buffer is empty: only its settings (terminator, `max_frame`) may change meanwhile.
     pub(crate) fn lend_buffer(&mut self) -> BytesMut {
         self.settle();
         std::mem::take(&mut self.buf)
