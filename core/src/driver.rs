@@ -628,6 +628,17 @@ mod tests {
         }
     }
 
+    /// A chat connected at `now`, and a stream holding `input` for it.
+    fn connected<P: crate::Protocol>(protocol: P, now: Instant, input: &[u8]) -> (Chat<P>, Memory) {
+        let mut chat = Chat::new(protocol).unwrap();
+        chat.handle_connected(now);
+        let io = Memory {
+            input: input.to_vec(),
+            ..Memory::default()
+        };
+        (chat, io)
+    }
+
     /// One `poll_chat` over `io`, with a frozen clock and no commands.
     fn poll_once<P: crate::Protocol>(
         chat: &mut Chat<P>,
@@ -645,12 +656,7 @@ mod tests {
         let waker = Waker::from(woken.clone());
         let mut cx = TaskContext::from_waker(&waker);
         let now = Instant::now();
-        let mut chat = Chat::new(StormEcho(0)).unwrap();
-        chat.handle_connected(now);
-        let mut io = Memory {
-            input: b"a\nb\n".to_vec(),
-            ..Memory::default()
-        };
+        let (mut chat, mut io) = connected(StormEcho(0), now, b"a\nb\n");
         let mut open = true;
         let poll = poll_once(&mut chat, &mut io, now, &mut open, &mut cx);
         assert_eq!(poll, Poll::Pending);
@@ -680,12 +686,7 @@ mod tests {
         let waker = Waker::from(Arc::new(Count(AtomicUsize::new(0))));
         let mut cx = TaskContext::from_waker(&waker);
         let now = Instant::now();
-        let mut chat = Chat::new(Echo).unwrap();
-        chat.handle_connected(now);
-        let mut io = Memory {
-            input: b"a\nb\n".to_vec(),
-            ..Memory::default()
-        };
+        let (mut chat, mut io) = connected(Echo, now, b"a\nb\n");
         let mut open = true;
         let poll = poll_once(&mut chat, &mut io, now, &mut open, &mut cx);
         assert_eq!(poll, Poll::Pending);
