@@ -1,17 +1,13 @@
 //! A stream connection in the loop: a `Chat` and its socket.
 
 use std::io;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use asynchat_core::driver::LINGER;
 use asynchat_core::{Bytes, Chat, Protocol};
 use mio::{Interest, Registry, Token};
 
 use crate::io::{drain, read_ready, write_ready, ReadEnd, StreamIo};
-
-/// After a graceful close the socket is shut down for writing and its input drained for at most
-/// this long, so that unread input does not make the kernel reset the connection (which can
-/// destroy the reply in flight) — Apache's "lingering close".
-pub(crate) const LINGER: Duration = Duration::from_secs(2);
 
 /// What the loop can ask of an entry, whatever its protocol and socket types.
 pub(crate) trait Entry {
