@@ -134,6 +134,32 @@ impl Search {
             }
         }
     }
+
+    /// The next delimiter frame of `buf` from `start`, if it is whole and at most `room` bytes
+    /// long: its range, and where the frame after it starts. Otherwise the search result the
+    /// slow path should reuse (`None` if no search was made, else the frame's length if a
+    /// delimiter was found).
+    #[inline(always)]
+    fn whole_frame(
+        &mut self,
+        buf: &[u8],
+        start: usize,
+        room: u64,
+    ) -> Result<(std::ops::Range<usize>, usize), Option<Option<usize>>> {
+        let Some(delim_len) = self.matcher.delimiter().map(<[u8]>::len) else {
+            return Err(None);
+        };
+        self.scan = self.scan.max(start);
+        let found = self.find(buf);
+        if let Some(i) = found {
+            if (i - start) as u64 <= room {
+                let next = i + delim_len;
+                self.scan = next;
+                return Ok((start..i, next));
+            }
+        }
+        Err(Some(found.map(|i| i - start)))
+    }
 }
 
 /// Bytes searched with the inlined SSE2 searcher before handing over to `memchr`'s AVX2 one.
@@ -573,15 +599,8 @@ impl Framer {
             // A frame begun as data events must end as an event too.
             return None;
         }
-        let delim_len = self.search.matcher.delimiter()?.len();
-        self.search.scan = self.search.scan.max(start);
-        let i = self.search.find(buf)?;
-        if (i - start) as u64 > self.room() {
-            return None;
-        }
-        let next = i + delim_len;
-        self.search.scan = next;
-        Some((start..i, next))
+        let room = self.room();
+        self.search.whole_frame(buf, start, room).ok()
     }
 
     /// Whether polling can only find nothing: every byte delivered, the input open, a
@@ -609,20 +628,13 @@ impl Framer {
     /// made, else the frame's length if a delimiter was found).
     #[inline(always)]
     fn whole_frame(&mut self) -> Result<std::ops::Range<usize>, Option<Option<usize>>> {
-        if !(self.is_steady() && self.search.matcher.delimiter().is_some()) {
+        if !self.is_steady() {
             return Err(None);
         }
-        let start = self.consumed;
-        self.search.scan = self.search.scan.max(start);
-        let found = self.find();
-        if let Some(i) = found {
-            if (i - start) as u64 <= self.room() {
-                self.consumed = i + self.delimiter_len();
-                self.search.scan = self.consumed;
-                return Ok(start..i);
-            }
-        }
-        Err(Some(found.map(|i| i - start)))
+        let room = self.room();
+        let (frame, next) = self.search.whole_frame(&self.buf, self.consumed, room)?;
+        self.consumed = next;
+        Ok(frame)
     }
 
     /// Drops what [`poll_frame_ref`](Self::poll_frame_ref) has handed out.
