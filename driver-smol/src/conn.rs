@@ -69,7 +69,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PollStream for Stream<S> {
         cx: &mut TaskContext<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+        // One slice (short replies copied together) goes as a plain write: on a socket that is
+        // `send`, which skips the file layer the kernel's `writev` passes through.
+        match bufs {
+            [one] => Pin::new(&mut self.0).poll_write(cx, one),
+            _ => Pin::new(&mut self.0).poll_write_vectored(cx, bufs),
+        }
     }
 
     fn poll_shutdown(&mut self, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
