@@ -46,6 +46,9 @@ impl Load {
 pub struct Report {
     /// Echoed lines counted.
     pub responses: u64,
+    /// Echoed lines over the whole run, warm-up included: what the server did while the load
+    /// ran, to divide its CPU time by.
+    pub all_responses: u64,
     /// Time counted.
     pub elapsed: Duration,
 }
@@ -100,6 +103,7 @@ pub fn run(load: &Load) -> io::Result<Report> {
     let counting_from = start + load.warmup;
     let end = counting_from + load.duration;
     let mut responses = 0u64;
+    let mut all_responses = 0u64;
     while Instant::now() < end {
         poll.poll(&mut events, Some(Duration::from_millis(50)))?;
         let now = Instant::now();
@@ -119,6 +123,7 @@ pub fn run(load: &Load) -> io::Result<Report> {
                         if now >= counting_from {
                             responses += lines as u64;
                         }
+                        all_responses += lines as u64;
                         conn.owed += lines * line_len;
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -157,6 +162,7 @@ pub fn run(load: &Load) -> io::Result<Report> {
     }
     Ok(Report {
         responses,
+        all_responses,
         elapsed: end.saturating_duration_since(counting_from),
     })
 }

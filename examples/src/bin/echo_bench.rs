@@ -10,7 +10,8 @@
 //!
 //! `compare` alternates the servers for ROUNDS rounds of SECONDS seconds (default 3 × 5 s) under
 //! 50 connections × 16 lines of 64 bytes in flight and prints the median lines per second of each
-//! and their ratio. `idle` opens CONNECTIONS (default 5000) connections to each server, has each
+//! and their ratio, the median of the ratios within each round, and the median CPU time (user
+//! and system, from `/proc`) each server spent per echoed line. `idle` opens CONNECTIONS (default 5000) connections to each server, has each
 //! echo one line, and reports the growth of the server's resident memory per idle connection.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -170,6 +171,25 @@ impl Server {
         Ok(Self { child, addr })
     }
 
+    /// User plus system CPU time the server has used so far, from `/proc` (Linux).
+    fn cpu_time(&self) -> io::Result<Duration> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
+        // Fields after the command name, which is in parentheses and may hold spaces:
+        // utime and stime are the 14th and 15th fields of the line.
+        let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let ticks: Vec<u64> = after_name
+            .split_whitespace()
+            .skip(11)
+            .take(2)
+            .filter_map(|t| t.parse().ok())
+            .collect();
+        let [user, system] = ticks[..] else {
+            return Err(io::Error::other("no utime/stime in /proc/PID/stat"));
+        };
+        // The kernel reports clock ticks of USER_HZ, 100 per second on Linux.
+        Ok(Duration::from_millis((user + system) * 10))
+    }
+
     fn rss_bytes(&self) -> io::Result<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
         let kb = status
@@ -206,22 +226,43 @@ fn compare(seconds: Duration, rounds: usize, only: Option<&str>) -> io::Result<(
         }
     }
     let mut rates: std::collections::HashMap<&str, Vec<f64>> = Default::default();
+    let mut cpu: std::collections::HashMap<&str, Vec<f64>> = Default::default();
     for round in 0..rounds.max(1) {
         for kind in &kinds {
             let server = Server::start(kind)?;
+            let before = server.cpu_time()?;
             let report = loadgen::run(&loadgen::Load::standard(server.addr, seconds))?;
+            let used = server.cpu_time()? - before;
+            let ns_per_line = used.as_nanos() as f64 / report.all_responses.max(1) as f64;
             eprintln!(
-                "round {round}: {kind:18} {:>12.0} lines/s",
+                "round {round}: {kind:18} {:>12.0} lines/s {ns_per_line:>6.0} ns CPU/line",
                 report.per_second()
             );
             rates.entry(kind).or_default().push(report.per_second());
+            cpu.entry(kind).or_default().push(ns_per_line);
         }
     }
-    println!("| server | lines/s (median of {rounds}) | baseline | baseline lines/s | ratio |");
-    println!("|---|---|---|---|---|");
+    println!(
+        "| server | lines/s (median of {rounds}) | baseline | baseline lines/s | ratio \
+         | median of the rounds' ratios | server CPU ns/line, ours : baseline |"
+    );
+    println!("|---|---|---|---|---|---|---|");
     for (ours, base) in pairs {
         let (a, b) = (median(rates[ours].clone()), median(rates[base].clone()));
-        println!("| {ours} | {a:.0} | {base} | {b:.0} | **{:.3}** |", a / b);
+        // Each round runs every server once, back to back: a ratio within a round is spared
+        // the drift of a shared machine's load from one round to the next.
+        let paired = median(
+            rates[ours]
+                .iter()
+                .zip(&rates[base])
+                .map(|(a, b)| a / b)
+                .collect(),
+        );
+        let (ca, cb) = (median(cpu[ours].clone()), median(cpu[base].clone()));
+        println!(
+            "| {ours} | {a:.0} | {base} | {b:.0} | **{:.3}** | {paired:.3} | {ca:.0} : {cb:.0} |",
+            a / b
+        );
     }
     Ok(())
 }
