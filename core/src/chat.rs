@@ -1118,6 +1118,9 @@ impl<P: Protocol> Chat<P> {
     /// holds the framer through its context (it may change the terminator) while the frame
     /// borrows the buffer.
     fn dispatch_borrowed(&mut self, now: Instant) {
+        if !self.core.framer.lends_frames() {
+            return;
+        }
         let buf = self.core.framer.lend_buffer();
         let mut delivered = 0;
         while self.core.may_deliver() {

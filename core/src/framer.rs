@@ -585,22 +585,29 @@ impl Framer {
         std::mem::take(&mut self.buf)
     }
 
-    /// The next delimiter frame of a lent buffer, from `start`, if it is whole, within
-    /// `max_frame`, and not begun as data events: its range and where the frame after it
-    /// starts. `None` when only the other polls can say what comes next (a partial frame, an
-    /// over-long one, a count, the end).
+    /// The next delimiter frame of a lent buffer, from `start`, if it is whole and within
+    /// `max_frame`: its range and where the frame after it starts. `None` when only the other
+    /// polls can say what comes next (a partial frame, an over-long one, a count, the end).
+    ///
+    /// Only while [`lends_frames`](Self::lends_frames): that holds for as long as the buffer is
+    /// lent (nothing a protocol's context can reach changes it), so it is checked once per lend.
     #[inline]
     pub(crate) fn whole_frame_in(
         &mut self,
         buf: &[u8],
         start: usize,
     ) -> Option<(std::ops::Range<usize>, usize)> {
-        if self.frame_len != 0 || !self.is_steady() {
-            // A frame begun as data events must end as an event too.
-            return None;
-        }
-        let room = self.room();
-        self.search.whole_frame(buf, start, room).ok()
+        debug_assert!(self.lends_frames());
+        self.search
+            .whole_frame(buf, start, self.max_frame as u64)
+            .ok()
+    }
+
+    /// Whether the next frame may be lent whole: it has not begun as data events (a frame
+    /// begun so must end as an event too), and no terminator or discard is owed.
+    #[inline]
+    pub(crate) fn lends_frames(&self) -> bool {
+        self.frame_len == 0 && self.is_steady()
     }
 
     /// Whether polling can only find nothing: every byte delivered, the input open, a

@@ -196,7 +196,7 @@ impl Outbox {
             self.seal_tail();
             self.enqueue(Item::Data(data));
         }
-        self.update_watermark();
+        self.note_growth();
         Ok(())
     }
 
@@ -234,7 +234,7 @@ impl Outbox {
             .fold(0usize, |len, part| len.saturating_add(part.len()));
         self.admit(len)?;
         self.copy_in(parts, len);
-        self.update_watermark();
+        self.note_growth();
         Ok(())
     }
 
@@ -351,6 +351,15 @@ impl Outbox {
     #[must_use]
     pub fn is_writable(&self) -> bool {
         !self.above_high
+    }
+
+    /// After output was added: only the high mark can have been crossed. (Whatever lowered
+    /// `queued` or moved the marks updated the flag, so it is not set with `queued <= low`.)
+    #[inline]
+    fn note_growth(&mut self) {
+        if self.queued > self.high {
+            self.above_high = true;
+        }
     }
 
     #[inline]

@@ -1,6 +1,7 @@
 //! Properties of the outbox: whatever mix of zero-copy pushes, copied slices and pieces (with and without
 //! coalescing), producers and partial writes, the peer receives exactly the bytes pushed, in
-//! push order, and the queued count never disagrees with what is left to write.
+//! push order, and the queued count never disagrees with what is left to write; and the
+//! writable flag follows its water marks with hysteresis, whatever moves them meanwhile.
 
 use std::io::IoSlice;
 
@@ -18,6 +19,8 @@ enum Op {
     Producer(Vec<u8>, usize),
     /// A write of at most this many bytes, from at most this many slices.
     Write(usize, usize),
+    /// New low and high water marks.
+    Marks(usize, usize),
 }
 
 fn bytes() -> impl Strategy<Value = Vec<u8>> {
@@ -34,12 +37,29 @@ fn op() -> impl Strategy<Value = Op> {
         2 => prop::collection::vec(bytes(), 0..4).prop_map(Op::PushSlices),
         1 => (bytes(), 1usize..64).prop_map(|(d, c)| Op::Producer(d, c)),
         3 => (1usize..10_000, 1usize..6).prop_map(|(n, s)| Op::Write(n, s)),
+        1 => marks().prop_map(|(low, high)| Op::Marks(low, high)),
     ]
+}
+
+/// Water marks around the sizes the ops push, `low` sometimes above `high` (it is clamped).
+fn marks() -> impl Strategy<Value = (usize, usize)> {
+    (0usize..12_000, 0usize..12_000)
 }
 
 /// One write of at most `max` bytes from at most `slices` slices: what a socket taking
 /// partial writes does. Returns the bytes written.
 fn write(out: &mut Outbox, max: usize, slices: usize) -> Vec<u8> {
+    write_watched(out, max, slices, |_| {})
+}
+
+/// [`write`], showing `watch` the outbox between the poll (which pulls producers, so more is
+/// queued) and the advance.
+fn write_watched(
+    out: &mut Outbox,
+    max: usize,
+    slices: usize,
+    mut watch: impl FnMut(&Outbox),
+) -> Vec<u8> {
     let mut dst = vec![IoSlice::new(&[]); slices];
     let n = out.poll_slices(&mut dst);
     let taken: Vec<u8> = dst[..n]
@@ -47,8 +67,27 @@ fn write(out: &mut Outbox, max: usize, slices: usize) -> Vec<u8> {
         .flat_map(|s| s.iter().copied())
         .take(max)
         .collect();
+    watch(out);
     out.advance(taken.len());
     taken
+}
+
+/// Applies `op` to `out`; returns what a write took (nothing for the other ops).
+fn apply(out: &mut Outbox, op: &Op) -> Vec<u8> {
+    match op {
+        Op::Push(d) => out.push(Bytes::from(d.clone())).unwrap(),
+        Op::PushSlice(d) => out.push_slice(d).unwrap(),
+        Op::PushSlices(parts) => {
+            let slices: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+            out.push_slices(&slices).unwrap();
+        }
+        Op::Producer(d, chunk) => out
+            .push_producer(SimpleProducer::new(d.clone(), *chunk))
+            .unwrap(),
+        Op::Marks(low, high) => out.set_water_marks(*low, *high),
+        Op::Write(max, slices) => return write(out, *max, *slices),
+    }
+    Vec::new()
 }
 
 proptest! {
@@ -63,26 +102,15 @@ proptest! {
         let (mut pushed, mut received) = (Vec::new(), Vec::new());
         let mut unpulled = 0usize;
         for op in ops {
+            received.extend(apply(&mut out, &op));
             match op {
-                Op::Push(d) => {
-                    out.push(Bytes::from(d.clone())).unwrap();
-                    pushed.extend_from_slice(&d);
-                }
-                Op::PushSlice(d) => {
-                    out.push_slice(&d).unwrap();
-                    pushed.extend_from_slice(&d);
-                }
-                Op::PushSlices(parts) => {
-                    let slices: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
-                    out.push_slices(&slices).unwrap();
-                    pushed.extend(parts.concat());
-                }
-                Op::Producer(d, chunk) => {
+                Op::Push(d) | Op::PushSlice(d) => pushed.extend(d),
+                Op::PushSlices(parts) => pushed.extend(parts.concat()),
+                Op::Producer(d, _) => {
                     unpulled += d.len();
-                    out.push_producer(SimpleProducer::new(d.clone(), chunk)).unwrap();
-                    pushed.extend_from_slice(&d);
+                    pushed.extend(d);
                 }
-                Op::Write(max, slices) => received.extend(write(&mut out, max, slices)),
+                Op::Write(..) | Op::Marks(..) => {}
             }
             // Producers' bytes count once pulled; everything else as soon as it is pushed.
             let pending = pushed.len() - received.len();
@@ -96,5 +124,43 @@ proptest! {
         }
         prop_assert_eq!(out.queued_bytes(), 0);
         prop_assert_eq!(received, pushed);
+    }
+
+    #[test]
+    fn writable_follows_the_water_marks_with_hysteresis(
+        ops in prop::collection::vec(op(), 0..60),
+        (low, high) in marks(),
+        coalesce in prop_oneof![Just(0usize), 1usize..100],
+    ) {
+        let mut out = Outbox::new().with_coalescing(coalesce).with_water_marks(low, high);
+        let (mut low, mut high) = (low.min(high), high);
+        let mut writable = true;
+        // The flag after any change of what is queued or of the marks.
+        let mut check = |out: &Outbox, low: usize, high: usize| {
+            let queued = out.queued_bytes();
+            if queued > high {
+                writable = false;
+            } else if queued <= low {
+                writable = true;
+            }
+            (out.is_writable() == writable).then_some(()).ok_or(format!(
+                "writable {} with queued {queued}, low {low}, high {high}",
+                out.is_writable()
+            ))
+        };
+        check(&out, low, high).map_err(TestCaseError::fail)?;
+        for op in ops {
+            if let Op::Marks(l, h) = op {
+                (low, high) = (l.min(h), h);
+            }
+            if let Op::Write(max, slices) = op {
+                let mut pulled = Ok(());
+                write_watched(&mut out, max, slices, |out| pulled = check(out, low, high));
+                pulled.map_err(TestCaseError::fail)?;
+            } else {
+                apply(&mut out, &op);
+            }
+            check(&out, low, high).map_err(TestCaseError::fail)?;
+        }
     }
 }
