@@ -146,6 +146,10 @@ pub(crate) fn write_ready<P: Protocol, S: StreamIo>(
             Ok(n) => {
                 total += n;
                 chat.handle_written(n);
+                if !chat.interest().writable {
+                    // All written: asking the outbox again would only find it empty.
+                    return Ok((total, false));
+                }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok((total, true)),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
