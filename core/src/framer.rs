@@ -848,9 +848,10 @@ impl Framer {
     /// Lets go of the (empty) buffer: an idle connection holds none. One nothing else refers to
     /// is kept for the next read on this thread.
     fn release(&mut self) {
-        let buf = std::mem::take(&mut self.buf);
-        if !std::mem::take(&mut self.shared) {
-            spare::give(buf);
+        if std::mem::take(&mut self.shared) {
+            self.buf = BytesMut::new();
+        } else {
+            spare::give(&mut self.buf);
         }
     }
 

@@ -328,7 +328,7 @@ impl Outbox {
     /// [`close_when_done`](Self::close_when_done) (as Python's `discard_buffers`).
     pub fn discard(&mut self) {
         give_queue(std::mem::take(&mut self.items));
-        spare::give(std::mem::take(&mut self.tail));
+        spare::give(&mut self.tail);
         self.queued = 0;
         self.closing = false;
         self.update_watermark();
@@ -454,16 +454,16 @@ impl Outbox {
                 }
                 None => {
                     self.queued -= self.tail.len();
-                    // Cleared, not advanced: its whole allocation stays usable.
-                    self.tail.clear();
-                    spare::give(std::mem::take(&mut self.tail));
+                    // Given back whole (the pool clears it), not advanced: its whole
+                    // allocation stays usable.
+                    spare::give(&mut self.tail);
                     break;
                 }
             };
             n -= len;
             self.queued -= len;
-            if let Some(Item::Copied(written)) = self.items.pop_front() {
-                spare::give(written);
+            if let Some(Item::Copied(mut written)) = self.items.pop_front() {
+                spare::give(&mut written);
             }
         }
         if self.items.is_empty() && self.items.capacity() != 0 {

@@ -51,30 +51,48 @@ pub(crate) fn take(capacity: usize) -> BytesMut {
     }
 }
 
-/// Keeps `buf` for reuse on this thread if there is room; otherwise frees it.
+/// Takes `buf` (leaving it empty, without memory) and keeps it for reuse on this thread if
+/// there is room; otherwise frees it.
 ///
 /// Only worth it for a buffer whose memory the caller owns alone (no `Bytes` split off it still
 /// alive): a shared one would be replaced, not reused, by the `take` that got it.
-pub(crate) fn give(mut buf: BytesMut) {
-    buf.clear();
+///
+/// Takes the buffer by reference and moves it straight from its owner into the pool: a buffer
+/// moved out first, into a temporary, was read back (in 16-byte halves) right after being
+/// written (in 8-byte words), a store-forwarding stall that made this the costliest step of
+/// giving a buffer back.
+pub(crate) fn give(buf: &mut BytesMut) {
     if buf.capacity() < RECLAIM_BELOW {
         // A buffer advanced past what was written or read has its start moved back, so that its
         // whole allocation counts (and is offered) again. Its owners clear rather than advance
         // a buffer they empty, so this is rare.
+        buf.clear();
         let _ = buf.try_reclaim(buf.capacity() + 1);
     }
     let cap = buf.capacity();
     if cap == 0 || cap > MAX_KEPT {
+        *buf = BytesMut::new();
         return;
     }
-    // A thread being torn down has no spares left to keep: drop the buffer then.
-    let _ = SPARE.try_with(|spare| {
-        if let Ok(mut spare) = spare.try_borrow_mut() {
-            if spare.len() < SLOTS {
-                spare.push(buf);
+    // A thread being torn down has no spares left to keep: the buffer is dropped then.
+    let kept = SPARE
+        .try_with(|spare| {
+            let Ok(mut spare) = spare.try_borrow_mut() else {
+                return false;
+            };
+            if spare.len() >= SLOTS {
+                return false;
             }
-        }
-    });
+            spare.push(std::mem::take(buf));
+            if let Some(last) = spare.last_mut() {
+                last.clear();
+            }
+            true
+        })
+        .unwrap_or(false);
+    if !kept {
+        *buf = BytesMut::new();
+    }
 }
 
 #[cfg(test)]
@@ -92,7 +110,7 @@ mod tests {
         let mut buf = BytesMut::with_capacity(4096);
         buf.extend_from_slice(b"some bytes");
         let ptr = buf.as_ptr();
-        give(buf);
+        give(&mut buf);
         let again = take(4096);
         assert_eq!(again.as_ptr(), ptr, "the same allocation comes back");
         assert!(again.is_empty());
@@ -106,7 +124,7 @@ mod tests {
         buf.extend_from_slice(&[7; 1000]);
         let _ = buf.split_to(0);
         bytes::Buf::advance(&mut buf, 1000);
-        give(buf);
+        give(&mut buf);
         let again = take(4096);
         assert!(again.capacity() >= 4096, "capacity {}", again.capacity());
     }
@@ -114,7 +132,7 @@ mod tests {
     #[test]
     fn buffers_far_larger_than_asked_for_are_not_handed_out() {
         empty_pool();
-        give(BytesMut::with_capacity(64 * 1024));
+        give(&mut BytesMut::with_capacity(64 * 1024));
         let small = take(4096);
         assert!(
             small.capacity() < 64 * 1024,
@@ -128,10 +146,10 @@ mod tests {
     #[test]
     fn a_fitting_buffer_is_found_behind_one_that_does_not_fit() {
         empty_pool();
-        let small = BytesMut::with_capacity(4096);
+        let mut small = BytesMut::with_capacity(4096);
         let ptr = small.as_ptr();
-        give(small);
-        give(BytesMut::with_capacity(64 * 1024));
+        give(&mut small);
+        give(&mut BytesMut::with_capacity(64 * 1024));
         let again = take(4096);
         assert_eq!(
             again.as_ptr(),
@@ -149,9 +167,9 @@ mod tests {
     fn at_most_a_few_buffers_are_kept_per_thread() {
         empty_pool();
         for _ in 0..SLOTS * 4 {
-            give(BytesMut::with_capacity(4096));
+            give(&mut BytesMut::with_capacity(4096));
         }
-        give(BytesMut::with_capacity(MAX_KEPT + 1));
+        give(&mut BytesMut::with_capacity(MAX_KEPT + 1));
         let kept = SPARE.with(|s| s.borrow().len());
         assert_eq!(kept, SLOTS);
         assert!(SPARE.with(|s| s.borrow().iter().all(|b| b.capacity() <= MAX_KEPT)));
