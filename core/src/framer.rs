@@ -438,7 +438,7 @@ impl Framer {
         }
         let before = self.buf.len();
         if self.buf.capacity() == 0 {
-            self.buf = spare::take(reserve);
+            spare::take(&mut self.buf, reserve);
             self.shared = false;
         } else {
             self.buf.reserve(reserve);

@@ -269,7 +269,7 @@ impl Outbox {
     #[inline(never)]
     fn new_tail(&mut self, len: usize) {
         self.seal_tail();
-        self.tail = spare::take(COPY_CHUNK.max(len));
+        spare::take(&mut self.tail, COPY_CHUNK.max(len));
     }
 
     /// Moves what the tail copy buffer holds into the queue, so that a push not copied can go

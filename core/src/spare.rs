@@ -25,29 +25,38 @@ thread_local! {
     static SPARE: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
 }
 
-/// An empty buffer with room for at least `capacity` bytes and at most four times that (so a
-/// connection that then goes idle mid-frame does not sit on a buffer far larger than it asked
-/// for): a spare one if this thread has one that fits, else a new one.
-pub(crate) fn take(capacity: usize) -> BytesMut {
+/// Puts into `dst` (which should hold no memory: it is dropped) an empty buffer with room for at
+/// least `capacity` bytes and at most four times that (so a connection that then goes idle
+/// mid-frame does not sit on a buffer far larger than it asked for): a spare one if this thread
+/// has one that fits, else a new one.
+///
+/// Writes into its owner's place rather than returning the buffer, for the reason [`give`]
+/// takes one by reference.
+pub(crate) fn take(dst: &mut BytesMut, capacity: usize) {
     let fits = |b: &BytesMut| (capacity..=capacity.saturating_mul(4)).contains(&b.capacity());
-    let spare = SPARE.with(|spare| {
-        let mut spare = spare.try_borrow_mut().ok()?;
+    let found = SPARE.with(|spare| {
+        let Ok(mut spare) = spare.try_borrow_mut() else {
+            return false;
+        };
         // The buffer given back last is the likeliest fit (a connection takes back what it
         // gave up in its previous event): popped without a search.
-        if spare.last().is_some_and(fits) {
-            return spare.pop();
-        }
-        let at = spare.iter().rposition(fits)?;
-        Some(spare.swap_remove(at))
+        let at = if spare.last().is_some_and(fits) {
+            spare.len() - 1
+        } else {
+            match spare.iter().rposition(fits) {
+                Some(at) => at,
+                None => return false,
+            }
+        };
+        *dst = spare.swap_remove(at);
+        true
     });
-    match spare {
-        Some(mut buf) => {
-            // Cannot allocate: a spare buffer is unique and empty, so this only moves its start
-            // back to the beginning of its allocation.
-            buf.reserve(capacity);
-            buf
-        }
-        None => BytesMut::with_capacity(capacity),
+    if found {
+        // Cannot allocate: a spare buffer is unique and empty, so this only moves its start
+        // back to the beginning of its allocation.
+        dst.reserve(capacity);
+    } else {
+        *dst = BytesMut::with_capacity(capacity);
     }
 }
 
@@ -111,7 +120,8 @@ mod tests {
         buf.extend_from_slice(b"some bytes");
         let ptr = buf.as_ptr();
         give(&mut buf);
-        let again = take(4096);
+        let mut again = BytesMut::new();
+        take(&mut again, 4096);
         assert_eq!(again.as_ptr(), ptr, "the same allocation comes back");
         assert!(again.is_empty());
         assert!(again.capacity() >= 4096);
@@ -125,7 +135,8 @@ mod tests {
         let _ = buf.split_to(0);
         bytes::Buf::advance(&mut buf, 1000);
         give(&mut buf);
-        let again = take(4096);
+        let mut again = BytesMut::new();
+        take(&mut again, 4096);
         assert!(again.capacity() >= 4096, "capacity {}", again.capacity());
     }
 
@@ -133,13 +144,15 @@ mod tests {
     fn buffers_far_larger_than_asked_for_are_not_handed_out() {
         empty_pool();
         give(&mut BytesMut::with_capacity(64 * 1024));
-        let small = take(4096);
+        let mut small = BytesMut::new();
+        take(&mut small, 4096);
         assert!(
             small.capacity() < 64 * 1024,
             "capacity {}",
             small.capacity()
         );
-        let large = take(64 * 1024);
+        let mut large = BytesMut::new();
+        take(&mut large, 64 * 1024);
         assert!(large.capacity() >= 64 * 1024);
     }
 
@@ -150,13 +163,15 @@ mod tests {
         let ptr = small.as_ptr();
         give(&mut small);
         give(&mut BytesMut::with_capacity(64 * 1024));
-        let again = take(4096);
+        let mut again = BytesMut::new();
+        take(&mut again, 4096);
         assert_eq!(
             again.as_ptr(),
             ptr,
             "the earlier, fitting buffer comes back"
         );
-        let large = take(64 * 1024);
+        let mut large = BytesMut::new();
+        take(&mut large, 64 * 1024);
         assert!(
             large.capacity() >= 64 * 1024,
             "and the large one stays for a large ask"
