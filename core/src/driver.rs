@@ -446,8 +446,14 @@ impl<T> Registry<T> {
 /// ```
 #[must_use]
 pub fn mailbox() -> (MailboxSender, MailboxReceiver) {
-    let shared = std::sync::Arc::new(std::sync::Mutex::new(MailboxState::default()));
-    (MailboxSender(shared.clone()), MailboxReceiver(shared))
+    let shared = std::sync::Arc::new(Shared::default());
+    (
+        MailboxSender(shared.clone()),
+        MailboxReceiver {
+            shared,
+            registered: None,
+        },
+    )
 }
 
 #[derive(Debug, Default)]
@@ -458,29 +464,45 @@ struct MailboxState {
     receiver_gone: bool,
 }
 
-type Shared = std::sync::Arc<std::sync::Mutex<MailboxState>>;
+#[derive(Debug, Default)]
+struct Shared {
+    /// Set (under the lock) whenever a sender queues a command, goes away, or takes the waker;
+    /// cleared (under the lock) when the receiver registers its waker with nothing queued.
+    /// While it is clear, polling could only find what the last poll found: the receiver
+    /// answers `Pending` without taking the lock, once per wake-up of every connection.
+    news: std::sync::atomic::AtomicBool,
+    state: std::sync::Mutex<MailboxState>,
+}
 
-fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, MailboxState> {
-    // A panic elsewhere while holding the lock leaves a queue that is still consistent.
-    shared
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, MailboxState> {
+        // A panic elsewhere while holding the lock leaves a queue that is still consistent.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Takes the registered waker and tells the receiver to look (called with the lock held).
+    fn notify(&self, state: &mut MailboxState) -> Option<std::task::Waker> {
+        self.news.store(true, std::sync::atomic::Ordering::Release);
+        state.waker.take()
+    }
 }
 
 /// The sending end of a [`mailbox`]; dropping it ends the receiver's stream of commands.
 #[derive(Debug)]
-pub struct MailboxSender(Shared);
+pub struct MailboxSender(std::sync::Arc<Shared>);
 
 impl MailboxSender {
     /// Queues `command` and wakes the connection's task; `false` if the connection is gone.
     pub fn send(&self, command: Command) -> bool {
         let waker = {
-            let mut state = lock(&self.0);
+            let mut state = self.0.lock();
             if state.receiver_gone {
                 return false;
             }
             state.queue.push_back(command);
-            state.waker.take()
+            self.0.notify(&mut state)
         };
         if let Some(waker) = waker {
             waker.wake();
@@ -492,9 +514,9 @@ impl MailboxSender {
 impl Drop for MailboxSender {
     fn drop(&mut self) {
         let waker = {
-            let mut state = lock(&self.0);
+            let mut state = self.0.lock();
             state.sender_gone = true;
-            state.waker.take()
+            self.0.notify(&mut state)
         };
         if let Some(waker) = waker {
             waker.wake();
@@ -504,11 +526,25 @@ impl Drop for MailboxSender {
 
 /// The receiving end of a [`mailbox`], polled by the connection's task.
 #[derive(Debug)]
-pub struct MailboxReceiver(Shared);
+pub struct MailboxReceiver {
+    shared: std::sync::Arc<Shared>,
+    /// The waker last registered with the mailbox, to know without the lock that it is still
+    /// the task's.
+    registered: Option<std::task::Waker>,
+}
 
 impl PollCommands for MailboxReceiver {
     fn poll_command(&mut self, cx: &mut TaskContext<'_>) -> Poll<Option<Command>> {
-        let mut state = lock(&self.0);
+        let quiet = !self.shared.news.load(std::sync::atomic::Ordering::Acquire);
+        if quiet
+            && self
+                .registered
+                .as_ref()
+                .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            return Poll::Pending;
+        }
+        let mut state = self.shared.lock();
         if let Some(command) = state.queue.pop_front() {
             if state.queue.is_empty() {
                 state.queue = std::collections::VecDeque::new();
@@ -518,20 +554,30 @@ impl PollCommands for MailboxReceiver {
         if state.sender_gone {
             return Poll::Ready(None);
         }
-        if !state
+        let current = state
             .waker
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()));
+        if !current {
+            state.waker = Some(cx.waker().clone());
+        }
+        if !self
+            .registered
             .as_ref()
             .is_some_and(|w| w.will_wake(cx.waker()))
         {
-            state.waker = Some(cx.waker().clone());
+            self.registered = Some(cx.waker().clone());
         }
+        self.shared
+            .news
+            .store(false, std::sync::atomic::Ordering::Release);
         Poll::Pending
     }
 }
 
 impl Drop for MailboxReceiver {
     fn drop(&mut self) {
-        let mut state = lock(&self.0);
+        let mut state = self.shared.lock();
         state.receiver_gone = true;
         state.queue = std::collections::VecDeque::new();
     }
@@ -723,6 +769,97 @@ mod tests {
         let (tx, rx) = mailbox();
         drop(rx);
         assert!(!tx.send(Command::Close), "nobody to receive");
+    }
+
+    #[test]
+    fn a_quiet_mailbox_still_takes_the_tasks_new_waker() {
+        let (first, second) = (
+            Arc::new(Count(AtomicUsize::new(0))),
+            Arc::new(Count(AtomicUsize::new(0))),
+        );
+        let (waker_1, waker_2) = (Waker::from(first.clone()), Waker::from(second.clone()));
+        let (tx, mut rx) = mailbox();
+        let polls = 3;
+        for _ in 0..polls {
+            // Quiet after the first: answered without the lock.
+            assert_eq!(
+                rx.poll_command(&mut TaskContext::from_waker(&waker_1)),
+                Poll::Pending
+            );
+        }
+        // The task moved (another executor, another waker): the mailbox must learn it.
+        assert_eq!(
+            rx.poll_command(&mut TaskContext::from_waker(&waker_2)),
+            Poll::Pending
+        );
+        assert!(tx.send(Command::Close));
+        assert_eq!(second.0.load(Ordering::SeqCst), 1, "the new waker is woken");
+        assert_eq!(first.0.load(Ordering::SeqCst), 0, "the old one is not");
+    }
+
+    #[test]
+    fn commands_sent_from_other_threads_all_arrive_in_order_with_a_wake_for_each_wait() {
+        // A receiver that waits for wakes, as a task would, against senders on other threads:
+        // a command queued while the receiver goes quiet must still wake it.
+        let (tx, mut rx) = mailbox();
+        let senders = 4;
+        let per_sender = 2_000u32;
+        let tx = Arc::new(tx);
+        let threads: Vec<_> = (0..senders)
+            .map(|t| {
+                let tx = tx.clone();
+                std::thread::spawn(move || {
+                    for i in 0..per_sender {
+                        let tag = format!("{t}:{i}");
+                        assert!(tx.send(Command::Push(Bytes::from(tag))));
+                    }
+                })
+            })
+            .collect();
+        let wake = Arc::new(Unpark(std::thread::current(), AtomicUsize::new(0)));
+        let waker = Waker::from(wake.clone());
+        let mut cx = TaskContext::from_waker(&waker);
+        let mut next = vec![0u32; senders];
+        let mut received = 0;
+        while received < senders as u32 * per_sender {
+            // Counted before the poll: a wake between the poll and the wait is not missed.
+            let wakes = wake.1.load(Ordering::SeqCst);
+            match rx.poll_command(&mut cx) {
+                Poll::Ready(Some(Command::Push(data))) => {
+                    let tag = std::str::from_utf8(&data).unwrap();
+                    let (t, i) = tag.split_once(':').unwrap();
+                    let (t, i): (usize, u32) = (t.parse().unwrap(), i.parse().unwrap());
+                    assert_eq!(i, next[t], "sender {t}'s commands in order");
+                    next[t] += 1;
+                    received += 1;
+                }
+                Poll::Ready(other) => panic!("unexpected {other:?}"),
+                Poll::Pending => {
+                    // Pending registered the waker: a command queued since wakes us. A lost
+                    // wake-up shows as a wait that only the timeout ends.
+                    let waited = Instant::now();
+                    while wake.1.load(Ordering::SeqCst) == wakes {
+                        assert!(
+                            waited.elapsed() < std::time::Duration::from_secs(5),
+                            "a wake-up was lost after {received} commands"
+                        );
+                        std::thread::park_timeout(std::time::Duration::from_millis(100));
+                    }
+                }
+            }
+        }
+        for thread in threads {
+            thread.join().unwrap();
+        }
+    }
+
+    /// Unparks a thread and counts the wakes.
+    struct Unpark(std::thread::Thread, AtomicUsize);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.1.fetch_add(1, Ordering::SeqCst);
+            self.0.unpark();
+        }
     }
 }
 
