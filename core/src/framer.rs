@@ -616,8 +616,7 @@ impl Framer {
     pub(crate) fn is_drained(&self) -> bool {
         self.buf.len() == self.consumed
             && self.input == Input::Open
-            && self.is_steady()
-            && self.frame_len == 0
+            && self.lends_frames()
             && self.search.matcher.delimiter().is_some()
     }
 

@@ -26,10 +26,6 @@ pub(crate) trait StreamIo: Source + Write {
     fn shutdown_write(&mut self) -> io::Result<()>;
     /// For a connecting client: `Ok(true)` once connected, `Ok(false)` while still connecting.
     fn connect_result(&mut self) -> io::Result<bool>;
-    /// Writes from `bufs` in order, as much as the stream takes now.
-    fn write_slices(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.write_vectored(bufs)
-    }
 }
 
 impl StreamIo for TcpStream {
@@ -49,15 +45,6 @@ impl StreamIo for TcpStream {
 
     fn shutdown_write(&mut self) -> io::Result<()> {
         self.shutdown(Shutdown::Write)
-    }
-
-    fn write_slices(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        // One slice (short replies copied together) goes by `send`: the kernel's `writev`
-        // passes through the file layer (position lock check, fsnotify) on every call.
-        match bufs {
-            [one] => self.write(one),
-            _ => self.write_vectored(bufs),
-        }
     }
 
     fn connect_result(&mut self) -> io::Result<bool> {
@@ -138,7 +125,13 @@ pub(crate) fn write_ready<P: Protocol, S: StreamIo>(
 ) -> io::Result<(usize, bool)> {
     let mut total = 0;
     loop {
-        let Some(result) = chat.transmit_with(|slices| io.write_slices(slices)) else {
+        // One slice (short replies copied together) goes as a plain write, on a socket `send`:
+        // the kernel's `writev` passes through the file layer (position lock check, fsnotify)
+        // on every call.
+        let Some(result) = chat.transmit_with(|slices| match slices {
+            [one] => io.write(one),
+            _ => io.write_vectored(slices),
+        }) else {
             return Ok((total, false));
         };
         match result {
