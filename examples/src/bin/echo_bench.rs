@@ -11,8 +11,9 @@
 //! `compare` alternates the servers for ROUNDS rounds of SECONDS seconds (default 3 × 5 s) under
 //! 50 connections × 16 lines of 64 bytes in flight and prints the median lines per second of each
 //! and their ratio, the median of the ratios within each round, and the median CPU time (user
-//! and system, from `/proc`) each server spent per echoed line. `idle` opens CONNECTIONS (default 5000) connections to each server, has each
-//! echo one line, and reports the growth of the server's resident memory per idle connection.
+//! and system, from `/proc`) each server spent per echoed line. `idle` opens CONNECTIONS
+//! (default 5000) connections to each server, has each echo one line, and reports the growth of
+//! the server's resident memory per idle connection.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
