@@ -2,7 +2,7 @@
 //! echo server, both run as child processes and driven by the same load generator in one run.
 //!
 //! ```text
-//! cargo run --release -p asynchat-examples --bin echo_bench -- compare [SECONDS] [ROUNDS] [BASELINES]
+//! cargo run --release -p asynchat-examples --bin echo_bench -- compare [SECONDS] [ROUNDS] [SERVERS]
 //! cargo run --release -p asynchat-examples --bin echo_bench -- idle [CONNECTIONS]
 //! cargo run --release -p asynchat-examples --bin echo_bench -- serve asynchat|raw
 //! cargo run --release -p asynchat-examples --bin echo_bench -- load ADDR [SECONDS]
@@ -11,7 +11,9 @@
 //! `compare` alternates the servers for ROUNDS rounds of SECONDS seconds (default 3 × 5 s) under
 //! 50 connections × 16 lines of 64 bytes in flight and prints the median lines per second of each
 //! and their ratio, the median of the ratios within each round, and the median CPU time (user
-//! and system, from `/proc`) each server spent per echoed line. `idle` opens CONNECTIONS
+//! and system, from `/proc`) each server spent per echoed line. SERVERS (comma-separated) keeps
+//! the pairs with a server or baseline of those names: `smol-plain` runs the three smol pairs,
+//! `smol-copy` that pair alone. `idle` opens CONNECTIONS
 //! (default 5000) connections to each server, has each echo one line, and reports the growth of
 //! the server's resident memory per idle connection.
 
@@ -91,7 +93,7 @@ fn main() -> io::Result<()> {
             Ok(())
         }
         _ => {
-            eprintln!("usage: echo_bench compare [SECONDS] [ROUNDS] [raw,tokio-framed,smol-plain] | idle [CONNECTIONS] | serve asynchat|raw | load ADDR [SECONDS]");
+            eprintln!("usage: echo_bench compare [SECONDS] [ROUNDS] [SERVER,...] | idle [CONNECTIONS] | serve asynchat|raw | load ADDR [SECONDS]");
             std::process::exit(2);
         }
     }
@@ -214,12 +216,18 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// Runs the pairs whose baseline is in `only` (comma-separated; all if `None`).
+/// Runs the pairs whose baseline or server is named in `only` (comma-separated; all if `None`):
+/// `smol-plain` runs the three smol pairs, `smol-copy` that pair alone.
 fn compare(seconds: Duration, rounds: usize, only: Option<&str>) -> io::Result<()> {
     let pairs: Vec<(&str, &str)> = PAIRS
         .into_iter()
-        .filter(|(_, base)| only.is_none_or(|o| o.split(',').any(|b| b == *base)))
+        .filter(|(ours, base)| only.is_none_or(|o| o.split(',').any(|k| k == *base || k == *ours)))
         .collect();
+    if pairs.is_empty() {
+        return Err(io::Error::other(format!(
+            "no pair has a server or baseline named in {only:?}"
+        )));
+    }
     let mut kinds: Vec<&str> = Vec::new();
     for kind in pairs.iter().flat_map(|(a, b)| [*a, *b]) {
         if !kinds.contains(&kind) {
