@@ -10,12 +10,12 @@
 //!
 //! `compare` alternates the servers for ROUNDS rounds of SECONDS seconds (default 3 × 5 s) under
 //! 50 connections × 16 lines of 64 bytes in flight and prints the median lines per second of each
-//! and their ratio, the median of the ratios within each round, and the median CPU time (user
-//! and system, from `/proc`) each server spent per echoed line. SERVERS (comma-separated) keeps
-//! the pairs with a server or baseline of those names: `smol-plain` runs the three smol pairs,
-//! `smol-copy` that pair alone. `idle` opens CONNECTIONS
-//! (default 5000) connections to each server, has each echo one line, and reports the growth of
-//! the server's resident memory per idle connection.
+//! and their ratio, the median of the ratios within each round (with a 95 % interval, and how
+//! many rounds ours won), and the median CPU time (user and system, from `/proc`) each server
+//! spent per echoed line. SERVERS (comma-separated) keeps the pairs with a server or baseline
+//! of those names: `smol-plain` runs the three smol pairs, `smol-copy` that pair alone. `idle`
+//! opens CONNECTIONS (default 5000) connections to each server, has each echo one line, and
+//! reports the growth of the server's resident memory per idle connection.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -216,6 +216,24 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// A 95 % interval for the median of `v` that assumes nothing of the distribution (the sign
+/// test's): the k-th smallest and the k-th largest value, for the largest k with
+/// P(Binomial(n, ½) < k) ≤ 2.5 %. `None` below 6 values, where no interval reaches 95 %.
+fn median_interval(mut v: Vec<f64>) -> Option<(f64, f64)> {
+    let n = v.len();
+    v.sort_by(f64::total_cmp);
+    // P(X = j) in logarithms, so that no term underflows for many rounds.
+    let mut ln_p = n as f64 * 0.5f64.ln();
+    let mut cdf = ln_p.exp();
+    let mut k = 0;
+    while cdf <= 0.025 && k < n / 2 {
+        k += 1;
+        ln_p += ((n - k + 1) as f64 / k as f64).ln();
+        cdf += ln_p.exp();
+    }
+    (k > 0).then(|| (v[k - 1], v[n - k]))
+}
+
 /// Runs the pairs whose baseline or server is named in `only` (comma-separated; all if `None`):
 /// `smol-plain` runs the three smol pairs, `smol-copy` that pair alone.
 fn compare(seconds: Duration, rounds: usize, only: Option<&str>) -> io::Result<()> {
@@ -253,23 +271,27 @@ fn compare(seconds: Duration, rounds: usize, only: Option<&str>) -> io::Result<(
     }
     println!(
         "| server | lines/s (median of {rounds}) | baseline | baseline lines/s | ratio \
-         | median of the rounds' ratios | server CPU ns/line, ours : baseline |"
+         | median of the rounds' ratios (95 % interval) | rounds won | server CPU ns/line, ours : \
+         baseline |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     for (ours, base) in pairs {
         let (a, b) = (median(rates[ours].clone()), median(rates[base].clone()));
         // Each round runs every server once, back to back: a ratio within a round is spared
         // the drift of a shared machine's load from one round to the next.
-        let paired = median(
-            rates[ours]
-                .iter()
-                .zip(&rates[base])
-                .map(|(a, b)| a / b)
-                .collect(),
-        );
+        let ratios: Vec<f64> = rates[ours]
+            .iter()
+            .zip(&rates[base])
+            .map(|(a, b)| a / b)
+            .collect();
+        let won = ratios.iter().filter(|r| **r > 1.0).count();
+        let interval = median_interval(ratios.clone())
+            .map_or_else(String::new, |(lo, hi)| format!(" ({lo:.3}–{hi:.3})"));
+        let paired = median(ratios);
         let (ca, cb) = (median(cpu[ours].clone()), median(cpu[base].clone()));
         println!(
-            "| {ours} | {a:.0} | {base} | {b:.0} | **{:.3}** | {paired:.3} | {ca:.0} : {cb:.0} |",
+            "| {ours} | {a:.0} | {base} | {b:.0} | **{:.3}** | {paired:.3}{interval} | {won} | \
+             {ca:.0} : {cb:.0} |",
             a / b
         );
     }
@@ -314,4 +336,28 @@ fn idle(connections: usize) -> io::Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_median_interval_trims_as_many_rounds_as_the_sign_test_allows() {
+        let ranks = |n: usize| (1..=n).map(|i| i as f64).collect::<Vec<_>>();
+        // Five rounds cannot give 95 %: even the whole range covers the median only 94 % of
+        // the time (1 - 2/32).
+        assert_eq!(median_interval(ranks(5)), None);
+        assert_eq!(median_interval(ranks(6)), Some((1.0, 6.0)));
+        // P(Bin(15, ½) ≤ 3) = 1.8 %, P(≤ 4) = 5.9 %: the 4th smallest and the 4th largest.
+        assert_eq!(median_interval(ranks(15)), Some((4.0, 12.0)));
+        // P(Bin(41, ½) ≤ 13) = 1.4 %, P(≤ 14) = 3.0 %.
+        assert_eq!(median_interval(ranks(41)), Some((14.0, 28.0)));
+        // Order, not position, counts; and many rounds neither underflow nor overrun.
+        let mut shuffled = ranks(41);
+        shuffled.reverse();
+        assert_eq!(median_interval(shuffled), Some((14.0, 28.0)));
+        // P(Bin(2000, ½) ≤ 955) ≤ 2.5 % < P(≤ 956) (computed exactly, with integers).
+        assert_eq!(median_interval(ranks(2000)), Some((956.0, 1045.0)));
+    }
 }
