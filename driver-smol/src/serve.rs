@@ -151,10 +151,13 @@ pub async fn connect<P: Protocol>(
     Ok(())
 }
 
-/// Runs `protocol` over an already connected `futures-io` stream until it closes.
+/// Runs `protocol` over an already connected `futures-io` stream until it closes: a Unix
+/// socket (`smol::Async<UnixStream>`), a TLS stream, any stream of another runtime.
 ///
-/// A graceful close ends with the stream's `poll_close`; for TCP use [`serve`] or [`connect`],
-/// which shut the write side down (async-io's `poll_close` on a `TcpStream` only flushes).
+/// A graceful close ends with the stream's `poll_close`. async-io's `poll_close` on a socket,
+/// TCP or Unix, only flushes: the peer then sees the end of the stream when `run` returns, once
+/// it has closed its own side or after [`LINGER`](asynchat_core::driver::LINGER). For TCP,
+/// [`serve`] and [`connect`] shut the write side down.
 pub async fn run<P, S>(protocol: P, io: S, config: &Config) -> Result<(), Misuse>
 where
     P: Protocol,

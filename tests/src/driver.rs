@@ -1,6 +1,7 @@
 //! What the suite needs of a driver, and its implementation for each driver crate.
 
 use std::net::SocketAddr;
+use std::os::unix::net::UnixStream;
 use std::thread::JoinHandle;
 
 use asynchat_core::{Bytes, Config, DatagramProtocol, Protocol};
@@ -28,6 +29,14 @@ pub trait Driver: 'static {
 
     /// Pushes `data` to connection `id` through the handle.
     fn push(handle: &Self::Handle, id: Self::ConnId, data: Bytes);
+
+    /// Runs `protocol` over `stream`, an already connected Unix stream socket (a stream that is
+    /// not TCP), on a thread of its own until the connection closes.
+    fn run_over_unix<P: Protocol + Send + 'static>(
+        stream: UnixStream,
+        protocol: P,
+        config: Config,
+    ) -> JoinHandle<()>;
 }
 
 /// Stops a server's loop.
@@ -124,6 +133,26 @@ impl Driver for Mio {
 
     fn push(handle: &Self::Handle, id: Self::ConnId, data: Bytes) {
         handle.push(id, data).expect("push");
+    }
+
+    /// Through [`EventLoop::attach_pipe`](asynchat_mio::EventLoop::attach_pipe), the mio driver's
+    /// way in for a stream other than TCP: the socket's descriptor, duplicated, as the input
+    /// and the output (a socket reads and writes as a pipe does; it only lacks the half-close,
+    /// so the peer sees the end when the connection is dropped).
+    fn run_over_unix<P: Protocol + Send + 'static>(
+        stream: UnixStream,
+        protocol: P,
+        config: Config,
+    ) -> JoinHandle<()> {
+        std::thread::spawn(move || {
+            let input = std::os::fd::OwnedFd::from(stream.try_clone().expect("dup"));
+            let output = std::os::fd::OwnedFd::from(stream);
+            let mut event_loop = asynchat_mio::EventLoop::with_config(config).expect("event loop");
+            event_loop
+                .attach_pipe(input.into(), output.into(), protocol)
+                .expect("attach");
+            event_loop.run().expect("run");
+        })
     }
 }
 
@@ -226,6 +255,22 @@ macro_rules! tokio_driver {
             fn push(handle: &Self::Handle, id: Self::ConnId, data: Bytes) {
                 assert!(handle.push(id, data), "the connection is open");
             }
+
+            fn run_over_unix<P: Protocol + Send + 'static>(
+                stream: UnixStream,
+                protocol: P,
+                config: Config,
+            ) -> JoinHandle<()> {
+                std::thread::spawn(move || {
+                    tokio_runtime($multi).block_on(async move {
+                        stream.set_nonblocking(true).expect("non-blocking");
+                        let stream = tokio::net::UnixStream::from_std(stream).expect("register");
+                        asynchat_tokio::run(protocol, stream, &config)
+                            .await
+                            .expect("valid protocol");
+                    });
+                })
+            }
         }
     };
 }
@@ -306,5 +351,16 @@ impl Driver for Smol {
 
     fn push(handle: &Self::Handle, id: Self::ConnId, data: Bytes) {
         assert!(handle.push(id, data), "the connection is open");
+    }
+
+    fn run_over_unix<P: Protocol + Send + 'static>(
+        stream: UnixStream,
+        protocol: P,
+        config: Config,
+    ) -> JoinHandle<()> {
+        std::thread::spawn(move || {
+            let stream = smol::Async::new(stream).expect("register");
+            smol::block_on(asynchat_smol::run(protocol, stream, &config)).expect("valid protocol");
+        })
     }
 }

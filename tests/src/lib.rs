@@ -6,7 +6,8 @@
 //! reason, rather than leave it out silently.
 //!
 //! Every scenario talks to a real server over loopback sockets on 127.0.0.1 and ephemeral
-//! ports, bounds every blocking call with a timeout, and stops its server when it ends.
+//! ports (one over an unnamed Unix socket pair), bounds every blocking call with a timeout, and
+//! stops its server when it ends.
 #![forbid(unsafe_code)]
 
 pub mod driver;
@@ -50,6 +51,7 @@ macro_rules! conformance_suite {
             handle_pushes_from_another_thread,
             greeting_on_connect,
             graceful_close_with_unread_input_still_delivers_the_reply,
+            unix_socket_runs_the_same_protocol,
         );
     };
     (@tests $driver:ty; $($name:ident),* $(,)?) => {

@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use asynchat_core::{Bytes, CloseReason, Context, Protocol, Terminator};
+use asynchat_core::{Bytes, CloseReason, Context, Protocol, Terminator, Timer};
 
 /// What a probe saw.
 #[derive(Debug, Default)]
@@ -27,7 +27,8 @@ pub fn pattern(i: usize) -> u8 {
 
 /// Echoes each frame followed by `\n`, except these commands:
 /// `count N` (the next N bytes are one frame), `until-eof` (the rest of the stream is one frame),
-/// `big N` (replies N pattern bytes), `bigq N` (the same, then closes when done), `bye`.
+/// `big N` (replies N pattern bytes), `bigq N` (the same, then closes when done), `later MS`
+/// (replies `tick` once MS milliseconds have passed), `bye`.
 #[derive(Debug)]
 pub struct Probe {
     first: Terminator,
@@ -67,6 +68,10 @@ impl Protocol for Probe {
                 ctx.push(Self::big(n));
                 ctx.close_when_done();
             }
+            ("later", Some(ms)) if in_command_frame => {
+                let at = ctx.now() + std::time::Duration::from_millis(ms as u64);
+                ctx.set_timer(LATER, at);
+            }
             ("bye", _) if in_command_frame => {
                 ctx.push("bye\n");
                 ctx.close_when_done();
@@ -84,7 +89,18 @@ impl Protocol for Probe {
         log.max_queued = log.max_queued.max(queued);
     }
 
+    fn timeout(&mut self, ctx: &mut Context<'_>, timer: Timer) {
+        match timer {
+            Timer::Custom(LATER) => ctx.push("tick\n"),
+            Timer::Idle => ctx.close_because(CloseReason::TimedOut),
+            _ => {}
+        }
+    }
+
     fn closed(&mut self, reason: &CloseReason) {
         self.log.lock().unwrap().closed.push(reason.clone());
     }
 }
+
+/// The deadline `later` arms.
+const LATER: u32 = 1;

@@ -1,8 +1,10 @@
-//! The scenarios, each generic over the driver. Every one uses 127.0.0.1 and ephemeral ports, is
-//! bounded in time (socket timeouts) and count, and stops its server when it ends.
+//! The scenarios, each generic over the driver. Every one uses 127.0.0.1 and ephemeral ports (or
+//! an unnamed Unix socket pair), is bounded in time (socket timeouts) and count, and stops its
+//! server when it ends.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, UdpSocket};
+use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -12,7 +14,7 @@ use asynchat_core::{
 };
 
 use crate::driver::Driver;
-use crate::peer::{closed_within, connect, fnv1a, read_n, read_to_eof, write_bytewise};
+use crate::peer::{closed_within, connect, fnv1a, read_n, read_to_eof, write_bytewise, IO_TIMEOUT};
 use crate::probe::{pattern, Probe, SharedLog};
 
 fn log() -> SharedLog {
@@ -449,6 +451,48 @@ pub fn graceful_close_with_unread_input_still_delivers_the_reply<D: Driver>() {
 }
 
 /// Polls `done` every few milliseconds, for at most 10 s.
+/// The same protocol over a Unix stream socket, a stream that is not TCP (`run` on tokio and
+/// smol): frames echoed, a deadline fired, a reply of several times the socket's buffer flushed
+/// whole by `close_when_done`, and the connection over soon after the peer closes its side (the
+/// lingering read that guards a graceful close ends at the peer's close, not at its limit).
+pub fn unix_socket_runs_the_same_protocol<D: Driver>() {
+    const N: usize = 4 << 20;
+    let log = log();
+    let (mut c, theirs) = UnixStream::pair().expect("socket pair");
+    c.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    c.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+    let task = D::run_over_unix(theirs, Probe::new("\r\n", &log), Config::default());
+    let read = |n: usize| {
+        let mut buf = vec![0; n];
+        (&c).read_exact(&mut buf).expect("read the expected bytes");
+        buf
+    };
+    (&c).write_all(b"one\r\nlater 50\r\n").unwrap();
+    let asked = Instant::now();
+    assert_eq!(read(4), b"one\n");
+    assert_eq!(read(5), b"tick\n");
+    assert!(
+        asked.elapsed() >= Duration::from_millis(50),
+        "the deadline fired early"
+    );
+    (&c).write_all(format!("bigq {N}\r\n").as_bytes()).unwrap();
+    assert_eq!(fnv1a(read(N)), fnv1a((0..N).map(pattern)));
+    wait_for(|| log.lock().unwrap().closed.len() == 1);
+    assert_eq!(log.lock().unwrap().closed[0], CloseReason::Done);
+
+    c.shutdown(Shutdown::Write).unwrap();
+    let closing = Instant::now();
+    let mut rest = Vec::new();
+    c.read_to_end(&mut rest).expect("the end of the stream");
+    assert!(rest.is_empty(), "{} bytes after the reply", rest.len());
+    task.join().expect("the driver's thread");
+    assert!(
+        closing.elapsed() < Duration::from_secs(1),
+        "the connection outlived the peer's close by {:?}",
+        closing.elapsed()
+    );
+}
+
 fn wait_for(mut done: impl FnMut() -> bool) {
     let start = Instant::now();
     while !done() {
