@@ -450,7 +450,6 @@ pub fn graceful_close_with_unread_input_still_delivers_the_reply<D: Driver>() {
     }
 }
 
-/// Polls `done` every few milliseconds, for at most 10 s.
 /// The same protocol over a Unix stream socket, a stream that is not TCP (`run` on tokio and
 /// smol): frames echoed, a deadline fired, a reply of several times the socket's buffer flushed
 /// whole by `close_when_done`, and the connection over soon after the peer closes its side (the
@@ -493,6 +492,7 @@ pub fn unix_socket_runs_the_same_protocol<D: Driver>() {
     );
 }
 
+/// Polls `done` every few milliseconds, for at most 10 s.
 fn wait_for(mut done: impl FnMut() -> bool) {
     let start = Instant::now();
     while !done() {
