@@ -48,6 +48,15 @@ pub trait PollTimer {
     fn now(&self) -> Instant;
     /// Completes once `at` has passed; the timer is moved to `at` if it was set for another time.
     fn poll_until(&mut self, cx: &mut TaskContext<'_>, at: Instant) -> Poll<()>;
+
+    /// The task used up its turn with work left: have the runtime poll it again after it has
+    /// served the other tasks *and* looked for new I/O. The default wakes the task at once,
+    /// which puts it behind the tasks already queued; a runtime that polls its I/O driver only
+    /// when its run queue empties (tokio) must defer the wake-up instead, or the tasks that
+    /// yield keep new readiness from being seen.
+    fn yield_turn(&mut self, cx: &mut TaskContext<'_>) {
+        cx.waker().wake_by_ref();
+    }
 }
 
 /// What a handle can ask of a connection, from another task or thread.
@@ -83,9 +92,12 @@ impl PollCommands for NoCommands {
 /// [`is_graceful`](crate::CloseReason::is_graceful)), `Pending` once every source it polled has
 /// registered the task's waker.
 ///
-/// Deadlines fire at most once per call: a timer a protocol re-arms for "now" makes the task
-/// yield (it wakes itself) instead of spinning. `commands_open` tracks whether the command
-/// source can still produce anything; start with `true`.
+/// Fairness: one call reads at most [`Chat::turn_budget`] bytes and writes at most as many.
+/// A connection with more to do then wakes its own task and returns `Pending`, so the runtime
+/// serves the other tasks before this one resumes (a peer that pipelines without pause cannot
+/// hold the thread). Deadlines fire at most once per call: a timer a protocol re-arms for "now"
+/// makes the task yield the same way instead of spinning. `commands_open` tracks whether the
+/// command source can still produce anything; start with `true`.
 pub fn poll_chat<P, S, T, C>(
     chat: &mut Chat<P>,
     io: &mut S,
@@ -106,6 +118,8 @@ where
     // runtimes, async-io among them, do not remember that the socket was drained; a lock, for
     // the command mailbox).
     let (mut read_blocked, mut write_blocked, mut commands_blocked) = (false, false, false);
+    let budget = chat.turn_budget();
+    let (mut read_total, mut written_total) = (0usize, 0usize);
     // One reading of the clock per wake-up (and per deadline fired): callbacks share it.
     let mut now = timer.now();
     let poll = loop {
@@ -115,11 +129,7 @@ where
         let mut progress = false;
         while *commands_open && !commands_blocked {
             match commands.poll_command(cx) {
-                Poll::Ready(Some(Command::Push(data))) => {
-                    chat.with_context(now, |_, ctx| ctx.push(data));
-                }
-                Poll::Ready(Some(Command::CloseWhenDone)) => chat.close_when_done(),
-                Poll::Ready(Some(Command::Close)) => chat.close(),
+                Poll::Ready(Some(command)) => apply(chat, now, command),
                 Poll::Ready(None) => *commands_open = false,
                 Poll::Pending => {
                     commands_blocked = true;
@@ -128,15 +138,18 @@ where
             }
             progress = true;
         }
+        let may_read = read_total < budget;
+        let may_write = written_total < budget;
         // Reading first: what it queues is written in the same turn. The read buffer is kept
         // until this call returns, so the read that finds nothing reuses it.
-        if chat.interest().readable && !read_blocked {
+        if chat.interest().readable && !read_blocked && may_read {
             let read = chat.handle_read_kept(now, |buf| io.poll_read_into(cx, buf));
             progress |= matches!(read, Some(Poll::Ready(_)));
             read_blocked = matches!(read, Some(Poll::Pending));
             match read {
                 Some(Poll::Ready(Ok(0))) => chat.handle_eof(now),
-                Some(Poll::Ready(Ok(_))) => {
+                Some(Poll::Ready(Ok(n))) => {
+                    read_total += n;
                     read_blocked = matches!(io.poll_read_ready(cx), Some(Poll::Pending));
                 }
                 Some(Poll::Ready(Err(e))) if e.kind() != io::ErrorKind::Interrupted => {
@@ -145,12 +158,15 @@ where
                 _ => {}
             }
         }
-        if chat.interest().writable && !write_blocked {
+        if chat.interest().writable && !write_blocked && may_write {
             let written = chat.transmit_with(|slices| io.poll_write_vectored(cx, slices));
             progress |= matches!(written, Some(Poll::Ready(_)));
             match written {
                 Some(Poll::Ready(Ok(0))) => chat.handle_error(io::ErrorKind::WriteZero.into()),
-                Some(Poll::Ready(Ok(n))) => chat.handle_written(n),
+                Some(Poll::Ready(Ok(n))) => {
+                    written_total += n;
+                    chat.handle_written(n);
+                }
                 Some(Poll::Ready(Err(e))) if e.kind() == io::ErrorKind::Interrupted => {}
                 Some(Poll::Ready(Err(e))) => chat.handle_error(e),
                 Some(Poll::Pending) => write_blocked = true,
@@ -168,12 +184,33 @@ where
             Deadline::NotYet => {}
         }
         if !progress {
+            if chat.is_closed() {
+                break Poll::Ready(());
+            }
+            // Stopped by the budget, not by the stream: come back after the others.
+            let interest = chat.interest();
+            let read_owed = interest.readable && !read_blocked && !may_read;
+            let write_owed = interest.writable && !write_blocked && !may_write;
+            if read_owed || write_owed {
+                timer.yield_turn(cx);
+            }
             break Poll::Pending;
         }
     };
     // An idle connection holds no read buffer.
     chat.release_read_buffer();
     poll
+}
+
+/// Carries out one command from a handle.
+fn apply<P: Protocol>(chat: &mut Chat<P>, now: Instant, command: Command) {
+    match command {
+        Command::Push(data) => {
+            chat.with_context(now, |_, ctx| ctx.push(data));
+        }
+        Command::CloseWhenDone => chat.close_when_done(),
+        Command::Close => chat.close(),
+    }
 }
 
 /// What a task should do about its next deadline.
@@ -200,7 +237,7 @@ fn deadline<T: PollTimer + ?Sized>(
         return Deadline::NotYet;
     }
     if *fired {
-        cx.waker().wake_by_ref();
+        timer.yield_turn(cx);
         return Deadline::Yield;
     }
     *fired = true;
@@ -740,6 +777,90 @@ mod tests {
         assert_eq!(io.empty_reads.len(), 1, "one read found nothing");
         assert!(io.empty_reads[0] > 0, "it was given room to read into");
         assert_eq!(chat.read_buffer_capacity(), 0, "an idle chat holds none");
+    }
+
+    /// A stream that always has more: each read fills the room it is given with `x\n` lines.
+    struct Endless {
+        read: usize,
+        written: usize,
+    }
+
+    impl PollStream for Endless {
+        fn poll_read_into(
+            &mut self,
+            _: &mut TaskContext<'_>,
+            buf: &mut BytesMut,
+        ) -> Poll<io::Result<usize>> {
+            let room = (buf.capacity() - buf.len()) & !1;
+            for _ in 0..room / 2 {
+                buf.extend_from_slice(b"x\n");
+            }
+            self.read += room;
+            Poll::Ready(Ok(room))
+        }
+        fn poll_write_vectored(
+            &mut self,
+            _: &mut TaskContext<'_>,
+            bufs: &[IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            let n = bufs.iter().map(|b| b.len()).sum();
+            self.written += n;
+            Poll::Ready(Ok(n))
+        }
+        fn poll_shutdown(&mut self, _: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[test]
+    fn a_connection_that_always_has_more_yields_after_its_turn_budget() {
+        struct Echo;
+        impl crate::Protocol for Echo {
+            fn first_terminator(&self) -> crate::Terminator {
+                "\n".into()
+            }
+            fn found_terminator(&mut self, ctx: &mut crate::Context<'_>, line: Bytes) {
+                ctx.push_slices(&[&line, b"\n"]);
+            }
+        }
+        let woken = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(woken.clone());
+        let mut cx = TaskContext::from_waker(&waker);
+        let now = Instant::now();
+        let budget = 16 * 1024;
+        let config = crate::Config::default().turn_budget(budget);
+        let mut chat = Chat::with_config(Echo, &config).unwrap();
+        chat.handle_connected(now);
+        let mut io = Endless {
+            read: 0,
+            written: 0,
+        };
+        let mut open = true;
+        for turn in 1..=3 {
+            let poll = poll_chat(
+                &mut chat,
+                &mut io,
+                &mut Frozen(now),
+                &mut NoCommands,
+                &mut open,
+                &mut cx,
+            );
+            assert_eq!(poll, Poll::Pending, "turn {turn} yields");
+            assert_eq!(
+                woken.0.load(Ordering::SeqCst),
+                turn,
+                "and wakes itself to come back"
+            );
+            // One read may overshoot the budget by at most what it was given.
+            let most = turn * (budget + crate::chat::DEFAULT_READ_SIZE);
+            assert!(
+                io.read >= turn * budget && io.read <= most,
+                "read {}",
+                io.read
+            );
+            assert!(io.written <= most, "wrote {}", io.written);
+        }
+        assert!(io.written > 0, "what was read was answered");
     }
 
     #[test]

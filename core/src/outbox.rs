@@ -46,6 +46,13 @@ impl Item {
 /// Capacity of a buffer of copied small pushes.
 const COPY_CHUNK: usize = 4096;
 
+/// What a queued buffer or producer costs beyond its bytes, as counted against the water marks
+/// and the hard limit: its slot in the queue, plus the heap header a shared `Bytes` (or a boxed
+/// producer) carries and the allocator's rounding, estimated at 32 bytes. Without it a peer
+/// that makes a protocol push one-byte buffers would hold some 60 bytes of memory for each
+/// byte the limits count.
+pub const ITEM_OVERHEAD: usize = std::mem::size_of::<Item>() + 32;
+
 /// A FIFO of output: byte buffers and lazy producers, written with one vectored write per batch.
 ///
 /// - [`push`](Self::push) queues a `Bytes` as it is: small pushes are not copied together, large
@@ -85,6 +92,9 @@ pub struct Outbox {
     /// back of the queue; moved into `items` when a push that is not copied comes after it.
     tail: BytesMut,
     queued: usize,
+    /// What the queued items cost beyond their bytes: [`ITEM_OVERHEAD`] for each buffer and
+    /// producer, and the unused room of each sealed copy buffer.
+    overhead: usize,
     low: usize,
     high: usize,
     limit: usize,
@@ -106,6 +116,7 @@ impl fmt::Debug for Outbox {
             .field("items", &self.items.len())
             .field("tail", &self.tail.len())
             .field("queued", &self.queued)
+            .field("overhead", &self.overhead)
             .field("low", &self.low)
             .field("high", &self.high)
             .field("limit", &self.limit)
@@ -122,6 +133,7 @@ impl Outbox {
             items: VecDeque::new(),
             tail: BytesMut::new(),
             queued: 0,
+            overhead: 0,
             low: DEFAULT_LOW_WATER,
             high: DEFAULT_HIGH_WATER,
             limit: DEFAULT_OUTBOX_LIMIT,
@@ -189,12 +201,16 @@ impl Outbox {
     /// queued then.
     #[inline]
     pub fn push(&mut self, data: Bytes) -> Result<(), Error> {
-        self.admit(data.len())?;
         if data.len() < self.coalesce_below {
+            self.admit(data.len(), 0)?;
             self.copy_in(&[&data], data.len());
         } else if !data.is_empty() {
+            self.admit(data.len(), ITEM_OVERHEAD)?;
             self.seal_tail();
+            self.overhead += ITEM_OVERHEAD;
             self.enqueue(Item::Data(data));
+        } else {
+            self.check_open()?;
         }
         self.note_growth();
         Ok(())
@@ -232,18 +248,19 @@ impl Outbox {
         let len = parts
             .iter()
             .fold(0usize, |len, part| len.saturating_add(part.len()));
-        self.admit(len)?;
+        self.admit(len, 0)?;
         self.copy_in(parts, len);
         self.note_growth();
         Ok(())
     }
 
-    /// Checks that `len` more bytes may be queued, and counts them.
+    /// Checks that `len` more bytes, costing `overhead` more besides, may be queued, and counts
+    /// the bytes (the caller counts the overhead as it queues the item).
     #[inline]
-    fn admit(&mut self, len: usize) -> Result<(), Error> {
+    fn admit(&mut self, len: usize, overhead: usize) -> Result<(), Error> {
         self.check_open()?;
         let queued = self.queued.saturating_add(len);
-        if queued > self.limit {
+        if queued.saturating_add(self.overhead + overhead) > self.limit {
             return Err(Error::OutboxFull { limit: self.limit });
         }
         self.queued = queued;
@@ -278,6 +295,7 @@ impl Outbox {
     fn seal_tail(&mut self) {
         if !self.tail.is_empty() {
             let tail = std::mem::take(&mut self.tail);
+            self.overhead += copied_overhead(&tail);
             self.enqueue(Item::Copied(tail));
         }
     }
@@ -293,10 +311,15 @@ impl Outbox {
     /// Queues a producer, pulled once everything ahead of it is written.
     ///
     /// Fails with [`Misuse::PushAfterClose`] after [`close_when_done`](Self::close_when_done).
+    ///
+    /// A producer costs [`ITEM_OVERHEAD`] against the hard limit until it is exhausted (what it
+    /// makes is counted as it is pulled): past the limit this fails with [`Error::OutboxFull`].
     pub fn push_producer(&mut self, producer: impl Producer + Send + 'static) -> Result<(), Error> {
-        self.check_open()?;
+        self.admit(0, ITEM_OVERHEAD)?;
         self.seal_tail();
+        self.overhead += ITEM_OVERHEAD;
         self.enqueue(Item::Producer(Box::new(producer)));
+        self.note_growth();
         Ok(())
     }
 
@@ -330,6 +353,7 @@ impl Outbox {
         give_queue(std::mem::take(&mut self.items));
         spare::give(&mut self.tail);
         self.queued = 0;
+        self.overhead = 0;
         self.closing = false;
         self.update_watermark();
     }
@@ -338,6 +362,14 @@ impl Outbox {
     #[must_use]
     pub fn queued_bytes(&self) -> usize {
         self.queued
+    }
+
+    /// The memory the queue holds, as the water marks and the hard limit count it: the bytes
+    /// queued plus [`ITEM_OVERHEAD`] for each buffer and producer, and the unused room of the
+    /// copy buffers waiting to be written.
+    #[must_use]
+    pub fn cost(&self) -> usize {
+        self.queued + self.overhead
     }
 
     /// Whether nothing at all is left to write: no bytes, no producers.
@@ -357,16 +389,17 @@ impl Outbox {
     /// `queued` or moved the marks updated the flag, so it is not set with `queued <= low`.)
     #[inline]
     fn note_growth(&mut self) {
-        if self.queued > self.high {
+        if self.cost() > self.high {
             self.above_high = true;
         }
     }
 
     #[inline]
     fn update_watermark(&mut self) {
-        if self.queued > self.high {
+        let cost = self.cost();
+        if cost > self.high {
             self.above_high = true;
-        } else if self.queued <= self.low {
+        } else if cost <= self.low {
             self.above_high = false;
         }
     }
@@ -412,17 +445,20 @@ impl Outbox {
                     empties += 1;
                     if empties == MAX_EMPTY_CHUNKS {
                         self.items.remove(at);
+                        self.overhead -= ITEM_OVERHEAD;
                     }
                 }
                 Some(chunk) => {
                     empties = 0;
                     pulled += chunk.len();
                     self.queued = self.queued.saturating_add(chunk.len());
+                    self.overhead += ITEM_OVERHEAD;
                     self.items.insert(at, Item::Data(chunk));
                     at += 1;
                 }
                 None => {
                     self.items.remove(at);
+                    self.overhead -= ITEM_OVERHEAD;
                 }
             }
         }
@@ -462,8 +498,13 @@ impl Outbox {
             };
             n -= len;
             self.queued -= len;
-            if let Some(Item::Copied(mut written)) = self.items.pop_front() {
-                spare::give(&mut written);
+            match self.items.pop_front() {
+                Some(Item::Copied(mut written)) => {
+                    self.overhead -= copied_overhead(&written);
+                    spare::give(&mut written);
+                }
+                Some(_) => self.overhead -= ITEM_OVERHEAD,
+                None => {}
             }
         }
         if self.items.is_empty() && self.items.capacity() != 0 {
@@ -472,6 +513,12 @@ impl Outbox {
         }
         self.update_watermark();
     }
+}
+
+/// What a sealed copy buffer costs beyond its bytes: its unused room (which writing it does not
+/// change: advancing a `BytesMut` takes from its length and its capacity alike).
+fn copied_overhead(buf: &BytesMut) -> usize {
+    buf.capacity() - buf.len()
 }
 
 /// Queues of more slots than this go back to the allocator rather than to the spare slot.
@@ -588,26 +635,67 @@ mod tests {
 
     #[test]
     fn water_marks_have_hysteresis() {
-        let mut out = Outbox::new().with_water_marks(4, 8);
+        // The marks count each buffer's overhead too.
+        let o = ITEM_OVERHEAD;
+        let mut out = Outbox::new().with_water_marks(o + 4, o + 8);
         out.push(Bytes::from_static(b"12345678")).unwrap();
         assert!(out.is_writable(), "at the high mark is still fine");
         out.push(Bytes::from_static(b"9")).unwrap();
         assert!(!out.is_writable());
         out.advance(4);
-        assert!(!out.is_writable(), "5 queued: above low");
-        out.advance(1);
+        assert_eq!(out.cost(), 2 * o + 5);
+        assert!(!out.is_writable(), "two buffers queued: above low");
+        out.advance(4);
+        assert_eq!(out.cost(), o + 1);
         assert!(out.is_writable());
     }
 
     #[test]
     fn hard_limit_is_a_typed_error_and_queues_nothing() {
-        let mut out = Outbox::new().with_limit(10);
+        let o = ITEM_OVERHEAD;
+        let mut out = Outbox::new().with_limit(o + 10);
         out.push(Bytes::from_static(b"123456")).unwrap();
         assert_eq!(
             out.push(Bytes::from_static(b"12345")),
-            Err(Error::OutboxFull { limit: 10 })
+            Err(Error::OutboxFull { limit: o + 10 })
         );
         assert_eq!(out.queued_bytes(), 6);
+        assert_eq!(out.cost(), o + 6);
+    }
+
+    #[test]
+    fn the_limit_counts_what_tiny_buffers_really_cost() {
+        let limit = 64 * 1024;
+        let mut out = Outbox::new().with_limit(limit);
+        let mut pushed = 0;
+        while out.push(Bytes::from(vec![b'x'])).is_ok() {
+            pushed += 1;
+        }
+        assert_eq!(pushed, limit / (ITEM_OVERHEAD + 1), "one-byte buffers");
+        assert!(out.cost() <= limit);
+        // Producers count too, and leave the count once exhausted.
+        let mut out = Outbox::new().with_limit(3 * ITEM_OVERHEAD);
+        for _ in 0..3 {
+            out.push_producer(crate::producer::SimpleProducer::new(Bytes::new(), 16))
+                .unwrap();
+        }
+        assert_eq!(
+            out.push_producer(crate::producer::SimpleProducer::new(Bytes::new(), 16)),
+            Err(Error::OutboxFull {
+                limit: 3 * ITEM_OVERHEAD
+            })
+        );
+        assert_eq!(batch(&mut out, 8), b"");
+        assert_eq!(out.cost(), 0, "exhausted producers cost nothing");
+        // Copied pushes cost their bytes, and a sealed copy buffer its unused room.
+        let mut out = Outbox::new();
+        out.push_slice(b"ab").unwrap();
+        assert_eq!(out.cost(), 2, "the buffer being filled is not charged");
+        out.push(Bytes::from_static(b"zero-copy")).unwrap();
+        assert_eq!(out.cost(), 2 + 9 + ITEM_OVERHEAD + (COPY_CHUNK - 2));
+        let all = write_all(&mut out, 3);
+        assert_eq!(all, b"abzero-copy");
+        assert_eq!(out.cost(), 0);
     }
 
     #[test]

@@ -123,6 +123,7 @@ proptest! {
             prop_assert!(received.len() > before || out.is_empty(), "no progress");
         }
         prop_assert_eq!(out.queued_bytes(), 0);
+        prop_assert_eq!(out.cost(), 0, "an empty queue costs nothing");
         prop_assert_eq!(received, pushed);
     }
 
@@ -135,16 +136,20 @@ proptest! {
         let mut out = Outbox::new().with_coalescing(coalesce).with_water_marks(low, high);
         let (mut low, mut high) = (low.min(high), high);
         let mut writable = true;
-        // The flag after any change of what is queued or of the marks.
+        // The flag after any change of what is queued or of the marks. The marks count what
+        // the queue costs (bytes and per-buffer overhead), never less than its bytes.
         let mut check = |out: &Outbox, low: usize, high: usize| {
-            let queued = out.queued_bytes();
-            if queued > high {
+            let cost = out.cost();
+            if cost < out.queued_bytes() {
+                return Err(format!("cost {cost} below the {} bytes queued", out.queued_bytes()));
+            }
+            if cost > high {
                 writable = false;
-            } else if queued <= low {
+            } else if cost <= low {
                 writable = true;
             }
             (out.is_writable() == writable).then_some(()).ok_or(format!(
-                "writable {} with queued {queued}, low {low}, high {high}",
+                "writable {} with cost {cost}, low {low}, high {high}",
                 out.is_writable()
             ))
         };

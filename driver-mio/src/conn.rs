@@ -7,7 +7,7 @@ use asynchat_core::driver::LINGER;
 use asynchat_core::{Bytes, Chat, Protocol};
 use mio::{Interest, Registry, Token};
 
-use crate::io::{drain, read_ready, write_ready, ReadEnd, StreamIo};
+use crate::io::{drain, read_ready, write_ready, ReadEnd, StreamIo, WriteEnd};
 
 /// What the loop can ask of an entry, whatever its protocol and socket types.
 pub(crate) trait Entry {
@@ -34,6 +34,9 @@ pub(crate) struct Cx<'a> {
     /// The event reported the peer's end of stream or an error: read to the end, since no
     /// further readiness edge will come for it.
     pub(crate) hangup: bool,
+    /// Set by the entry: it stopped at its turn budget with work left, and wants `on_ready`
+    /// again in a later turn (no readiness edge will come for what the socket already holds).
+    pub(crate) yielded: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,21 +91,28 @@ impl<P: Protocol, S: StreamIo> StreamConn<P, S> {
         crate::io::interest(self.write_registered)
     }
 
-    /// Moves bytes both ways until nothing more moves, then settles registration and closing.
+    /// Moves bytes both ways until nothing more moves or the turn's budget
+    /// ([`Chat::turn_budget`]) is spent either way, then settles registration and closing.
     /// A direction is tried only if it may make progress: readable/writable readiness was
-    /// reported, or we stopped it ourselves (backpressure) rather than at `WouldBlock`.
+    /// reported, or we stopped it ourselves (backpressure, budget) rather than at `WouldBlock`.
     fn drive(&mut self, cx: &mut Cx<'_>, readable: bool, writable: bool) {
         self.read_drained &= !readable;
         self.write_blocked &= !writable;
+        let budget = self.chat.turn_budget();
+        let (mut read_total, mut written_total) = (0usize, 0usize);
+        let mut spent = false;
         loop {
             // Reading first: what it queues is written in the same turn.
             let mut read = 0;
             let mut eof = false;
             if !self.read_drained {
-                match read_ready(&mut self.chat, &mut self.io, cx.now, !cx.hangup) {
+                let left = budget.saturating_sub(read_total);
+                match read_ready(&mut self.chat, &mut self.io, cx.now, !cx.hangup, left) {
                     Ok((n, end)) => {
                         read = n;
+                        read_total += n;
                         eof = end == ReadEnd::Eof;
+                        spent |= end == ReadEnd::Budget;
                         self.read_drained = matches!(end, ReadEnd::WouldBlock | ReadEnd::Eof);
                     }
                     Err(e) => {
@@ -116,10 +126,13 @@ impl<P: Protocol, S: StreamIo> StreamConn<P, S> {
             }
             let mut written = 0;
             if !self.write_blocked {
-                match write_ready(&mut self.chat, &mut self.io) {
-                    Ok((n, blocked)) => {
+                let left = budget.saturating_sub(written_total);
+                match write_ready(&mut self.chat, &mut self.io, left) {
+                    Ok((n, end)) => {
                         written = n;
-                        self.write_blocked = blocked;
+                        written_total += n;
+                        spent |= end == WriteEnd::Budget;
+                        self.write_blocked = end == WriteEnd::WouldBlock;
                     }
                     Err(e) => {
                         self.chat.handle_error(e);
@@ -127,7 +140,7 @@ impl<P: Protocol, S: StreamIo> StreamConn<P, S> {
                     }
                 }
             }
-            if self.chat.is_closed() {
+            if self.chat.is_closed() || spent {
                 break;
             }
             // Go round again only while the socket may hold more input: reading stopped for
@@ -137,6 +150,7 @@ impl<P: Protocol, S: StreamIo> StreamConn<P, S> {
                 break;
             }
         }
+        cx.yielded = spent && !self.chat.is_closed();
         self.settle(cx);
     }
 

@@ -99,6 +99,11 @@ pub struct EventLoop {
     /// Connections pushed to by the commands of this turn (reused: no allocation per turn).
     pushed: Vec<ConnId>,
     due: Vec<(Instant, usize, u64)>,
+    /// Connections that stopped at their turn budget with work left: driven again at the end
+    /// of the next turn, after everything that was ready then (key, generation).
+    yielded: Vec<(usize, u64)>,
+    /// The list being resumed this turn (kept to reuse its allocation).
+    resuming: Vec<(usize, u64)>,
     shutting_down: bool,
 }
 
@@ -158,6 +163,8 @@ impl EventLoop {
             ready: Vec::new(),
             pushed: Vec::new(),
             due: Vec::new(),
+            yielded: Vec::new(),
+            resuming: Vec::new(),
             shutting_down: false,
         })
     }
@@ -329,14 +336,19 @@ impl EventLoop {
         Ok(())
     }
 
-    /// One turn: waits for readiness at most `timeout` (and no later than the next deadline),
-    /// then handles what is ready, the handle's commands and the expired deadlines.
+    /// One turn: waits for readiness at most `timeout` (and no later than the next deadline;
+    /// not at all while a connection that used up its turn budget has work left), then handles
+    /// what is ready, the handle's commands, the expired deadlines, and last the connections
+    /// that yielded in the turn before.
     pub fn run_once(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         let now = Instant::now();
+        let mut resuming = std::mem::take(&mut self.resuming);
+        std::mem::swap(&mut resuming, &mut self.yielded);
         let until_deadline = self
             .next_deadline()
             .map(|at| at.saturating_duration_since(now));
         let wait = match (timeout, until_deadline) {
+            _ if !resuming.is_empty() => Some(Duration::ZERO),
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
@@ -363,6 +375,15 @@ impl EventLoop {
         self.ready = ready;
         self.run_commands(now);
         self.fire_timers(now);
+        resuming.sort_unstable();
+        resuming.dedup();
+        for &(key, generation) in &resuming {
+            self.with_entry(key, Some(generation), now, |e, cx| {
+                e.on_ready(cx, false, false);
+            });
+        }
+        resuming.clear();
+        self.resuming = resuming;
         Ok(())
     }
 
@@ -505,8 +526,12 @@ impl EventLoop {
                     registry: self.poll.registry(),
                     token: Token(key),
                     hangup: false,
+                    yielded: false,
                 };
                 f(entry.as_mut(), &mut cx);
+                if cx.yielded {
+                    self.yielded.push((key, *g));
+                }
             }
             _ => return false,
         }

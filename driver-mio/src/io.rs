@@ -70,10 +70,13 @@ pub(crate) enum ReadEnd {
     NotWanted,
     /// The peer ended its side.
     Eof,
+    /// The turn's budget is spent; the socket may hold more.
+    Budget,
 }
 
-/// Reads until `WouldBlock`, EOF, or the chat stops wanting input. Returns bytes read and why
-/// it stopped; an I/O error is returned for the caller to report to the chat.
+/// Reads until `WouldBlock`, EOF, the chat stops wanting input, or `budget` bytes have been
+/// read. Returns bytes read and why it stopped; an I/O error is returned for the caller to
+/// report to the chat.
 ///
 /// With `short_read_drains`, a read that fills less than the room it was given also ends the
 /// pass as `WouldBlock`: a stream socket hands over everything it holds, so it is drained, and
@@ -86,9 +89,13 @@ pub(crate) fn read_ready<P: Protocol, S: StreamIo>(
     io: &mut S,
     now: Instant,
     short_read_drains: bool,
+    budget: usize,
 ) -> io::Result<(usize, ReadEnd)> {
     let mut total = 0;
     loop {
+        if total >= budget {
+            return Ok((total, ReadEnd::Budget));
+        }
         if !chat.interest().readable {
             return Ok((total, ReadEnd::NotWanted));
         }
@@ -117,14 +124,29 @@ pub(crate) fn read_ready<P: Protocol, S: StreamIo>(
     }
 }
 
-/// Writes until the outbox is empty or the socket would block. Returns bytes written and whether
-/// output is still pending.
+/// What a write pass ended with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WriteEnd {
+    /// Nothing more to write now.
+    Done,
+    /// The socket takes no more for now.
+    WouldBlock,
+    /// The turn's budget is spent; output is still pending.
+    Budget,
+}
+
+/// Writes until the outbox is empty, the socket would block, or `budget` bytes have been
+/// written. Returns bytes written and why it stopped.
 pub(crate) fn write_ready<P: Protocol, S: StreamIo>(
     chat: &mut Chat<P>,
     io: &mut S,
-) -> io::Result<(usize, bool)> {
+    budget: usize,
+) -> io::Result<(usize, WriteEnd)> {
     let mut total = 0;
     loop {
+        if total >= budget {
+            return Ok((total, WriteEnd::Budget));
+        }
         // One slice (short replies copied together) goes as a plain write, on a socket `send`:
         // the kernel's `writev` passes through the file layer (position lock check, fsnotify)
         // on every call.
@@ -132,7 +154,7 @@ pub(crate) fn write_ready<P: Protocol, S: StreamIo>(
             [one] => io.write(one),
             _ => io.write_vectored(slices),
         }) else {
-            return Ok((total, false));
+            return Ok((total, WriteEnd::Done));
         };
         match result {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -141,10 +163,12 @@ pub(crate) fn write_ready<P: Protocol, S: StreamIo>(
                 chat.handle_written(n);
                 if !chat.interest().writable {
                     // All written: asking the outbox again would only find it empty.
-                    return Ok((total, false));
+                    return Ok((total, WriteEnd::Done));
                 }
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok((total, true)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                return Ok((total, WriteEnd::WouldBlock))
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }

@@ -52,6 +52,7 @@ macro_rules! conformance_suite {
             greeting_on_connect,
             graceful_close_with_unread_input_still_delivers_the_reply,
             unix_socket_runs_the_same_protocol,
+            a_greedy_pipeliner_does_not_starve_a_fresh_client,
         );
     };
     (@tests $driver:ty; $($name:ident),* $(,)?) => {

@@ -503,3 +503,76 @@ fn wait_for(mut done: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// Peers that pipeline without pause (each with one thread writing lines back to back and
+/// another reading the echoes, so backpressure never holds them for long) cannot hold the
+/// driver: a fresh client's round trip on the same server stays under 50 ms (the median of 7;
+/// each under 1 s), and the pipelining peers are still served meanwhile. A driver that goes on
+/// reading and writing while the socket has more never gets to the fresh client: each write
+/// the peer reads lets it send more.
+pub fn a_greedy_pipeliner_does_not_starve_a_fresh_client<D: Driver>() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let log = log();
+    let server = probe_server::<D>("\r\n", Config::default(), &log);
+    let stop = Arc::new(AtomicBool::new(false));
+    let replied = Arc::new(AtomicUsize::new(0));
+    let mut threads = Vec::new();
+    let mut greedy = Vec::new();
+    for _ in 0..2 {
+        let c = connect(server.addr);
+        let (mut w, stop_w) = (c.try_clone().unwrap(), stop.clone());
+        threads.push(std::thread::spawn(move || {
+            let chunk = b"PING 0123456789abcdef0123456789abcdef0123456789\r\n".repeat(1_000);
+            while !stop_w.load(Ordering::Relaxed) {
+                if w.write_all(&chunk).is_err() {
+                    break;
+                }
+            }
+        }));
+        let (mut r, stop_r, replied) = (c.try_clone().unwrap(), stop.clone(), replied.clone());
+        threads.push(std::thread::spawn(move || {
+            let mut buf = vec![0; 1 << 16];
+            while !stop_r.load(Ordering::Relaxed) {
+                match r.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        replied.fetch_add(n, Ordering::Relaxed);
+                    }
+                }
+            }
+        }));
+        greedy.push(c);
+    }
+    // The flood is on once replies stream back.
+    wait_for(|| replied.load(Ordering::Relaxed) > 4 << 20);
+    let before = replied.load(Ordering::Relaxed);
+    let mut round_trips = Vec::new();
+    for i in 0..7 {
+        let start = Instant::now();
+        let mut fresh = connect(server.addr);
+        // A starved client fails in seconds, not at the suite's I/O timeout.
+        fresh
+            .set_read_timeout(Some(Duration::from_secs(3)))
+            .unwrap();
+        fresh.write_all(format!("hi {i}\r\n").as_bytes()).unwrap();
+        assert_eq!(read_n(&mut fresh, 5), format!("hi {i}\n").as_bytes());
+        round_trips.push(start.elapsed());
+    }
+    let during = replied.load(Ordering::Relaxed) - before;
+    stop.store(true, Ordering::Relaxed);
+    for c in &greedy {
+        let _ = c.shutdown(Shutdown::Both);
+    }
+    for t in threads {
+        t.join().unwrap();
+    }
+    round_trips.sort();
+    let median = round_trips[round_trips.len() / 2];
+    let worst = round_trips[round_trips.len() - 1];
+    assert!(
+        median < Duration::from_millis(50) && worst < Duration::from_secs(1),
+        "{}: fresh clients waited {round_trips:?} next to pipelining peers",
+        D::NAME
+    );
+    assert!(during > 0, "the pipelining peers were starved in turn");
+}
