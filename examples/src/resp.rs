@@ -271,13 +271,12 @@ impl Resp {
             ("set", 2..) => self.set(rest, now),
             ("del", 1..) => {
                 let mut map = self.store.map();
+                // Removed as counted, so a key named twice counts once, as in Redis; an expired
+                // key is removed but not counted.
                 let n = rest
                     .iter()
-                    .filter(|k| live(&mut map, k, now).is_some())
+                    .filter(|k| map.remove(&k[..]).is_some_and(|e| e.live(now)))
                     .count();
-                for key in rest {
-                    map.remove(key);
-                }
                 Reply::Integer(n as i64)
             }
             ("exists", 1..) => {
@@ -565,6 +564,22 @@ mod tests {
         ] {
             assert_eq!(ask(&mut h, args), reply, "{args:?}");
         }
+    }
+
+    #[test]
+    fn del_counts_a_key_named_twice_once() {
+        let (mut h, _) = session();
+        assert_eq!(ask(&mut h, &["SET", "k", "v"]), "+OK\r\n");
+        assert_eq!(ask(&mut h, &["SET", "j", "v"]), "+OK\r\n");
+        // EXISTS counts every mention, DEL every key it removed.
+        assert_eq!(ask(&mut h, &["EXISTS", "k", "k", "j"]), ":3\r\n");
+        assert_eq!(ask(&mut h, &["DEL", "k", "k"]), ":1\r\n");
+        assert_eq!(ask(&mut h, &["DEL", "j", "zz", "j", "k"]), ":1\r\n");
+        assert_eq!(ask(&mut h, &["DBSIZE"]), ":0\r\n");
+        // An expired key is not counted as deleted.
+        assert_eq!(ask(&mut h, &["SET", "e", "v", "PX", "10"]), "+OK\r\n");
+        h.advance(Duration::from_millis(10));
+        assert_eq!(ask(&mut h, &["DEL", "e", "e"]), ":0\r\n");
     }
 
     #[test]
