@@ -13,7 +13,8 @@
 //! Refused: any `..` segment, encoded or not (`400`); a path leaving the root through a symlink
 //! (`403`); other methods (`405`, with `Allow`); bodies over the limit (`413`); request lines over
 //! [`MAX_REQUEST_LINE`] (`414`); heads over [`MAX_HEAD`] (`431`); other HTTP versions (`505`);
-//! anything malformed (`400`). After an error that leaves the stream's framing in doubt, the
+//! an HTTP/1.1 request without `Host`, a control character in a field value or the target, and
+//! anything else malformed (`400`). After an error that leaves the stream's framing in doubt, the
 //! connection is closed once the reply is written.
 //!
 //! ```
@@ -146,6 +147,13 @@ fn is_token(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
+/// Whether `b` is a control character no field value may hold: RFC 9110 §5.5 allows only
+/// visible characters, SP, HTAB and obs-text, and a bare CR, LF or NUL is how one field or
+/// message gets smuggled into another.
+fn is_forbidden_control(b: u8) -> bool {
+    (b < 0x20 && b != b'\t') || b == 0x7f
+}
+
 /// Parses a request head (without its final `\r\n\r\n`).
 ///
 /// # Errors
@@ -164,7 +172,8 @@ pub fn parse_head(head: &[u8]) -> Result<Request, Status> {
     else {
         return Err(Status(400));
     };
-    if !is_token(method) || target.is_empty() {
+    // A target is URI characters only (RFC 9112 §3.2): no control, TAB and bare CR included.
+    if !is_token(method) || target.is_empty() || target.bytes().any(|b| b.is_ascii_control()) {
         return Err(Status(400));
     }
     let minor = match version {
@@ -184,7 +193,7 @@ pub fn parse_head(head: &[u8]) -> Result<Request, Status> {
     for line in lines {
         // Obsolete line folding and whitespace before the colon are refused (RFC 9112 §5).
         let (name, value) = line.split_once(':').ok_or(Status(400))?;
-        if !is_token(name) || value.contains(['\r', '\n']) {
+        if !is_token(name) || value.bytes().any(is_forbidden_control) {
             return Err(Status(400));
         }
         fields.push((name.to_owned(), value.trim_matches([' ', '\t']).to_owned()));
@@ -817,6 +826,48 @@ mod tests {
             assert!(reply.contains("Connection: close\r\n"));
             assert_eq!(h.state(), State::Closed, "{:.60}", request);
         }
+    }
+
+    /// The status of a `GET` of `target` with these fields (each without its CRLF), and whether
+    /// the connection was left open.
+    fn get(site: &Site, target: &str, version: &str, fields: &[&str]) -> (String, bool) {
+        let mut h = site.harness();
+        let mut head = format!("GET {target} HTTP/1.{version}\r\n");
+        for field in fields {
+            head.push_str(field);
+            head.push_str("\r\n");
+        }
+        head.push_str("\r\n");
+        h.send(head);
+        let reply = text(&mut h);
+        let open = h.state() == State::Open;
+        let statuses = statuses(&reply);
+        assert_eq!(statuses.len(), 1, "{target} {fields:?}: {reply}");
+        assert_eq!(open, !reply.contains("Connection: close\r\n"), "{reply}");
+        (statuses[0].to_owned(), open)
+    }
+
+    #[test]
+    fn control_characters_in_field_values_and_targets_are_refused() {
+        let site = Site::new("ctl");
+        for value in [
+            "a\0b", "\0", "a\rb", "a\r", "a\nb", "\x1b[1m", "a\x7f", "a\x0bb",
+        ] {
+            let field = format!("X-Test: {value}");
+            assert_eq!(
+                get(&site, "/a.txt", "1", &["Host: x", &field]),
+                ("400".into(), false),
+                "{value:?}"
+            );
+        }
+        for target in ["/a.txt\x1b", "/a\rb", "/a.txt\0", "/a.txt\x7f", "/a\tb"] {
+            assert_eq!(get(&site, target, "1", &["Host: x"]).0, "400", "{target:?}");
+        }
+        // HTAB and SP inside a value are fine.
+        assert_eq!(
+            get(&site, "/a.txt", "1", &["Host: x", "X-Test: a\tb c"]),
+            ("200".into(), true)
+        );
     }
 
     #[test]
