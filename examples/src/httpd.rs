@@ -13,8 +13,8 @@
 //! Refused: any `..` segment, encoded or not (`400`); a path leaving the root through a symlink
 //! (`403`); other methods (`405`, with `Allow`); bodies over the limit (`413`); request lines over
 //! [`MAX_REQUEST_LINE`] (`414`); heads over [`MAX_HEAD`] (`431`); other HTTP versions (`505`);
-//! an HTTP/1.1 request without `Host`, a control character in a field value or the target, and
-//! anything else malformed (`400`). After an error that leaves the stream's framing in doubt, the
+//! an HTTP/1.1 request without `Host`, a second `Host`, an invalid `Host`, a control character
+//! in a field value or the target, and anything else malformed (`400`). After an error that leaves the stream's framing in doubt, the
 //! connection is closed once the reply is written.
 //!
 //! ```
@@ -37,6 +37,7 @@
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{self, Read as _};
+use std::net::Ipv6Addr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -154,6 +155,85 @@ fn is_forbidden_control(b: u8) -> bool {
     (b < 0x20 && b != b'\t') || b == 0x7f
 }
 
+/// The host part of `uri-host [ ":" port ]` (RFC 9110 §7.2, RFC 3986 §3.2.2-3), or `None` if
+/// the value is not one: the host a reg-name (which IPv4 addresses are too) or a bracketed IPv6
+/// or IPvFuture literal; the port, if there is a colon, digits worth at most 65535 (an empty
+/// port is refused although RFC 3986 allows it: no client sends one on purpose).
+fn host_of(value: &str) -> Option<&str> {
+    let (host, port) = match value.strip_prefix('[') {
+        Some(rest) => {
+            let (literal, after) = rest.split_once(']')?;
+            if !is_ip_literal(literal) {
+                return None;
+            }
+            let host = &value[..literal.len() + 2];
+            match after {
+                "" => (host, None),
+                after => (host, Some(after.strip_prefix(':')?)),
+            }
+        }
+        None => match value.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (value, None),
+        },
+    };
+    if !host.starts_with('[') && !is_reg_name(host) {
+        return None;
+    }
+    if let Some(port) = port {
+        let significant = port.trim_start_matches('0');
+        let valid = !port.is_empty()
+            && port.bytes().all(|b| b.is_ascii_digit())
+            && (significant.is_empty() || significant.parse::<u16>().is_ok());
+        if !valid {
+            return None;
+        }
+    }
+    Some(host)
+}
+
+/// `reg-name = *( unreserved / pct-encoded / sub-delims )` (RFC 3986 §3.2.2).
+fn is_reg_name(host: &str) -> bool {
+    let bytes = host.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                if !bytes
+                    .get(i + 1..i + 3)
+                    .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+                {
+                    return false;
+                }
+                i += 3;
+            }
+            b if b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&b) => i += 1,
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// What may stand between the brackets of an IP literal: an IPv6 address, or `IPvFuture`
+/// (`"v" 1*HEXDIG "." 1*( unreserved / sub-delims / ":" )`, RFC 3986 §3.2.2).
+fn is_ip_literal(literal: &str) -> bool {
+    if literal.parse::<Ipv6Addr>().is_ok() {
+        return true;
+    }
+    let Some(future) = literal.strip_prefix(['v', 'V']) else {
+        return false;
+    };
+    let Some((version, address)) = future.split_once('.') else {
+        return false;
+    };
+    !version.is_empty()
+        && version.bytes().all(|b| b.is_ascii_hexdigit())
+        && !address.is_empty()
+        && address
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:".contains(&b))
+}
+
 /// Parses a request head (without its final `\r\n\r\n`).
 ///
 /// # Errors
@@ -204,8 +284,18 @@ pub fn parse_head(head: &[u8]) -> Result<Request, Status> {
         minor,
         fields,
     };
-    if minor == 1 && request.field("host").is_none() {
-        return Err(Status(400));
+    // RFC 9112 §3.2: 400 for an HTTP/1.1 request without Host, and for any request with more
+    // than one Host line or an invalid one. Two Hosts could name two different origins.
+    let mut hosts = request
+        .fields
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("host"))
+        .map(|(_, v)| v);
+    match (hosts.next(), hosts.next()) {
+        (None, _) if minor == 1 => return Err(Status(400)),
+        (Some(host), None) if host_of(host).is_none() => return Err(Status(400)),
+        (_, Some(_)) => return Err(Status(400)),
+        _ => {}
     }
     Ok(request)
 }
@@ -845,6 +935,69 @@ mod tests {
         assert_eq!(statuses.len(), 1, "{target} {fields:?}: {reply}");
         assert_eq!(open, !reply.contains("Connection: close\r\n"), "{reply}");
         (statuses[0].to_owned(), open)
+    }
+
+    #[test]
+    fn host_must_appear_once_with_a_valid_value() {
+        let site = Site::new("host");
+        for fields in [
+            &["Host: x", "Host: x"][..],
+            &["Host: a", "host: b"],
+            &["HOST: a", "X-A: 1", "Host: a"],
+            &[],
+            &["X-Host: x"],
+            &["Host: a b"],
+            &["Host: a/b"],
+            &["Host: u@a"],
+            &["Host: a\x01b"],
+            &["Host: a:"],
+            &["Host: a:8x"],
+            &["Host: a:-1"],
+            &["Host: a:65536"],
+            &["Host: a:99999999999999999999"],
+            &["Host: a:80:80"],
+            &["Host: [::1"],
+            &["Host: [::g]"],
+            &["Host: [::1]x"],
+            &["Host: [::1]:"],
+            &["Host: ::1"],
+            &["Host: [v.x]"],
+            &["Host: a%zz"],
+            &["Host: a%2"],
+            &["Host: \"a\""],
+            &["Host: a\\b"],
+        ] {
+            assert_eq!(
+                get(&site, "/a.txt", "1", fields),
+                ("400".into(), false),
+                "{fields:?}"
+            );
+        }
+        for host in [
+            "x",
+            "",
+            "Example.COM:8080",
+            "127.0.0.1:65535",
+            "a:0",
+            "a:00080",
+            "[::1]",
+            "[2001:db8::1]:443",
+            "[::ffff:192.0.2.1]",
+            "[v1.fe:80]",
+            "a%20b.example",
+            "a-b_c~d!$&'()*+,;=",
+        ] {
+            let field = format!("Host: {host}");
+            assert_eq!(
+                get(&site, "/a.txt", "1", &[&field]),
+                ("200".into(), true),
+                "{host:?}"
+            );
+        }
+        // HTTP/1.0 may leave Host out, but not send a bad one or two.
+        assert_eq!(get(&site, "/a.txt", "0", &[]).0, "200");
+        assert_eq!(get(&site, "/a.txt", "0", &["Host: a b"]).0, "400");
+        assert_eq!(get(&site, "/a.txt", "0", &["Host: a", "Host: a"]).0, "400");
     }
 
     #[test]
