@@ -10,11 +10,15 @@
 //! time as the socket drains, sent with chunked transfer coding (HTTP/1.1) or a length and a
 //! closing connection (HTTP/1.0). Memory per connection stays bounded whatever the file size.
 //!
+//! Targets in origin form (`/path?query`) and in absolute form (`http://host/path`, `https://`
+//! too) are served; the authority of an absolute-form target stands for the `Host` field.
+//!
 //! Refused: any `..` segment, encoded or not (`400`); a path leaving the root through a symlink
 //! (`403`); other methods (`405`, with `Allow`); bodies over the limit (`413`); request lines over
 //! [`MAX_REQUEST_LINE`] (`414`); heads over [`MAX_HEAD`] (`431`); other HTTP versions (`505`);
 //! an HTTP/1.1 request without `Host`, a second `Host`, an invalid `Host`, a control character
-//! in a field value or the target, and anything else malformed (`400`). After an error that leaves the stream's framing in doubt, the
+//! in a field value or the target, an absolute-form target of another scheme, and anything else
+//! malformed (`400`). After an error that leaves the stream's framing in doubt, the
 //! connection is closed once the reply is written.
 //!
 //! ```
@@ -34,6 +38,7 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{self, Read as _};
@@ -100,6 +105,28 @@ impl Request {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The host the request is for: the authority of an absolute-form target, which takes the
+    /// place of the `Host` field (RFC 9112 §3.2.2), else the `Host` field.
+    #[must_use]
+    pub fn host(&self) -> Option<&str> {
+        match absolute_form(&self.target) {
+            Some((authority, _)) => Some(authority),
+            None => self.field("host"),
+        }
+    }
+
+    /// The path and query asked for: the target itself in origin form, what follows the
+    /// authority in absolute form (`/` if nothing does).
+    #[must_use]
+    pub fn path(&self) -> Cow<'_, str> {
+        match absolute_form(&self.target) {
+            Some((_, "")) => Cow::Borrowed("/"),
+            Some((_, rest)) if !rest.starts_with('/') => Cow::Owned(format!("/{rest}")),
+            Some((_, rest)) => Cow::Borrowed(rest),
+            None => Cow::Borrowed(&self.target),
+        }
+    }
+
     /// Whether the connection stays open after the response (RFC 9112 §9.3).
     #[must_use]
     pub fn keep_alive(&self) -> bool {
@@ -153,6 +180,26 @@ fn is_token(s: &str) -> bool {
 /// message gets smuggled into another.
 fn is_forbidden_control(b: u8) -> bool {
     (b < 0x20 && b != b'\t') || b == 0x7f
+}
+
+/// The scheme of a target written `scheme://...`, if it has that shape (RFC 3986 §3.1).
+fn scheme(target: &str) -> Option<&str> {
+    let (scheme, _) = target.split_once("://")?;
+    let mut chars = scheme.bytes();
+    let valid = chars.next().is_some_and(|b| b.is_ascii_alphabetic())
+        && chars.all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
+    valid.then_some(scheme)
+}
+
+/// An `http` or `https` absolute-form target (RFC 9112 §3.2.2) split into its authority and
+/// the rest (path, query); `None` for a target of any other form.
+fn absolute_form(target: &str) -> Option<(&str, &str)> {
+    let scheme = scheme(target)?;
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return None;
+    }
+    let rest = &target[scheme.len() + 3..];
+    Some(rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len())))
 }
 
 /// The host part of `uri-host [ ":" port ]` (RFC 9110 §7.2, RFC 3986 §3.2.2-3), or `None` if
@@ -295,6 +342,15 @@ pub fn parse_head(head: &[u8]) -> Result<Request, Status> {
         (None, _) if minor == 1 => return Err(Status(400)),
         (Some(host), None) if host_of(host).is_none() => return Err(Status(400)),
         (_, Some(_)) => return Err(Status(400)),
+        _ => {}
+    }
+    // The authority of an absolute-form target must name a host (RFC 9110 §4.2.1, §4.2.4:
+    // empty hosts and userinfo are invalid); no other scheme is served.
+    match (scheme(target), absolute_form(target)) {
+        (_, Some((authority, _))) if host_of(authority).is_none_or(str::is_empty) => {
+            return Err(Status(400))
+        }
+        (Some(_), None) => return Err(Status(400)),
         _ => {}
     }
     Ok(request)
@@ -595,7 +651,7 @@ impl Httpd {
             "HEAD" => true,
             _ => return self.error(ctx, Status(405), request.minor, keep),
         };
-        let path = match resolve(&self.root, &request.target) {
+        let path = match resolve(&self.root, &request.path()) {
             Ok(path) => path,
             Err(status) => return self.error(ctx, status, request.minor, keep),
         };
@@ -1021,6 +1077,71 @@ mod tests {
             get(&site, "/a.txt", "1", &["Host: x", "X-Test: a\tb c"]),
             ("200".into(), true)
         );
+    }
+
+    #[test]
+    fn absolute_form_targets_are_served_by_their_path() {
+        let site = Site::new("absolute");
+        for (target, status) in [
+            ("http://x/a.txt", "200"),
+            ("https://x/a.txt", "200"),
+            ("HTTP://Example.com:8080/a.txt?q=1", "200"),
+            ("http://[::1]:80/a.txt", "200"),
+            ("http://x/sub/", "200"),
+            // The root has no index.html.
+            ("http://x", "404"),
+            ("http://x?q", "404"),
+            ("http://x/nope", "404"),
+            ("http://x/../secret", "400"),
+            ("http://x/%2e%2e/secret", "400"),
+            ("http://x/escape", "403"),
+            ("ftp://x/a.txt", "400"),
+            ("file:///a.txt", "400"),
+            ("http:/a.txt", "400"),
+            ("http:///a.txt", "400"),
+            ("http://:80/a.txt", "400"),
+            ("http://u@x/a.txt", "400"),
+            ("http://u:p@x/a.txt", "400"),
+            ("http://x:99999/a.txt", "400"),
+            ("http://x\\y/a.txt", "400"),
+        ] {
+            // The Host field differs: the target's authority is the one that counts.
+            let (got, _) = get(&site, target, "1", &["Host: other.example"]);
+            assert_eq!(got, status, "{target}");
+        }
+        let mut h = site.harness();
+        h.send("GET http://x/a.txt HTTP/1.1\r\nHost: y\r\n\r\nGET https://x/sub/ HTTP/1.0\r\n\r\n");
+        let reply = text(&mut h);
+        assert_eq!(statuses(&reply), ["200", "200"]);
+        assert!(
+            reply.contains("\r\n\r\nalpha\nHTTP/1.0 200 OK\r\n"),
+            "{reply}"
+        );
+        assert!(reply.ends_with("<p>index</p>"), "{reply}");
+        // HTTP/1.1 still needs its Host line, and only one.
+        assert_eq!(get(&site, "http://x/a.txt", "1", &[]).0, "400");
+        assert_eq!(
+            get(&site, "http://x/a.txt", "1", &["Host: x", "Host: x"]).0,
+            "400"
+        );
+    }
+
+    #[test]
+    fn an_absolute_form_authority_stands_for_host() {
+        let r = parse_head(b"GET http://a.example:81/p?q HTTP/1.1\r\nHost: b.example").unwrap();
+        assert_eq!(r.host(), Some("a.example:81"));
+        assert_eq!(r.path(), "/p?q");
+        let r = parse_head(b"GET HTTPS://a?q HTTP/1.1\r\nHost: a").unwrap();
+        assert_eq!((r.host(), r.path().as_ref()), (Some("a"), "/?q"));
+        let r = parse_head(b"GET https://a HTTP/1.1\r\nHost: a").unwrap();
+        assert_eq!(r.path(), "/");
+        let r = parse_head(b"GET /p?u=http://c/ HTTP/1.1\r\nHost: b.example").unwrap();
+        assert_eq!(
+            (r.host(), r.path().as_ref()),
+            (Some("b.example"), "/p?u=http://c/")
+        );
+        let r = parse_head(b"GET /p HTTP/1.0").unwrap();
+        assert_eq!(r.host(), None);
     }
 
     #[test]
