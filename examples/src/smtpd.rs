@@ -3,9 +3,9 @@
 //!
 //! Commands: `HELO`/`EHLO` (advertising `SIZE` and `8BITMIME`), `MAIL FROM`, `RCPT TO`, `DATA`,
 //! `RSET`, `NOOP`, `VRFY`, `QUIT`. Out-of-order commands get `503`, malformed ones `501`,
-//! unknown ones `500`; a command line over [`MAX_LINE`] bytes gets `500` and the session goes on;
-//! a message over the size limit is read to its end and refused with `552`; an idle session is
-//! closed with `421`.
+//! unknown ones `500`; a command line over [`MAX_LINE`] bytes ([`MAX_MAIL_LINE`] for `MAIL`) gets
+//! `500` and the session goes on; a message over the size limit is read to its end and refused
+//! with `552`; an idle session is closed with `421`.
 //!
 //! `DATA` switches the terminator from `\r\n` to `\r\n.\r\n`, the end-of-data marker, so a
 //! message body is found by one substring search rather than line by line. The `\r\n` that ends
@@ -40,8 +40,15 @@ use asynchat_core::{
     Bytes, BytesMut, CloseReason, Config, Context, OverLongPolicy, Protocol, Terminator, Timer,
 };
 
-/// The longest command line accepted, in bytes, `\r\n` included (RFC 5321 allows 512).
-pub const MAX_LINE: usize = 500;
+/// The longest command line accepted, in bytes, `\r\n` included: the 512 octets RFC 5321
+/// §4.5.3.1.4 requires a server to take. `MAIL` has [`MAX_MAIL_LINE`].
+pub const MAX_LINE: usize = 512;
+
+/// The longest `MAIL` command line accepted, in bytes, `\r\n` included: [`MAX_LINE`], plus the
+/// 26 octets RFC 1870 §3 (5) adds for ` SIZE=` and its 20 digits, plus 14 for ` BODY=8BITMIME`,
+/// the longest `BODY` parameter, as 8BITMIME is advertised too. The framer lets every line grow
+/// to this length; lines of other commands over [`MAX_LINE`] are refused once read.
+pub const MAX_MAIL_LINE: usize = MAX_LINE + 26 + 14;
 
 /// The default message size limit, in bytes (advertised as `SIZE`).
 pub const DEFAULT_MAX_SIZE: usize = 10 << 20;
@@ -55,12 +62,12 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// The end-of-data marker, its leading `\r\n` being the end of the previous line.
 const END_OF_DATA: &[u8] = b"\r\n.\r\n";
 
-/// The connection limits the server expects: command lines up to [`MAX_LINE`], a longer one
+/// The connection limits the server expects: command lines up to [`MAX_MAIL_LINE`], a longer one
 /// skipped and answered (not a reason to drop the session), and the idle timeout.
 #[must_use]
 pub fn config() -> Config {
     Config::default()
-        .max_frame(MAX_LINE - 2)
+        .max_frame(MAX_MAIL_LINE - 2)
         .over_long(OverLongPolicy::Skip)
         .idle_timeout(Some(IDLE_TIMEOUT))
 }
@@ -285,12 +292,17 @@ impl Smtp {
         self.incoming = Incoming::default();
     }
 
-    fn command(&mut self, ctx: &mut Context<'_>, line: &[u8]) {
-        let line = String::from_utf8_lossy(line);
+    fn command(&mut self, ctx: &mut Context<'_>, raw: &[u8]) {
+        let line = String::from_utf8_lossy(raw);
         let (verb, arg) = match line.split_once(' ') {
             Some((verb, arg)) => (verb, arg.trim()),
             None => (line.as_ref(), ""),
         };
+        // The framer lets every line reach MAIL's longer limit; only MAIL may use the room.
+        if raw.len() + 2 > MAX_LINE && !verb.eq_ignore_ascii_case("MAIL") {
+            ctx.push("500 Error: line too long\r\n");
+            return;
+        }
         let reply = match verb.to_ascii_uppercase().as_str() {
             "HELO" | "EHLO" if arg.is_empty() => format!("501 Syntax: {verb} hostname"),
             "HELO" => {
@@ -435,7 +447,7 @@ impl Smtp {
         };
         self.phase = Phase::Ready { extended };
         self.reset_transaction();
-        ctx.set_max_frame(MAX_LINE - 2);
+        ctx.set_max_frame(MAX_MAIL_LINE - 2);
         set(ctx, "\r\n".into());
         ctx.push(reply);
         ctx.push("\r\n");
@@ -734,6 +746,67 @@ mod tests {
         h.send("x".repeat(MAX_LINE * 3) + "\r\nNOOP\r\n");
         assert_eq!(replies(&mut h), ["500 Error: line too long", "250 OK"]);
         assert_eq!(h.state(), State::Open);
+    }
+
+    #[test]
+    fn command_lines_are_taken_up_to_512_octets_and_mail_up_to_its_extended_limit() {
+        // A command padded, inside its address, to `len` octets with its CRLF.
+        let padded = |head: &str, tail: &str, len: usize| {
+            let fill = len - head.len() - tail.len() - 2;
+            format!("{head}{}{tail}\r\n", "u".repeat(fill))
+        };
+        let params = " SIZE=00000000000000000100 BODY=8BITMIME";
+        let mail_at_limit = padded("MAIL FROM:<", &format!("@x>{params}"), MAX_MAIL_LINE);
+        let rcpt_at_limit = padded("RCPT TO:<", "@y>", MAX_LINE);
+        let input = [
+            "EHLO c\r\n".to_owned(),
+            mail_at_limit.clone(),
+            rcpt_at_limit.clone(),
+            padded("RCPT TO:<", "@z>", MAX_LINE + 1),
+            padded("VRFY ", "", MAX_LINE),
+            padded("VRFY ", "", MAX_LINE + 1),
+            "DATA\r\nhi\r\n.\r\nRSET\r\n".to_owned(),
+            padded("MAIL FROM:<", &format!("@x>{params}"), MAX_MAIL_LINE + 1),
+            "NOOP\r\n".to_owned(),
+        ]
+        .concat();
+        assert_eq!(mail_at_limit.len(), 552);
+        assert_eq!(rcpt_at_limit.len(), 512);
+        // Whole, byte by byte and in random splits: the limits do not depend on the chunking.
+        let t = Replay::new(input.clone())
+            .config(config())
+            .assert_invariant(|| Smtp::new(Memory::default()).max_size(1000));
+        let replies: Vec<&str> = std::str::from_utf8(&t.output)
+            .unwrap()
+            .split_terminator("\r\n")
+            .filter(|r| !r.starts_with("250-"))
+            .collect();
+        assert_eq!(
+            replies[1..],
+            [
+                "250 HELP",
+                "250 OK",
+                "250 OK",
+                "500 Error: line too long",
+                "252 Cannot VRFY user, but will accept message and attempt delivery",
+                "500 Error: line too long",
+                "354 End data with <CR><LF>.<CR><LF>",
+                "250 OK: queued as mem-1",
+                "250 OK",
+                "500 Error: line too long",
+                "250 OK",
+            ]
+        );
+        // The long paths are stored whole.
+        let mailbox = Memory::default();
+        let mut h = Harness::with_config(Smtp::new(mailbox.clone()), &config());
+        h.send(&input);
+        let m = &mailbox.messages()[0];
+        assert_eq!(
+            m.mail_from.len(),
+            MAX_MAIL_LINE - "MAIL FROM:<>\r\n".len() - params.len()
+        );
+        assert_eq!(m.rcpt_to, [&rcpt_at_limit[9..MAX_LINE - 3]]);
     }
 
     #[test]
