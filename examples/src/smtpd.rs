@@ -27,6 +27,7 @@
 //! assert!(String::from_utf8_lossy(&h.take_output()).ends_with("221 Bye\r\n"));
 //! ```
 
+use std::borrow::Cow;
 use std::fmt;
 use std::io::{self, Write as _};
 use std::net::SocketAddr;
@@ -147,17 +148,28 @@ impl Maildir {
     }
 }
 
+/// `text` fit for a header line: every control character becomes `?`. The session refuses them
+/// in paths; a [`Message`] built by hand could still hold a CR or LF, which would end the line
+/// and start a header the sender chose.
+fn header_text(text: &str) -> Cow<'_, str> {
+    if text.bytes().any(|b| b.is_ascii_control()) {
+        Cow::Owned(text.replace(|c: char| c.is_ascii_control(), "?"))
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
 fn envelope(message: &Message) -> String {
     let peer = message
         .peer
         .map_or_else(|| "-".to_owned(), |p| p.to_string());
     format!(
         "X-Peer: {peer}\r\nX-Mail-From: <{}>\r\nX-Rcpt-To: {}\r\n",
-        message.mail_from,
+        header_text(&message.mail_from),
         message
             .rcpt_to
             .iter()
-            .map(|r| format!("<{r}>"))
+            .map(|r| format!("<{}>", header_text(r)))
             .collect::<Vec<_>>()
             .join(", ")
     )
@@ -304,7 +316,9 @@ impl Smtp {
             return;
         }
         let reply = match verb.to_ascii_uppercase().as_str() {
-            "HELO" | "EHLO" if arg.is_empty() => format!("501 Syntax: {verb} hostname"),
+            "HELO" | "EHLO" if arg.is_empty() || arg.bytes().any(|b| b.is_ascii_control()) => {
+                format!("501 Syntax: {verb} hostname")
+            }
             "HELO" => {
                 self.greet(arg, false);
                 format!("250 {}", self.hostname)
@@ -455,8 +469,12 @@ impl Smtp {
 }
 
 /// Parses `FROM:<address> params` (or `TO:`), case-insensitively, a space after the colon
-/// tolerated. Returns the address and the parameters.
+/// tolerated. Returns the address and the parameters; `None` for a control character anywhere:
+/// a bare CR, LF or NUL in a path would reach the stored message's header lines.
 fn path<'a>(arg: &'a str, keyword: &str) -> Option<(&'a str, &'a str)> {
+    if arg.bytes().any(|b| b.is_ascii_control()) {
+        return None;
+    }
     let head = arg.get(..keyword.len())?;
     if !head.eq_ignore_ascii_case(keyword) {
         return None;
@@ -705,6 +723,68 @@ mod tests {
                 "250 OK",
                 "500 Error: command \"HELP\" not recognized"
             ]
+        );
+    }
+
+    #[test]
+    fn control_characters_in_paths_are_refused_and_never_stored() {
+        let (mut h, mailbox) = session();
+        h.send("EHLO c\rX-Evil:1\r\nEHLO c\r\n");
+        for bad in [
+            "MAIL FROM:<a@x\nBcc:victim@z>",
+            "MAIL FROM:<a@x\rBcc:victim@z>",
+            "MAIL FROM:<a\0@x>",
+            "MAIL FROM:<a@x\x1b>",
+            "MAIL FROM:<a@x\x7f>",
+            "MAIL FROM:<a@x> BODY=7BIT\nX:1",
+        ] {
+            h.send(format!("{bad}\r\n"));
+        }
+        h.send("MAIL FROM:<a@x>\r\n");
+        for bad in [
+            "RCPT TO:<b@y\nBcc:victim@z>",
+            "RCPT TO:<b@y\r>",
+            "RCPT TO:<b\0@y>",
+        ] {
+            h.send(format!("{bad}\r\n"));
+        }
+        h.send("RCPT TO:<b@y>\r\nDATA\r\nhi\r\n.\r\n");
+        let r = replies(&mut h);
+        assert_eq!(r[0], "501 Syntax: EHLO hostname");
+        assert_eq!(r[5..11], ["501 Syntax: MAIL FROM:<address>"; 6]);
+        assert_eq!(r[11], "250 OK");
+        assert_eq!(r[12..15], ["501 Syntax: RCPT TO:<address>"; 3]);
+        assert_eq!(
+            r[15..],
+            [
+                "250 OK",
+                "354 End data with <CR><LF>.<CR><LF>",
+                "250 OK: queued as mem-1"
+            ]
+        );
+        let messages = mailbox.messages();
+        assert_eq!(messages.len(), 1);
+        let m = &messages[0];
+        assert_eq!((m.helo.as_str(), m.mail_from.as_str()), ("c", "a@x"));
+        assert_eq!(m.rcpt_to, ["b@y"]);
+        assert_eq!(
+            envelope(m),
+            "X-Peer: -\r\nX-Mail-From: <a@x>\r\nX-Rcpt-To: <b@y>\r\n"
+        );
+    }
+
+    #[test]
+    fn the_envelope_never_holds_a_control_character() {
+        let message = Message {
+            peer: None,
+            helo: "c".into(),
+            mail_from: "a@x\r\nBcc: victim@z".into(),
+            rcpt_to: vec!["b@y\n\0".into(), "c@z".into()],
+            data: Bytes::new(),
+        };
+        assert_eq!(
+            envelope(&message),
+            "X-Peer: -\r\nX-Mail-From: <a@x??Bcc: victim@z>\r\nX-Rcpt-To: <b@y??>, <c@z>\r\n"
         );
     }
 
