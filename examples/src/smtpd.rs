@@ -5,7 +5,8 @@
 //! `RSET`, `NOOP`, `VRFY`, `QUIT`. Out-of-order commands get `503`, malformed ones `501`,
 //! unknown ones `500`; a command line over [`MAX_LINE`] bytes ([`MAX_MAIL_LINE`] for `MAIL`) gets
 //! `500` and the session goes on; a message over the size limit is read to its end and refused
-//! with `552`; an idle session is closed with `421`.
+//! with `552`, one that finds the [`DataBudget`] shared by all sessions spent with `452`; an idle
+//! session is closed with `421`.
 //!
 //! `DATA` switches the terminator from `\r\n` to `\r\n.\r\n`, the end-of-data marker, so a
 //! message body is found by one substring search rather than line by line. The `\r\n` that ends
@@ -32,8 +33,8 @@ use std::fmt;
 use std::io::{self, Write as _};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::set_terminator as set;
@@ -53,6 +54,9 @@ pub const MAX_MAIL_LINE: usize = MAX_LINE + 26 + 14;
 
 /// The default message size limit, in bytes (advertised as `SIZE`).
 pub const DEFAULT_MAX_SIZE: usize = 10 << 20;
+
+/// The default [`DataBudget`] limit: message data all sessions together may hold at once.
+pub const DEFAULT_DATA_BUDGET: usize = 64 << 20;
 
 /// The most recipients one message may have.
 pub const MAX_RECIPIENTS: usize = 100;
@@ -223,6 +227,94 @@ enum Phase {
     Data { extended: bool },
 }
 
+/// A bound on the message data buffered by all the sessions sharing it, so that many
+/// concurrent `DATA` transfers cannot hold more memory than this, whatever
+/// [`Smtp::max_size`] allows each one. Clones share one count.
+///
+/// A session takes from it as message bytes arrive and gives them back once the message is
+/// delivered or refused, or the connection closes. A message that finds it spent is read to
+/// its end without being kept, and refused with `452 4.3.1 Insufficient system storage`
+/// (RFC 5321 §4.2.3; 4.3.1 is RFC 3463's "mail system full"): a temporary failure, which the
+/// client retries later. The session goes on.
+#[derive(Debug, Clone)]
+pub struct DataBudget(Arc<Budget>);
+
+#[derive(Debug)]
+struct Budget {
+    limit: usize,
+    used: AtomicUsize,
+}
+
+impl DataBudget {
+    /// A budget of `limit` bytes, for the sessions given a clone of it.
+    #[must_use]
+    pub fn new(limit: usize) -> Self {
+        Self(Arc::new(Budget {
+            limit,
+            used: AtomicUsize::new(0),
+        }))
+    }
+
+    /// The budget of every session not given another: [`DEFAULT_DATA_BUDGET`] bytes, shared by
+    /// all of them in the process, so a server bounds its sessions together without asking.
+    #[must_use]
+    pub fn process_wide() -> Self {
+        static SHARED: OnceLock<DataBudget> = OnceLock::new();
+        SHARED
+            .get_or_init(|| Self::new(DEFAULT_DATA_BUDGET))
+            .clone()
+    }
+
+    /// The most bytes the sessions may hold together.
+    #[must_use]
+    pub fn limit(&self) -> usize {
+        self.0.limit
+    }
+
+    /// The bytes the sessions hold now.
+    #[must_use]
+    pub fn in_use(&self) -> usize {
+        self.0.used.load(Ordering::Relaxed)
+    }
+
+    /// Takes `n` bytes if they fit, all or nothing.
+    fn try_take(&self, n: usize) -> bool {
+        self.0
+            .used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                used.checked_add(n).filter(|&total| total <= self.0.limit)
+            })
+            .is_ok()
+    }
+
+    fn give_back(&self, n: usize) {
+        self.0.used.fetch_sub(n, Ordering::Relaxed);
+    }
+}
+
+/// Bytes taken from a [`DataBudget`], given back when released or dropped: a session dropped
+/// without its `closed` callback gives its share back all the same.
+#[derive(Debug, Default)]
+struct Charge {
+    budget: Option<DataBudget>,
+    bytes: usize,
+}
+
+impl Charge {
+    fn release(&mut self) {
+        if let Some(budget) = &self.budget {
+            budget.give_back(self.bytes);
+        }
+        self.bytes = 0;
+    }
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
 /// The message being read after `DATA`.
 #[derive(Debug, Default)]
 struct Incoming {
@@ -231,6 +323,41 @@ struct Incoming {
     received: usize,
     /// How much of [`END_OF_DATA`] the bytes so far end with (while byte-at-a-time).
     matched: usize,
+    /// What `data` holds of the data budget.
+    charge: Charge,
+    /// The data budget had no room: the message is counted, not kept, and refused at its end.
+    starved: bool,
+}
+
+impl Incoming {
+    /// Counts `bytes` of the message, and keeps them while the message is within `max_size`
+    /// and `budget` has room for them.
+    fn take(&mut self, bytes: &[u8], max_size: usize, budget: &DataBudget) {
+        self.received = self.received.saturating_add(bytes.len());
+        if self.starved {
+            return;
+        }
+        // Keep a few bytes past the limit so the marker bytes matched one at a time are there
+        // to trim; past that the message is refused whatever follows, so nothing is kept.
+        if self.received > max_size + END_OF_DATA.len() {
+            self.discard();
+            return;
+        }
+        if budget.try_take(bytes.len()) {
+            self.charge.budget.get_or_insert_with(|| budget.clone());
+            self.charge.bytes += bytes.len();
+            self.data.extend_from_slice(bytes);
+        } else {
+            self.starved = true;
+            self.discard();
+        }
+    }
+
+    /// Frees what is kept, and gives its share of the budget back.
+    fn discard(&mut self) {
+        self.data = BytesMut::new();
+        self.charge.release();
+    }
 }
 
 /// The SMTP session of one connection.
@@ -244,6 +371,7 @@ pub struct Smtp {
     mail_from: Option<String>,
     rcpt_to: Vec<String>,
     incoming: Incoming,
+    budget: DataBudget,
 }
 
 impl fmt::Debug for Smtp {
@@ -274,6 +402,7 @@ impl Smtp {
             mail_from: None,
             rcpt_to: Vec::new(),
             incoming: Incoming::default(),
+            budget: DataBudget::process_wide(),
         }
     }
 
@@ -281,6 +410,14 @@ impl Smtp {
     #[must_use]
     pub fn max_size(mut self, bytes: usize) -> Self {
         self.max_size = bytes;
+        self
+    }
+
+    /// Holds this session's message data against `budget`, shared with the other sessions given
+    /// it, instead of [`DataBudget::process_wide`].
+    #[must_use]
+    pub fn data_budget(mut self, budget: DataBudget) -> Self {
+        self.budget = budget;
         self
     }
 
@@ -446,6 +583,8 @@ impl Smtp {
         };
         let reply = if self.incoming.received > self.max_size {
             "552 Error: Too much mail data".to_owned()
+        } else if self.incoming.starved {
+            "452 4.3.1 Insufficient system storage".to_owned()
         } else {
             let message = Message {
                 peer: self.peer,
@@ -530,12 +669,7 @@ impl Protocol for Smtp {
             return;
         }
         let incoming = &mut self.incoming;
-        incoming.received += data.len();
-        // Keep a few bytes past the limit so the marker bytes matched one at a time are there
-        // to trim; what is beyond is counted, not kept.
-        if incoming.received <= self.max_size + END_OF_DATA.len() {
-            incoming.data.extend_from_slice(&data);
-        }
+        incoming.take(&data, self.max_size, &self.budget);
         if incoming.matched > 0 {
             for &byte in data.iter() {
                 incoming.matched = advance(incoming.matched, byte);
@@ -564,10 +698,7 @@ impl Protocol for Smtp {
             },
             _ => {
                 // The marker's first `\r\n` ends the last line.
-                incoming.received += 2;
-                if incoming.received <= self.max_size + END_OF_DATA.len() {
-                    incoming.data.extend_from_slice(b"\r\n");
-                }
+                incoming.take(b"\r\n", self.max_size, &self.budget);
                 self.end_of_data(ctx);
             }
         }
@@ -818,6 +949,81 @@ mod tests {
         h.send("z".repeat(998) + "\r\n.\r\n");
         assert_eq!(replies(&mut h).last().unwrap(), "250 OK: queued as mem-1");
         assert_eq!(mailbox.messages()[0].data.len(), 1000);
+    }
+
+    #[test]
+    fn the_data_budget_bounds_what_all_sessions_hold_together() {
+        let budget = DataBudget::new(100);
+        let mailbox = Memory::default();
+        let transaction = "MAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nDATA\r\n";
+        let open = || {
+            let session = Smtp::new(mailbox.clone()).data_budget(budget.clone());
+            let mut h = Harness::with_config(session, &config());
+            h.send(format!("EHLO c\r\n{transaction}"));
+            h.take_output();
+            h
+        };
+        let (mut a, mut b) = (open(), open());
+        a.send("a".repeat(60));
+        assert_eq!(budget.in_use(), 60);
+        b.send("b".repeat(60) + "\r\n.\r\n");
+        assert_eq!(replies(&mut b), ["452 4.3.1 Insufficient system storage"]);
+        assert_eq!(budget.in_use(), 60, "what b sent was dropped, not kept");
+        b.send("NOOP\r\n");
+        assert_eq!(replies(&mut b), ["250 OK"]);
+        a.send("\r\n.\r\n");
+        assert_eq!(replies(&mut a), ["250 OK: queued as mem-1"]);
+        assert_eq!(mailbox.messages()[0].data, "a".repeat(60) + "\r\n");
+        assert_eq!(
+            budget.in_use(),
+            0,
+            "a delivered message gives its share back"
+        );
+        // Now b's message fits.
+        b.send(format!("{transaction}{}\r\n.\r\n", "b".repeat(60)));
+        assert_eq!(replies(&mut b).last().unwrap(), "250 OK: queued as mem-2");
+        assert_eq!(mailbox.messages().len(), 2);
+        // A refused message gives its share back too.
+        a.send(format!("{transaction}{}\r\n.\r\n", "a".repeat(99)));
+        assert_eq!(
+            replies(&mut a).last().unwrap(),
+            "452 4.3.1 Insufficient system storage"
+        );
+        assert_eq!(budget.in_use(), 0);
+        // So does a connection that fails mid-message, or is dropped without being closed.
+        a.send(format!("{transaction}{}", "a".repeat(90)));
+        assert_eq!(budget.in_use(), 90);
+        a.fail(io::Error::from(io::ErrorKind::ConnectionReset));
+        assert!(a.is_closed());
+        assert_eq!(budget.in_use(), 0);
+        b.send(format!("{transaction}{}", "b".repeat(50)));
+        assert_eq!(budget.in_use(), 50);
+        drop(b);
+        assert_eq!(budget.in_use(), 0);
+        assert_eq!(mailbox.messages().len(), 2);
+        // Sessions given no budget share one.
+        assert_eq!(DataBudget::process_wide().limit(), DEFAULT_DATA_BUDGET);
+        assert!(Arc::ptr_eq(
+            &Smtp::new(Memory::default()).budget.0,
+            &DataBudget::process_wide().0
+        ));
+    }
+
+    #[test]
+    fn a_message_over_the_size_limit_is_not_kept_while_it_is_read() {
+        let budget = DataBudget::new(1000);
+        let session = Smtp::new(Memory::default())
+            .max_size(50)
+            .data_budget(budget.clone());
+        let mut h = Harness::with_config(session, &config());
+        h.send("HELO c\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nDATA\r\n");
+        h.send("x".repeat(200));
+        assert_eq!(budget.in_use(), 0);
+        h.send("\r\n.\r\n");
+        assert_eq!(
+            replies(&mut h).last().unwrap(),
+            "552 Error: Too much mail data"
+        );
     }
 
     #[test]
