@@ -614,7 +614,7 @@ mod tests {
         assert_eq!(ask(&mut h, &["DEL", "e", "e"]), ":0\r\n");
     }
 
-    /// 2023-11-14T22:13:20Z, in Unix milliseconds.
+    /// A fixed wall-clock reading, in Unix milliseconds.
     const NOW_MILLIS: i64 = 1_700_000_000_000;
 
     fn fixed_clock() -> SystemTime {

@@ -5,8 +5,8 @@
 //! `RSET`, `NOOP`, `VRFY`, `QUIT`. Out-of-order commands get `503`, malformed ones `501`,
 //! unknown ones `500`; a command line over [`MAX_LINE`] bytes ([`MAX_MAIL_LINE`] for `MAIL`) gets
 //! `500` and the session goes on; a message over the size limit is read to its end and refused
-//! with `552`, one that finds the [`DataBudget`] shared by all sessions spent with `452`; an idle
-//! session is closed with `421`.
+//! with `552`, one that finds the [`DataBudget`] shared by all connections spent with `452`; an
+//! idle session is closed with `421`.
 //!
 //! `DATA` switches the terminator from `\r\n` to `\r\n.\r\n`, the end-of-data marker, so a
 //! message body is found by one substring search rather than line by line. The `\r\n` that ends
@@ -55,7 +55,7 @@ pub const MAX_MAIL_LINE: usize = MAX_LINE + 26 + 14;
 /// The default message size limit, in bytes (advertised as `SIZE`).
 pub const DEFAULT_MAX_SIZE: usize = 10 << 20;
 
-/// The default [`DataBudget`] limit: message data all sessions together may hold at once.
+/// The default [`DataBudget`] limit: message data all connections together may hold at once.
 pub const DEFAULT_DATA_BUDGET: usize = 64 << 20;
 
 /// The most recipients one message may have.
@@ -152,7 +152,7 @@ impl Maildir {
     }
 }
 
-/// `text` fit for a header line: every control character becomes `?`. The session refuses them
+/// `text` fit for a header line: every control character becomes `?`. [`Smtp`] refuses them
 /// in paths; a [`Message`] built by hand could still hold a CR or LF, which would end the line
 /// and start a header the sender chose.
 fn header_text(text: &str) -> Cow<'_, str> {
@@ -227,15 +227,15 @@ enum Phase {
     Data { extended: bool },
 }
 
-/// A bound on the message data buffered by all the sessions sharing it, so that many
+/// A bound on the message data buffered by all the connections sharing it, so that many
 /// concurrent `DATA` transfers cannot hold more memory than this, whatever
 /// [`Smtp::max_size`] allows each one. Clones share one count.
 ///
-/// A session takes from it as message bytes arrive and gives them back once the message is
+/// A connection takes from it as message bytes arrive and gives them back once the message is
 /// delivered or refused, or the connection closes. A message that finds it spent is read to
 /// its end without being kept, and refused with `452 4.3.1 Insufficient system storage`
 /// (RFC 5321 §4.2.3; 4.3.1 is RFC 3463's "mail system full"): a temporary failure, which the
-/// client retries later. The session goes on.
+/// client retries later. The connection goes on.
 #[derive(Debug, Clone)]
 pub struct DataBudget(Arc<Budget>);
 
@@ -246,7 +246,7 @@ struct Budget {
 }
 
 impl DataBudget {
-    /// A budget of `limit` bytes, for the sessions given a clone of it.
+    /// A budget of `limit` bytes, for the connections given a clone of it.
     #[must_use]
     pub fn new(limit: usize) -> Self {
         Self(Arc::new(Budget {
@@ -255,8 +255,8 @@ impl DataBudget {
         }))
     }
 
-    /// The budget of every session not given another: [`DEFAULT_DATA_BUDGET`] bytes, shared by
-    /// all of them in the process, so a server bounds its sessions together without asking.
+    /// The budget of every [`Smtp`] not given another: [`DEFAULT_DATA_BUDGET`] bytes, shared by
+    /// all of them in the process, so a server bounds its connections together without asking.
     #[must_use]
     pub fn process_wide() -> Self {
         static SHARED: OnceLock<DataBudget> = OnceLock::new();
@@ -265,13 +265,13 @@ impl DataBudget {
             .clone()
     }
 
-    /// The most bytes the sessions may hold together.
+    /// The most bytes the connections may hold together.
     #[must_use]
     pub fn limit(&self) -> usize {
         self.0.limit
     }
 
-    /// The bytes the sessions hold now.
+    /// The bytes the connections hold now.
     #[must_use]
     pub fn in_use(&self) -> usize {
         self.0.used.load(Ordering::Relaxed)
@@ -292,7 +292,7 @@ impl DataBudget {
     }
 }
 
-/// Bytes taken from a [`DataBudget`], given back when released or dropped: a session dropped
+/// Bytes taken from a [`DataBudget`], given back when released or dropped: an [`Smtp`] dropped
 /// without its `closed` callback gives its share back all the same.
 #[derive(Debug, Default)]
 struct Charge {
@@ -413,8 +413,8 @@ impl Smtp {
         self
     }
 
-    /// Holds this session's message data against `budget`, shared with the other sessions given
-    /// it, instead of [`DataBudget::process_wide`].
+    /// Holds this connection's message data against `budget`, shared with the other connections
+    /// given it, instead of [`DataBudget::process_wide`].
     #[must_use]
     pub fn data_budget(mut self, budget: DataBudget) -> Self {
         self.budget = budget;
@@ -952,13 +952,13 @@ mod tests {
     }
 
     #[test]
-    fn the_data_budget_bounds_what_all_sessions_hold_together() {
+    fn the_data_budget_bounds_what_all_connections_hold_together() {
         let budget = DataBudget::new(100);
         let mailbox = Memory::default();
         let transaction = "MAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nDATA\r\n";
         let open = || {
-            let session = Smtp::new(mailbox.clone()).data_budget(budget.clone());
-            let mut h = Harness::with_config(session, &config());
+            let smtp = Smtp::new(mailbox.clone()).data_budget(budget.clone());
+            let mut h = Harness::with_config(smtp, &config());
             h.send(format!("EHLO c\r\n{transaction}"));
             h.take_output();
             h
@@ -1001,7 +1001,7 @@ mod tests {
         drop(b);
         assert_eq!(budget.in_use(), 0);
         assert_eq!(mailbox.messages().len(), 2);
-        // Sessions given no budget share one.
+        // Connections given no budget share one.
         assert_eq!(DataBudget::process_wide().limit(), DEFAULT_DATA_BUDGET);
         assert!(Arc::ptr_eq(
             &Smtp::new(Memory::default()).budget.0,
@@ -1012,10 +1012,10 @@ mod tests {
     #[test]
     fn a_message_over_the_size_limit_is_not_kept_while_it_is_read() {
         let budget = DataBudget::new(1000);
-        let session = Smtp::new(Memory::default())
+        let smtp = Smtp::new(Memory::default())
             .max_size(50)
             .data_budget(budget.clone());
-        let mut h = Harness::with_config(session, &config());
+        let mut h = Harness::with_config(smtp, &config());
         h.send("HELO c\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nDATA\r\n");
         h.send("x".repeat(200));
         assert_eq!(budget.in_use(), 0);
