@@ -9,7 +9,9 @@
 //! | `/quit` | leave |
 //! | anything else | sent to the others as `[name] text` |
 //!
-//! Join, leave and rename notices go to the others as `* ...` lines. A member reaches the others
+//! Control characters in a line are sent as visible text (`ESC` as `^[`, `CR` as `^M`: see
+//! [`visible`]) so no member can redraw or forge another's line on a terminal; names cannot hold
+//! them at all. Join, leave and rename notices go to the others as `* ...` lines. A member reaches the others
 //! through an [`Outlet`] (the drivers' cross-connection handle, a [`Link`],
 //! in the binary; a buffer in the tests), so the room is sans-IO like every protocol here.
 //!
@@ -27,6 +29,7 @@
 //! assert!(ada_inbox.text().ends_with("* bob joined\n[bob] hello\n"));
 //! ```
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -135,6 +138,37 @@ impl Room {
             }
         }
     }
+}
+
+/// `text` with its control characters made visible, so that a line shown on a terminal cannot
+/// move the cursor, erase, ring, or start a line that looks like another member's.
+///
+/// C0 controls (except TAB) and DEL become caret notation: `ESC` is `^[`, `CR` is `^M`, `BEL` is
+/// `^G`, `DEL` is `^?`. C1 controls (U+0080 to U+009F), which some terminals obey as well, become
+/// `M-` and the caret form of their low seven bits (U+009B, the one-character `CSI`, is `M-^[`),
+/// as `cat -v` shows them. Everything else, TAB included, is unchanged.
+#[must_use]
+pub fn visible(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(|c| c.is_control() && c != '\t') {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        // Caret notation flips bit 6: 0x1b is '[', 0x7f is '?'.
+        let caret = |b: u8| char::from(b ^ 0x40);
+        match u8::try_from(c) {
+            Ok(b @ (0..=0x08 | 0x0a..=0x1f | 0x7f)) => {
+                out.push('^');
+                out.push(caret(b));
+            }
+            Ok(b @ 0x80..=0x9f) => {
+                out.push_str("M-^");
+                out.push(caret(b - 0x80));
+            }
+            _ => out.push(c),
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// Why `/nick` refused a name.
@@ -255,11 +289,13 @@ impl Protocol for Member {
                 self.leave();
                 ctx.close_when_done();
             }
-            c if c.starts_with('/') => ctx.push(format!("* unknown command {c}\n")),
+            c if c.starts_with('/') => {
+                ctx.push(format!("* unknown command {}\n", visible(c)));
+            }
             _ => match &self.name {
                 None => ctx.push("* choose a name first: /nick NAME\n"),
                 Some(name) => {
-                    let said = Bytes::from(format!("[{name}] {line}\n"));
+                    let said = Bytes::from(format!("[{name}] {}\n", visible(&line)));
                     self.room.broadcast(self.id, &said);
                 }
             },
@@ -361,6 +397,68 @@ mod tests {
         );
         assert_eq!(bob_in.text(), "", "an unnamed member hears nothing");
         assert_eq!(room.names(), ["ada"]);
+    }
+
+    #[test]
+    fn control_characters_reach_the_others_visible_not_raw() {
+        let room = Arc::new(Room::default());
+        let (mut ada, ada_in) = member(&room);
+        let (mut bob, _) = member(&room);
+        ada.send("/nick ada\n");
+        bob.send("/nick bob\n");
+        // A CR would put the cursor back at the start of the line and let bob draw a fake one.
+        bob.send("hi\r<alice> fake\r\n");
+        bob.send("\x1b[2K\x1b[1A[ada] I quit\x07\x7f\tend\u{9b}2J\n");
+        assert_eq!(
+            ada_in.text(),
+            "* bob joined\n[bob] hi^M<alice> fake\n\
+             [bob] ^[[2K^[[1A[ada] I quit^G^?\tendM-^[2J\n"
+        );
+        // Every control character but the line's own LF, in one line.
+        let all: String = ('\0'..='\u{9f}')
+            .filter(|c| c.is_control() && *c != '\n')
+            .collect();
+        bob.send(format!("<{all}>\n"));
+        let heard = ada_in.text();
+        let last = heard.lines().last().unwrap_or_default();
+        assert!(
+            !last.chars().any(|c| c.is_control() && c != '\t'),
+            "{last:?}"
+        );
+        assert!(last.starts_with("[bob] <^@^A^B"), "{last:?}");
+        assert!(last.contains("^G^H\t^K^L^M"), "TAB kept: {last:?}");
+        assert!(last.contains("^^^_^?M-^@M-^A"), "DEL, then C1: {last:?}");
+        assert!(last.ends_with("M-^^M-^_>"), "{last:?}");
+        // Only the sender sees its unknown command, but visible too.
+        bob.take_output();
+        bob.send("/\x1b]0;owned\x07\n");
+        assert_eq!(bob.take_output(), "* unknown command /^[]0;owned^G\n");
+    }
+
+    #[test]
+    fn a_name_with_control_characters_is_refused() {
+        let room = Arc::new(Room::default());
+        let (mut ada, ada_in) = member(&room);
+        let (mut bob, _) = member(&room);
+        ada.send("/nick ada\n");
+        bob.take_output();
+        for name in [
+            "\x1b[31mada",
+            "a\rb",
+            "bob\x7f",
+            "b\x00b",
+            "b\u{9b}b",
+            "b\tb",
+        ] {
+            bob.send(format!("/nick {name}\n"));
+            assert_eq!(
+                bob.take_output(),
+                "* names use letters, digits, '-', '_' and '.'\n",
+                "{name:?}"
+            );
+        }
+        assert_eq!(room.names(), ["ada"]);
+        assert_eq!(ada_in.text(), "", "no join notice for a refused name");
     }
 
     #[test]

@@ -10,10 +10,15 @@
 //! time as the socket drains, sent with chunked transfer coding (HTTP/1.1) or a length and a
 //! closing connection (HTTP/1.0). Memory per connection stays bounded whatever the file size.
 //!
+//! Targets in origin form (`/path?query`) and in absolute form (`http://host/path`, `https://`
+//! too) are served; the authority of an absolute-form target stands for the `Host` field.
+//!
 //! Refused: any `..` segment, encoded or not (`400`); a path leaving the root through a symlink
 //! (`403`); other methods (`405`, with `Allow`); bodies over the limit (`413`); request lines over
 //! [`MAX_REQUEST_LINE`] (`414`); heads over [`MAX_HEAD`] (`431`); other HTTP versions (`505`);
-//! anything malformed (`400`). After an error that leaves the stream's framing in doubt, the
+//! an HTTP/1.1 request without `Host`, a second `Host`, an invalid `Host`, a control character
+//! in a field value or the target, an absolute-form target of another scheme, and anything else
+//! malformed (`400`). After an error that leaves the stream's framing in doubt, the
 //! connection is closed once the reply is written.
 //!
 //! ```
@@ -33,9 +38,11 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{self, Read as _};
+use std::net::Ipv6Addr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -98,6 +105,28 @@ impl Request {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The host the request is for: the authority of an absolute-form target, which takes the
+    /// place of the `Host` field (RFC 9112 §3.2.2), else the `Host` field.
+    #[must_use]
+    pub fn host(&self) -> Option<&str> {
+        match absolute_form(&self.target) {
+            Some((authority, _)) => Some(authority),
+            None => self.field("host"),
+        }
+    }
+
+    /// The path and query asked for: the target itself in origin form, what follows the
+    /// authority in absolute form (`/` if nothing does).
+    #[must_use]
+    pub fn path(&self) -> Cow<'_, str> {
+        match absolute_form(&self.target) {
+            Some((_, "")) => Cow::Borrowed("/"),
+            Some((_, rest)) if !rest.starts_with('/') => Cow::Owned(format!("/{rest}")),
+            Some((_, rest)) => Cow::Borrowed(rest),
+            None => Cow::Borrowed(&self.target),
+        }
+    }
+
     /// Whether the connection stays open after the response (RFC 9112 §9.3).
     #[must_use]
     pub fn keep_alive(&self) -> bool {
@@ -146,6 +175,112 @@ fn is_token(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
+/// Whether `b` is a control character no field value may hold: RFC 9110 §5.5 allows only
+/// visible characters, SP, HTAB and obs-text, and a bare CR, LF or NUL is how one field or
+/// message gets smuggled into another.
+fn is_forbidden_control(b: u8) -> bool {
+    (b < 0x20 && b != b'\t') || b == 0x7f
+}
+
+/// The scheme of a target written `scheme://...`, if it has that shape (RFC 3986 §3.1).
+fn scheme(target: &str) -> Option<&str> {
+    let (scheme, _) = target.split_once("://")?;
+    let mut chars = scheme.bytes();
+    let valid = chars.next().is_some_and(|b| b.is_ascii_alphabetic())
+        && chars.all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
+    valid.then_some(scheme)
+}
+
+/// An `http` or `https` absolute-form target (RFC 9112 §3.2.2) split into its authority and
+/// the rest (path, query); `None` for a target of any other form.
+fn absolute_form(target: &str) -> Option<(&str, &str)> {
+    let scheme = scheme(target)?;
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return None;
+    }
+    let rest = &target[scheme.len() + 3..];
+    Some(rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len())))
+}
+
+/// The host part of `uri-host [ ":" port ]` (RFC 9110 §7.2, RFC 3986 §3.2.2-3), or `None` if
+/// the value is not one: the host a reg-name (which IPv4 addresses are too) or a bracketed IPv6
+/// or IPvFuture literal; the port, if there is a colon, digits worth at most 65535 (an empty
+/// port is refused although RFC 3986 allows it: no client sends one on purpose).
+fn host_of(value: &str) -> Option<&str> {
+    let (host, port) = match value.strip_prefix('[') {
+        Some(rest) => {
+            let (literal, after) = rest.split_once(']')?;
+            if !is_ip_literal(literal) {
+                return None;
+            }
+            let host = &value[..literal.len() + 2];
+            match after {
+                "" => (host, None),
+                after => (host, Some(after.strip_prefix(':')?)),
+            }
+        }
+        None => match value.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (value, None),
+        },
+    };
+    if !host.starts_with('[') && !is_reg_name(host) {
+        return None;
+    }
+    if let Some(port) = port {
+        let significant = port.trim_start_matches('0');
+        let valid = !port.is_empty()
+            && port.bytes().all(|b| b.is_ascii_digit())
+            && (significant.is_empty() || significant.parse::<u16>().is_ok());
+        if !valid {
+            return None;
+        }
+    }
+    Some(host)
+}
+
+/// `reg-name = *( unreserved / pct-encoded / sub-delims )` (RFC 3986 §3.2.2).
+fn is_reg_name(host: &str) -> bool {
+    let bytes = host.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                if !bytes
+                    .get(i + 1..i + 3)
+                    .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+                {
+                    return false;
+                }
+                i += 3;
+            }
+            b if b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&b) => i += 1,
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// What may stand between the brackets of an IP literal: an IPv6 address, or `IPvFuture`
+/// (`"v" 1*HEXDIG "." 1*( unreserved / sub-delims / ":" )`, RFC 3986 §3.2.2).
+fn is_ip_literal(literal: &str) -> bool {
+    if literal.parse::<Ipv6Addr>().is_ok() {
+        return true;
+    }
+    let Some(future) = literal.strip_prefix(['v', 'V']) else {
+        return false;
+    };
+    let Some((version, address)) = future.split_once('.') else {
+        return false;
+    };
+    !version.is_empty()
+        && version.bytes().all(|b| b.is_ascii_hexdigit())
+        && !address.is_empty()
+        && address
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:".contains(&b))
+}
+
 /// Parses a request head (without its final `\r\n\r\n`).
 ///
 /// # Errors
@@ -164,7 +299,8 @@ pub fn parse_head(head: &[u8]) -> Result<Request, Status> {
     else {
         return Err(Status(400));
     };
-    if !is_token(method) || target.is_empty() {
+    // A target is URI characters only (RFC 9112 §3.2): no control, TAB and bare CR included.
+    if !is_token(method) || target.is_empty() || target.bytes().any(|b| b.is_ascii_control()) {
         return Err(Status(400));
     }
     let minor = match version {
@@ -184,7 +320,7 @@ pub fn parse_head(head: &[u8]) -> Result<Request, Status> {
     for line in lines {
         // Obsolete line folding and whitespace before the colon are refused (RFC 9112 §5).
         let (name, value) = line.split_once(':').ok_or(Status(400))?;
-        if !is_token(name) || value.contains(['\r', '\n']) {
+        if !is_token(name) || value.bytes().any(is_forbidden_control) {
             return Err(Status(400));
         }
         fields.push((name.to_owned(), value.trim_matches([' ', '\t']).to_owned()));
@@ -195,8 +331,27 @@ pub fn parse_head(head: &[u8]) -> Result<Request, Status> {
         minor,
         fields,
     };
-    if minor == 1 && request.field("host").is_none() {
-        return Err(Status(400));
+    // RFC 9112 §3.2: 400 for an HTTP/1.1 request without Host, and for any request with more
+    // than one Host line or an invalid one. Two Hosts could name two different origins.
+    let mut hosts = request
+        .fields
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("host"))
+        .map(|(_, v)| v);
+    match (hosts.next(), hosts.next()) {
+        (None, _) if minor == 1 => return Err(Status(400)),
+        (Some(host), None) if host_of(host).is_none() => return Err(Status(400)),
+        (_, Some(_)) => return Err(Status(400)),
+        _ => {}
+    }
+    // The authority of an absolute-form target must name a host (RFC 9110 §4.2.1, §4.2.4:
+    // empty hosts and userinfo are invalid); no other scheme is served.
+    match (scheme(target), absolute_form(target)) {
+        (_, Some((authority, _))) if host_of(authority).is_none_or(str::is_empty) => {
+            return Err(Status(400))
+        }
+        (Some(_), None) => return Err(Status(400)),
+        _ => {}
     }
     Ok(request)
 }
@@ -496,7 +651,7 @@ impl Httpd {
             "HEAD" => true,
             _ => return self.error(ctx, Status(405), request.minor, keep),
         };
-        let path = match resolve(&self.root, &request.target) {
+        let path = match resolve(&self.root, &request.path()) {
             Ok(path) => path,
             Err(status) => return self.error(ctx, status, request.minor, keep),
         };
@@ -817,6 +972,176 @@ mod tests {
             assert!(reply.contains("Connection: close\r\n"));
             assert_eq!(h.state(), State::Closed, "{:.60}", request);
         }
+    }
+
+    /// The status of a `GET` of `target` with these fields (each without its CRLF), and whether
+    /// the connection was left open.
+    fn get(site: &Site, target: &str, version: &str, fields: &[&str]) -> (String, bool) {
+        let mut h = site.harness();
+        let mut head = format!("GET {target} HTTP/1.{version}\r\n");
+        for field in fields {
+            head.push_str(field);
+            head.push_str("\r\n");
+        }
+        head.push_str("\r\n");
+        h.send(head);
+        let reply = text(&mut h);
+        let open = h.state() == State::Open;
+        let statuses = statuses(&reply);
+        assert_eq!(statuses.len(), 1, "{target} {fields:?}: {reply}");
+        assert_eq!(open, !reply.contains("Connection: close\r\n"), "{reply}");
+        (statuses[0].to_owned(), open)
+    }
+
+    #[test]
+    fn host_must_appear_once_with_a_valid_value() {
+        let site = Site::new("host");
+        for fields in [
+            &["Host: x", "Host: x"][..],
+            &["Host: a", "host: b"],
+            &["HOST: a", "X-A: 1", "Host: a"],
+            &[],
+            &["X-Host: x"],
+            &["Host: a b"],
+            &["Host: a/b"],
+            &["Host: u@a"],
+            &["Host: a\x01b"],
+            &["Host: a:"],
+            &["Host: a:8x"],
+            &["Host: a:-1"],
+            &["Host: a:65536"],
+            &["Host: a:99999999999999999999"],
+            &["Host: a:80:80"],
+            &["Host: [::1"],
+            &["Host: [::g]"],
+            &["Host: [::1]x"],
+            &["Host: [::1]:"],
+            &["Host: ::1"],
+            &["Host: [v.x]"],
+            &["Host: a%zz"],
+            &["Host: a%2"],
+            &["Host: \"a\""],
+            &["Host: a\\b"],
+        ] {
+            assert_eq!(
+                get(&site, "/a.txt", "1", fields),
+                ("400".into(), false),
+                "{fields:?}"
+            );
+        }
+        for host in [
+            "x",
+            "",
+            "Example.COM:8080",
+            "127.0.0.1:65535",
+            "a:0",
+            "a:00080",
+            "[::1]",
+            "[2001:db8::1]:443",
+            "[::ffff:192.0.2.1]",
+            "[v1.fe:80]",
+            "a%20b.example",
+            "a-b_c~d!$&'()*+,;=",
+        ] {
+            let field = format!("Host: {host}");
+            assert_eq!(
+                get(&site, "/a.txt", "1", &[&field]),
+                ("200".into(), true),
+                "{host:?}"
+            );
+        }
+        // HTTP/1.0 may leave Host out, but not send a bad one or two.
+        assert_eq!(get(&site, "/a.txt", "0", &[]).0, "200");
+        assert_eq!(get(&site, "/a.txt", "0", &["Host: a b"]).0, "400");
+        assert_eq!(get(&site, "/a.txt", "0", &["Host: a", "Host: a"]).0, "400");
+    }
+
+    #[test]
+    fn control_characters_in_field_values_and_targets_are_refused() {
+        let site = Site::new("ctl");
+        for value in [
+            "a\0b", "\0", "a\rb", "a\r", "a\nb", "\x1b[1m", "a\x7f", "a\x0bb",
+        ] {
+            let field = format!("X-Test: {value}");
+            assert_eq!(
+                get(&site, "/a.txt", "1", &["Host: x", &field]),
+                ("400".into(), false),
+                "{value:?}"
+            );
+        }
+        for target in ["/a.txt\x1b", "/a\rb", "/a.txt\0", "/a.txt\x7f", "/a\tb"] {
+            assert_eq!(get(&site, target, "1", &["Host: x"]).0, "400", "{target:?}");
+        }
+        // HTAB and SP inside a value are fine.
+        assert_eq!(
+            get(&site, "/a.txt", "1", &["Host: x", "X-Test: a\tb c"]),
+            ("200".into(), true)
+        );
+    }
+
+    #[test]
+    fn absolute_form_targets_are_served_by_their_path() {
+        let site = Site::new("absolute");
+        for (target, status) in [
+            ("http://x/a.txt", "200"),
+            ("https://x/a.txt", "200"),
+            ("HTTP://Example.com:8080/a.txt?q=1", "200"),
+            ("http://[::1]:80/a.txt", "200"),
+            ("http://x/sub/", "200"),
+            // The root has no index.html.
+            ("http://x", "404"),
+            ("http://x?q", "404"),
+            ("http://x/nope", "404"),
+            ("http://x/../secret", "400"),
+            ("http://x/%2e%2e/secret", "400"),
+            ("http://x/escape", "403"),
+            ("ftp://x/a.txt", "400"),
+            ("file:///a.txt", "400"),
+            ("http:/a.txt", "400"),
+            ("http:///a.txt", "400"),
+            ("http://:80/a.txt", "400"),
+            ("http://u@x/a.txt", "400"),
+            ("http://u:p@x/a.txt", "400"),
+            ("http://x:99999/a.txt", "400"),
+            ("http://x\\y/a.txt", "400"),
+        ] {
+            // The Host field differs: the target's authority is the one that counts.
+            let (got, _) = get(&site, target, "1", &["Host: other.example"]);
+            assert_eq!(got, status, "{target}");
+        }
+        let mut h = site.harness();
+        h.send("GET http://x/a.txt HTTP/1.1\r\nHost: y\r\n\r\nGET https://x/sub/ HTTP/1.0\r\n\r\n");
+        let reply = text(&mut h);
+        assert_eq!(statuses(&reply), ["200", "200"]);
+        assert!(
+            reply.contains("\r\n\r\nalpha\nHTTP/1.0 200 OK\r\n"),
+            "{reply}"
+        );
+        assert!(reply.ends_with("<p>index</p>"), "{reply}");
+        // HTTP/1.1 still needs its Host line, and only one.
+        assert_eq!(get(&site, "http://x/a.txt", "1", &[]).0, "400");
+        assert_eq!(
+            get(&site, "http://x/a.txt", "1", &["Host: x", "Host: x"]).0,
+            "400"
+        );
+    }
+
+    #[test]
+    fn an_absolute_form_authority_stands_for_host() {
+        let r = parse_head(b"GET http://a.example:81/p?q HTTP/1.1\r\nHost: b.example").unwrap();
+        assert_eq!(r.host(), Some("a.example:81"));
+        assert_eq!(r.path(), "/p?q");
+        let r = parse_head(b"GET HTTPS://a?q HTTP/1.1\r\nHost: a").unwrap();
+        assert_eq!((r.host(), r.path().as_ref()), (Some("a"), "/?q"));
+        let r = parse_head(b"GET https://a HTTP/1.1\r\nHost: a").unwrap();
+        assert_eq!(r.path(), "/");
+        let r = parse_head(b"GET /p?u=http://c/ HTTP/1.1\r\nHost: b.example").unwrap();
+        assert_eq!(
+            (r.host(), r.path().as_ref()),
+            (Some("b.example"), "/p?u=http://c/")
+        );
+        let r = parse_head(b"GET /p HTTP/1.0").unwrap();
+        assert_eq!(r.host(), None);
     }
 
     #[test]

@@ -24,7 +24,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::set_terminator as set;
 use asynchat_core::{Bytes, Config, Context, OverLongPolicy, Protocol, Terminator};
@@ -150,10 +150,16 @@ fn parse_int(b: &[u8]) -> Option<i64> {
     std::str::from_utf8(b).ok()?.parse().ok()
 }
 
+/// An integer written as Redis writes one: Redis refuses "+1", " 1" and "01"; so does this.
+fn parse_strict_int(b: &[u8]) -> Option<i64> {
+    parse_int(b).filter(|n| n.to_string().as_bytes() == b)
+}
+
 /// The Redis-protocol server side of one connection.
 #[derive(Debug)]
 pub struct Resp {
     store: Arc<Store>,
+    clock: fn() -> SystemTime,
     reading: Reading,
     args: Vec<Bytes>,
     command_bytes: u64,
@@ -166,11 +172,21 @@ impl Resp {
     pub fn new(store: Arc<Store>) -> Self {
         Self {
             store,
+            clock: SystemTime::now,
             reading: Reading::Request,
             args: Vec::new(),
             command_bytes: 0,
             closing: false,
         }
+    }
+
+    /// Reads the wall clock from `clock` instead of [`SystemTime::now`]. It bounds `EX`/`PX` as
+    /// Redis does (the deadline in Unix milliseconds must fit an `i64`); expiry itself follows
+    /// the connection's monotonic clock.
+    #[must_use]
+    pub fn clock(mut self, clock: fn() -> SystemTime) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Answers a protocol error and closes the connection once the reply is written.
@@ -271,13 +287,12 @@ impl Resp {
             ("set", 2..) => self.set(rest, now),
             ("del", 1..) => {
                 let mut map = self.store.map();
+                // Removed as counted, so a key named twice counts once, as in Redis; an expired
+                // key is removed but not counted.
                 let n = rest
                     .iter()
-                    .filter(|k| live(&mut map, k, now).is_some())
+                    .filter(|k| map.remove(&k[..]).is_some_and(|e| e.live(now)))
                     .count();
-                for key in rest {
-                    map.remove(key);
-                }
                 Reply::Integer(n as i64)
             }
             ("exists", 1..) => {
@@ -356,39 +371,32 @@ impl Resp {
 
     fn set(&self, rest: &[Bytes], now: Instant) -> Reply {
         let (key, value) = (&rest[0], &rest[1]);
-        let (mut expires, mut nx, mut xx) = (None, false, false);
+        let (mut ttl, mut nx, mut xx) = (None, false, false);
         let mut options = rest[2..].iter();
+        // Every option is read before the time to live is checked: Redis reports a syntax error
+        // ahead of a bad expire time.
         while let Some(option) = options.next() {
             let option = option.to_ascii_uppercase();
             match &option[..] {
                 b"NX" if !xx => nx = true,
                 b"XX" if !nx => xx = true,
-                b"EX" | b"PX" if expires.is_none() => {
-                    let Some(amount) = options.next().map(|a| parse_int(a)) else {
+                // Repeating the same unit is allowed, the last one counting, as in Redis.
+                b"EX" | b"PX" if ttl.is_none_or(|(ex, _)| ex == (option[..] == b"EX"[..])) => {
+                    let Some(amount) = options.next() else {
                         return Reply::Error("ERR syntax error".into());
                     };
-                    let Some(amount) = amount else {
-                        return not_integer();
-                    };
-                    let Ok(amount) = u64::try_from(amount) else {
-                        return Reply::Error("ERR invalid expire time in 'set' command".into());
-                    };
-                    if amount == 0 {
-                        return Reply::Error("ERR invalid expire time in 'set' command".into());
-                    }
-                    let ttl = if option[..] == b"EX"[..] {
-                        Duration::from_secs(amount)
-                    } else {
-                        Duration::from_millis(amount)
-                    };
-                    let Some(at) = now.checked_add(ttl) else {
-                        return Reply::Error("ERR invalid expire time in 'set' command".into());
-                    };
-                    expires = Some(at);
+                    ttl = Some((option[..] == b"EX"[..], amount));
                 }
                 _ => return Reply::Error("ERR syntax error".into()),
             }
         }
+        let expires = match ttl {
+            None => None,
+            Some((seconds, amount)) => match self.expiry(seconds, amount, now) {
+                Ok(at) => Some(at),
+                Err(reply) => return reply,
+            },
+        };
         let mut map = self.store.map();
         let exists = live(&mut map, key, now).is_some();
         if (nx && exists) || (xx && !exists) {
@@ -404,14 +412,37 @@ impl Resp {
         Reply::Ok
     }
 
+    /// When a key set with `EX amount` (`seconds`) or `PX amount` expires, by Redis's rules: a
+    /// strict integer (else "not an integer"), positive, and an absolute Unix time in milliseconds
+    /// that fits an `i64` (else "invalid expire time").
+    fn expiry(&self, seconds: bool, amount: &[u8], now: Instant) -> Result<Instant, Reply> {
+        let invalid = || Reply::Error("ERR invalid expire time in 'set' command".into());
+        let amount = parse_strict_int(amount).ok_or_else(not_integer)?;
+        if amount <= 0 {
+            return Err(invalid());
+        }
+        let millis = if seconds {
+            amount.checked_mul(1000).ok_or_else(invalid)?
+        } else {
+            amount
+        };
+        // Redis stores the deadline as Unix milliseconds and refuses one past i64::MAX; the wall
+        // clock matters only for that bound, the deadline itself runs on the monotonic `now`.
+        let unix_millis = (self.clock)()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        unix_millis.checked_add(millis).ok_or_else(invalid)?;
+        now.checked_add(Duration::from_millis(millis.unsigned_abs()))
+            .ok_or_else(invalid)
+    }
+
     fn add(&self, key: &Bytes, by: i64, now: Instant) -> Reply {
         let mut map = self.store.map();
         let (current, expires) = match live(&mut map, key, now) {
             None => (0, None),
-            Some(entry) => match parse_int(&entry.value) {
-                // Redis refuses "+1", " 1" and "01" as integers; so does this.
-                Some(n) if entry.value[..] == n.to_string().as_bytes()[..] => (n, entry.expires),
-                _ => return not_integer(),
+            Some(entry) => match parse_strict_int(&entry.value) {
+                Some(n) => (n, entry.expires),
+                None => return not_integer(),
             },
         };
         let Some(next) = current.checked_add(by) else {
@@ -565,6 +596,91 @@ mod tests {
         ] {
             assert_eq!(ask(&mut h, args), reply, "{args:?}");
         }
+    }
+
+    #[test]
+    fn del_counts_a_key_named_twice_once() {
+        let (mut h, _) = session();
+        assert_eq!(ask(&mut h, &["SET", "k", "v"]), "+OK\r\n");
+        assert_eq!(ask(&mut h, &["SET", "j", "v"]), "+OK\r\n");
+        // EXISTS counts every mention, DEL every key it removed.
+        assert_eq!(ask(&mut h, &["EXISTS", "k", "k", "j"]), ":3\r\n");
+        assert_eq!(ask(&mut h, &["DEL", "k", "k"]), ":1\r\n");
+        assert_eq!(ask(&mut h, &["DEL", "j", "zz", "j", "k"]), ":1\r\n");
+        assert_eq!(ask(&mut h, &["DBSIZE"]), ":0\r\n");
+        // An expired key is not counted as deleted.
+        assert_eq!(ask(&mut h, &["SET", "e", "v", "PX", "10"]), "+OK\r\n");
+        h.advance(Duration::from_millis(10));
+        assert_eq!(ask(&mut h, &["DEL", "e", "e"]), ":0\r\n");
+    }
+
+    /// A fixed wall-clock reading, in Unix milliseconds.
+    const NOW_MILLIS: i64 = 1_700_000_000_000;
+
+    fn fixed_clock() -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(NOW_MILLIS.unsigned_abs())
+    }
+
+    #[test]
+    fn expire_times_are_checked_as_redis_checks_them() {
+        let store = Store::new();
+        let mut h = Harness::with_config(Resp::new(store).clock(fixed_clock), &config());
+        let invalid = "-ERR invalid expire time in 'set' command\r\n";
+        let not_integer = "-ERR value is not an integer or out of range\r\n";
+        let last_px = (i64::MAX - NOW_MILLIS).to_string();
+        let first_bad_px = (i64::MAX - NOW_MILLIS + 1).to_string();
+        let first_bad_ex = (i64::MAX / 1000 + 1).to_string();
+        let max = i64::MAX.to_string();
+        for (option, amount, reply) in [
+            ("EX", "0", invalid),
+            ("PX", "0", invalid),
+            ("EX", "-1", invalid),
+            ("PX", &i64::MIN.to_string(), invalid),
+            // Seconds that overflow i64 milliseconds.
+            ("EX", &first_bad_ex, invalid),
+            ("EX", &max, invalid),
+            // Milliseconds that overflow once added to the Unix time now.
+            ("PX", &first_bad_px, invalid),
+            ("PX", &max, invalid),
+            ("EX", "1.5", not_integer),
+            ("EX", "+5", not_integer),
+            ("PX", "05", not_integer),
+            ("PX", " 5", not_integer),
+            ("EX", "-0", not_integer),
+            ("EX", "99999999999999999999", not_integer),
+            ("PX", "", not_integer),
+            ("PX", &last_px, "+OK\r\n"),
+            ("EX", "1", "+OK\r\n"),
+        ] {
+            assert_eq!(
+                ask(&mut h, &["SET", "k", "v", option, amount]),
+                reply,
+                "{option} {amount:?}"
+            );
+        }
+        // A refused expire time leaves the key as it was; the last one set applies.
+        assert_eq!(ask(&mut h, &["SET", "k", "w", "EX", "0"]), invalid);
+        assert_eq!(ask(&mut h, &["GET", "k"]), "$1\r\nv\r\n");
+        h.advance(Duration::from_secs(1));
+        assert_eq!(ask(&mut h, &["GET", "k"]), "$-1\r\n");
+        assert_eq!(
+            ask(&mut h, &["SET", "k", "v", "EX", "0", "EX", "2"]),
+            "+OK\r\n"
+        );
+        h.advance(Duration::from_millis(1999));
+        assert_eq!(ask(&mut h, &["GET", "k"]), "$1\r\nv\r\n");
+        h.advance(Duration::from_millis(1));
+        assert_eq!(ask(&mut h, &["GET", "k"]), "$-1\r\n");
+        // Options are read before the time: a syntax error comes first, as in Redis.
+        assert_eq!(
+            ask(&mut h, &["SET", "k", "v", "EX", "0", "KEEP"]),
+            "-ERR syntax error\r\n"
+        );
+        assert_eq!(
+            ask(&mut h, &["SET", "k", "v", "EX", "soon", "NX", "XX"]),
+            "-ERR syntax error\r\n"
+        );
+        assert_eq!(h.state(), State::Open);
     }
 
     #[test]

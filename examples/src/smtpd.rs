@@ -3,9 +3,10 @@
 //!
 //! Commands: `HELO`/`EHLO` (advertising `SIZE` and `8BITMIME`), `MAIL FROM`, `RCPT TO`, `DATA`,
 //! `RSET`, `NOOP`, `VRFY`, `QUIT`. Out-of-order commands get `503`, malformed ones `501`,
-//! unknown ones `500`; a command line over [`MAX_LINE`] bytes gets `500` and the session goes on;
-//! a message over the size limit is read to its end and refused with `552`; an idle session is
-//! closed with `421`.
+//! unknown ones `500`; a command line over [`MAX_LINE`] bytes ([`MAX_MAIL_LINE`] for `MAIL`) gets
+//! `500` and the session goes on; a message over the size limit is read to its end and refused
+//! with `552`, one that finds the [`DataBudget`] shared by all connections spent with `452`; an
+//! idle session is closed with `421`.
 //!
 //! `DATA` switches the terminator from `\r\n` to `\r\n.\r\n`, the end-of-data marker, so a
 //! message body is found by one substring search rather than line by line. The `\r\n` that ends
@@ -27,12 +28,13 @@
 //! assert!(String::from_utf8_lossy(&h.take_output()).ends_with("221 Bye\r\n"));
 //! ```
 
+use std::borrow::Cow;
 use std::fmt;
 use std::io::{self, Write as _};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::set_terminator as set;
@@ -40,11 +42,21 @@ use asynchat_core::{
     Bytes, BytesMut, CloseReason, Config, Context, OverLongPolicy, Protocol, Terminator, Timer,
 };
 
-/// The longest command line accepted, in bytes, `\r\n` included (RFC 5321 allows 512).
-pub const MAX_LINE: usize = 500;
+/// The longest command line accepted, in bytes, `\r\n` included: the 512 octets RFC 5321
+/// §4.5.3.1.4 requires a server to take. `MAIL` has [`MAX_MAIL_LINE`].
+pub const MAX_LINE: usize = 512;
+
+/// The longest `MAIL` command line accepted, in bytes, `\r\n` included: [`MAX_LINE`], plus the
+/// 26 octets RFC 1870 §3 (5) adds for ` SIZE=` and its 20 digits, plus 14 for ` BODY=8BITMIME`,
+/// the longest `BODY` parameter, as 8BITMIME is advertised too. The framer lets every line grow
+/// to this length; lines of other commands over [`MAX_LINE`] are refused once read.
+pub const MAX_MAIL_LINE: usize = MAX_LINE + 26 + 14;
 
 /// The default message size limit, in bytes (advertised as `SIZE`).
 pub const DEFAULT_MAX_SIZE: usize = 10 << 20;
+
+/// The default [`DataBudget`] limit: message data all connections together may hold at once.
+pub const DEFAULT_DATA_BUDGET: usize = 64 << 20;
 
 /// The most recipients one message may have.
 pub const MAX_RECIPIENTS: usize = 100;
@@ -55,12 +67,12 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// The end-of-data marker, its leading `\r\n` being the end of the previous line.
 const END_OF_DATA: &[u8] = b"\r\n.\r\n";
 
-/// The connection limits the server expects: command lines up to [`MAX_LINE`], a longer one
+/// The connection limits the server expects: command lines up to [`MAX_MAIL_LINE`], a longer one
 /// skipped and answered (not a reason to drop the session), and the idle timeout.
 #[must_use]
 pub fn config() -> Config {
     Config::default()
-        .max_frame(MAX_LINE - 2)
+        .max_frame(MAX_MAIL_LINE - 2)
         .over_long(OverLongPolicy::Skip)
         .idle_timeout(Some(IDLE_TIMEOUT))
 }
@@ -140,17 +152,28 @@ impl Maildir {
     }
 }
 
+/// `text` fit for a header line: every control character becomes `?`. [`Smtp`] refuses them
+/// in paths; a [`Message`] built by hand could still hold a CR or LF, which would end the line
+/// and start a header the sender chose.
+fn header_text(text: &str) -> Cow<'_, str> {
+    if text.bytes().any(|b| b.is_ascii_control()) {
+        Cow::Owned(text.replace(|c: char| c.is_ascii_control(), "?"))
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
 fn envelope(message: &Message) -> String {
     let peer = message
         .peer
         .map_or_else(|| "-".to_owned(), |p| p.to_string());
     format!(
         "X-Peer: {peer}\r\nX-Mail-From: <{}>\r\nX-Rcpt-To: {}\r\n",
-        message.mail_from,
+        header_text(&message.mail_from),
         message
             .rcpt_to
             .iter()
-            .map(|r| format!("<{r}>"))
+            .map(|r| format!("<{}>", header_text(r)))
             .collect::<Vec<_>>()
             .join(", ")
     )
@@ -204,6 +227,94 @@ enum Phase {
     Data { extended: bool },
 }
 
+/// A bound on the message data buffered by all the connections sharing it, so that many
+/// concurrent `DATA` transfers cannot hold more memory than this, whatever
+/// [`Smtp::max_size`] allows each one. Clones share one count.
+///
+/// A connection takes from it as message bytes arrive and gives them back once the message is
+/// delivered or refused, or the connection closes. A message that finds it spent is read to
+/// its end without being kept, and refused with `452 4.3.1 Insufficient system storage`
+/// (RFC 5321 §4.2.3; 4.3.1 is RFC 3463's "mail system full"): a temporary failure, which the
+/// client retries later. The connection goes on.
+#[derive(Debug, Clone)]
+pub struct DataBudget(Arc<Budget>);
+
+#[derive(Debug)]
+struct Budget {
+    limit: usize,
+    used: AtomicUsize,
+}
+
+impl DataBudget {
+    /// A budget of `limit` bytes, for the connections given a clone of it.
+    #[must_use]
+    pub fn new(limit: usize) -> Self {
+        Self(Arc::new(Budget {
+            limit,
+            used: AtomicUsize::new(0),
+        }))
+    }
+
+    /// The budget of every [`Smtp`] not given another: [`DEFAULT_DATA_BUDGET`] bytes, shared by
+    /// all of them in the process, so a server bounds its connections together without asking.
+    #[must_use]
+    pub fn process_wide() -> Self {
+        static SHARED: OnceLock<DataBudget> = OnceLock::new();
+        SHARED
+            .get_or_init(|| Self::new(DEFAULT_DATA_BUDGET))
+            .clone()
+    }
+
+    /// The most bytes the connections may hold together.
+    #[must_use]
+    pub fn limit(&self) -> usize {
+        self.0.limit
+    }
+
+    /// The bytes the connections hold now.
+    #[must_use]
+    pub fn in_use(&self) -> usize {
+        self.0.used.load(Ordering::Relaxed)
+    }
+
+    /// Takes `n` bytes if they fit, all or nothing.
+    fn try_take(&self, n: usize) -> bool {
+        self.0
+            .used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                used.checked_add(n).filter(|&total| total <= self.0.limit)
+            })
+            .is_ok()
+    }
+
+    fn give_back(&self, n: usize) {
+        self.0.used.fetch_sub(n, Ordering::Relaxed);
+    }
+}
+
+/// Bytes taken from a [`DataBudget`], given back when released or dropped: an [`Smtp`] dropped
+/// without its `closed` callback gives its share back all the same.
+#[derive(Debug, Default)]
+struct Charge {
+    budget: Option<DataBudget>,
+    bytes: usize,
+}
+
+impl Charge {
+    fn release(&mut self) {
+        if let Some(budget) = &self.budget {
+            budget.give_back(self.bytes);
+        }
+        self.bytes = 0;
+    }
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
 /// The message being read after `DATA`.
 #[derive(Debug, Default)]
 struct Incoming {
@@ -212,6 +323,41 @@ struct Incoming {
     received: usize,
     /// How much of [`END_OF_DATA`] the bytes so far end with (while byte-at-a-time).
     matched: usize,
+    /// What `data` holds of the data budget.
+    charge: Charge,
+    /// The data budget had no room: the message is counted, not kept, and refused at its end.
+    starved: bool,
+}
+
+impl Incoming {
+    /// Counts `bytes` of the message, and keeps them while the message is within `max_size`
+    /// and `budget` has room for them.
+    fn take(&mut self, bytes: &[u8], max_size: usize, budget: &DataBudget) {
+        self.received = self.received.saturating_add(bytes.len());
+        if self.starved {
+            return;
+        }
+        // Keep a few bytes past the limit so the marker bytes matched one at a time are there
+        // to trim; past that the message is refused whatever follows, so nothing is kept.
+        if self.received > max_size + END_OF_DATA.len() {
+            self.discard();
+            return;
+        }
+        if budget.try_take(bytes.len()) {
+            self.charge.budget.get_or_insert_with(|| budget.clone());
+            self.charge.bytes += bytes.len();
+            self.data.extend_from_slice(bytes);
+        } else {
+            self.starved = true;
+            self.discard();
+        }
+    }
+
+    /// Frees what is kept, and gives its share of the budget back.
+    fn discard(&mut self) {
+        self.data = BytesMut::new();
+        self.charge.release();
+    }
 }
 
 /// The SMTP session of one connection.
@@ -225,6 +371,7 @@ pub struct Smtp {
     mail_from: Option<String>,
     rcpt_to: Vec<String>,
     incoming: Incoming,
+    budget: DataBudget,
 }
 
 impl fmt::Debug for Smtp {
@@ -255,6 +402,7 @@ impl Smtp {
             mail_from: None,
             rcpt_to: Vec::new(),
             incoming: Incoming::default(),
+            budget: DataBudget::process_wide(),
         }
     }
 
@@ -262,6 +410,14 @@ impl Smtp {
     #[must_use]
     pub fn max_size(mut self, bytes: usize) -> Self {
         self.max_size = bytes;
+        self
+    }
+
+    /// Holds this connection's message data against `budget`, shared with the other connections
+    /// given it, instead of [`DataBudget::process_wide`].
+    #[must_use]
+    pub fn data_budget(mut self, budget: DataBudget) -> Self {
+        self.budget = budget;
         self
     }
 
@@ -285,14 +441,21 @@ impl Smtp {
         self.incoming = Incoming::default();
     }
 
-    fn command(&mut self, ctx: &mut Context<'_>, line: &[u8]) {
-        let line = String::from_utf8_lossy(line);
+    fn command(&mut self, ctx: &mut Context<'_>, raw: &[u8]) {
+        let line = String::from_utf8_lossy(raw);
         let (verb, arg) = match line.split_once(' ') {
             Some((verb, arg)) => (verb, arg.trim()),
             None => (line.as_ref(), ""),
         };
+        // The framer lets every line reach MAIL's longer limit; only MAIL may use the room.
+        if raw.len() + 2 > MAX_LINE && !verb.eq_ignore_ascii_case("MAIL") {
+            ctx.push("500 Error: line too long\r\n");
+            return;
+        }
         let reply = match verb.to_ascii_uppercase().as_str() {
-            "HELO" | "EHLO" if arg.is_empty() => format!("501 Syntax: {verb} hostname"),
+            "HELO" | "EHLO" if arg.is_empty() || arg.bytes().any(|b| b.is_ascii_control()) => {
+                format!("501 Syntax: {verb} hostname")
+            }
             "HELO" => {
                 self.greet(arg, false);
                 format!("250 {}", self.hostname)
@@ -420,6 +583,8 @@ impl Smtp {
         };
         let reply = if self.incoming.received > self.max_size {
             "552 Error: Too much mail data".to_owned()
+        } else if self.incoming.starved {
+            "452 4.3.1 Insufficient system storage".to_owned()
         } else {
             let message = Message {
                 peer: self.peer,
@@ -435,7 +600,7 @@ impl Smtp {
         };
         self.phase = Phase::Ready { extended };
         self.reset_transaction();
-        ctx.set_max_frame(MAX_LINE - 2);
+        ctx.set_max_frame(MAX_MAIL_LINE - 2);
         set(ctx, "\r\n".into());
         ctx.push(reply);
         ctx.push("\r\n");
@@ -443,8 +608,12 @@ impl Smtp {
 }
 
 /// Parses `FROM:<address> params` (or `TO:`), case-insensitively, a space after the colon
-/// tolerated. Returns the address and the parameters.
+/// tolerated. Returns the address and the parameters; `None` for a control character anywhere:
+/// a bare CR, LF or NUL in a path would reach the stored message's header lines.
 fn path<'a>(arg: &'a str, keyword: &str) -> Option<(&'a str, &'a str)> {
+    if arg.bytes().any(|b| b.is_ascii_control()) {
+        return None;
+    }
     let head = arg.get(..keyword.len())?;
     if !head.eq_ignore_ascii_case(keyword) {
         return None;
@@ -500,12 +669,7 @@ impl Protocol for Smtp {
             return;
         }
         let incoming = &mut self.incoming;
-        incoming.received += data.len();
-        // Keep a few bytes past the limit so the marker bytes matched one at a time are there
-        // to trim; what is beyond is counted, not kept.
-        if incoming.received <= self.max_size + END_OF_DATA.len() {
-            incoming.data.extend_from_slice(&data);
-        }
+        incoming.take(&data, self.max_size, &self.budget);
         if incoming.matched > 0 {
             for &byte in data.iter() {
                 incoming.matched = advance(incoming.matched, byte);
@@ -534,10 +698,7 @@ impl Protocol for Smtp {
             },
             _ => {
                 // The marker's first `\r\n` ends the last line.
-                incoming.received += 2;
-                if incoming.received <= self.max_size + END_OF_DATA.len() {
-                    incoming.data.extend_from_slice(b"\r\n");
-                }
+                incoming.take(b"\r\n", self.max_size, &self.budget);
                 self.end_of_data(ctx);
             }
         }
@@ -697,6 +858,68 @@ mod tests {
     }
 
     #[test]
+    fn control_characters_in_paths_are_refused_and_never_stored() {
+        let (mut h, mailbox) = session();
+        h.send("EHLO c\rX-Evil:1\r\nEHLO c\r\n");
+        for bad in [
+            "MAIL FROM:<a@x\nBcc:victim@z>",
+            "MAIL FROM:<a@x\rBcc:victim@z>",
+            "MAIL FROM:<a\0@x>",
+            "MAIL FROM:<a@x\x1b>",
+            "MAIL FROM:<a@x\x7f>",
+            "MAIL FROM:<a@x> BODY=7BIT\nX:1",
+        ] {
+            h.send(format!("{bad}\r\n"));
+        }
+        h.send("MAIL FROM:<a@x>\r\n");
+        for bad in [
+            "RCPT TO:<b@y\nBcc:victim@z>",
+            "RCPT TO:<b@y\r>",
+            "RCPT TO:<b\0@y>",
+        ] {
+            h.send(format!("{bad}\r\n"));
+        }
+        h.send("RCPT TO:<b@y>\r\nDATA\r\nhi\r\n.\r\n");
+        let r = replies(&mut h);
+        assert_eq!(r[0], "501 Syntax: EHLO hostname");
+        assert_eq!(r[5..11], ["501 Syntax: MAIL FROM:<address>"; 6]);
+        assert_eq!(r[11], "250 OK");
+        assert_eq!(r[12..15], ["501 Syntax: RCPT TO:<address>"; 3]);
+        assert_eq!(
+            r[15..],
+            [
+                "250 OK",
+                "354 End data with <CR><LF>.<CR><LF>",
+                "250 OK: queued as mem-1"
+            ]
+        );
+        let messages = mailbox.messages();
+        assert_eq!(messages.len(), 1);
+        let m = &messages[0];
+        assert_eq!((m.helo.as_str(), m.mail_from.as_str()), ("c", "a@x"));
+        assert_eq!(m.rcpt_to, ["b@y"]);
+        assert_eq!(
+            envelope(m),
+            "X-Peer: -\r\nX-Mail-From: <a@x>\r\nX-Rcpt-To: <b@y>\r\n"
+        );
+    }
+
+    #[test]
+    fn the_envelope_never_holds_a_control_character() {
+        let message = Message {
+            peer: None,
+            helo: "c".into(),
+            mail_from: "a@x\r\nBcc: victim@z".into(),
+            rcpt_to: vec!["b@y\n\0".into(), "c@z".into()],
+            data: Bytes::new(),
+        };
+        assert_eq!(
+            envelope(&message),
+            "X-Peer: -\r\nX-Mail-From: <a@x??Bcc: victim@z>\r\nX-Rcpt-To: <b@y??>, <c@z>\r\n"
+        );
+    }
+
+    #[test]
     fn parameters_need_ehlo() {
         let (mut h, _) = session();
         h.send("HELO c\r\nMAIL FROM:<a@x> SIZE=10\r\n");
@@ -729,11 +952,147 @@ mod tests {
     }
 
     #[test]
+    fn the_data_budget_bounds_what_all_connections_hold_together() {
+        let budget = DataBudget::new(100);
+        let mailbox = Memory::default();
+        let transaction = "MAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nDATA\r\n";
+        let open = || {
+            let smtp = Smtp::new(mailbox.clone()).data_budget(budget.clone());
+            let mut h = Harness::with_config(smtp, &config());
+            h.send(format!("EHLO c\r\n{transaction}"));
+            h.take_output();
+            h
+        };
+        let (mut a, mut b) = (open(), open());
+        a.send("a".repeat(60));
+        assert_eq!(budget.in_use(), 60);
+        b.send("b".repeat(60) + "\r\n.\r\n");
+        assert_eq!(replies(&mut b), ["452 4.3.1 Insufficient system storage"]);
+        assert_eq!(budget.in_use(), 60, "what b sent was dropped, not kept");
+        b.send("NOOP\r\n");
+        assert_eq!(replies(&mut b), ["250 OK"]);
+        a.send("\r\n.\r\n");
+        assert_eq!(replies(&mut a), ["250 OK: queued as mem-1"]);
+        assert_eq!(mailbox.messages()[0].data, "a".repeat(60) + "\r\n");
+        assert_eq!(
+            budget.in_use(),
+            0,
+            "a delivered message gives its share back"
+        );
+        // Now b's message fits.
+        b.send(format!("{transaction}{}\r\n.\r\n", "b".repeat(60)));
+        assert_eq!(replies(&mut b).last().unwrap(), "250 OK: queued as mem-2");
+        assert_eq!(mailbox.messages().len(), 2);
+        // A refused message gives its share back too.
+        a.send(format!("{transaction}{}\r\n.\r\n", "a".repeat(99)));
+        assert_eq!(
+            replies(&mut a).last().unwrap(),
+            "452 4.3.1 Insufficient system storage"
+        );
+        assert_eq!(budget.in_use(), 0);
+        // So does a connection that fails mid-message, or is dropped without being closed.
+        a.send(format!("{transaction}{}", "a".repeat(90)));
+        assert_eq!(budget.in_use(), 90);
+        a.fail(io::Error::from(io::ErrorKind::ConnectionReset));
+        assert!(a.is_closed());
+        assert_eq!(budget.in_use(), 0);
+        b.send(format!("{transaction}{}", "b".repeat(50)));
+        assert_eq!(budget.in_use(), 50);
+        drop(b);
+        assert_eq!(budget.in_use(), 0);
+        assert_eq!(mailbox.messages().len(), 2);
+        // Connections given no budget share one.
+        assert_eq!(DataBudget::process_wide().limit(), DEFAULT_DATA_BUDGET);
+        assert!(Arc::ptr_eq(
+            &Smtp::new(Memory::default()).budget.0,
+            &DataBudget::process_wide().0
+        ));
+    }
+
+    #[test]
+    fn a_message_over_the_size_limit_is_not_kept_while_it_is_read() {
+        let budget = DataBudget::new(1000);
+        let smtp = Smtp::new(Memory::default())
+            .max_size(50)
+            .data_budget(budget.clone());
+        let mut h = Harness::with_config(smtp, &config());
+        h.send("HELO c\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nDATA\r\n");
+        h.send("x".repeat(200));
+        assert_eq!(budget.in_use(), 0);
+        h.send("\r\n.\r\n");
+        assert_eq!(
+            replies(&mut h).last().unwrap(),
+            "552 Error: Too much mail data"
+        );
+    }
+
+    #[test]
     fn an_over_long_line_is_refused_and_the_session_goes_on() {
         let (mut h, _) = session();
         h.send("x".repeat(MAX_LINE * 3) + "\r\nNOOP\r\n");
         assert_eq!(replies(&mut h), ["500 Error: line too long", "250 OK"]);
         assert_eq!(h.state(), State::Open);
+    }
+
+    #[test]
+    fn command_lines_are_taken_up_to_512_octets_and_mail_up_to_its_extended_limit() {
+        // A command padded, inside its address, to `len` octets with its CRLF.
+        let padded = |head: &str, tail: &str, len: usize| {
+            let fill = len - head.len() - tail.len() - 2;
+            format!("{head}{}{tail}\r\n", "u".repeat(fill))
+        };
+        let params = " SIZE=00000000000000000100 BODY=8BITMIME";
+        let mail_at_limit = padded("MAIL FROM:<", &format!("@x>{params}"), MAX_MAIL_LINE);
+        let rcpt_at_limit = padded("RCPT TO:<", "@y>", MAX_LINE);
+        let input = [
+            "EHLO c\r\n".to_owned(),
+            mail_at_limit.clone(),
+            rcpt_at_limit.clone(),
+            padded("RCPT TO:<", "@z>", MAX_LINE + 1),
+            padded("VRFY ", "", MAX_LINE),
+            padded("VRFY ", "", MAX_LINE + 1),
+            "DATA\r\nhi\r\n.\r\nRSET\r\n".to_owned(),
+            padded("MAIL FROM:<", &format!("@x>{params}"), MAX_MAIL_LINE + 1),
+            "NOOP\r\n".to_owned(),
+        ]
+        .concat();
+        assert_eq!(mail_at_limit.len(), 552);
+        assert_eq!(rcpt_at_limit.len(), 512);
+        // Whole, byte by byte and in random splits: the limits do not depend on the chunking.
+        let t = Replay::new(input.clone())
+            .config(config())
+            .assert_invariant(|| Smtp::new(Memory::default()).max_size(1000));
+        let replies: Vec<&str> = std::str::from_utf8(&t.output)
+            .unwrap()
+            .split_terminator("\r\n")
+            .filter(|r| !r.starts_with("250-"))
+            .collect();
+        assert_eq!(
+            replies[1..],
+            [
+                "250 HELP",
+                "250 OK",
+                "250 OK",
+                "500 Error: line too long",
+                "252 Cannot VRFY user, but will accept message and attempt delivery",
+                "500 Error: line too long",
+                "354 End data with <CR><LF>.<CR><LF>",
+                "250 OK: queued as mem-1",
+                "250 OK",
+                "500 Error: line too long",
+                "250 OK",
+            ]
+        );
+        // The long paths are stored whole.
+        let mailbox = Memory::default();
+        let mut h = Harness::with_config(Smtp::new(mailbox.clone()), &config());
+        h.send(&input);
+        let m = &mailbox.messages()[0];
+        assert_eq!(
+            m.mail_from.len(),
+            MAX_MAIL_LINE - "MAIL FROM:<>\r\n".len() - params.len()
+        );
+        assert_eq!(m.rcpt_to, [&rcpt_at_limit[9..MAX_LINE - 3]]);
     }
 
     #[test]
