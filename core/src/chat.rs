@@ -596,6 +596,13 @@ impl Context<'_> {
         self.core.outbox.queued_bytes()
     }
 
+    /// What the queued output costs in memory, as the water marks count it
+    /// ([`Outbox::cost`]).
+    #[must_use]
+    pub fn queued_cost(&self) -> usize {
+        self.core.outbox.cost()
+    }
+
     /// Adds data to the default collector (what the default
     /// [`Protocol::collect_incoming_data`] does).
     pub fn collect(&mut self, data: Bytes) {
@@ -1064,6 +1071,13 @@ impl<P: Protocol> Chat<P> {
     #[must_use]
     pub fn queued_bytes(&self) -> usize {
         self.core.outbox.queued_bytes()
+    }
+
+    /// What the queued output costs in memory, as the water marks count it
+    /// ([`Outbox::cost`]).
+    #[must_use]
+    pub fn queued_cost(&self) -> usize {
+        self.core.outbox.cost()
     }
 
     /// The protocol.

@@ -11,7 +11,8 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::chat::{Chat, Protocol};
+use crate::backlog::{push_cost, Backlog, PushError};
+use crate::chat::{Chat, CloseReason, Protocol};
 
 /// A non-blocking byte stream, as a runtime's async I/O traits see it.
 pub trait PollStream {
@@ -60,7 +61,7 @@ pub trait PollTimer {
 }
 
 /// What a handle can ask of a connection, from another task or thread.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum Command {
     /// Queue bytes, as the protocol's `ctx.push` would.
@@ -69,12 +70,21 @@ pub enum Command {
     CloseWhenDone,
     /// Close now, dropping queued output.
     Close,
+    /// Close now for this reason, dropping queued output (a slow receiver dropped by its
+    /// sender, say: [`CloseReason::Error`] with [`Error::OutboxFull`](crate::Error::OutboxFull)).
+    CloseBecause(CloseReason),
 }
 
 /// The receiving end of a connection's command channel.
 pub trait PollCommands {
     /// The next command; `Ready(None)` once every sender is gone.
     fn poll_command(&mut self, cx: &mut TaskContext<'_>) -> Poll<Option<Command>>;
+
+    /// What the connection's output costs now ([`Chat::queued_cost`]), for senders that must
+    /// not push above its high water mark ([`Backlog`]). The default ignores it.
+    fn publish_queued(&mut self, cost: usize) {
+        let _ = cost;
+    }
 }
 
 /// A command source that never has anything: for connections nobody else reaches.
@@ -129,7 +139,10 @@ where
         let mut progress = false;
         while *commands_open && !commands_blocked {
             match commands.poll_command(cx) {
-                Poll::Ready(Some(command)) => apply(chat, now, command),
+                Poll::Ready(Some(command)) => {
+                    apply(chat, now, command);
+                    commands.publish_queued(chat.queued_cost());
+                }
                 Poll::Ready(None) => *commands_open = false,
                 Poll::Pending => {
                     commands_blocked = true;
@@ -199,6 +212,7 @@ where
     };
     // An idle connection holds no read buffer.
     chat.release_read_buffer();
+    commands.publish_queued(chat.queued_cost());
     poll
 }
 
@@ -210,6 +224,9 @@ fn apply<P: Protocol>(chat: &mut Chat<P>, now: Instant, command: Command) {
         }
         Command::CloseWhenDone => chat.close_when_done(),
         Command::Close => chat.close(),
+        Command::CloseBecause(reason) => {
+            chat.with_context(now, |_, ctx| ctx.close_because(reason));
+        }
     }
 }
 
@@ -475,15 +492,28 @@ impl<T> Registry<T> {
 /// until a command is sent (an idle connection should cost next to nothing), and it works with
 /// any runtime (a plain mutex and the task's waker).
 ///
-/// ```
-/// use asynchat_core::driver::{mailbox, Command};
+/// Pushes are bounded: one is refused with [`PushError::Full`] while the connection's output
+/// and the pushes waiting here cost more than four times `high_water` (the connection's high
+/// water mark; see [`Backlog::for_high_water`]).
 ///
-/// let (tx, _rx) = mailbox();
-/// assert!(tx.send(Command::Close));
+/// ```
+/// use asynchat_core::backlog::PushError;
+/// use asynchat_core::driver::{mailbox, Command};
+/// use asynchat_core::Bytes;
+///
+/// let (tx, _rx) = mailbox(100);
+/// assert_eq!(tx.send(Command::Push(Bytes::from(vec![0; 500]))), Ok(()));
+/// let refused = tx.send(Command::Push(Bytes::from_static(b"more")));
+/// assert!(matches!(refused, Err(PushError::Full { .. })));
+/// assert_eq!(tx.send(Command::Close), Ok(()), "only pushes are bounded");
 /// ```
 #[must_use]
-pub fn mailbox() -> (MailboxSender, MailboxReceiver) {
-    let shared = std::sync::Arc::new(Shared::default());
+pub fn mailbox(high_water: usize) -> (MailboxSender, MailboxReceiver) {
+    let shared = std::sync::Arc::new(Shared {
+        news: std::sync::atomic::AtomicBool::default(),
+        state: std::sync::Mutex::default(),
+        backlog: Backlog::for_high_water(high_water),
+    });
     (
         MailboxSender(shared.clone()),
         MailboxReceiver {
@@ -501,7 +531,7 @@ struct MailboxState {
     receiver_gone: bool,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Shared {
     /// Set (under the lock) whenever a sender queues a command, goes away, or takes the waker;
     /// cleared (under the lock) when the receiver registers its waker with nothing queued.
@@ -509,6 +539,8 @@ struct Shared {
     /// answers `Pending` without taking the lock, once per wake-up of every connection.
     news: std::sync::atomic::AtomicBool,
     state: std::sync::Mutex<MailboxState>,
+    /// What the pushes queued here and the connection's output cost.
+    backlog: Backlog,
 }
 
 impl Shared {
@@ -531,12 +563,23 @@ impl Shared {
 pub struct MailboxSender(std::sync::Arc<Shared>);
 
 impl MailboxSender {
-    /// Queues `command` and wakes the connection's task; `false` if the connection is gone.
-    pub fn send(&self, command: Command) -> bool {
+    /// Queues `command` and wakes the connection's task. Fails with [`PushError::Closed`] if
+    /// the connection is gone, and a push with [`PushError::Full`] while the connection is
+    /// above its high water mark; nothing is queued then.
+    pub fn send(&self, command: Command) -> Result<(), PushError> {
+        let cost = match &command {
+            Command::Push(data) => push_cost(data.len()),
+            _ => 0,
+        };
+        if cost > 0 {
+            self.0.backlog.try_reserve(cost)?;
+        }
         let waker = {
             let mut state = self.0.lock();
             if state.receiver_gone {
-                return false;
+                drop(state);
+                self.0.backlog.release(cost);
+                return Err(PushError::Closed);
             }
             state.queue.push_back(command);
             self.0.notify(&mut state)
@@ -544,7 +587,7 @@ impl MailboxSender {
         if let Some(waker) = waker {
             waker.wake();
         }
-        true
+        Ok(())
     }
 }
 
@@ -586,6 +629,10 @@ impl PollCommands for MailboxReceiver {
             if state.queue.is_empty() {
                 state.queue = std::collections::VecDeque::new();
             }
+            drop(state);
+            if let Command::Push(data) = &command {
+                self.shared.backlog.release(push_cost(data.len()));
+            }
             return Poll::Ready(Some(command));
         }
         if state.sender_gone {
@@ -609,6 +656,18 @@ impl PollCommands for MailboxReceiver {
             .news
             .store(false, std::sync::atomic::Ordering::Release);
         Poll::Pending
+    }
+
+    fn publish_queued(&mut self, cost: usize) {
+        self.shared.backlog.publish(cost);
+    }
+}
+
+impl MailboxReceiver {
+    /// What the connection's output and the pushes waiting for it cost, as last known.
+    #[must_use]
+    pub fn backlog(&self) -> usize {
+        self.shared.backlog.total()
     }
 }
 
@@ -863,15 +922,103 @@ mod tests {
         assert!(io.written > 0, "what was read was answered");
     }
 
+    /// A stream with no input whose write side takes everything, or nothing while shut.
+    struct Gate {
+        open: bool,
+        output: Vec<u8>,
+    }
+
+    impl PollStream for Gate {
+        fn poll_read_into(
+            &mut self,
+            _: &mut TaskContext<'_>,
+            _: &mut BytesMut,
+        ) -> Poll<io::Result<usize>> {
+            Poll::Pending
+        }
+        fn poll_write_vectored(
+            &mut self,
+            _: &mut TaskContext<'_>,
+            bufs: &[IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            if !self.open {
+                return Poll::Pending;
+            }
+            let before = self.output.len();
+            bufs.iter().for_each(|b| self.output.extend_from_slice(b));
+            Poll::Ready(Ok(self.output.len() - before))
+        }
+        fn poll_shutdown(&mut self, _: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[test]
+    fn pushes_through_a_mailbox_are_refused_while_the_receiver_is_above_its_high_water() {
+        struct Quiet;
+        impl crate::Protocol for Quiet {
+            fn first_terminator(&self) -> crate::Terminator {
+                "\n".into()
+            }
+            fn found_terminator(&mut self, _: &mut crate::Context<'_>, _: Bytes) {}
+        }
+        let waker = Waker::from(Arc::new(Count(AtomicUsize::new(0))));
+        let mut cx = TaskContext::from_waker(&waker);
+        let now = Instant::now();
+        let high = 4096;
+        let config = crate::Config::default().water_marks(high / 2, high);
+        let mut chat = Chat::with_config(Quiet, &config).unwrap();
+        chat.handle_connected(now);
+        let (tx, mut rx) = mailbox(high);
+        let mut io = Gate {
+            open: false,
+            output: Vec::new(),
+        };
+        let mut open = true;
+        let mut poll = |chat: &mut Chat<Quiet>, io: &mut Gate, rx: &mut MailboxReceiver| {
+            poll_chat(chat, io, &mut Frozen(now), rx, &mut open, &mut cx)
+        };
+        let block = Bytes::from(vec![b'x'; 1000]);
+        let mut taken = 0;
+        while tx.send(Command::Push(block.clone())).is_ok() {
+            taken += 1;
+            assert!(taken < 100, "pushes are never refused");
+        }
+        let limit = high * crate::backlog::IN_FLIGHT_FACTOR;
+        assert_eq!(
+            taken,
+            limit / push_cost(1000) + 1,
+            "refused once above the limit"
+        );
+        let _ = poll(&mut chat, &mut io, &mut rx);
+        assert_eq!(
+            chat.queued_bytes(),
+            taken * 1000,
+            "the receiver took them all"
+        );
+        assert!(
+            matches!(
+                tx.send(Command::Push(block.clone())),
+                Err(PushError::Full { limit, .. }) if limit == 4 * high
+            ),
+            "its own output is above the limit now"
+        );
+        io.open = true;
+        let _ = poll(&mut chat, &mut io, &mut rx);
+        assert_eq!(io.output.len(), taken * 1000, "it wrote them");
+        assert_eq!(rx.backlog(), 0, "and said so");
+        assert_eq!(tx.send(Command::Push(block)), Ok(()));
+    }
+
     #[test]
     fn mailbox_delivers_in_order_wakes_and_ends() {
         let woken = Arc::new(Count(AtomicUsize::new(0)));
         let waker = Waker::from(woken.clone());
         let mut cx = TaskContext::from_waker(&waker);
-        let (tx, mut rx) = mailbox();
+        let (tx, mut rx) = mailbox(usize::MAX);
         assert_eq!(rx.poll_command(&mut cx), Poll::Pending);
-        assert!(tx.send(Command::Push(Bytes::from_static(b"a"))));
-        assert!(tx.send(Command::Close));
+        assert!(tx.send(Command::Push(Bytes::from_static(b"a"))).is_ok());
+        assert!(tx.send(Command::Close).is_ok());
         assert_eq!(woken.0.load(Ordering::SeqCst), 1, "woken by the first send");
         assert_eq!(
             rx.poll_command(&mut cx),
@@ -887,9 +1034,13 @@ mod tests {
         );
         assert_eq!(rx.poll_command(&mut cx), Poll::Ready(None));
 
-        let (tx, rx) = mailbox();
+        let (tx, rx) = mailbox(usize::MAX);
         drop(rx);
-        assert!(!tx.send(Command::Close), "nobody to receive");
+        assert_eq!(
+            tx.send(Command::Close),
+            Err(PushError::Closed),
+            "nobody to receive"
+        );
     }
 
     #[test]
@@ -899,7 +1050,7 @@ mod tests {
             Arc::new(Count(AtomicUsize::new(0))),
         );
         let (waker_1, waker_2) = (Waker::from(first.clone()), Waker::from(second.clone()));
-        let (tx, mut rx) = mailbox();
+        let (tx, mut rx) = mailbox(usize::MAX);
         let polls = 3;
         for _ in 0..polls {
             // Quiet after the first: answered without the lock.
@@ -913,7 +1064,7 @@ mod tests {
             rx.poll_command(&mut TaskContext::from_waker(&waker_2)),
             Poll::Pending
         );
-        assert!(tx.send(Command::Close));
+        assert!(tx.send(Command::Close).is_ok());
         assert_eq!(second.0.load(Ordering::SeqCst), 1, "the new waker is woken");
         assert_eq!(first.0.load(Ordering::SeqCst), 0, "the old one is not");
     }
@@ -922,7 +1073,7 @@ mod tests {
     fn commands_sent_from_other_threads_all_arrive_in_order_with_a_wake_for_each_wait() {
         // A receiver that waits for wakes, as a task would, against senders on other threads:
         // a command queued while the receiver goes quiet must still wake it.
-        let (tx, mut rx) = mailbox();
+        let (tx, mut rx) = mailbox(usize::MAX);
         let senders = 4;
         let per_sender = 2_000u32;
         let tx = Arc::new(tx);
@@ -932,7 +1083,7 @@ mod tests {
                 std::thread::spawn(move || {
                     for i in 0..per_sender {
                         let tag = format!("{t}:{i}");
-                        assert!(tx.send(Command::Push(Bytes::from(tag))));
+                        assert!(tx.send(Command::Push(Bytes::from(tag))).is_ok());
                     }
                 })
             })
@@ -1013,10 +1164,11 @@ impl Handle {
         Self::default()
     }
 
-    /// Adds a connection (driver side): its id, and the mailbox its task polls.
+    /// Adds a connection whose high water mark is `high_water` (driver side): its id, and the
+    /// mailbox its task polls.
     #[must_use]
-    pub fn register(&self) -> (ConnId, MailboxReceiver) {
-        let (tx, rx) = mailbox();
+    pub fn register(&self, high_water: usize) -> (ConnId, MailboxReceiver) {
+        let (tx, rx) = mailbox(high_water);
         (ConnId(self.registry.insert(tx)), rx)
     }
 
@@ -1025,25 +1177,34 @@ impl Handle {
         self.registry.remove(id.0);
     }
 
-    fn send(&self, id: ConnId, command: Command) -> bool {
+    fn send(&self, id: ConnId, command: Command) -> Result<(), PushError> {
         self.registry
             .with(id.0, |tx| tx.send(command))
-            .unwrap_or(false)
+            .unwrap_or(Err(PushError::Closed))
     }
 
-    /// Queues `data` on connection `id`; `false` if it has closed.
-    pub fn push(&self, id: ConnId, data: impl Into<Bytes>) -> bool {
+    /// Queues `data` on connection `id`. Refused, with nothing queued, when the connection has
+    /// closed ([`PushError::Closed`]) or its output and the pushes in flight to it are above
+    /// four high water marks ([`PushError::Full`]; see [`Backlog`]): the caller is never blocked, and decides whether to drop the
+    /// data, retry later, or drop the receiver ([`close_because`](Self::close_because)).
+    pub fn push(&self, id: ConnId, data: impl Into<Bytes>) -> Result<(), PushError> {
         self.send(id, Command::Push(data.into()))
     }
 
     /// Flushes connection `id`, then closes it; `false` if it has closed.
     pub fn close_when_done(&self, id: ConnId) -> bool {
-        self.send(id, Command::CloseWhenDone)
+        self.send(id, Command::CloseWhenDone).is_ok()
     }
 
     /// Closes connection `id` now, dropping its queued output; `false` if it has closed.
     pub fn close(&self, id: ConnId) -> bool {
-        self.send(id, Command::Close)
+        self.send(id, Command::Close).is_ok()
+    }
+
+    /// Closes connection `id` now for `reason`, dropping its queued output; `false` if it has
+    /// closed.
+    pub fn close_because(&self, id: ConnId, reason: CloseReason) -> bool {
+        self.send(id, Command::CloseBecause(reason)).is_ok()
     }
 
     /// Connections open now.
@@ -1055,7 +1216,7 @@ impl Handle {
     /// Flushes and closes every connection.
     pub fn close_all_when_done(&self) {
         self.registry.for_each(|tx| {
-            tx.send(Command::CloseWhenDone);
+            let _ = tx.send(Command::CloseWhenDone);
         });
     }
 }

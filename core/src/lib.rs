@@ -17,6 +17,7 @@
 //! | [`chat`] | `async_chat` | [`Protocol`], [`Context`], [`Chat`]: the connection state machine |
 //! | [`datagram`] | a UDP `dispatcher` | [`DatagramProtocol`], [`DatagramChat`] |
 //! | [`driver`] | — | [`poll_chat`](driver::poll_chat): the task loop of every async driver |
+//! | [`backlog`] | — | [`Backlog`](backlog::Backlog): pushes from other connections bounded by the receiver's high water mark |
 //! | [`testing`] | — | [`Harness`](testing::Harness), [`Replay`](testing::Replay) |
 //! | [`error`] | — | [`Error`]: [`PeerError`] (bad input) vs [`Misuse`] (API misuse) vs limits |
 //!
@@ -73,6 +74,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod backlog;
 pub mod chat;
 pub mod datagram;
 pub mod driver;

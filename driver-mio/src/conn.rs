@@ -4,7 +4,7 @@ use std::io;
 use std::time::Instant;
 
 use asynchat_core::driver::LINGER;
-use asynchat_core::{Bytes, Chat, Protocol};
+use asynchat_core::{Bytes, Chat, CloseReason, Protocol};
 use mio::{Interest, Registry, Token};
 
 use crate::io::{drain, read_ready, write_ready, ReadEnd, StreamIo, WriteEnd};
@@ -20,6 +20,17 @@ pub(crate) trait Entry {
     /// commands, so a burst of pushes to one connection costs one write, not one each.
     fn on_push(&mut self, cx: &mut Cx<'_>, data: Bytes);
     fn on_close(&mut self, cx: &mut Cx<'_>, graceful: bool);
+    /// Closes at once for `reason` (a stream connection reports it to its protocol; other
+    /// entries close as [`on_close`](Self::on_close) does, not gracefully).
+    fn on_close_because(&mut self, cx: &mut Cx<'_>, reason: CloseReason) {
+        let _ = reason;
+        self.on_close(cx, false);
+    }
+    /// What a stream connection's queued output costs ([`Chat::queued_cost`]); `None` for
+    /// entries that take no pushes through the handle.
+    fn queued_cost(&self) -> Option<usize> {
+        None
+    }
     /// The earliest time the entry wants `on_timeout`.
     fn deadline(&self) -> Option<Instant>;
     /// Nothing more to do: the loop deregisters and drops it.
@@ -261,6 +272,19 @@ impl<P: Protocol, S: StreamIo> Entry for StreamConn<P, S> {
         } else {
             self.settle(cx);
         }
+    }
+
+    fn on_close_because(&mut self, cx: &mut Cx<'_>, reason: CloseReason) {
+        if !matches!(self.phase, Phase::Live | Phase::Connecting) {
+            return;
+        }
+        self.chat
+            .with_context(cx.now, |_, ctx| ctx.close_because(reason));
+        self.settle(cx);
+    }
+
+    fn queued_cost(&self) -> Option<usize> {
+        Some(self.chat.queued_cost())
     }
 
     fn deadline(&self) -> Option<Instant> {

@@ -68,6 +68,8 @@ enum Kind {
 
 struct Slot {
     generation: u64,
+    /// A stream connection's push bound, shared with the handle.
+    backlog: Option<Arc<asynchat_core::backlog::Backlog>>,
     /// The deadline last put in the heap for this slot.
     scheduled: Option<Instant>,
     kind: Kind,
@@ -320,12 +322,17 @@ impl EventLoop {
     fn insert(&mut self, kind: Kind) -> ConnId {
         self.next_generation += 1;
         let generation = self.next_generation;
-        let key = self.slots.insert(Slot {
+        let takes_pushes = matches!(&kind, Kind::Entry(e) if e.queued_cost().is_some());
+        let key = self.slots.vacant_key();
+        let id = ConnId { key, generation };
+        let backlog = takes_pushes.then(|| self.shared.add_backlog(id, self.config.high_water));
+        self.slots.insert(Slot {
             generation,
+            backlog,
             scheduled: None,
             kind,
         });
-        ConnId { key, generation }
+        id
     }
 
     /// Runs until nothing is left in the loop, [`Handle::stop`] is called, or a poll error.
@@ -482,6 +489,16 @@ impl EventLoop {
         for command in self.shared.take_commands() {
             match command {
                 Command::Push(id, data) => {
+                    if let Some(Slot {
+                        generation,
+                        backlog: Some(backlog),
+                        ..
+                    }) = self.slots.get(id.key)
+                    {
+                        if *generation == id.generation {
+                            backlog.release(asynchat_core::backlog::push_cost(data.len()));
+                        }
+                    }
                     if self.with_entry(id.key, Some(id.generation), now, |e, cx| {
                         e.on_push(cx, data);
                     }) {
@@ -490,6 +507,11 @@ impl EventLoop {
                 }
                 Command::CloseWhenDone(id) => self.close(id, true, now),
                 Command::Close(id) => self.close(id, false, now),
+                Command::CloseBecause(id, reason) => {
+                    self.with_entry(id.key, Some(id.generation), now, |e, cx| {
+                        e.on_close_because(cx, reason);
+                    });
+                }
                 Command::Shutdown => self.shutdown(now),
                 Command::Stop => {}
             }
@@ -594,11 +616,15 @@ impl EventLoop {
     fn after(&mut self, key: usize) {
         let Some(Slot {
             kind: Kind::Entry(entry),
+            backlog,
             ..
         }) = self.slots.get(key)
         else {
             return;
         };
+        if let (Some(backlog), Some(cost)) = (backlog, entry.queued_cost()) {
+            backlog.publish(cost);
+        }
         if entry.is_finished() {
             self.remove(key);
             return;
@@ -630,6 +656,12 @@ impl EventLoop {
             return;
         }
         let slot = self.slots.remove(key);
+        if slot.backlog.is_some() {
+            self.shared.remove_backlog(ConnId {
+                key,
+                generation: slot.generation,
+            });
+        }
         match slot.kind {
             Kind::Listener(mut l) => {
                 let _ = self.poll.registry().deregister(&mut l.socket);

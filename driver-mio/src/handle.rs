@@ -6,6 +6,10 @@ use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use std::collections::HashMap;
+
+use asynchat_core::backlog::{push_cost, Backlog, PushError};
+use asynchat_core::CloseReason;
 use bytes::Bytes;
 use mio::Waker;
 
@@ -24,6 +28,7 @@ pub(crate) enum Command {
     Push(ConnId, Bytes),
     CloseWhenDone(ConnId),
     Close(ConnId),
+    CloseBecause(ConnId, CloseReason),
     Shutdown,
     Stop,
 }
@@ -32,6 +37,8 @@ pub(crate) struct Shared {
     queue: Mutex<VecDeque<Command>>,
     waker: Waker,
     stop: AtomicBool,
+    /// The push bound of every stream connection, by id.
+    backlogs: Mutex<HashMap<ConnId, Arc<Backlog>>>,
 }
 
 impl Shared {
@@ -40,7 +47,29 @@ impl Shared {
             queue: Mutex::new(VecDeque::new()),
             waker,
             stop: AtomicBool::new(false),
+            backlogs: Mutex::new(HashMap::new()),
         }
+    }
+
+    fn backlogs(&self) -> std::sync::MutexGuard<'_, HashMap<ConnId, Arc<Backlog>>> {
+        // A panic elsewhere while holding the lock leaves a map that is still consistent.
+        self.backlogs.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Bounds the pushes to stream connection `id`, whose high water mark is `limit`.
+    pub(crate) fn add_backlog(&self, id: ConnId, limit: usize) -> Arc<Backlog> {
+        let backlog = Arc::new(Backlog::for_high_water(limit));
+        self.backlogs().insert(id, backlog.clone());
+        backlog
+    }
+
+    /// Forgets connection `id`'s bound: it has closed.
+    pub(crate) fn remove_backlog(&self, id: ConnId) {
+        self.backlogs().remove(&id);
+    }
+
+    fn backlog(&self, id: ConnId) -> Option<Arc<Backlog>> {
+        self.backlogs().get(&id).cloned()
     }
 
     pub(crate) fn take_commands(&self) -> VecDeque<Command> {
@@ -91,10 +120,28 @@ impl Handle {
         }
     }
 
-    /// Queues `data` on connection `id`, as its protocol's `ctx.push` would. Ignored if the
-    /// connection has closed.
-    pub fn push(&self, id: ConnId, data: impl Into<Bytes>) -> io::Result<()> {
-        self.send(Command::Push(id, data.into()))
+    /// Queues `data` on connection `id`, as its protocol's `ctx.push` would. Refused, with
+    /// nothing queued, when the connection has closed ([`PushError::Closed`]) or its backlog is
+    /// above its limit ([`PushError::Full`], four high water marks): the caller is never blocked, and
+    /// decides whether to drop the data, retry later or drop the receiver
+    /// ([`close_because`](Self::close_because)).
+    pub fn push(&self, id: ConnId, data: impl Into<Bytes>) -> Result<(), PushError> {
+        let data = data.into();
+        let backlog = self.shared.backlog(id).ok_or(PushError::Closed)?;
+        let cost = push_cost(data.len());
+        backlog.try_reserve(cost)?;
+        if self.send(Command::Push(id, data)).is_err() {
+            // The loop's waker failed: the loop is gone, and the push with it.
+            backlog.release(cost);
+            return Err(PushError::Closed);
+        }
+        Ok(())
+    }
+
+    /// Closes connection `id` now for `reason`, dropping its queued output: its protocol's
+    /// `closed` sees that reason.
+    pub fn close_because(&self, id: ConnId, reason: CloseReason) -> io::Result<()> {
+        self.send(Command::CloseBecause(id, reason))
     }
 
     /// Flushes connection `id`, then closes it.

@@ -87,7 +87,7 @@ where
                     Ok((stream, peer)) => {
                         backoff = MIN_BACKOFF;
                         let _ = stream.set_nodelay(true);
-                        let (id, commands) = conns.register();
+                        let (id, commands) = conns.register(config.high_water);
                         let accepted = Accepted::new(id, peer, conns.clone());
                         let Ok(chat) = Chat::with_config(factory(&accepted), &config) else {
                             conns.unregister(id);

@@ -33,7 +33,10 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use asynchat_core::{Bytes, CloseReason, Config, Context, OverLongPolicy, Protocol, Terminator};
+use asynchat_core::backlog::PushError;
+use asynchat_core::{
+    Bytes, CloseReason, Config, Context, Error, OverLongPolicy, Protocol, Terminator,
+};
 
 use crate::run::Link;
 
@@ -54,13 +57,19 @@ pub fn config() -> Config {
 
 /// Where a member's share of the room's traffic goes.
 pub trait Outlet: Send + Sync {
-    /// Delivers one line (terminator included); `false` if the member is gone.
-    fn deliver(&self, line: Bytes) -> bool;
+    /// Delivers one line (terminator included); refused when the member is gone or its
+    /// backlog is above its limit (its peer reads slower than the room talks).
+    fn deliver(&self, line: Bytes) -> Result<(), PushError>;
+    /// Drops a member that could not keep up: its connection closes with `reason`.
+    fn evict(&self, reason: CloseReason);
 }
 
 impl Outlet for Link {
-    fn deliver(&self, line: Bytes) -> bool {
+    fn deliver(&self, line: Bytes) -> Result<(), PushError> {
         self.push(line)
+    }
+    fn evict(&self, reason: CloseReason) {
+        self.close_because(reason);
     }
 }
 
@@ -77,18 +86,21 @@ impl Sink {
 }
 
 impl Outlet for Sink {
-    fn deliver(&self, line: Bytes) -> bool {
+    fn deliver(&self, line: Bytes) -> Result<(), PushError> {
         self.0
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .extend_from_slice(&line);
-        true
+        Ok(())
     }
+    fn evict(&self, _reason: CloseReason) {}
 }
 
 struct Seat {
     name: Option<String>,
     outlet: Box<dyn Outlet>,
+    /// Dropped for not keeping up: sent nothing more while its connection closes.
+    evicted: bool,
 }
 
 /// The room: who is in it, and how to reach them. Shared by every connection (and thread).
@@ -130,11 +142,21 @@ impl Room {
         names
     }
 
-    /// Sends `line` to every named member but `from`.
+    /// Sends `line` to every named member but `from`. Flow control: a member whose backlog
+    /// (output queued, and lines in flight to it) is above its limit when a line is due is
+    /// evicted, its connection closed with
+    /// [`Error::OutboxFull`](asynchat_core::Error::OutboxFull) as the reason. One member that
+    /// never reads costs the room at most that limit (four high water marks: 256 KiB by
+    /// default), and the others go on at the pace of their own readers.
     fn broadcast(&self, from: u64, line: &Bytes) {
-        for (id, seat) in &self.seats().by_id {
-            if *id != from && seat.name.is_some() {
-                seat.outlet.deliver(line.clone());
+        for (id, seat) in &mut self.seats().by_id {
+            if *id == from || seat.name.is_none() || seat.evicted {
+                continue;
+            }
+            if let Err(PushError::Full { limit, .. }) = seat.outlet.deliver(line.clone()) {
+                seat.evicted = true;
+                seat.outlet
+                    .evict(CloseReason::Error(Error::OutboxFull { limit }));
             }
         }
     }
@@ -199,6 +221,7 @@ impl Member {
             Seat {
                 name: None,
                 outlet: Box::new(outlet),
+                evicted: false,
             },
         );
         drop(seats);

@@ -29,6 +29,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use asynchat_core::backlog::PushError;
 use asynchat_core::{Bytes, CloseReason, Config, Context, Protocol, Terminator, Timer};
 
 /// The event loop a server runs on.
@@ -109,11 +110,20 @@ impl Link {
         self.peer
     }
 
-    /// Queues `data` for the connection; `false` if it is gone.
-    pub fn push(&self, data: impl Into<Bytes>) -> bool {
+    /// Queues `data` for the connection; refused when it is gone or its backlog is above its
+    /// limit (nothing is queued then).
+    pub fn push(&self, data: impl Into<Bytes>) -> Result<(), PushError> {
         match &self.to {
-            To::Mio(handle, id) => handle.push(*id, data).is_ok(),
+            To::Mio(handle, id) => handle.push(*id, data),
             To::Async(handle, id) => handle.push(*id, data),
+        }
+    }
+
+    /// Closes the connection now for `reason`, dropping what is queued; `false` if it is gone.
+    pub fn close_because(&self, reason: CloseReason) -> bool {
+        match &self.to {
+            To::Mio(handle, id) => handle.close_because(*id, reason).is_ok(),
+            To::Async(handle, id) => handle.close_because(*id, reason),
         }
     }
 

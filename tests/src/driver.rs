@@ -253,7 +253,9 @@ macro_rules! tokio_driver {
             }
 
             fn push(handle: &Self::Handle, id: Self::ConnId, data: Bytes) {
-                assert!(handle.push(id, data), "the connection is open");
+                handle
+                    .push(id, data)
+                    .expect("the connection is open and reading");
             }
 
             fn run_over_unix<P: Protocol + Send + 'static>(
@@ -350,7 +352,9 @@ impl Driver for Smol {
     }
 
     fn push(handle: &Self::Handle, id: Self::ConnId, data: Bytes) {
-        assert!(handle.push(id, data), "the connection is open");
+        handle
+            .push(id, data)
+            .expect("the connection is open and reading");
     }
 
     fn run_over_unix<P: Protocol + Send + 'static>(

@@ -20,10 +20,16 @@ pub struct Served {
 impl Served {
     /// Starts `bin --driver DRIVER --listen 127.0.0.1:0 ARGS...` and reads the address it prints.
     pub fn start(bin: &str, driver: &str, args: &[&str]) -> Self {
+        Self::start_with_stderr(bin, driver, args, Stdio::inherit())
+    }
+
+    /// [`start`](Self::start), with the server's standard error going to `stderr`.
+    pub fn start_with_stderr(bin: &str, driver: &str, args: &[&str], stderr: Stdio) -> Self {
         let mut child = Command::new(bin)
             .args(["--driver", driver, "--listen", "127.0.0.1:0"])
             .args(args)
             .stdout(Stdio::piped())
+            .stderr(stderr)
             .spawn()
             .unwrap_or_else(|e| panic!("start {bin}: {e}"));
         let mut first = String::new();
