@@ -133,10 +133,17 @@ pub trait Protocol {
     }
 
     /// A deadline passed. The default closes the connection on [`Timer::Idle`] with
-    /// [`CloseReason::TimedOut`] and ignores custom timers.
+    /// [`CloseReason::TimedOut`], on [`Timer::Frame`] with [`CloseReason::FrameTimedOut`], and
+    /// ignores custom timers.
+    ///
+    /// The frame timeout always ends the connection: an override may answer first (HTTP's
+    /// `408`, then `close_when_done`); if it leaves the connection open, it closes with
+    /// [`CloseReason::FrameTimedOut`] all the same.
     fn timeout(&mut self, ctx: &mut Context<'_>, timer: Timer) {
-        if timer == Timer::Idle {
-            ctx.close_because(CloseReason::TimedOut);
+        match timer {
+            Timer::Idle => ctx.close_because(CloseReason::TimedOut),
+            Timer::Frame => ctx.close_because(CloseReason::FrameTimedOut),
+            Timer::Custom(_) => {}
         }
     }
 
@@ -152,6 +159,9 @@ pub trait Protocol {
 pub enum Timer {
     /// No input arrived for the idle timeout ([`Context::set_idle_timeout`]).
     Idle,
+    /// A frame begun was not finished within the frame timeout
+    /// ([`Config::frame_timeout`], [`Context::set_frame_timeout`]).
+    Frame,
     /// A deadline set with [`Context::set_timer`] under this id.
     Custom(u32),
 }
@@ -181,6 +191,9 @@ pub enum CloseReason {
     Aborted,
     /// An idle timeout expired (the default reaction to [`Timer::Idle`]).
     TimedOut,
+    /// A frame was not finished within the frame timeout ([`Timer::Frame`]): a peer sending
+    /// a request too slowly (a slow loris).
+    FrameTimedOut,
     /// Bad input, a limit, or API misuse.
     Error(Error),
     /// The driver reported an I/O error (connection refused, reset, broken pipe...).
@@ -213,6 +226,7 @@ impl fmt::Display for CloseReason {
             Self::PeerClosed => f.write_str("peer closed"),
             Self::Aborted => f.write_str("closed by the protocol"),
             Self::TimedOut => f.write_str("idle timeout"),
+            Self::FrameTimedOut => f.write_str("frame not finished within the frame timeout"),
             Self::Error(e) => e.fmt(f),
             Self::Io(e) => write!(f, "I/O error: {e}"),
         }
@@ -253,6 +267,11 @@ pub struct Config {
     pub read_size: usize,
     /// Close (by default) after this long without input.
     pub idle_timeout: Option<Duration>,
+    /// Close after a frame has taken this long from its first byte without reaching its
+    /// terminator, however steadily its bytes trickle in (each byte re-arms the idle timeout;
+    /// this one it does not): a request-head or slow-client timeout. Counted only while the
+    /// connection takes input (not while backpressure holds it). `None` (the default): none.
+    pub frame_timeout: Option<Duration>,
     /// Copy pushes shorter than this together instead of sending each as its own slice
     /// ([`Outbox::with_coalescing`]); 0 (the default) never copies.
     pub coalesce_below: usize,
@@ -273,6 +292,7 @@ impl Default for Config {
             outbox_limit: DEFAULT_OUTBOX_LIMIT,
             read_size: DEFAULT_READ_SIZE,
             idle_timeout: None,
+            frame_timeout: None,
             coalesce_below: 0,
             turn_budget: DEFAULT_TURN_BUDGET,
         }
@@ -315,6 +335,12 @@ impl Config {
     #[must_use]
     pub fn idle_timeout(mut self, d: Option<Duration>) -> Self {
         self.idle_timeout = d;
+        self
+    }
+    /// Sets [`frame_timeout`](Self::frame_timeout).
+    #[must_use]
+    pub fn frame_timeout(mut self, d: Option<Duration>) -> Self {
+        self.frame_timeout = d;
         self
     }
     /// Sets [`coalesce_below`](Self::coalesce_below).
@@ -403,6 +429,8 @@ struct Core {
     turn_budget: u32,
     idle_timeout: Option<Duration>,
     idle_deadline: Option<Instant>,
+    /// Boxed: only the connections of protocols that set a frame timeout fill the slot.
+    frame_clock: Option<Box<FrameClock>>,
     timers: Timers,
     last_now: Option<Instant>,
 }
@@ -416,6 +444,9 @@ impl Core {
         self.outbox.discard();
         self.timers.clear();
         self.idle_deadline = None;
+        if let Some(clock) = &mut self.frame_clock {
+            clock.deadline = None;
+        }
         self.close_reason = Some(Box::new(reason));
     }
 
@@ -475,9 +506,40 @@ impl Core {
         }
     }
 
+    /// A frame reached its terminator: the next one is timed from its own first byte.
+    #[inline]
+    fn frame_finished(&mut self) {
+        if let Some(clock) = &mut self.frame_clock {
+            clock.deadline = None;
+        }
+    }
+
+    fn frame_deadline(&self) -> Option<Instant> {
+        self.frame_clock.as_ref().and_then(|c| c.deadline)
+    }
+
     /// Whether input may be handed to the protocol now.
     fn may_deliver(&self) -> bool {
         self.state == State::Open && !self.paused_by_protocol && self.outbox.is_writable()
+    }
+}
+
+/// The frame timeout of a connection, and the deadline of the frame in progress.
+#[derive(Debug)]
+struct FrameClock {
+    timeout: Duration,
+    /// When the frame in progress must be finished (set from its first byte).
+    deadline: Option<Instant>,
+}
+
+impl FrameClock {
+    fn new(timeout: Option<Duration>) -> Option<Box<Self>> {
+        timeout.map(|timeout| {
+            Box::new(Self {
+                timeout,
+                deadline: None,
+            })
+        })
     }
 }
 
@@ -581,6 +643,13 @@ impl Context<'_> {
     pub fn set_idle_timeout(&mut self, timeout: Option<Duration>) {
         self.core.idle_timeout = timeout;
         self.core.idle_deadline = timeout.and_then(|d| self.now.checked_add(d));
+    }
+
+    /// Sets the frame timeout ([`Config::frame_timeout`]) from the next frame on (a frame in
+    /// progress is timed anew from now); `None` removes it. A protocol switches it per phase:
+    /// a short one for a request head, a longer one (or none) for a body.
+    pub fn set_frame_timeout(&mut self, timeout: Option<Duration>) {
+        self.core.frame_clock = FrameClock::new(timeout);
     }
 
     /// False while queued output is above the high water mark: a protocol producing a lot of
@@ -744,6 +813,7 @@ impl<P: Protocol> Chat<P> {
                 turn_budget: u32::try_from(config.turn_budget.max(1)).unwrap_or(u32::MAX),
                 idle_timeout: config.idle_timeout,
                 idle_deadline: None,
+                frame_clock: FrameClock::new(config.frame_timeout),
                 timers: Timers::default(),
                 last_now: None,
             },
@@ -905,6 +975,17 @@ impl<P: Protocol> Chat<P> {
                 self.callback(now, |p, ctx| p.timeout(ctx, Timer::Idle));
             }
         }
+        if let Some(at) = self.core.frame_deadline() {
+            if at <= now && self.core.state == State::Open {
+                if let Some(clock) = &mut self.core.frame_clock {
+                    clock.deadline = None;
+                }
+                self.callback(now, |p, ctx| p.timeout(ctx, Timer::Frame));
+                if self.core.state == State::Open {
+                    self.core.close_because(CloseReason::FrameTimedOut);
+                }
+            }
+        }
         let round = self.core.timers.round();
         while self.is_live() {
             let Some(id) = self.core.timers.pop_expired(now, round) else {
@@ -1031,6 +1112,7 @@ impl<P: Protocol> Chat<P> {
         self.core
             .idle_deadline
             .into_iter()
+            .chain(self.core.frame_deadline())
             .chain(self.core.timers.next())
             .min()
     }
@@ -1114,9 +1196,37 @@ impl<P: Protocol> Chat<P> {
         f(&mut self.protocol, &mut ctx)
     }
 
+    /// Delivers what can be delivered, times the frame left unfinished, and reports a close.
+    fn dispatch(&mut self, now: Instant) {
+        self.deliver(now);
+        self.time_frame(now);
+        self.notify_closed();
+    }
+
+    /// Keeps the frame deadline: armed from the first byte of a frame left unfinished after
+    /// delivery (a finished frame clears it: [`Core::frame_finished`]), cleared once nothing is
+    /// unfinished or while input is held back (backpressure is not the peer's delay).
+    fn time_frame(&mut self, now: Instant) {
+        let core = &mut self.core;
+        let Some(clock) = core.frame_clock.as_deref_mut() else {
+            return;
+        };
+        let unfinished = core.framer.buffered_len() > 0
+            || core.framer.frame_len() > 0
+            || core.incoming.len() > 0;
+        let held = !matches!(core.state, State::Open)
+            || core.paused_by_protocol
+            || !core.outbox.is_writable();
+        if !unfinished || held || core.read_eof {
+            clock.deadline = None;
+        } else if clock.deadline.is_none() {
+            clock.deadline = now.checked_add(clock.timeout);
+        }
+    }
+
     /// Delivers buffered input to the protocol until it runs out, the connection stops taking
     /// input, or backpressure holds it.
-    fn dispatch(&mut self, now: Instant) {
+    fn deliver(&mut self, now: Instant) {
         // Lent frames usually take everything read: then polling for events finds nothing.
         let drained = self.protocol.borrowed_frames() && {
             self.dispatch_borrowed(now);
@@ -1151,7 +1261,6 @@ impl<P: Protocol> Chat<P> {
             }
             self.core.finish_if_flushed();
         }
-        self.notify_closed();
     }
 
     /// Lends every frame that is whole in the buffer to [`Protocol::found_frame`], straight from
@@ -1174,6 +1283,7 @@ impl<P: Protocol> Chat<P> {
                 now,
                 lent_rest: Some(&buf[next..]),
             };
+            ctx.core.frame_finished();
             self.protocol.found_frame(&mut ctx, &buf[frame]);
             let rest_taken = ctx.lent_rest.is_none();
             delivered = if rest_taken { buf.len() } else { next };
@@ -1182,6 +1292,7 @@ impl<P: Protocol> Chat<P> {
     }
 
     fn deliver_terminator(&mut self, now: Instant) {
+        self.core.frame_finished();
         let frame = self.core.incoming.take();
         self.callback(now, |p, ctx| p.found_terminator(ctx, frame));
     }

@@ -15,6 +15,17 @@ use crate::terminator::Terminator;
 /// servers commonly 8 KiB of headers), short enough that a peer cannot make a connection hold much.
 pub const DEFAULT_MAX_FRAME: usize = 64 * 1024;
 
+/// A `Bytes` frame shorter than `1 / KEPT_FRAME_RATIO` of the read buffer it arrived in (of
+/// 4 KiB at least, so frames under 512 bytes always) is copied out of that buffer rather than
+/// split off it. A frame a protocol keeps (a stored value, a queued message) then costs its own
+/// size, not the whole buffer it shares: split off, a one-byte value kept pins 4 to 64 KiB.
+/// Larger frames are still handed out without a copy, pinning at most `KEPT_FRAME_RATIO` times
+/// their size. [`Framer::poll_frame_ref`] lends frames and never copies.
+pub const KEPT_FRAME_RATIO: usize = 8;
+
+/// The buffer size [`KEPT_FRAME_RATIO`] is taken of, at least.
+const MIN_RATIO_BASE: usize = 4096;
+
 /// What the framer does with a delimited frame that grows past [`Framer::max_frame`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -208,8 +219,9 @@ enum Input {
 ///   only a trailing partial match of the delimiter is held back. Counted and until-EOF frames
 ///   are streamed too, so a 4 GiB body never sits in memory.
 /// - [`poll_frame`](Self::poll_frame): whole frames, kept in the buffer until complete (so a frame
-///   is one zero-copy `Bytes` however many reads it took), bounded by `max_frame` for every
-///   terminator kind.
+///   is one `Bytes` however many reads it took: split off the buffer without a copy, or copied
+///   out when small, see [`KEPT_FRAME_RATIO`]), bounded by `max_frame` for every terminator
+///   kind.
 ///
 /// [`set_terminator`](Self::set_terminator) between events or frames applies to every byte not yet
 /// delivered, exactly as Python's `set_terminator` inside `found_terminator`.
@@ -837,9 +849,16 @@ impl Framer {
         e
     }
 
-    /// Splits the first `n` buffered bytes off as a `Bytes`.
+    /// Hands out the first `n` buffered bytes as a `Bytes`: split off the read buffer
+    /// (zero-copy) when they are a large part of it, copied out when they are small (see
+    /// [`KEPT_FRAME_RATIO`]).
     #[inline(always)]
     fn hand_out(&mut self, n: usize) -> Bytes {
+        if n.saturating_mul(KEPT_FRAME_RATIO) < self.buf.capacity().max(MIN_RATIO_BASE) {
+            let frame = Bytes::copy_from_slice(&self.buf[..n]);
+            self.buf.advance(n);
+            return frame;
+        }
         self.shared = true;
         self.buf.split_to(n).freeze()
     }

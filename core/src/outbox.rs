@@ -101,7 +101,8 @@ pub struct Outbox {
     above_high: bool,
     closing: bool,
     /// Pushes shorter than this are copied into a shared buffer instead of queued as they are.
-    coalesce_below: usize,
+    /// (u32: a threshold of 4 GiB would make no sense, and every connection carries the field.)
+    coalesce_below: u32,
 }
 
 impl Default for Outbox {
@@ -152,7 +153,7 @@ impl Outbox {
     /// (BENCHMARKS.md measures both). Pushes of `below` bytes or more are never copied.
     #[must_use]
     pub fn with_coalescing(mut self, below: usize) -> Self {
-        self.coalesce_below = below;
+        self.coalesce_below = u32::try_from(below).unwrap_or(u32::MAX);
         self
     }
 
@@ -201,7 +202,7 @@ impl Outbox {
     /// queued then.
     #[inline]
     pub fn push(&mut self, data: Bytes) -> Result<(), Error> {
-        if data.len() < self.coalesce_below {
+        if data.len() < self.coalesce_below as usize {
             self.admit(data.len(), 0)?;
             self.copy_in(&[&data], data.len());
         } else if !data.is_empty() {

@@ -158,7 +158,7 @@ impl EventLoop {
             events: Events::with_capacity(1024),
             slots: Slab::new(),
             timers: BinaryHeap::new(),
-            shared: Arc::new(Shared::new(waker)),
+            shared: Arc::new(Shared::new(waker, config.high_water)),
             next_generation: 0,
             config,
             listeners: Vec::new(),
@@ -322,17 +322,13 @@ impl EventLoop {
     fn insert(&mut self, kind: Kind) -> ConnId {
         self.next_generation += 1;
         let generation = self.next_generation;
-        let takes_pushes = matches!(&kind, Kind::Entry(e) if e.queued_cost().is_some());
-        let key = self.slots.vacant_key();
-        let id = ConnId { key, generation };
-        let backlog = takes_pushes.then(|| self.shared.add_backlog(id, self.config.high_water));
-        self.slots.insert(Slot {
+        let key = self.slots.insert(Slot {
             generation,
-            backlog,
+            backlog: None,
             scheduled: None,
             kind,
         });
-        id
+        ConnId { key, generation }
     }
 
     /// Runs until nothing is left in the loop, [`Handle::stop`] is called, or a poll error.
@@ -488,16 +484,16 @@ impl EventLoop {
         let mut pushed = std::mem::take(&mut self.pushed);
         for command in self.shared.take_commands() {
             match command {
-                Command::Push(id, data) => {
-                    if let Some(Slot {
-                        generation,
-                        backlog: Some(backlog),
-                        ..
-                    }) = self.slots.get(id.key)
-                    {
-                        if *generation == id.generation {
-                            backlog.release(asynchat_core::backlog::push_cost(data.len()));
+                Command::Push(id, data, backlog) => {
+                    backlog.release(asynchat_core::backlog::push_cost(data.len()));
+                    match self.slots.get_mut(id.key) {
+                        Some(slot) if slot.generation == id.generation => {
+                            // Kept from the first push on: the loop publishes what the
+                            // connection's output costs after each of its events.
+                            slot.backlog.get_or_insert(backlog);
                         }
+                        // Gone: so is its bound.
+                        _ => self.shared.remove_backlog(id),
                     }
                     if self.with_entry(id.key, Some(id.generation), now, |e, cx| {
                         e.on_push(cx, data);

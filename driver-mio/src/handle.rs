@@ -25,7 +25,8 @@ pub struct ConnId {
 }
 
 pub(crate) enum Command {
-    Push(ConnId, Bytes),
+    /// The bytes, and the backlog they were counted in (released as the loop takes them).
+    Push(ConnId, Bytes, Arc<Backlog>),
     CloseWhenDone(ConnId),
     Close(ConnId),
     CloseBecause(ConnId, CloseReason),
@@ -37,17 +38,22 @@ pub(crate) struct Shared {
     queue: Mutex<VecDeque<Command>>,
     waker: Waker,
     stop: AtomicBool,
-    /// The push bound of every stream connection, by id.
+    /// The push bound of every connection pushed to through a handle, by id: made by the
+    /// first push (an idle connection nobody pushes to costs nothing here), removed by the loop
+    /// when the connection closes or a push finds it gone.
     backlogs: Mutex<HashMap<ConnId, Arc<Backlog>>>,
+    /// The high water mark of the loop's connections (`Config::high_water`).
+    high_water: usize,
 }
 
 impl Shared {
-    pub(crate) fn new(waker: Waker) -> Self {
+    pub(crate) fn new(waker: Waker, high_water: usize) -> Self {
         Self {
             queue: Mutex::new(VecDeque::new()),
             waker,
             stop: AtomicBool::new(false),
             backlogs: Mutex::new(HashMap::new()),
+            high_water,
         }
     }
 
@@ -56,20 +62,17 @@ impl Shared {
         self.backlogs.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Bounds the pushes to stream connection `id`, whose high water mark is `limit`.
-    pub(crate) fn add_backlog(&self, id: ConnId, limit: usize) -> Arc<Backlog> {
-        let backlog = Arc::new(Backlog::for_high_water(limit));
-        self.backlogs().insert(id, backlog.clone());
-        backlog
-    }
-
     /// Forgets connection `id`'s bound: it has closed.
     pub(crate) fn remove_backlog(&self, id: ConnId) {
         self.backlogs().remove(&id);
     }
 
-    fn backlog(&self, id: ConnId) -> Option<Arc<Backlog>> {
-        self.backlogs().get(&id).cloned()
+    /// Connection `id`'s bound, made on first use.
+    fn backlog(&self, id: ConnId) -> Arc<Backlog> {
+        self.backlogs()
+            .entry(id)
+            .or_insert_with(|| Arc::new(Backlog::for_high_water(self.high_water)))
+            .clone()
     }
 
     pub(crate) fn take_commands(&self) -> VecDeque<Command> {
@@ -121,16 +124,17 @@ impl Handle {
     }
 
     /// Queues `data` on connection `id`, as its protocol's `ctx.push` would. Refused, with
-    /// nothing queued, when the connection has closed ([`PushError::Closed`]) or its backlog is
-    /// above its limit ([`PushError::Full`], four high water marks): the caller is never blocked, and
-    /// decides whether to drop the data, retry later or drop the receiver
-    /// ([`close_because`](Self::close_because)).
+    /// nothing queued, when its output and the pushes in flight to it are above four high
+    /// water marks ([`PushError::Full`]; see [`asynchat_core::backlog`]): the caller is never
+    /// blocked, and decides whether to drop the data, retry later or drop the receiver
+    /// ([`close_because`](Self::close_because)). [`PushError::Closed`] if the loop is gone; a
+    /// push to a connection that has closed is dropped by the loop.
     pub fn push(&self, id: ConnId, data: impl Into<Bytes>) -> Result<(), PushError> {
         let data = data.into();
-        let backlog = self.shared.backlog(id).ok_or(PushError::Closed)?;
+        let backlog = self.shared.backlog(id);
         let cost = push_cost(data.len());
         backlog.try_reserve(cost)?;
-        if self.send(Command::Push(id, data)).is_err() {
+        if self.send(Command::Push(id, data, backlog.clone())).is_err() {
             // The loop's waker failed: the loop is gone, and the push with it.
             backlog.release(cost);
             return Err(PushError::Closed);

@@ -50,7 +50,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::set_terminator as set;
 use asynchat_core::producer::{ChunkedProducer, Producer};
 use asynchat_core::{
-    Bytes, BytesMut, CloseReason, Config, Context, OverLongPolicy, Protocol, Terminator,
+    Bytes, BytesMut, CloseReason, Config, Context, OverLongPolicy, Protocol, Terminator, Timer,
 };
 
 /// The longest request line accepted, in bytes (`414` beyond).
@@ -72,14 +72,21 @@ const FILE_CHUNK: usize = 64 << 10;
 /// How long a keep-alive connection may stay silent.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a request (its head, and any body, which is read and discarded) may take from its
+/// first byte, however steadily it trickles in: `408` then (a slow-loris client re-arms the
+/// idle timeout with every byte, never this one). Apache's `mod_reqtimeout` gives a head 20 s
+/// as well.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// The connection limits the server expects: heads up to [`MAX_HEAD`] (a longer one is answered,
-/// then the connection closed) and the keep-alive idle timeout.
+/// then the connection closed), the keep-alive idle timeout and the [`REQUEST_TIMEOUT`].
 #[must_use]
 pub fn config() -> Config {
     Config::default()
         .max_frame(MAX_HEAD)
         .over_long(OverLongPolicy::Skip)
         .idle_timeout(Some(IDLE_TIMEOUT))
+        .frame_timeout(Some(REQUEST_TIMEOUT))
 }
 
 /// A parsed request head.
@@ -159,6 +166,7 @@ impl Status {
             403 => "Forbidden",
             404 => "Not Found",
             405 => "Method Not Allowed",
+            408 => "Request Timeout",
             413 => "Content Too Large",
             414 => "URI Too Long",
             431 => "Request Header Fields Too Large",
@@ -743,6 +751,15 @@ impl Protocol for Httpd {
         self.error(ctx, Status(status), 1, false);
     }
 
+    fn timeout(&mut self, ctx: &mut Context<'_>, timer: Timer) {
+        match timer {
+            // RFC 9110 §15.5.9: say so, then close.
+            Timer::Frame => self.error(ctx, Status(408), 1, false),
+            Timer::Idle => ctx.close_because(CloseReason::TimedOut),
+            _ => {}
+        }
+    }
+
     fn closed(&mut self, _reason: &CloseReason) {
         self.phase = Phase::Done;
     }
@@ -799,6 +816,29 @@ mod tests {
             .match_indices("HTTP/1.")
             .map(|(i, _)| &reply[i + 9..i + 12])
             .collect()
+    }
+
+    #[test]
+    fn a_slow_loris_gets_408_and_is_closed_at_the_request_timeout() {
+        let site = Site::new("loris");
+        let mut h = site.harness();
+        // A byte every half second: the idle timeout (30 s) never fires.
+        let head = b"GET /a.txt HTTP/1.1\r\nHost: x\r\nX-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+        for b in head.iter().take(REQUEST_TIMEOUT.as_secs() as usize * 2 - 1) {
+            h.send([*b]).advance(Duration::from_millis(500));
+            assert_eq!(h.state(), State::Open, "at {:?}", h.elapsed());
+        }
+        h.send([b'x']).advance(Duration::from_millis(500));
+        assert_eq!(h.elapsed(), REQUEST_TIMEOUT);
+        assert_eq!(statuses(&text(&mut h)), ["408"]);
+        assert!(h.is_closed(), "closed after the 408");
+        // A request that takes its time but finishes within the timeout is served.
+        let mut h = site.harness();
+        for b in b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n" {
+            h.send([*b]).advance(Duration::from_millis(500));
+        }
+        assert_eq!(statuses(&text(&mut h)), ["200"]);
+        assert_eq!(h.state(), State::Open);
     }
 
     #[test]

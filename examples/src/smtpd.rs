@@ -64,6 +64,19 @@ pub const MAX_RECIPIENTS: usize = 100;
 /// How long a session may stay silent before it is closed with `421`.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// How long one command line may take from its first byte, however steadily it trickles in
+/// (each byte re-arms the idle timeout, not this one): RFC 5321 §4.5.3.2 gives a client 5
+/// minutes per command; a line needs far less. `421` then.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a message (DATA to the final `.`) may take: RFC 5321 §4.5.3.2.6's 10 minutes.
+/// (A timer of its own: the message is read in many small frames, which the frame timeout
+/// would time one by one.)
+pub const DATA_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The id of the [`DATA_TIMEOUT`] timer.
+const DATA_TIMER: u32 = 1;
+
 /// The end-of-data marker, its leading `\r\n` being the end of the previous line.
 const END_OF_DATA: &[u8] = b"\r\n.\r\n";
 
@@ -75,6 +88,7 @@ pub fn config() -> Config {
         .max_frame(MAX_MAIL_LINE - 2)
         .over_long(OverLongPolicy::Skip)
         .idle_timeout(Some(IDLE_TIMEOUT))
+        .frame_timeout(Some(COMMAND_TIMEOUT))
 }
 
 /// One message, as the client handed it over.
@@ -573,6 +587,11 @@ impl Smtp {
         };
         ctx.set_max_frame(usize::MAX);
         set(ctx, Terminator::Count(1));
+        ctx.set_frame_timeout(None);
+        let deadline = ctx.now().checked_add(DATA_TIMEOUT);
+        if let Some(at) = deadline {
+            ctx.set_timer(DATA_TIMER, at);
+        }
         "354 End data with <CR><LF>.<CR><LF>".to_owned()
     }
 
@@ -602,6 +621,8 @@ impl Smtp {
         self.reset_transaction();
         ctx.set_max_frame(MAX_MAIL_LINE - 2);
         set(ctx, "\r\n".into());
+        ctx.cancel_timer(DATA_TIMER);
+        ctx.set_frame_timeout(Some(COMMAND_TIMEOUT));
         ctx.push(reply);
         ctx.push("\r\n");
     }
@@ -714,7 +735,10 @@ impl Protocol for Smtp {
     }
 
     fn timeout(&mut self, ctx: &mut Context<'_>, timer: Timer) {
-        if timer == Timer::Idle {
+        if matches!(
+            timer,
+            Timer::Idle | Timer::Frame | Timer::Custom(DATA_TIMER)
+        ) {
             ctx.push("421 Error: timeout exceeded, closing connection\r\n");
             ctx.close_when_done();
         }
@@ -1131,6 +1155,48 @@ mod tests {
             ["421 Error: timeout exceeded, closing connection"]
         );
         assert_eq!(h.state(), State::Closed);
+    }
+
+    #[test]
+    fn a_command_trickled_in_gets_421_at_the_command_timeout_and_data_has_its_own() {
+        let (mut h, _) = session();
+        // A byte every 10 s: the idle timeout (300 s) never fires, the command timeout does.
+        let mut sent = 0;
+        while h.state() == State::Open {
+            h.send("N").advance(Duration::from_secs(10));
+            sent += 1;
+            assert!(sent < 30, "never closed");
+        }
+        assert_eq!(h.elapsed(), COMMAND_TIMEOUT);
+        assert_eq!(
+            replies(&mut h),
+            ["421 Error: timeout exceeded, closing connection"]
+        );
+        // In DATA, lines may come slowly (each is its own frame), but the message as a whole
+        // has DATA_TIMEOUT.
+        let (mut h, mailbox) = session();
+        h.send("HELO c\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nDATA\r\n");
+        let _ = h.take_output();
+        let minutes = DATA_TIMEOUT.as_secs() / 60;
+        for _ in 0..minutes - 1 {
+            h.send("a line\r\n").advance(Duration::from_secs(60));
+        }
+        assert_eq!(h.state(), State::Open);
+        h.send("a line\r\n").advance(Duration::from_secs(60));
+        assert_eq!(
+            replies(&mut h),
+            ["421 Error: timeout exceeded, closing connection"]
+        );
+        assert!(mailbox.messages().is_empty());
+        // A message finished in time restores the command timeout.
+        let (mut h, mailbox) = session();
+        h.send("HELO c\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nDATA\r\n");
+        h.advance(Duration::from_secs(120));
+        h.send("hi\r\n.\r\n");
+        assert_eq!(mailbox.messages().len(), 1);
+        h.send("NO").advance(COMMAND_TIMEOUT);
+        assert_ne!(h.state(), State::Open, "closing after the 421");
+        assert!(replies(&mut h).last().unwrap().starts_with("421"));
     }
 
     #[test]

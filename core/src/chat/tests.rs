@@ -409,8 +409,9 @@ fn a_frame_from_one_read_reaches_found_terminator_without_a_copy() {
             self.0.push((frame.as_ptr() as usize, frame.len()));
         }
     }
+    // Frames of an eighth of the read buffer or more are split off it, not copied.
     let mut h = Harness::new(Ptrs(Vec::new()));
-    h.send("one\ntwo\n");
+    h.send(format!("{}\n{}\n", "1".repeat(600), "2".repeat(600)));
     let p = &h.protocol().0;
     assert_eq!(
         p[0].0 + p[0].1 + 1,
@@ -776,4 +777,94 @@ fn the_end_of_input_reaches_a_protocol_taking_lent_frames() {
         "peer_closed called once the lines are in"
     );
     assert!(h.is_closed());
+}
+
+/// Echoes lines, with the default reaction to deadlines.
+struct Echo;
+
+impl Protocol for Echo {
+    fn first_terminator(&self) -> Terminator {
+        "\n".into()
+    }
+    fn found_terminator(&mut self, ctx: &mut Context<'_>, line: Bytes) {
+        ctx.push_slices(&[&line, b"\n"]);
+    }
+}
+
+/// Echoes lines; does nothing on any timeout (so only the core can close on one).
+struct Deaf;
+
+impl Protocol for Deaf {
+    fn first_terminator(&self) -> Terminator {
+        "\n".into()
+    }
+    fn found_terminator(&mut self, ctx: &mut Context<'_>, line: Bytes) {
+        ctx.push_slices(&[&line, b"\n"]);
+    }
+    fn timeout(&mut self, _: &mut Context<'_>, _: Timer) {}
+}
+
+fn slow_config() -> Config {
+    Config::default()
+        .idle_timeout(Some(Duration::from_secs(30)))
+        .frame_timeout(Some(Duration::from_secs(10)))
+}
+
+#[test]
+fn a_frame_trickled_in_a_byte_at_a_time_times_out_though_the_idle_timer_never_does() {
+    let mut h = Harness::with_config(Echo, &slow_config());
+    let mut sent = 0;
+    while !h.is_closed() {
+        h.send("x").advance(Duration::from_millis(500));
+        sent += 1;
+        assert!(sent < 100, "never closed");
+    }
+    assert_eq!(h.close_reason(), Some(&CloseReason::FrameTimedOut));
+    assert_eq!(
+        h.elapsed(),
+        Duration::from_secs(10),
+        "ten seconds after its first byte"
+    );
+}
+
+#[test]
+fn frames_that_each_finish_in_time_are_never_cut_however_long_the_connection() {
+    let mut h = Harness::with_config(Echo, &slow_config());
+    for line in 0..5 {
+        // Each line takes 8 s (under the 10 s frame timeout), 40 s in all; and a read that
+        // ends a line also brings the start of the next.
+        h.send(format!("line{line}"));
+        for _ in 0..8 {
+            h.advance(Duration::from_secs(1));
+        }
+        h.send("\nnext-");
+        assert_eq!(h.state(), State::Open, "line {line}");
+    }
+    assert!(h.take_output().starts_with(b"line0\nnext-line1\n"));
+}
+
+#[test]
+fn the_frame_timeout_closes_even_a_protocol_that_ignores_it() {
+    let mut h = Harness::with_config(Deaf, &slow_config());
+    h.send("unfinished");
+    h.advance(Duration::from_secs(9));
+    assert_eq!(h.state(), State::Open);
+    h.advance(Duration::from_secs(1));
+    assert_eq!(h.close_reason(), Some(&CloseReason::FrameTimedOut));
+}
+
+#[test]
+fn the_frame_timeout_waits_while_backpressure_holds_input() {
+    let config = slow_config().idle_timeout(None).water_marks(4, 8);
+    let mut h = Harness::with_config(Echo, &config);
+    h.set_peer_reading(false);
+    // The echo fills the outbox: reading and delivery stop with a frame unfinished.
+    h.send("0123456789\npartial");
+    h.advance(Duration::from_secs(20));
+    assert_eq!(h.state(), State::Open, "not the peer's delay");
+    h.set_peer_reading(true);
+    h.advance(Duration::from_secs(9));
+    assert_eq!(h.state(), State::Open, "timed from when delivery resumed");
+    h.advance(Duration::from_secs(1));
+    assert_eq!(h.close_reason(), Some(&CloseReason::FrameTimedOut));
 }

@@ -69,11 +69,14 @@ fn empty_frames_fire_without_data() {
 
 #[test]
 fn frames_within_one_read_are_slices_of_the_read_buffer() {
+    // Frames of an eighth of the buffer or more are split off it, not copied.
+    let (first, second) = ("f".repeat(600), "s".repeat(700));
     let mut f = Framer::new("\r\n").unwrap();
-    f.feed(b"first\r\nsecond\r\n").unwrap();
+    f.feed(format!("{first}\r\n{second}\r\n").as_bytes())
+        .unwrap();
     let a = f.poll_frame().unwrap().unwrap();
     let b = f.poll_frame().unwrap().unwrap();
-    assert_eq!((&a[..], &b[..]), (&b"first"[..], &b"second"[..]));
+    assert_eq!((&a[..], &b[..]), (first.as_bytes(), second.as_bytes()));
     // Same allocation, consecutive: no copy was made.
     assert_eq!(a.as_ptr() as usize + a.len() + 2, b.as_ptr() as usize);
 
@@ -452,4 +455,21 @@ fn the_byte_search_finds_the_first_match_near_and_past_the_handover() {
         }
         assert_eq!(find_byte(b'\n', &vec![b'x'; len]), None, "len {len}");
     }
+}
+
+#[test]
+fn small_frames_are_copied_out_so_a_kept_one_does_not_pin_the_read_buffer() {
+    let mut f = Framer::new("\n").unwrap();
+    let big = "b".repeat(1000);
+    f.feed(format!("v\n{big}\nw\n").as_bytes()).unwrap();
+    let small = f.poll_frame().unwrap().unwrap();
+    let large = f.poll_frame().unwrap().unwrap();
+    assert_eq!(small, "v");
+    assert_eq!(large, big.as_str());
+    // A copied frame owns an allocation of its own size: it alone refers to it.
+    let small = small.try_into_mut().expect("a frame of its own");
+    assert!(small.capacity() < 64, "capacity {}", small.capacity());
+    // A large frame shares the read buffer, which still holds the rest.
+    assert!(large.try_into_mut().is_err(), "split off the read buffer");
+    assert_eq!(f.poll_frame().unwrap().unwrap(), "w");
 }
