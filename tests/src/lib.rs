@@ -14,6 +14,7 @@ pub mod driver;
 pub mod peer;
 pub mod probe;
 pub mod scenarios;
+pub mod storms;
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
