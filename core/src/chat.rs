@@ -36,10 +36,11 @@ pub const DEFAULT_READ_SIZE: usize = 64 * 1024;
 /// The first reads of a connection reserve this much; see [`Chat::handle_read_with`].
 pub const MIN_READ: usize = 4 * 1024;
 
-/// Default [`Config::turn_budget`]: four full reads. A connection that always has more to read
-/// or write yields after this many bytes each way, so one pipelining peer holds its driver's
-/// thread for a bounded time (about 1 ms of 14-byte Redis PINGs on the development VM) while a
-/// bulk transfer still moves megabytes per wake-up.
+/// Default [`Config::turn_budget`]: one full read. A connection that always has more to read or
+/// write yields after this many bytes each way, so one pipelining peer holds its driver's thread
+/// for a bounded time (64 KiB of 14-byte Redis PINGs is some 4 700 commands, well under a
+/// millisecond); a bulk transfer yields every 64 KiB, which costs it no measurable CPU
+/// (BENCHMARKS.md, "Fairness and bounds").
 pub const DEFAULT_TURN_BUDGET: usize = DEFAULT_READ_SIZE;
 
 /// A line- or terminator-based protocol: the `async_chat` callbacks.

@@ -81,7 +81,7 @@ pub trait PollCommands {
     fn poll_command(&mut self, cx: &mut TaskContext<'_>) -> Poll<Option<Command>>;
 
     /// What the connection's output costs now ([`Chat::queued_cost`]), for senders that must
-    /// not push above its high water mark ([`Backlog`]). The default ignores it.
+    /// not push beyond its backlog limit ([`Backlog`]). The default ignores it.
     fn publish_queued(&mut self, cost: usize) {
         let _ = cost;
     }
@@ -103,9 +103,9 @@ impl PollCommands for NoCommands {
 /// registered the task's waker.
 ///
 /// Fairness: one call reads at most [`Chat::turn_budget`] bytes and writes at most as many.
-/// A connection with more to do then wakes its own task and returns `Pending`, so the runtime
-/// serves the other tasks before this one resumes (a peer that pipelines without pause cannot
-/// hold the thread). Deadlines fire at most once per call: a timer a protocol re-arms for "now"
+/// A connection with more to do then asks to be polled again ([`PollTimer::yield_turn`]) and
+/// returns `Pending`, so the runtime serves the other tasks before this one resumes (a peer
+/// that pipelines without pause cannot hold the thread). Deadlines fire at most once per call: a timer a protocol re-arms for "now"
 /// makes the task yield the same way instead of spinning. `commands_open` tracks whether the
 /// command source can still produce anything; start with `true`.
 pub fn poll_chat<P, S, T, C>(
@@ -564,8 +564,8 @@ pub struct MailboxSender(std::sync::Arc<Shared>);
 
 impl MailboxSender {
     /// Queues `command` and wakes the connection's task. Fails with [`PushError::Closed`] if
-    /// the connection is gone, and a push with [`PushError::Full`] while the connection is
-    /// above its high water mark; nothing is queued then.
+    /// the connection is gone, and a push with [`PushError::Full`] while the connection's
+    /// backlog is above its limit (four high water marks); nothing is queued then.
     pub fn send(&self, command: Command) -> Result<(), PushError> {
         let cost = match &command {
             Command::Push(data) => push_cost(data.len()),

@@ -68,7 +68,8 @@ enum Kind {
 
 struct Slot {
     generation: u64,
-    /// A stream connection's push bound, shared with the handle.
+    /// The push bound of a connection pushed to through a handle (from the first push on),
+    /// shared with the handle: the loop publishes the connection's output cost into it.
     backlog: Option<Arc<asynchat_core::backlog::Backlog>>,
     /// The deadline last put in the heap for this slot.
     scheduled: Option<Instant>,
