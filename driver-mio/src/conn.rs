@@ -70,6 +70,10 @@ pub(crate) struct StreamConn<P, S> {
     read_drained: bool,
     /// The last write stopped at `WouldBlock`: no use writing until the next writable event.
     write_blocked: bool,
+    /// An event reported the peer's end of stream (or an error). It is reported once: a pass
+    /// that stops at its turn budget before reading to the end must remember it, or a later
+    /// short read would pass for a drained socket and the end would never be read.
+    hung_up: bool,
 }
 
 impl<P: Protocol, S: StreamIo> StreamConn<P, S> {
@@ -83,6 +87,7 @@ impl<P: Protocol, S: StreamIo> StreamConn<P, S> {
             write_registered: false,
             read_drained: false,
             write_blocked: false,
+            hung_up: false,
         }
     }
 
@@ -95,6 +100,7 @@ impl<P: Protocol, S: StreamIo> StreamConn<P, S> {
             write_registered: true,
             read_drained: false,
             write_blocked: false,
+            hung_up: false,
         }
     }
 
@@ -109,6 +115,7 @@ impl<P: Protocol, S: StreamIo> StreamConn<P, S> {
     fn drive(&mut self, cx: &mut Cx<'_>, readable: bool, writable: bool) {
         self.read_drained &= !readable;
         self.write_blocked &= !writable;
+        self.hung_up |= cx.hangup;
         let budget = self.chat.turn_budget();
         let (mut read_total, mut written_total) = (0usize, 0usize);
         let mut spent = false;
@@ -118,7 +125,7 @@ impl<P: Protocol, S: StreamIo> StreamConn<P, S> {
             let mut eof = false;
             if !self.read_drained {
                 let left = budget.saturating_sub(read_total);
-                match read_ready(&mut self.chat, &mut self.io, cx.now, !cx.hangup, left) {
+                match read_ready(&mut self.chat, &mut self.io, cx.now, !self.hung_up, left) {
                     Ok((n, end)) => {
                         read = n;
                         read_total += n;

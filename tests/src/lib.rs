@@ -43,6 +43,7 @@ macro_rules! conformance_suite {
             push_64_mib_intact,
             close_when_done_flushes_to_a_slow_reader,
             half_close_keeps_queued_output,
+            half_close_after_a_burst_still_ends_the_stream,
             peer_reset_mid_write,
             connect_refused_is_a_typed_error,
             over_long_frame_closes_only_its_connection,

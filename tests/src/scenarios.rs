@@ -180,6 +180,44 @@ pub fn half_close_keeps_queued_output<D: Driver>() {
     assert_eq!(log.lock().unwrap().closed[0], CloseReason::PeerClosed);
 }
 
+/// The peer sends a burst larger than a turn's budget and ends its side at once, while reading
+/// the echoes slowly: the end of its stream arrives with more input than one turn reads, and
+/// must still be seen (an edge-triggered loop is told of it once). Every byte comes back, then
+/// EOF; five rounds, as the timing varies.
+pub fn half_close_after_a_burst_still_ends_the_stream<D: Driver>() {
+    const N: usize = 2 << 20;
+    let log = log();
+    let server = probe_server::<D>("\r\n", Config::default(), &log);
+    let line = format!("{}\r\n", "y".repeat(98));
+    let burst = line.repeat(N / line.len());
+    for round in 0..5 {
+        let mut c = connect(server.addr);
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut reader = c.try_clone().unwrap();
+        let slow = std::thread::spawn(move || {
+            let (mut got, mut buf) = (0usize, vec![0; 64 << 10]);
+            loop {
+                match reader.read(&mut buf) {
+                    Ok(0) => return Ok(got),
+                    Ok(n) => got += n,
+                    Err(e) => return Err(format!("after {got} bytes: {e}")),
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        });
+        c.write_all(burst.as_bytes()).unwrap();
+        c.shutdown(Shutdown::Write).unwrap();
+        let got = slow.join().unwrap();
+        let want = burst.len() / line.len() * (line.len() - 1);
+        assert_eq!(
+            got,
+            Ok(want),
+            "{}: round {round}: every echo, then the end of the stream",
+            D::NAME
+        );
+    }
+}
+
 /// The peer resets in the middle of a large write: that connection closes with an I/O error and
 /// the server carries on.
 pub fn peer_reset_mid_write<D: Driver>() {
