@@ -181,11 +181,14 @@ impl Fuzzy {
             }
             b'm' => ctx.set_max_frame(usize::from(arg(0))),
             b'r' => {
-                let data: Vec<u8> = (0..usize::from(arg(0)) * 37).map(|i| i as u8).collect();
+                // `arg(0)` chunks of `arg(1) + 1` bytes: how many chunks a producer gives, against
+                // how many slices a write offers, decides where the outbox stops pulling.
+                let chunk = 1 + usize::from(arg(1));
+                let data: Vec<u8> = (0..usize::from(arg(0)) * chunk).map(|i| i as u8).collect();
                 if self.takes_output(ctx) {
                     self.accepted.extend_from_slice(&data);
                 }
-                ctx.push_producer(SimpleProducer::new(data, 1 + usize::from(arg(1))));
+                ctx.push_producer(SimpleProducer::new(data, chunk));
             }
             b'b' => {
                 let data: Vec<u8> = (0..usize::from(arg(0)) * 1000).map(|i| i as u8).collect();
