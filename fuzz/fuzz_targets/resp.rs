@@ -71,12 +71,14 @@ fuzz_target!(|data: &[u8]| {
     let Some(session) = Session::parse(data) else {
         return;
     };
-    let [open, ended] = chunking_invariant(
-        &session,
-        &config(),
-        || Resp::new(Store::new()),
-        |_, _, _| {},
-    );
+    // An inline command or a header line over the limit is a protocol error.
+    let config = if session.small_limits {
+        config().max_frame(300)
+    } else {
+        config()
+    };
+    let [open, ended] =
+        chunking_invariant(&session, &config, || Resp::new(Store::new()), |_, _, _| {});
     for t in [&open, &ended] {
         let mut out = &t.output[..];
         while !out.is_empty() {

@@ -4,7 +4,8 @@
 use asynchat_core::testing::{random_chunks, Replay, Transcript};
 use asynchat_core::{Config, Protocol};
 
-/// A protocol target's input: `k = data[0] % 16`, then `k` chunk sizes, then the session bytes.
+/// A protocol target's input: `k = data[0] % 16`, then `k` chunk sizes, then the session bytes;
+/// bit 4 of `data[0]` asks for [`small_limits`](Self::small_limits).
 ///
 /// The session stays plain text at a fixed offset, so seeds are real sessions behind one byte
 /// (`\0` for "no sizes"). With sizes, the session is cut by them in turn (each size + 1, cycled);
@@ -14,6 +15,9 @@ use asynchat_core::{Config, Protocol};
 pub struct Session<'a> {
     pub bytes: &'a [u8],
     pub chunks: Vec<&'a [u8]>,
+    /// Run with a line limit a fuzz input can exceed: the protocols' own limits (16 KiB heads,
+    /// 64 KiB inline commands) are beyond the inputs' 4 KiB.
+    pub small_limits: bool,
 }
 
 impl<'a> Session<'a> {
@@ -39,7 +43,11 @@ impl<'a> Session<'a> {
             }
             chunks
         };
-        Some(Self { bytes, chunks })
+        Some(Self {
+            bytes,
+            chunks,
+            small_limits: head & 0x10 != 0,
+        })
     }
 }
 
