@@ -1055,7 +1055,19 @@ impl<P: Protocol> Chat<P> {
     #[must_use]
     pub fn poll_transmit<'a>(&'a mut self, dst: &mut [IoSlice<'a>]) -> usize {
         match self.core.state {
-            State::Open | State::Closing => self.core.outbox.poll_slices(dst),
+            State::Open => self.core.outbox.poll_slices(dst),
+            State::Closing => {
+                // A producer that has run out is only found out by pulling it. If it was the
+                // last output, the flush is over now: no write will follow to notice it, and
+                // the connection would wait in `Closing` for input it discards.
+                self.core.outbox.pull_front(dst.len());
+                self.core.finish_if_flushed();
+                self.notify_closed();
+                if self.core.state == State::Closed {
+                    return 0;
+                }
+                self.core.outbox.poll_slices(dst)
+            }
             State::Connecting | State::Closed => 0,
         }
     }

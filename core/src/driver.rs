@@ -183,8 +183,9 @@ where
                 Some(Poll::Ready(Err(e))) if e.kind() == io::ErrorKind::Interrupted => {}
                 Some(Poll::Ready(Err(e))) => chat.handle_error(e),
                 Some(Poll::Pending) => write_blocked = true,
-                // Only producers with nothing to give yet: nothing was tried.
-                None => {}
+                // Only producers with nothing to give yet: nothing was tried. Or the last one
+                // ran out, which ends a closing connection: go round to see it closed.
+                None => progress |= chat.is_closed(),
             }
         }
         match deadline(timer, cx, chat.poll_timeout(), &mut timers_fired) {

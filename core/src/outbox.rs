@@ -431,6 +431,15 @@ impl Outbox {
         n
     }
 
+    /// Pulls the producers at the front of the queue as [`poll_slices`](Self::poll_slices) with
+    /// `max_slices` slices would, without filling any: so that a caller can learn that the last
+    /// producer has run out (the queue is then empty) before it lends the output.
+    pub(crate) fn pull_front(&mut self, max_slices: usize) {
+        if max_slices != 0 {
+            self.pull(max_slices);
+        }
+    }
+
     /// Turns the output of the producers at the front of the queue into bytes, up to
     /// `max_chunks` chunks or [`PULL_TARGET`] bytes.
     fn pull(&mut self, max_chunks: usize) {

@@ -917,6 +917,20 @@ mod tests {
         assert_eq!(h.state(), State::Closed);
     }
 
+    /// A file of exactly one 64 KiB read fills the outbox's pull: its producer is found spent
+    /// only by the poll after that chunk is written, which must still end the connection.
+    #[test]
+    fn http_1_0_stream_of_exactly_one_read_closes() {
+        let site = Site::new("http10-one-read");
+        std::fs::write(site.root.join("64k.bin"), vec![6u8; FILE_CHUNK]).unwrap();
+        let mut h = site.harness();
+        h.send("GET /64k.bin HTTP/1.0\r\n\r\n");
+        let reply = h.take_output();
+        assert!(reply.ends_with(&[6u8; FILE_CHUNK]));
+        assert_eq!(h.state(), State::Closed);
+        assert_eq!(h.close_reason(), Some(&CloseReason::Done));
+    }
+
     #[test]
     fn keep_alive_follows_the_version_and_connection_field() {
         let site = Site::new("keepalive");

@@ -118,7 +118,9 @@ impl Reply {
         match self {
             Self::Ok => ctx.push("+OK\r\n"),
             Self::Simple(s) => ctx.push(format!("+{s}\r\n")),
-            Self::Error(e) => ctx.push(format!("-{e}\r\n")),
+            // An error may quote the client's arguments: a line break in it would end the reply
+            // early and make the client read the rest as another (Redis turns them into spaces).
+            Self::Error(e) => ctx.push(format!("-{}\r\n", e.replace(['\r', '\n'], " "))),
             Self::Integer(n) => ctx.push(format!(":{n}\r\n")),
             Self::Nil => ctx.push("$-1\r\n"),
             Self::Bulk(b) => {
@@ -760,6 +762,16 @@ mod tests {
         assert_eq!(
             String::from_utf8_lossy(&h.take_output()),
             "-ERR Protocol error: too big inline request\r\n"
+        );
+    }
+
+    #[test]
+    fn an_error_quoting_a_line_break_stays_one_reply() {
+        let mut h = Harness::new(Resp::new(Store::new()));
+        h.send(command(&["A\r\nB", "c\nd"]));
+        assert_eq!(
+            h.take_output(),
+            "-ERR unknown command 'A  B', with args beginning with: 'c d' \r\n"
         );
     }
 

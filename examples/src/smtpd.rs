@@ -500,7 +500,7 @@ impl Smtp {
             "MAIL" => self.mail(arg),
             "RCPT" => self.rcpt(arg),
             "DATA" => self.data(ctx, arg),
-            _ => format!("500 Error: command \"{verb}\" not recognized"),
+            _ => format!("500 Error: command \"{}\" not recognized", printable(verb)),
         };
         ctx.push(reply);
         ctx.push("\r\n");
@@ -626,6 +626,15 @@ impl Smtp {
         ctx.push(reply);
         ctx.push("\r\n");
     }
+}
+
+/// `text` with its control characters as `?`: a client's bytes echoed in a reply must not end
+/// the reply line early (a bare LF or CR inside a line is not a line end to the framer, but
+/// is one to many clients).
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
 
 /// Parses `FROM:<address> params` (or `TO:`), case-insensitively, a space after the colon
@@ -940,6 +949,16 @@ mod tests {
         assert_eq!(
             envelope(&message),
             "X-Peer: -\r\nX-Mail-From: <a@x??Bcc: victim@z>\r\nX-Rcpt-To: <b@y??>, <c@z>\r\n"
+        );
+    }
+
+    #[test]
+    fn an_unknown_verb_is_echoed_on_one_line() {
+        let (mut h, _) = session();
+        h.send("X\nY\rZ\x01\r\n");
+        assert_eq!(
+            h.take_output(),
+            "500 Error: command \"X?Y?Z?\" not recognized\r\n"
         );
     }
 

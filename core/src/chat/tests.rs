@@ -868,3 +868,54 @@ fn the_frame_timeout_waits_while_backpressure_holds_input() {
     h.advance(Duration::from_secs(1));
     assert_eq!(h.close_reason(), Some(&CloseReason::FrameTimedOut));
 }
+
+/// Found by the chat fuzz target: the last output a producer that has given all it had, the
+/// connection closing. The poll that finds the producer spent must end the connection; before,
+/// it stayed `Closing` with nothing to write, until the peer closed or a timer fired.
+#[test]
+fn a_closing_connection_ends_when_its_last_producer_runs_out() {
+    struct Tail {
+        closed: Arc<Mutex<Vec<String>>>,
+    }
+    impl Protocol for Tail {
+        fn first_terminator(&self) -> Terminator {
+            "\n".into()
+        }
+        fn found_terminator(&mut self, ctx: &mut Context<'_>, _: Bytes) {
+            // Four chunks: the whole first batch of `transmit_with`, so the producer is pulled
+            // again only after they are written.
+            ctx.push_producer(SimpleProducer::new(vec![b'x'; 4], 1));
+            ctx.close_when_done();
+        }
+        fn closed(&mut self, reason: &CloseReason) {
+            self.closed.lock().unwrap().push(reason.to_string());
+        }
+    }
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let now = Instant::now();
+    let mut chat = Chat::new(Tail {
+        closed: log.clone(),
+    })
+    .unwrap();
+    chat.handle_connected(now);
+    chat.handle_read(now, b"go\n");
+    let mut written = Vec::new();
+    while let Some(n) = chat.transmit_with(|slices| {
+        slices.iter().for_each(|s| written.extend_from_slice(s));
+        slices.iter().map(|s| s.len()).sum::<usize>()
+    }) {
+        chat.handle_written(n);
+    }
+    assert_eq!(written, b"xxxx");
+    assert_eq!(chat.state(), State::Closed);
+    assert_eq!(chat.close_reason(), Some(&CloseReason::Done));
+    assert_eq!(log.lock().unwrap().len(), 1, "closed() once");
+
+    // The same through the harness, whose writes offer 64 slices.
+    let mut h = Harness::new(Tail {
+        closed: Arc::new(Mutex::new(Vec::new())),
+    });
+    h.send("go\n");
+    assert_eq!(h.take_output(), "xxxx");
+    assert_eq!(h.state(), State::Closed);
+}
