@@ -202,16 +202,18 @@ impl Outbox {
     /// queued then.
     #[inline]
     pub fn push(&mut self, data: Bytes) -> Result<(), Error> {
+        if data.is_empty() {
+            // Nothing to queue, so no limit to pass (whatever the queue costs now).
+            return self.check_open();
+        }
         if data.len() < self.coalesce_below as usize {
             self.admit(data.len(), 0)?;
             self.copy_in(&[&data], data.len());
-        } else if !data.is_empty() {
+        } else {
             self.admit(data.len(), ITEM_OVERHEAD)?;
             self.seal_tail();
             self.overhead += ITEM_OVERHEAD;
             self.enqueue(Item::Data(data));
-        } else {
-            self.check_open()?;
         }
         self.note_growth();
         Ok(())
@@ -249,6 +251,9 @@ impl Outbox {
         let len = parts
             .iter()
             .fold(0usize, |len, part| len.saturating_add(part.len()));
+        if len == 0 {
+            return self.check_open();
+        }
         self.admit(len, 0)?;
         self.copy_in(parts, len);
         self.note_growth();

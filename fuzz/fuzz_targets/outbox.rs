@@ -145,6 +145,9 @@ impl Model {
     fn admit(&self, out: &Outbox, len: usize, extra: usize) -> Result<(), Error> {
         if self.closing {
             Err(Misuse::PushAfterClose.into())
+        } else if len == 0 && extra == 0 {
+            // Nothing to queue: no limit to pass.
+            Ok(())
         } else if out.cost().saturating_add(len).saturating_add(extra) > self.limit {
             Err(Error::OutboxFull { limit: self.limit })
         } else {
@@ -217,11 +220,7 @@ fuzz_target!(|input: Input| {
                     && bytes.len() >= usize::from(input.coalesce)
                     && !bytes.is_empty();
                 let extra = if queued_as_is { ITEM_OVERHEAD } else { 0 };
-                let want = if matches!(op, Op::Push(_)) && bytes.is_empty() && !model.closing {
-                    Ok(())
-                } else {
-                    model.admit(&out, bytes.len(), extra)
-                };
+                let want = model.admit(&out, bytes.len(), extra);
                 let got = match op {
                     Op::Push(_) => out.push(Bytes::from(bytes.clone())),
                     _ => out.push_slice(&bytes),
