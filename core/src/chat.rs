@@ -581,11 +581,16 @@ impl Context<'_> {
         self.core.push_slices(parts);
     }
 
-    /// Queues a producer, pulled once everything ahead of it is written.
+    /// Queues a producer, pulled once everything ahead of it is written. A producer costs
+    /// [`ITEM_OVERHEAD`](crate::outbox::ITEM_OVERHEAD) against the hard limit until it runs out:
+    /// past the limit the connection closes with [`Error::OutboxFull`], as a push would.
     pub fn push_producer(&mut self, producer: impl Producer + Send + 'static) {
-        if matches!(self.core.state, State::Connecting | State::Open) {
-            // Cannot fail: the outbox only refuses producers once closing.
-            let _ = self.core.outbox.push_producer(producer);
+        // A producer counts against the hard limit as pushes do: past it, the connection closes
+        // with `Error::OutboxFull` rather than lose the producer's output without a word.
+        if self.core.accepts_output() {
+            if let Err(e) = self.core.outbox.push_producer(producer) {
+                self.core.close_because(CloseReason::Error(e));
+            }
         }
     }
 

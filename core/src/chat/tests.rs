@@ -919,3 +919,30 @@ fn a_closing_connection_ends_when_its_last_producer_runs_out() {
     assert_eq!(h.take_output(), "xxxx");
     assert_eq!(h.state(), State::Closed);
 }
+
+/// Found by the chat fuzz target: a producer refused at the hard limit must close the
+/// connection, as a refused push does, not vanish without a word.
+#[test]
+fn a_producer_past_the_hard_limit_closes_the_connection() {
+    struct Producers;
+    impl Protocol for Producers {
+        fn first_terminator(&self) -> Terminator {
+            "\n".into()
+        }
+        fn found_terminator(&mut self, ctx: &mut Context<'_>, _: Bytes) {
+            for _ in 0..3 {
+                ctx.push_producer(SimpleProducer::new(Bytes::from_static(b"p"), 1));
+            }
+        }
+    }
+    let config = Config::default().outbox_limit(2 * crate::outbox::ITEM_OVERHEAD);
+    let mut h = Harness::with_config(Producers, &config);
+    h.set_peer_reading(false);
+    h.send("go\n");
+    assert_eq!(
+        h.close_reason(),
+        Some(&CloseReason::Error(Error::OutboxFull {
+            limit: 2 * crate::outbox::ITEM_OVERHEAD
+        }))
+    );
+}
