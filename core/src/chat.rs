@@ -445,9 +445,7 @@ impl Core {
         self.outbox.discard();
         self.timers.clear();
         self.idle_deadline = None;
-        if let Some(clock) = &mut self.frame_clock {
-            clock.deadline = None;
-        }
+        self.clear_frame_deadline();
         self.close_reason = Some(Box::new(reason));
     }
 
@@ -507,9 +505,10 @@ impl Core {
         }
     }
 
-    /// A frame reached its terminator: the next one is timed from its own first byte.
+    /// No frame is being timed: after a frame reached its terminator (the next one is timed
+    /// from its own first byte), when the deadline fired, or on close.
     #[inline]
-    fn frame_finished(&mut self) {
+    fn clear_frame_deadline(&mut self) {
         if let Some(clock) = &mut self.frame_clock {
             clock.deadline = None;
         }
@@ -983,9 +982,7 @@ impl<P: Protocol> Chat<P> {
         }
         if let Some(at) = self.core.frame_deadline() {
             if at <= now && self.core.state == State::Open {
-                if let Some(clock) = &mut self.core.frame_clock {
-                    clock.deadline = None;
-                }
+                self.core.clear_frame_deadline();
                 self.callback(now, |p, ctx| p.timeout(ctx, Timer::Frame));
                 if self.core.state == State::Open {
                     self.core.close_because(CloseReason::FrameTimedOut);
@@ -1222,20 +1219,21 @@ impl<P: Protocol> Chat<P> {
     }
 
     /// Keeps the frame deadline: armed from the first byte of a frame left unfinished after
-    /// delivery (a finished frame clears it: [`Core::frame_finished`]), cleared once nothing is
+    /// delivery (a finished frame clears it: [`Core::clear_frame_deadline`]), cleared once nothing is
     /// unfinished or while input is held back (backpressure is not the peer's delay).
     fn time_frame(&mut self, now: Instant) {
         let core = &mut self.core;
-        let Some(clock) = core.frame_clock.as_deref_mut() else {
+        if core.frame_clock.is_none() {
             return;
-        };
+        }
         let unfinished = core.framer.buffered_len() > 0
             || core.framer.frame_len() > 0
             || core.incoming.len() > 0;
-        let held = !matches!(core.state, State::Open)
-            || core.paused_by_protocol
-            || !core.outbox.is_writable();
-        if !unfinished || held || core.read_eof {
+        let timed = unfinished && core.may_deliver() && !core.read_eof;
+        let Some(clock) = core.frame_clock.as_deref_mut() else {
+            return;
+        };
+        if !timed {
             clock.deadline = None;
         } else if clock.deadline.is_none() {
             clock.deadline = now.checked_add(clock.timeout);
@@ -1301,7 +1299,7 @@ impl<P: Protocol> Chat<P> {
                 now,
                 lent_rest: Some(&buf[next..]),
             };
-            ctx.core.frame_finished();
+            ctx.core.clear_frame_deadline();
             self.protocol.found_frame(&mut ctx, &buf[frame]);
             let rest_taken = ctx.lent_rest.is_none();
             delivered = if rest_taken { buf.len() } else { next };
@@ -1310,7 +1308,7 @@ impl<P: Protocol> Chat<P> {
     }
 
     fn deliver_terminator(&mut self, now: Instant) {
-        self.core.frame_finished();
+        self.core.clear_frame_deadline();
         let frame = self.core.incoming.take();
         self.callback(now, |p, ctx| p.found_terminator(ctx, frame));
     }

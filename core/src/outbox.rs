@@ -212,7 +212,6 @@ impl Outbox {
         } else {
             self.admit(data.len(), ITEM_OVERHEAD)?;
             self.seal_tail();
-            self.overhead += ITEM_OVERHEAD;
             self.enqueue(Item::Data(data));
         }
         self.note_growth();
@@ -261,15 +260,17 @@ impl Outbox {
     }
 
     /// Checks that `len` more bytes, costing `overhead` more besides, may be queued, and counts
-    /// the bytes (the caller counts the overhead as it queues the item).
+    /// both.
     #[inline]
     fn admit(&mut self, len: usize, overhead: usize) -> Result<(), Error> {
         self.check_open()?;
         let queued = self.queued.saturating_add(len);
-        if queued.saturating_add(self.overhead + overhead) > self.limit {
+        let overhead = self.overhead.saturating_add(overhead);
+        if queued.saturating_add(overhead) > self.limit {
             return Err(Error::OutboxFull { limit: self.limit });
         }
         self.queued = queued;
+        self.overhead = overhead;
         Ok(())
     }
 
@@ -323,7 +324,6 @@ impl Outbox {
     pub fn push_producer(&mut self, producer: impl Producer + Send + 'static) -> Result<(), Error> {
         self.admit(0, ITEM_OVERHEAD)?;
         self.seal_tail();
-        self.overhead += ITEM_OVERHEAD;
         self.enqueue(Item::Producer(Box::new(producer)));
         self.note_growth();
         Ok(())

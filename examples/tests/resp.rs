@@ -139,16 +139,7 @@ fn small_values_do_not_pin_read_buffers() {
         let mut c = std::net::TcpStream::connect(served.addr).unwrap();
         c.set_read_timeout(Some(std::time::Duration::from_secs(10)))
             .unwrap();
-        let rss = || {
-            let status = std::fs::read_to_string(format!("/proc/{}/status", served.pid())).unwrap();
-            let kib: u64 = status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-                .unwrap();
-            kib * 1024
-        };
-        let before = rss();
+        let before = served.rss();
         let mut reply = [0u8; 5];
         for i in 0..VALUES {
             let key = format!("key:{i:06}");
@@ -157,7 +148,7 @@ fn small_values_do_not_pin_read_buffers() {
             c.read_exact(&mut reply).unwrap();
             assert_eq!(&reply, b"+OK\r\n");
         }
-        let per_value = (rss().saturating_sub(before)) / VALUES as u64;
+        let per_value = (served.rss().saturating_sub(before)) / VALUES as u64;
         assert!(
             per_value < 400,
             "{driver}: {per_value} B of memory per one-byte value"
