@@ -419,7 +419,10 @@ impl EventLoop {
             else {
                 return;
             };
-            if listener.paused_until.is_some_and(|at| at > now) {
+            if let Some(at) = listener.paused_until.filter(|at| *at > now) {
+                // Woken early (a readable edge, or a timer kept from before the pause grew):
+                // the pause must still end by itself, or the listener would wait for a close.
+                self.schedule(key, Some(at));
                 return;
             }
             listener.paused_until = None;
@@ -668,6 +671,8 @@ impl EventLoop {
                 entry.deregister(self.poll.registry());
                 drop(entry);
                 // A descriptor was freed: listeners paused for lack of them may accept again.
+                // The pause ends outright rather than at a fresh `Instant::now()`, which lies
+                // after the turn's own clock and would read as "still paused" this turn.
                 let now = Instant::now();
                 for k in self.listeners.clone() {
                     if let Some(Slot {
@@ -675,8 +680,7 @@ impl EventLoop {
                         ..
                     }) = self.slots.get_mut(k)
                     {
-                        if l.paused_until.is_some() {
-                            l.paused_until = Some(now);
+                        if l.paused_until.take().is_some() {
                             self.schedule(k, Some(now));
                         }
                     }
