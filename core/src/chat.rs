@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 
 use crate::error::{Error, Misuse, PeerError};
-use crate::framer::{Event, Framer, OverLongPolicy, DEFAULT_MAX_FRAME};
+use crate::framer::{Event, Framer, OverLongPolicy, DEFAULT_MAX_COUNTED_FRAME, DEFAULT_MAX_FRAME};
 use crate::outbox::{Outbox, DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER, DEFAULT_OUTBOX_LIMIT};
 use crate::producer::Producer;
 use crate::terminator::Terminator;
@@ -253,8 +253,15 @@ pub struct Interest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Config {
-    /// Longest frame accepted, in bytes ([`Framer::max_frame`]).
+    /// Longest delimited or until-EOF frame accepted, in bytes ([`Framer::max_frame`]): the
+    /// line limit, a bound on what a peer can make a connection hold.
     pub max_frame: usize,
+    /// Largest counted frame the default collector holds, in bytes
+    /// ([`DEFAULT_MAX_COUNTED_FRAME`], 16 MiB). A count is the protocol's choice: one over
+    /// this bound closes the connection with [`Misuse::CountOverLimit`] as soon as the
+    /// collector would hold its first byte. A protocol that streams a count (overriding
+    /// [`Protocol::collect_incoming_data`]) is not bound by it.
+    pub max_counted_frame: u64,
     /// What to do with an over-long frame.
     pub over_long: OverLongPolicy,
     /// Output queue size at or below which reading resumes.
@@ -287,6 +294,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             max_frame: DEFAULT_MAX_FRAME,
+            max_counted_frame: DEFAULT_MAX_COUNTED_FRAME,
             over_long: OverLongPolicy::Fail,
             low_water: DEFAULT_LOW_WATER,
             high_water: DEFAULT_HIGH_WATER,
@@ -305,6 +313,12 @@ impl Config {
     #[must_use]
     pub fn max_frame(mut self, n: usize) -> Self {
         self.max_frame = n;
+        self
+    }
+    /// Sets [`max_counted_frame`](Self::max_counted_frame).
+    #[must_use]
+    pub fn max_counted_frame(mut self, n: u64) -> Self {
+        self.max_counted_frame = n;
         self
     }
     /// Sets [`over_long`](Self::over_long).
@@ -508,6 +522,30 @@ impl Core {
     /// No frame is being timed: after a frame reached its terminator (the next one is timed
     /// from its own first byte), when the deadline fired, or on close.
     #[inline]
+    /// Whether the default collector holds more than its bound: the line limit for a delimited
+    /// or until-EOF frame (the peer's fault), the counted-frame bound for a count (the
+    /// protocol's, checked against the whole count as soon as its first byte is held).
+    fn over_collector_bound(&self) -> Option<Error> {
+        let held = self.incoming.len();
+        if held == 0 {
+            return None;
+        }
+        let counting = match self.framer.terminator() {
+            Terminator::Count(0) => self.framer.owes_terminator(),
+            Terminator::Count(_) => true,
+            // A count that ran down collects what follows as data, as Python does: the peer's
+            // bytes, bound by the line limit.
+            _ => false,
+        };
+        if let (true, Terminator::Count(remaining)) = (counting, self.framer.terminator()) {
+            let limit = self.framer.max_counted_frame();
+            let count = (held as u64).saturating_add(remaining);
+            return (count > limit).then_some(Misuse::CountOverLimit { count, limit }.into());
+        }
+        let limit = self.framer.max_frame();
+        (held > limit).then(|| PeerError::FrameTooLong { limit }.into())
+    }
+
     fn clear_frame_deadline(&mut self) {
         if let Some(clock) = &mut self.frame_clock {
             clock.deadline = None;
@@ -595,9 +633,44 @@ impl Context<'_> {
 
     /// Sets what ends the next frame; applies to every byte not yet delivered.
     ///
-    /// Fails with [`Misuse::EmptyDelimiter`], leaving the terminator unchanged.
+    /// Only a delimiter can be refused: an empty one fails with [`Misuse::EmptyDelimiter`],
+    /// leaving the terminator unchanged. [`set_count`](Self::set_count) and
+    /// [`set_eof`](Self::set_eof) cannot fail and say so; [`set_delimiter`](Self::set_delimiter)
+    /// is the fallible one.
     pub fn set_terminator(&mut self, terminator: impl Into<Terminator>) -> Result<(), Misuse> {
-        self.core.framer.set_terminator(terminator)
+        self.core.framer.switch_to(terminator.into())
+    }
+
+    /// The next frame is the next `n` bytes; `0` ends the current frame at once (an empty
+    /// frame if none of it arrived): a zero-length body needs no special case.
+    ///
+    /// With the default collector, a count over [`Config::max_counted_frame`] closes the
+    /// connection with [`Misuse::CountOverLimit`] (the protocol's responsibility, not the
+    /// peer's) before any of its bytes is held; check
+    /// [`max_counted_frame`](Self::max_counted_frame) first to answer the peer instead.
+    pub fn set_count(&mut self, n: u64) {
+        let set = self.core.framer.switch_to(Terminator::Count(n));
+        debug_assert!(set.is_ok(), "a count is always a valid terminator");
+    }
+
+    /// The next frame is everything until the peer closes its side.
+    pub fn set_eof(&mut self) {
+        let set = self.core.framer.switch_to(Terminator::Eof);
+        debug_assert!(set.is_ok(), "Eof is always a valid terminator");
+    }
+
+    /// The next frame ends with `delimiter`; fails with [`Misuse::EmptyDelimiter`] for an
+    /// empty one, leaving the terminator unchanged.
+    pub fn set_delimiter(&mut self, delimiter: impl Into<Bytes>) -> Result<(), Misuse> {
+        self.core
+            .framer
+            .switch_to(Terminator::Delimiter(delimiter.into()))
+    }
+
+    /// The largest count the default collector holds ([`Config::max_counted_frame`]).
+    #[must_use]
+    pub fn max_counted_frame(&self) -> u64 {
+        self.core.framer.max_counted_frame()
     }
 
     /// The terminator in force (for a count, what remains of it).
@@ -796,8 +869,9 @@ impl<P: Protocol> Chat<P> {
 
     /// A connection in state [`State::Connecting`] with the given limits.
     pub fn with_config(protocol: P, config: &Config) -> Result<Self, Misuse> {
-        let framer = Framer::new(protocol.first_terminator())?
+        let framer = Framer::unbounded(protocol.first_terminator())?
             .with_max_frame(config.max_frame)
+            .with_max_counted_frame(config.max_counted_frame)
             .with_over_long_policy(config.over_long);
         let outbox = Outbox::new()
             .with_water_marks(config.low_water, config.high_water)
@@ -1252,11 +1326,8 @@ impl<P: Protocol> Chat<P> {
             match self.core.framer.poll_event() {
                 Ok(Some(Event::Data(data))) => {
                     self.callback(now, |p, ctx| p.collect_incoming_data(ctx, data));
-                    let limit = self.core.framer.max_frame();
-                    if self.core.incoming.len() > limit {
-                        self.core.close_because(CloseReason::Error(
-                            PeerError::FrameTooLong { limit }.into(),
-                        ));
+                    if let Some(error) = self.core.over_collector_bound() {
+                        self.core.close_because(CloseReason::Error(error));
                     } else if self.core.may_deliver() && self.core.framer.take_owed_terminator() {
                         // The frame's end is already known: no need to poll for it.
                         self.deliver_terminator(now);

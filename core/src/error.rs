@@ -3,8 +3,6 @@
 
 use std::fmt;
 
-use bytes::Bytes;
-
 /// The peer sent something this side refuses to process.
 ///
 /// These come from untrusted input: log them, count them, close the offending connection (the
@@ -23,11 +21,12 @@ pub enum PeerError {
         /// The limit that was exceeded, in bytes of frame content (terminator excluded).
         limit: usize,
     },
-    /// The stream ended inside a frame (whole-frame API only: the event API reports this as
-    /// [`Event::End`](crate::Event::End) with the count of unterminated bytes).
+    /// The stream ended inside a frame (whole-frame API only: the event API reports the same
+    /// count in [`Event::End`](crate::Event::End)).
     Truncated {
-        /// The bytes of the unfinished frame.
-        partial: Bytes,
+        /// Bytes of the unfinished frame; those the framer still holds are in
+        /// [`Framer::take_buffered`](crate::Framer::take_buffered).
+        unterminated: u64,
     },
 }
 
@@ -42,6 +41,17 @@ pub enum Misuse {
     FeedAfterEof,
     /// Output was pushed after `close_when_done()` or `close()`: it could never be sent.
     PushAfterClose,
+    /// A count above the counted-frame bound was set for a frame that would be held whole
+    /// ([`Framer::set_terminator`](crate::Framer::set_terminator), or the chat's default
+    /// collector). Raise the bound (`Config::max_counted_frame`,
+    /// `Framer::set_max_counted_frame`, `TerminatorCodec::with_max_counted_frame`), refuse the
+    /// length before setting it, or stream the frame.
+    CountOverLimit {
+        /// The count that was set, in bytes.
+        count: u64,
+        /// The counted-frame bound, in bytes.
+        limit: u64,
+    },
 }
 
 /// Any error of this crate.
@@ -96,10 +106,9 @@ impl fmt::Display for PeerError {
                     "peer sent a frame longer than the limit of {limit} bytes"
                 )
             }
-            Self::Truncated { partial } => write!(
+            Self::Truncated { unterminated } => write!(
                 f,
-                "stream ended inside a frame ({} bytes unterminated)",
-                partial.len()
+                "stream ended inside a frame ({unterminated} bytes unterminated)"
             ),
         }
     }
@@ -111,6 +120,13 @@ impl fmt::Display for Misuse {
             Self::EmptyDelimiter => "a delimiter terminator must not be empty",
             Self::FeedAfterEof => "bytes fed after end of stream",
             Self::PushAfterClose => "output pushed after the connection began closing",
+            Self::CountOverLimit { count, limit } => {
+                return write!(
+                    f,
+                    "a count of {count} bytes is over the counted-frame bound of {limit} \
+                     (max_counted_frame): raise it, check the length first, or stream the frame"
+                );
+            }
         })
     }
 }
@@ -166,6 +182,18 @@ mod tests {
         );
         assert_eq!(Error::from(Misuse::EmptyDelimiter).fault(), Fault::Api);
         assert_eq!(Error::OutboxFull { limit: 1 }.fault(), Fault::Limit);
+    }
+
+    #[test]
+    fn a_count_over_its_bound_names_the_setting() {
+        let e = Error::from(Misuse::CountOverLimit {
+            count: 70_000,
+            limit: 65_536,
+        });
+        let text = e.to_string();
+        assert!(text.contains("70000") && text.contains("65536"), "{text}");
+        assert!(text.contains("max_counted_frame"), "{text}");
+        assert_eq!(e.fault(), Fault::Api);
     }
 
     #[test]

@@ -15,6 +15,11 @@ use crate::terminator::Terminator;
 /// servers commonly 8 KiB of headers), short enough that a peer cannot make a connection hold much.
 pub const DEFAULT_MAX_FRAME: usize = 64 * 1024;
 
+/// Default [`Framer::max_counted_frame`]: 16 MiB. A count is the protocol's choice (usually a
+/// length the peer announced and the protocol accepted), not a line the peer may never end, so
+/// it has its own bound, far above the line limit: a 70 kB length-prefixed body is ordinary.
+pub const DEFAULT_MAX_COUNTED_FRAME: u64 = 16 * 1024 * 1024;
+
 /// A `Bytes` frame shorter than `1 / KEPT_FRAME_RATIO` of the read buffer it arrived in (of
 /// 4 KiB at least, so frames under 512 bytes always) is copied out of that buffer rather than
 /// split off it. A frame a protocol keeps (a stored value, a queued message) then costs its own
@@ -265,6 +270,7 @@ pub struct Framer {
     /// Bytes of the current frame already delivered as `Event::Data`.
     frame_len: u64,
     max_frame: usize,
+    max_counted_frame: u64,
     policy: OverLongPolicy,
     /// A delimiter or count was found and consumed after the last `Data`; `Terminator` is owed.
     pending_terminator: bool,
@@ -292,6 +298,7 @@ impl std::fmt::Debug for Framer {
             .field("buffered", &self.buffered_len())
             .field("frame_len", &self.frame_len)
             .field("max_frame", &self.max_frame)
+            .field("max_counted_frame", &self.max_counted_frame)
             .field("policy", &self.policy)
             .field("input", &self.input)
             .field("failed", &self.failed)
@@ -302,21 +309,36 @@ impl std::fmt::Debug for Framer {
 impl Framer {
     /// A framer whose first frame ends with `terminator`.
     ///
-    /// Fails with [`Misuse::EmptyDelimiter`] for an empty delimiter.
+    /// Fails as [`set_terminator`](Self::set_terminator) does, against the default
+    /// [`max_counted_frame`](Self::max_counted_frame) ([`DEFAULT_MAX_COUNTED_FRAME`]): to
+    /// stream a larger first count, start with any terminator, raise the bound, then set it.
     pub fn new(terminator: impl Into<Terminator>) -> Result<Self, Misuse> {
-        let t = terminator.into();
-        t.validate()?;
-        Ok(Self {
+        let mut framer = Self::with_matcher(Matcher::Eof);
+        framer.set_terminator(terminator)?;
+        Ok(framer)
+    }
+
+    /// [`new`](Self::new) without the count bound, for the chat (see
+    /// [`switch_to`](Self::switch_to)).
+    pub(crate) fn unbounded(terminator: Terminator) -> Result<Self, Misuse> {
+        let mut framer = Self::with_matcher(Matcher::Eof);
+        framer.switch_to(terminator)?;
+        Ok(framer)
+    }
+
+    fn with_matcher(matcher: Matcher) -> Self {
+        Self {
             buf: BytesMut::new(),
             shared: false,
             search: Search {
-                matcher: Matcher::compile(t),
+                matcher,
                 scan: 0,
                 #[cfg(test)]
                 scanned: 0,
             },
             frame_len: 0,
             max_frame: DEFAULT_MAX_FRAME,
+            max_counted_frame: DEFAULT_MAX_COUNTED_FRAME,
             policy: OverLongPolicy::Fail,
             pending_terminator: false,
             discarding: false,
@@ -325,13 +347,23 @@ impl Framer {
             failed: false,
             consumed: 0,
             lent: None,
-        })
+        }
     }
 
-    /// Sets the longest frame accepted, in bytes of content (terminator excluded).
+    /// Sets the longest delimited or until-EOF frame accepted, in bytes of content (terminator
+    /// excluded). Counted frames have their own bound,
+    /// [`max_counted_frame`](Self::max_counted_frame).
     #[must_use]
     pub fn with_max_frame(mut self, max_frame: usize) -> Self {
         self.max_frame = max_frame;
+        self
+    }
+
+    /// Sets the largest count [`set_terminator`](Self::set_terminator) accepts, and so the
+    /// largest counted frame [`poll_frame`](Self::poll_frame) holds whole.
+    #[must_use]
+    pub fn with_max_counted_frame(mut self, max: u64) -> Self {
+        self.max_counted_frame = max;
         self
     }
 
@@ -345,6 +377,17 @@ impl Framer {
     /// Changes the longest frame accepted; applies to the frame in progress too.
     pub fn set_max_frame(&mut self, max_frame: usize) {
         self.max_frame = max_frame;
+    }
+
+    /// Changes the largest count accepted; a count already set is not checked again.
+    pub fn set_max_counted_frame(&mut self, max: u64) {
+        self.max_counted_frame = max;
+    }
+
+    /// The largest count [`set_terminator`](Self::set_terminator) accepts.
+    #[must_use]
+    pub fn max_counted_frame(&self) -> u64 {
+        self.max_counted_frame
     }
 
     /// Changes what happens to an over-long frame.
@@ -367,16 +410,44 @@ impl Framer {
     /// Sets what ends the next frame; applies to every byte not yet delivered.
     ///
     /// Setting the delimiter already in force is free (its searcher is kept). A new
-    /// [`Terminator::Count`] starts counting from its value. Fails with
-    /// [`Misuse::EmptyDelimiter`], leaving the terminator unchanged.
+    /// [`Terminator::Count`] starts counting from its value; `Count(0)` ends the current frame at
+    /// once (an empty frame if nothing of it was delivered).
+    ///
+    /// Fails, leaving the terminator unchanged, with [`Misuse::EmptyDelimiter`], or with
+    /// [`Misuse::CountOverLimit`] for a count above
+    /// [`max_counted_frame`](Self::max_counted_frame): the count is the caller's choice, so it
+    /// is refused here rather than failing later as if the peer had sent too much. (A framer
+    /// used only through [`poll_event`](Self::poll_event) streams counts and may raise the
+    /// bound as far as it likes.)
     pub fn set_terminator(&mut self, terminator: impl Into<Terminator>) -> Result<(), Misuse> {
-        self.settle();
         let t = terminator.into();
+        if let Terminator::Count(count) = t {
+            if count > self.max_counted_frame {
+                return Err(Misuse::CountOverLimit {
+                    count,
+                    limit: self.max_counted_frame,
+                });
+            }
+        }
+        self.switch_to(t)
+    }
+
+    /// [`set_terminator`](Self::set_terminator) without the count bound: for the chat, whose
+    /// collector applies the bound to the bytes it holds, so that a protocol streaming a large
+    /// count is not refused.
+    pub(crate) fn switch_to(&mut self, t: Terminator) -> Result<(), Misuse> {
+        self.settle();
         t.validate()?;
         if let (Terminator::Delimiter(new), Some(old)) = (&t, self.search.matcher.delimiter()) {
             if new[..] == *old {
                 return Ok(());
             }
+        }
+        if t == Terminator::Count(0) {
+            // Zero more bytes: the frame is complete now (Python's `set_terminator(0)` would
+            // never fire; its "no terminator" is `None`, our `Eof`). Owed once: a count that
+            // runs down is `Count(0)` as well, and only an explicit one ends a frame.
+            self.pending_terminator = true;
         }
         self.search.matcher = Matcher::compile(t);
         self.search.scan = 0;
@@ -536,7 +607,8 @@ impl Framer {
     /// [`max_frame`](Self::max_frame): a counted frame longer than it fails at once.
     ///
     /// Errors: [`PeerError::FrameTooLong`]; [`PeerError::Truncated`] (once) when the input ended
-    /// inside a frame, carrying its bytes. An [`Terminator::Eof`] frame is returned at the end of
+    /// inside a frame, with the count of its bytes ([`take_buffered`](Self::take_buffered)
+    /// returns them). An [`Terminator::Eof`] frame is returned at the end of
     /// the input, even when empty.
     #[inline]
     pub fn poll_frame(&mut self) -> Result<Option<Bytes>, PeerError> {
@@ -609,7 +681,10 @@ impl Framer {
         buf: &[u8],
         start: usize,
     ) -> Option<(std::ops::Range<usize>, usize)> {
-        debug_assert!(self.lends_frames());
+        if !self.lends_frames() {
+            // The lent frame's callback ended a frame at once (`Count(0)`).
+            return None;
+        }
         self.search
             .whole_frame(buf, start, self.max_frame as u64)
             .ok()
@@ -736,6 +811,12 @@ impl Framer {
     #[cfg(test)]
     pub(crate) fn capacity(&self) -> usize {
         self.buf.capacity()
+    }
+
+    /// Whether a frame's end is known but not yet delivered.
+    #[inline]
+    pub(crate) fn owes_terminator(&self) -> bool {
+        self.pending_terminator
     }
 
     /// If the terminator of the frame just delivered as data is owed, consumes it: what the
@@ -983,10 +1064,9 @@ impl Framer {
         if self.buf.is_empty() && self.frame_len == 0 {
             return Ok(None);
         }
+        let unterminated = self.frame_len + self.buf.len() as u64;
         self.frame_len = 0;
-        Err(PeerError::Truncated {
-            partial: self.hand_out(self.buf.len()),
-        })
+        Err(PeerError::Truncated { unterminated })
     }
 
     fn delimited_frame(&mut self, found: Option<usize>) -> Result<Option<Bytes>, PeerError> {
@@ -1011,7 +1091,17 @@ impl Framer {
     }
 
     fn counted_frame(&mut self, remaining: u64) -> Result<Option<Bytes>, PeerError> {
-        if remaining > self.room() || (remaining == 0 && self.buf.len() as u64 > self.room()) {
+        let room = self.max_counted_frame.saturating_sub(self.frame_len);
+        if remaining > room {
+            // Only if the bound was lowered after the count was set.
+            self.frame_len = 0;
+            self.failed = true;
+            self.buf = BytesMut::new();
+            return Err(PeerError::FrameTooLong {
+                limit: usize::try_from(self.max_counted_frame).unwrap_or(usize::MAX),
+            });
+        }
+        if remaining == 0 && self.buf.len() as u64 > self.room() {
             return Err(self.over_long());
         }
         if remaining > 0 && self.buf.len() as u64 >= remaining {

@@ -40,32 +40,36 @@
 //!             // The body: back to lines.
 //!             let sum: u64 = frame.iter().map(|b| u64::from(*b)).sum();
 //!             ctx.push(format!("{sum}\n"));
-//!             ctx.set_terminator("\n").unwrap();
+//!             ctx.set_delimiter("\n").unwrap();
 //!             return;
 //!         }
 //!         match frame.strip_prefix(b"SUM ").and_then(|n| std::str::from_utf8(n).ok()?.parse().ok()) {
-//!             Some(n) if n > 0 => ctx.set_terminator(Terminator::Count(n)).unwrap(),
+//!             Some(n) => ctx.set_count(n), // a count cannot be invalid; 0 is an empty body
 //!             _ => ctx.push("ERR\n"),
 //!         }
 //!     }
 //! }
 //!
 //! let mut h = Harness::new(Summer);
-//! h.send(b"SUM 3\n\x01\x02\x03SUM 1\n\x09");
-//! assert_eq!(h.take_output(), "6\n9\n");
+//! h.send(b"SUM 3\n\x01\x02\x03SUM 1\n\x09SUM 0\n");
+//! assert_eq!(h.take_output(), "6\n9\n0\n");
 //! ```
 //!
 //! ## Differences from Python, on purpose
 //!
 //! - Input is bounded: a delimited frame longer than `max_frame` (default 64 KiB) is a
-//!   [`PeerError::FrameTooLong`]; the default collector is bounded the same way.
+//!   [`PeerError::FrameTooLong`]; the default collector is bounded the same way. Counted frames
+//!   have their own bound, `max_counted_frame` (default 16 MiB): a count is the protocol's
+//!   choice, so one over it is the protocol's [`Misuse::CountOverLimit`], not the peer's fault.
 //! - A peer's half-close does not drop queued output, and the partial last frame is delivered
 //!   ([`Protocol::peer_closed`] says how many bytes never got a terminator).
 //! - After `close()` inside a callback no further callback runs.
 //! - Backpressure: reading and delivery stop while queued output is above the high water mark.
 //! - A protocol names its first terminator; an empty delimiter is a typed error.
 //! - `Terminator::Eof` fires `found_terminator` at the end of the stream (Python's `None` never
-//!   fires). `Count(0)` behaves as Python's `set_terminator(0)`: it never fires.
+//!   fires). `Count(0)` ends a frame at once (an empty body); Python's `set_terminator(0)`
+//!   never fires. A count that runs down with no new terminator fires nothing more, as in
+//!   Python.
 //!
 //! ## Security
 //!
@@ -92,6 +96,6 @@ pub use bytes::{Bytes, BytesMut};
 pub use chat::{Chat, CloseReason, Config, Context, Interest, Parts, Protocol, State, Timer};
 pub use datagram::{Datagram, DatagramChat, DatagramContext, DatagramProtocol};
 pub use error::{Error, Fault, Misuse, PeerError};
-pub use framer::{Event, Framer, OverLongPolicy, DEFAULT_MAX_FRAME};
+pub use framer::{Event, Framer, OverLongPolicy, DEFAULT_MAX_COUNTED_FRAME, DEFAULT_MAX_FRAME};
 pub use outbox::Outbox;
 pub use terminator::Terminator;

@@ -12,10 +12,13 @@ use crate::error::Misuse;
 /// | [`Count`](Self::Count) | `set_terminator(n)` | `n` more bytes have arrived |
 /// | [`Eof`](Self::Eof) | `set_terminator(None)` | the peer closes its side |
 ///
-/// `Count(0)` behaves as Python's `set_terminator(0)`: it is already satisfied, so no terminator
-/// ever fires and every byte is delivered as data until a new terminator is set. A count that has
-/// run down is `Count(0)` too. (Python's `None` never fires either; our [`Eof`](Self::Eof) fires
-/// once, at the end of the stream, which is what "read until close" protocols need.)
+/// `Count(0)`, when set, ends the current frame at once: a zero-length body (`Content-Length:
+/// 0`, memcached's `set k 0 0 0`) is an empty frame, with no special case in the protocol. This
+/// differs from Python, where `set_terminator(0)` never fires; Python's "no terminator" is
+/// `None`, whose counterpart here is [`Eof`](Self::Eof) (which fires once, at the end of the
+/// stream, as "read until close" protocols need). A count that has run down reads as
+/// `Count(0)` too, but fires nothing more: if `found_terminator` names no new terminator, the
+/// bytes that follow are collected as data, as in Python.
 ///
 /// A delimiter must not be empty: [`Terminator::delimiter`] and every `set_terminator` refuse it
 /// with [`Misuse::EmptyDelimiter`].

@@ -112,7 +112,10 @@ fn run_frames(
                 }
             }
             Ok(None) => return,
-            Err(PeerError::Truncated { partial }) => out.unterminated = partial.to_vec(),
+            Err(PeerError::Truncated { unterminated }) => {
+                out.unterminated = f.take_buffered().to_vec();
+                assert_eq!(unterminated, out.unterminated.len() as u64);
+            }
             Err(e) => {
                 out.error = Some(e);
                 return;
@@ -135,13 +138,23 @@ fn model(first: &Terminator, schedule: &[Terminator], data: &[u8]) -> Outcome {
     let mut rest = data;
     let mut t = first.clone();
     let mut next = schedule.iter();
+    // A count that ran down with no new terminator named: it never fires again. An explicit
+    // `Count(0)` ends a frame at once.
+    let mut spent = false;
+    // The end of the stream ends one frame only; after it, only an explicit `Count(0)` (a
+    // zero-length body, which needs no bytes) still gives a frame.
+    let mut ended = false;
     loop {
+        if ended && (spent || t != Terminator::Count(0)) {
+            break;
+        }
         let frame_end = match &t {
             Terminator::Delimiter(d) => rest
                 .windows(d.len())
                 .position(|w| w == &d[..])
                 .map(|i| (i, i + d.len())),
-            Terminator::Count(0) => None,
+            Terminator::Count(0) if spent => None,
+            Terminator::Count(0) => Some((0, 0)),
             Terminator::Count(n) => (rest.len() as u64 >= *n).then_some((*n as usize, *n as usize)),
             Terminator::Eof => Some((rest.len(), rest.len())),
         };
@@ -159,19 +172,20 @@ fn model(first: &Terminator, schedule: &[Terminator], data: &[u8]) -> Outcome {
         t = match next.next() {
             Some(n) => n.clone(),
             None => match t {
-                Terminator::Count(_) => Terminator::Count(0),
+                Terminator::Count(_) => {
+                    spent = true;
+                    Terminator::Count(0)
+                }
                 other => other,
             },
         };
-        if was_eof {
-            // The end of the stream ends one frame only.
-            return Outcome {
-                frames,
-                unterminated: Vec::new(),
-                end: Some(0),
-                error: None,
-            };
-        }
+        ended |= was_eof;
+    }
+    Outcome {
+        frames,
+        unterminated: Vec::new(),
+        end: Some(0),
+        error: None,
     }
 }
 

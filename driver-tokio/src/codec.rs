@@ -8,7 +8,9 @@ use std::io;
 use asynchat_core::{Bytes, BytesMut, Framer, Misuse, OverLongPolicy, PeerError, Terminator};
 use tokio_util::codec::{Decoder, Encoder};
 
-/// Frames by a [`Terminator`]; encodes a frame followed by the delimiter in force.
+/// Frames by a [`Terminator`] when decoding; when encoding, writes each item followed by the
+/// encoder's own suffix (by default the delimiter the codec was created with; see
+/// [`with_suffix`](Self::with_suffix)), whatever the decoder is framing by at the time.
 ///
 /// ```
 /// use asynchat_tokio::codec::TerminatorCodec;
@@ -25,12 +27,16 @@ use tokio_util::codec::{Decoder, Encoder};
 ///
 /// # Security
 ///
-/// Frames are bounded by the framer's `max_frame` (default
-/// [`DEFAULT_MAX_FRAME`](asynchat_core::DEFAULT_MAX_FRAME), 64 KiB) for every terminator kind;
-/// see [`with_max_frame`](Self::with_max_frame).
+/// Delimited and until-EOF frames are bounded by `max_frame` (default
+/// [`DEFAULT_MAX_FRAME`](asynchat_core::DEFAULT_MAX_FRAME), 64 KiB, see
+/// [`with_max_frame`](Self::with_max_frame)); a count is refused where it is set if it is
+/// over `max_counted_frame` (default
+/// [`DEFAULT_MAX_COUNTED_FRAME`](asynchat_core::DEFAULT_MAX_COUNTED_FRAME), 16 MiB, see
+/// [`with_max_counted_frame`](Self::with_max_counted_frame)).
 #[derive(Debug, Clone)]
 pub struct TerminatorCodec {
     framer: Framer,
+    suffix: Bytes,
 }
 
 /// Why decoding failed.
@@ -41,6 +47,8 @@ pub enum CodecError {
     Io(io::Error),
     /// The peer sent what the framer refuses (a frame too long, a stream ending inside a frame).
     Peer(PeerError),
+    /// The codec was used wrongly (an empty delimiter, a count over its bound).
+    Misuse(Misuse),
 }
 
 impl fmt::Display for CodecError {
@@ -48,6 +56,7 @@ impl fmt::Display for CodecError {
         match self {
             Self::Io(e) => write!(f, "I/O error: {e}"),
             Self::Peer(e) => e.fmt(f),
+            Self::Misuse(e) => write!(f, "codec misuse: {e}"),
         }
     }
 }
@@ -57,6 +66,7 @@ impl std::error::Error for CodecError {
         match self {
             Self::Io(e) => Some(e),
             Self::Peer(e) => Some(e),
+            Self::Misuse(e) => Some(e),
         }
     }
 }
@@ -73,12 +83,52 @@ impl From<PeerError> for CodecError {
     }
 }
 
+impl From<Misuse> for CodecError {
+    fn from(e: Misuse) -> Self {
+        Self::Misuse(e)
+    }
+}
+
 impl TerminatorCodec {
-    /// A codec whose first frame ends with `terminator`; refuses an empty delimiter.
+    /// A codec whose first frame ends with `terminator`; refuses an empty delimiter and a count
+    /// over [`DEFAULT_MAX_COUNTED_FRAME`](asynchat_core::DEFAULT_MAX_COUNTED_FRAME). The
+    /// encoder's suffix is `terminator` if it is a delimiter, else nothing.
     pub fn new(terminator: impl Into<Terminator>) -> Result<Self, Misuse> {
+        let terminator = terminator.into();
+        let suffix = match &terminator {
+            Terminator::Delimiter(d) => d.clone(),
+            Terminator::Count(_) | Terminator::Eof => Bytes::new(),
+        };
         Ok(Self {
             framer: Framer::new(terminator)?,
+            suffix,
         })
+    }
+
+    /// Sets what the encoder writes after every item (empty: nothing), independently of what
+    /// the decoder frames by.
+    #[must_use]
+    pub fn with_suffix(mut self, suffix: impl Into<Bytes>) -> Self {
+        self.suffix = suffix.into();
+        self
+    }
+
+    /// What the encoder writes after every item.
+    #[must_use]
+    pub fn suffix(&self) -> &[u8] {
+        &self.suffix
+    }
+
+    /// Sets the largest count [`set_terminator`](Self::set_terminator) accepts.
+    #[must_use]
+    pub fn with_max_counted_frame(mut self, max: u64) -> Self {
+        self.framer.set_max_counted_frame(max);
+        self
+    }
+
+    /// Changes the largest count [`set_terminator`](Self::set_terminator) accepts.
+    pub fn set_max_counted_frame(&mut self, max: u64) {
+        self.framer.set_max_counted_frame(max);
     }
 
     /// Sets the longest frame accepted.
@@ -96,6 +146,8 @@ impl TerminatorCodec {
     }
 
     /// Sets what ends the next frame (call between frames, through `Framed::codec_mut`).
+    /// Fails with [`Misuse::EmptyDelimiter`] or [`Misuse::CountOverLimit`], changing nothing;
+    /// the encoder's suffix is not affected.
     pub fn set_terminator(&mut self, terminator: impl Into<Terminator>) -> Result<(), Misuse> {
         self.framer.set_terminator(terminator)
     }
@@ -139,30 +191,31 @@ impl Decoder for TerminatorCodec {
     }
 }
 
-impl Encoder<Bytes> for TerminatorCodec {
-    type Error = CodecError;
-
-    fn encode(&mut self, item: Bytes, dst: &mut BytesMut) -> Result<(), CodecError> {
-        self.encode(&item[..], dst)
-    }
-}
-
-impl Encoder<&[u8]> for TerminatorCodec {
-    type Error = CodecError;
-
-    /// Writes the frame, then the delimiter in force (nothing after it for a count or EOF).
-    fn encode(&mut self, item: &[u8], dst: &mut BytesMut) -> Result<(), CodecError> {
-        let terminator = self.framer.terminator();
-        let delimiter: &[u8] = match &terminator {
-            Terminator::Delimiter(d) => d,
-            Terminator::Count(_) | Terminator::Eof => &[],
-        };
-        dst.reserve(item.len() + delimiter.len());
+impl TerminatorCodec {
+    fn encode_bytes(&self, item: &[u8], dst: &mut BytesMut) {
+        dst.reserve(item.len() + self.suffix.len());
         dst.extend_from_slice(item);
-        dst.extend_from_slice(delimiter);
-        Ok(())
+        dst.extend_from_slice(&self.suffix);
     }
 }
+
+/// Encodes an item and then the codec's [`suffix`](TerminatorCodec::suffix), for each type
+/// a frame commonly comes as.
+macro_rules! encoders {
+    ($($item:ty),*) => {$(
+        impl Encoder<$item> for TerminatorCodec {
+            type Error = CodecError;
+
+            fn encode(&mut self, item: $item, dst: &mut BytesMut) -> Result<(), CodecError> {
+                let bytes: &[u8] = item.as_ref();
+                self.encode_bytes(bytes, dst);
+                Ok(())
+            }
+        }
+    )*};
+}
+
+encoders!(Bytes, &[u8], &str, String, Vec<u8>);
 
 #[cfg(test)]
 mod tests {
@@ -241,6 +294,51 @@ mod tests {
             codec.decode_eof(&mut buf),
             Err(CodecError::Peer(PeerError::Truncated { .. }))
         ));
+    }
+
+    #[test]
+    fn the_encoder_suffix_does_not_follow_the_decoder() {
+        let mut codec = TerminatorCodec::new("\r\n").unwrap();
+        let mut out = BytesMut::new();
+        codec.encode("a", &mut out).unwrap();
+        // The decoder now reads a counted body; replies still end with the codec's suffix.
+        codec.set_terminator(5u64).unwrap();
+        codec.encode(String::from("b"), &mut out).unwrap();
+        codec.encode(Bytes::from_static(b"c"), &mut out).unwrap();
+        codec.encode(&b"d"[..], &mut out).unwrap();
+        codec.encode(b"e".to_vec(), &mut out).unwrap();
+        assert_eq!(&out[..], b"a\r\nb\r\nc\r\nd\r\ne\r\n");
+
+        let mut raw = TerminatorCodec::new(Terminator::Eof)
+            .unwrap()
+            .with_suffix("\n");
+        let mut out = BytesMut::new();
+        raw.encode("x", &mut out).unwrap();
+        assert_eq!(&out[..], b"x\n");
+        assert_eq!(TerminatorCodec::new(3u64).unwrap().suffix(), b"");
+    }
+
+    #[test]
+    fn a_count_over_its_bound_is_refused_where_it_is_set() {
+        let mut codec = TerminatorCodec::new("\n")
+            .unwrap()
+            .with_max_counted_frame(1000);
+        let refused = codec.set_terminator(70_000u64).map_err(CodecError::from);
+        assert!(matches!(
+            refused,
+            Err(CodecError::Misuse(Misuse::CountOverLimit {
+                count: 70_000,
+                limit: 1000
+            }))
+        ));
+        // A 70 kB body is fine under the defaults, though the line limit is 64 KiB.
+        let mut codec = TerminatorCodec::new("\n").unwrap();
+        codec.set_terminator(70_000u64).unwrap();
+        let mut buf = BytesMut::from(&vec![b'x'; 70_000][..]);
+        assert_eq!(
+            codec.decode(&mut buf).unwrap().map(|b| b.len()),
+            Some(70_000)
+        );
     }
 
     #[test]

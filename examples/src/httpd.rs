@@ -47,7 +47,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::set_terminator as set;
+use crate::set_delimiter;
 use asynchat_core::producer::{ChunkedProducer, Producer};
 use asynchat_core::{
     Bytes, BytesMut, CloseReason, Config, Context, OverLongPolicy, Protocol, Terminator, Timer,
@@ -642,17 +642,17 @@ impl Httpd {
         };
         match body_length(&request) {
             Err(status) => self.error(ctx, status, request.minor, false),
-            Ok(0) => self.respond(ctx, &request),
+            // A zero-length body is an empty frame at once, like any other body.
             Ok(n) => {
                 self.phase = Phase::Body(Box::new(request));
-                set(ctx, Terminator::Count(n));
+                ctx.set_count(n);
             }
         }
     }
 
     fn respond(&mut self, ctx: &mut Context<'_>, request: &Request) {
         self.phase = Phase::Head;
-        set(ctx, "\r\n\r\n".into());
+        set_delimiter(ctx, b"\r\n\r\n");
         let keep = request.keep_alive();
         let head_only = match request.method.as_str() {
             "GET" => false,

@@ -29,8 +29,8 @@ pub mod run;
 pub mod smtpd;
 pub mod tour;
 
-/// Sets a terminator the protocol knows to be valid (a non-empty constant, a count).
-fn set_terminator(ctx: &mut asynchat_core::Context<'_>, terminator: asynchat_core::Terminator) {
-    ctx.set_terminator(terminator)
-        .unwrap_or_else(|e| unreachable!("a constant terminator is valid: {e}"));
+/// Sets a delimiter the protocol knows to be valid (a non-empty constant).
+fn set_delimiter(ctx: &mut asynchat_core::Context<'_>, delimiter: &'static [u8]) {
+    ctx.set_delimiter(delimiter)
+        .unwrap_or_else(|e| unreachable!("a constant delimiter is valid: {e}"));
 }

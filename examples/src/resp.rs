@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::set_terminator as set;
+use crate::set_delimiter;
 use asynchat_core::{Bytes, Config, Context, OverLongPolicy, Protocol, Terminator};
 
 /// The largest bulk string accepted, in bytes.
@@ -47,6 +47,7 @@ pub const MAX_INLINE: usize = 64 << 10;
 pub fn config() -> Config {
     Config::default()
         .max_frame(MAX_INLINE)
+        .max_counted_frame(MAX_BULK + 2)
         .over_long(OverLongPolicy::Skip)
 }
 
@@ -238,10 +239,8 @@ impl Resp {
                     return self.protocol_error(ctx, "command too large");
                 }
                 self.reading = Reading::Bulk { total };
-                // The chat caps what its collector holds at `max_frame`, whatever the terminator:
-                // let this bulk (already checked against MAX_BULK) through.
-                ctx.set_max_frame(MAX_INLINE.max(len as usize + 2));
-                set(ctx, Terminator::Count(len + 2));
+                // Already checked against MAX_BULK, under the chat's counted-frame bound.
+                ctx.set_count(len + 2);
             }
             _ => self.protocol_error(ctx, "invalid bulk length"),
         }
@@ -253,8 +252,7 @@ impl Resp {
         }
         data.truncate(data.len() - 2);
         self.args.push(data);
-        ctx.set_max_frame(MAX_INLINE);
-        set(ctx, "\n".into());
+        set_delimiter(ctx, b"\n");
         if self.args.len() as u64 == total {
             self.reading = Reading::Request;
             let args = std::mem::take(&mut self.args);

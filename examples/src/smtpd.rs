@@ -37,7 +37,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::set_terminator as set;
+use crate::set_delimiter;
 use asynchat_core::{
     Bytes, BytesMut, CloseReason, Config, Context, OverLongPolicy, Protocol, Terminator, Timer,
 };
@@ -586,7 +586,7 @@ impl Smtp {
             ..Incoming::default()
         };
         ctx.set_max_frame(usize::MAX);
-        set(ctx, Terminator::Count(1));
+        ctx.set_count(1);
         ctx.set_frame_timeout(None);
         let deadline = ctx.now().checked_add(DATA_TIMEOUT);
         if let Some(at) = deadline {
@@ -620,7 +620,7 @@ impl Smtp {
         self.phase = Phase::Ready { extended };
         self.reset_transaction();
         ctx.set_max_frame(MAX_MAIL_LINE - 2);
-        set(ctx, "\r\n".into());
+        set_delimiter(ctx, b"\r\n");
         ctx.cancel_timer(DATA_TIMER);
         ctx.set_frame_timeout(Some(COMMAND_TIMEOUT));
         ctx.push(reply);
@@ -722,9 +722,9 @@ impl Protocol for Smtp {
                     incoming.received = incoming.received.saturating_sub(3);
                     self.end_of_data(ctx);
                 }
-                0 => set(ctx, Terminator::Delimiter(Bytes::from_static(END_OF_DATA))),
+                0 => set_delimiter(ctx, END_OF_DATA),
                 // A count is spent once reached (as in Python): ask for the next byte again.
-                _ => set(ctx, Terminator::Count(1)),
+                _ => ctx.set_count(1),
             },
             _ => {
                 // The marker's first `\r\n` ends the last line.

@@ -79,16 +79,24 @@ struct Outcome {
 
 /// The reference: each frame found by a plain search of everything not yet framed.
 ///
-/// `Count(0)` is what this codebase does today (Python's `set_terminator(0)`): it never fires,
-/// every later byte is data. A count that has fired is `Count(0)` unless the schedule says
-/// otherwise. The limit applies to delimited frames only (the event API streams the others):
+/// An explicit `Count(0)` ends a frame at once (an empty frame). A count that has fired and is
+/// not followed by a new terminator never fires again: every later byte is data, as in Python. The limit applies to delimited frames only (the event API streams the others):
 /// exactly `max_frame` bytes of the refused frame are delivered, then the error.
 fn model(first: &Terminator, schedule: &[Terminator], data: &[u8], max_frame: usize) -> Outcome {
     let mut out = Outcome::default();
     let mut rest = data;
     let mut t = first.clone();
     let mut next = schedule.iter();
+    // A count that ran down with no new terminator named: it never fires again. An explicit
+    // `Count(0)` ends a frame at once.
+    let mut spent = false;
+    // The end of the stream ends one frame only; after it, only an explicit `Count(0)` (a
+    // zero-length body, which needs no bytes) still gives a frame.
+    let mut ended = false;
     loop {
+        if ended && (spent || t != Terminator::Count(0)) {
+            break;
+        }
         let frame_end = match &t {
             Terminator::Delimiter(d) => {
                 let found = rest.windows(d.len()).position(|w| w == &d[..]);
@@ -100,7 +108,8 @@ fn model(first: &Terminator, schedule: &[Terminator], data: &[u8], max_frame: us
                 }
                 found.map(|i| (i, i + d.len()))
             }
-            Terminator::Count(0) => None,
+            Terminator::Count(0) if spent => None,
+            Terminator::Count(0) => Some((0, 0)),
             Terminator::Count(n) => {
                 let n = *n as usize;
                 (rest.len() >= n).then_some((n, n))
@@ -118,16 +127,17 @@ fn model(first: &Terminator, schedule: &[Terminator], data: &[u8], max_frame: us
         t = match next.next() {
             Some(n) => n.clone(),
             None => match t {
-                Terminator::Count(_) => Terminator::Count(0),
+                Terminator::Count(_) => {
+                    spent = true;
+                    Terminator::Count(0)
+                }
                 other => other,
             },
         };
-        if was_eof {
-            // The end of the stream ends one frame only.
-            out.end = Some(0);
-            return out;
-        }
+        ended |= was_eof;
     }
+    out.end = Some(0);
+    out
 }
 
 fn split<'a>(data: &'a [u8], sizes: &[u8]) -> Vec<&'a [u8]> {
@@ -262,10 +272,11 @@ fn run_frames(
                 }
             }
             Ok(None) => return,
-            Err(PeerError::Truncated { partial }) => {
+            Err(PeerError::Truncated { unterminated }) => {
                 assert!(!truncated, "Truncated twice");
                 truncated = true;
-                out.unterminated = partial.to_vec();
+                out.unterminated = f.take_buffered().to_vec();
+                assert_eq!(unterminated, out.unterminated.len() as u64, "the count told");
             }
             Err(e) => panic!("unexpected error with a 1 MiB limit: {e:?}"),
         }

@@ -108,12 +108,25 @@ fn count_counts_down_across_reads_then_is_satisfied() {
 }
 
 #[test]
-fn count_zero_never_fires_like_python() {
+fn count_zero_ends_the_frame_at_once_and_a_spent_count_never_fires() {
+    // Unlike Python's `set_terminator(0)`, an explicit zero count is an empty frame...
     let mut f = Framer::new(0u64).unwrap();
+    assert_eq!(f.poll_event(), Ok(Some(T)));
+    // ...after which the count is spent: everything is data, nothing fires (as in Python).
     let ev = events(&mut f, &[b"abc", b"def"]);
     assert_eq!(ev, vec![data("abc"), data("def")]);
     f.feed_eof();
     assert_eq!(drain(&mut f), vec![Event::End { unterminated: 6 }]);
+
+    // Set between frames, it gives an empty whole frame too.
+    let mut f = Framer::new("\n").unwrap();
+    f.feed(b"len 0\nnext\n").unwrap();
+    assert_eq!(f.poll_frame(), Ok(Some(Bytes::from("len 0"))));
+    f.set_terminator(0u64).unwrap();
+    assert_eq!(f.poll_frame(), Ok(Some(Bytes::new())));
+    assert_eq!(f.poll_frame(), Ok(None), "spent: no second empty frame");
+    f.set_terminator("\n").unwrap();
+    assert_eq!(f.poll_frame(), Ok(Some(Bytes::from("next"))));
 }
 
 #[test]
@@ -270,8 +283,27 @@ fn skip_policy_discards_the_frame_and_carries_on() {
 
 #[test]
 fn whole_frame_api_bounds_counts_and_reports_truncation() {
+    // A count over its own bound is refused where it is set, and nothing changes.
+    let mut f = Framer::new("\n").unwrap().with_max_counted_frame(10);
+    assert_eq!(
+        f.set_terminator(100u64),
+        Err(Misuse::CountOverLimit {
+            count: 100,
+            limit: 10
+        })
+    );
+    assert_eq!(f.terminator(), Terminator::from("\n"));
+    assert_eq!(
+        Framer::new(DEFAULT_MAX_COUNTED_FRAME + 1).map(|_| ()),
+        Err(Misuse::CountOverLimit {
+            count: DEFAULT_MAX_COUNTED_FRAME + 1,
+            limit: DEFAULT_MAX_COUNTED_FRAME
+        })
+    );
+    // The line limit does not apply to counts.
     let mut f = Framer::new(100u64).unwrap().with_max_frame(10);
-    assert_eq!(f.poll_frame(), Err(PeerError::FrameTooLong { limit: 10 }));
+    f.feed(&[b'x'; 100]).unwrap();
+    assert_eq!(f.poll_frame().map(|b| b.map(|b| b.len())), Ok(Some(100)));
 
     let mut f = Framer::new(4u64).unwrap();
     f.feed(b"abcdef").unwrap();
@@ -282,10 +314,9 @@ fn whole_frame_api_bounds_counts_and_reports_truncation() {
     f.feed_eof();
     assert_eq!(
         f.poll_frame(),
-        Err(PeerError::Truncated {
-            partial: Bytes::from("ef")
-        })
+        Err(PeerError::Truncated { unterminated: 2 })
     );
+    assert_eq!(f.take_buffered(), Bytes::from("ef"));
     assert_eq!(f.poll_frame(), Ok(None));
     assert!(f.is_finished());
 
@@ -305,18 +336,12 @@ fn whole_frame_api_bounds_counts_and_reports_truncation() {
 }
 
 #[test]
-fn skip_policy_on_a_counted_frame_drops_exactly_its_bytes() {
-    let mut f = Framer::new(6u64)
-        .unwrap()
-        .with_max_frame(4)
-        .with_over_long_policy(OverLongPolicy::Skip);
+fn a_counted_frame_bound_lowered_after_the_count_was_set_fails_it() {
+    let mut f = Framer::new(6u64).unwrap();
     f.feed(b"abcdefgh").unwrap();
+    f.set_max_counted_frame(4);
     assert_eq!(f.poll_frame(), Err(PeerError::FrameTooLong { limit: 4 }));
-    // The six bytes of the refused frame go; the two after it stay.
-    assert_eq!(f.poll_frame(), Ok(None));
-    assert_eq!(f.buffered_len(), 2);
-    f.set_terminator(2u64).unwrap();
-    assert_eq!(f.poll_frame(), Ok(Some(Bytes::from("gh"))));
+    assert!(f.is_failed());
 }
 
 #[test]
@@ -385,7 +410,9 @@ fn read_with_appends_in_place_and_releases_an_idle_buffer() {
 #[test]
 fn a_count_beyond_4_gib_streams_in_bounded_memory() {
     let body: u64 = (4 << 30) + 7;
-    let mut f = Framer::new(body).unwrap();
+    // Streamed through events, a count may be as large as the caller allows.
+    let mut f = Framer::new("\n").unwrap().with_max_counted_frame(u64::MAX);
+    f.set_terminator(body).unwrap();
     let chunk = vec![b'z'; 64 << 10];
     let mut delivered = 0u64;
     // 64 MiB of the body: every byte comes straight out, nothing accumulates.
@@ -402,10 +429,11 @@ fn a_count_beyond_4_gib_streams_in_bounded_memory() {
     assert_eq!(delivered, 64 << 20);
     assert_eq!(f.terminator(), Terminator::Count(body - delivered));
     // The whole-frame API refuses to buffer it instead.
+    f.set_max_counted_frame(DEFAULT_MAX_COUNTED_FRAME);
     assert_eq!(
         f.poll_frame(),
         Err(PeerError::FrameTooLong {
-            limit: DEFAULT_MAX_FRAME
+            limit: DEFAULT_MAX_COUNTED_FRAME as usize
         })
     );
 }
