@@ -20,6 +20,7 @@
 //! | [`backlog`] | — | [`Backlog`](backlog::Backlog): pushes from other connections bounded by the receiver's high water mark |
 //! | [`testing`] | — | [`Harness`](testing::Harness), [`Replay`](testing::Replay) |
 //! | [`error`] | — | [`Error`]: [`PeerError`] (bad input) vs [`Misuse`] (API misuse) vs limits |
+//! | [`manual`] | — | no code: the design and its reasons (sans-IO boundary, differences from Python, performance, limits, drivers) |
 //!
 //! ## A protocol
 //!
@@ -65,7 +66,10 @@
 //! - Backpressure: reading and delivery stop while queued output is above the high water mark.
 //! - A protocol names its first terminator; an empty delimiter is a typed error.
 //! - `Terminator::Eof` fires `found_terminator` at the end of the stream (Python's `None` never
-//!   fires). `Count(0)` behaves as Python's `set_terminator(0)`: it never fires.
+//!   fires). `Count(0)` set by a protocol delivers an empty frame at once, where Python's
+//!   `set_terminator(0)` means "no terminator".
+//!
+//! Every difference, with its reason, is in the [`manual::python`] chapter.
 //!
 //! ## Security
 //!
@@ -80,6 +84,8 @@ pub mod datagram;
 pub mod driver;
 pub mod error;
 pub mod framer;
+/// The manual: how the crate is designed and why, in chapters (documentation only).
+pub mod manual;
 pub mod outbox;
 pub mod producer;
 mod spare;
