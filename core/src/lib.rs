@@ -20,6 +20,7 @@
 //! | [`backlog`] | — | [`Backlog`](backlog::Backlog): pushes from other connections bounded by the receiver's high water mark |
 //! | [`testing`] | — | [`Harness`](testing::Harness), [`Replay`](testing::Replay) |
 //! | [`error`] | — | [`Error`]: [`PeerError`] (bad input) vs [`Misuse`] (API misuse) vs limits |
+//! | [`manual`] | — | no code: the design and its reasons (sans-IO boundary, differences from Python, performance, limits, drivers) |
 //!
 //! ## A protocol
 //!
@@ -71,6 +72,8 @@
 //!   never fires. A count that runs down with no new terminator fires nothing more, as in
 //!   Python.
 //!
+//! Every difference, with its reason, is in the [`manual::python`] chapter.
+//!
 //! ## Security
 //!
 //! Every limit has a finite default: see [`Config`], [`Framer`] and [`Outbox`]. No input makes
@@ -84,6 +87,8 @@ pub mod datagram;
 pub mod driver;
 pub mod error;
 pub mod framer;
+/// The manual: how the crate is designed and why, in chapters (documentation only).
+pub mod manual;
 pub mod outbox;
 pub mod producer;
 mod spare;
