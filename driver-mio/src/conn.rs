@@ -1,10 +1,11 @@
 //! A stream connection in the loop: a `Chat` and its socket.
 
+use crate::handle::Push;
 use std::io;
 use std::time::Instant;
 
 use asynchat_core::driver::LINGER;
-use asynchat_core::{Bytes, Chat, CloseReason, Protocol};
+use asynchat_core::{Chat, CloseReason, Protocol};
 use mio::{Interest, Registry, Token};
 
 use crate::io::{drain, read_ready, write_ready, ReadEnd, StreamIo, WriteEnd};
@@ -18,13 +19,18 @@ pub(crate) trait Entry {
     fn on_timeout(&mut self, cx: &mut Cx<'_>);
     /// Queues `data` without doing I/O: the loop calls `on_ready` once after a batch of
     /// commands, so a burst of pushes to one connection costs one write, not one each.
-    fn on_push(&mut self, cx: &mut Cx<'_>, data: Bytes);
+    fn on_push(&mut self, cx: &mut Cx<'_>, push: Push);
     fn on_close(&mut self, cx: &mut Cx<'_>, graceful: bool);
     /// Closes at once for `reason` (a stream connection reports it to its protocol; other
     /// entries close as [`on_close`](Self::on_close) does, not gracefully).
     fn on_close_because(&mut self, cx: &mut Cx<'_>, reason: CloseReason) {
         let _ = reason;
         self.on_close(cx, false);
+    }
+    /// Why a stream connection closed (for the server's counters); `None` for other entries
+    /// or while open.
+    fn close_reason(&self) -> Option<CloseReason> {
+        None
     }
     /// What a stream connection's queued output costs ([`Chat::queued_cost`]); `None` for
     /// entries that take no pushes through the handle.
@@ -259,9 +265,12 @@ impl<P: Protocol, S: StreamIo> Entry for StreamConn<P, S> {
         }
     }
 
-    fn on_push(&mut self, cx: &mut Cx<'_>, data: Bytes) {
+    fn on_push(&mut self, cx: &mut Cx<'_>, push: Push) {
         if matches!(self.phase, Phase::Live | Phase::Connecting) {
-            self.chat.with_context(cx.now, |_, ctx| ctx.push(data));
+            self.chat.with_context(cx.now, |_, ctx| match push {
+                Push::Bytes(data) => ctx.push(data),
+                Push::Producer(producer) => ctx.push_producer(producer),
+            });
         }
     }
 
@@ -279,6 +288,10 @@ impl<P: Protocol, S: StreamIo> Entry for StreamConn<P, S> {
         } else {
             self.settle(cx);
         }
+    }
+
+    fn close_reason(&self) -> Option<CloseReason> {
+        self.chat.close_reason().cloned()
     }
 
     fn on_close_because(&mut self, cx: &mut Cx<'_>, reason: CloseReason) {

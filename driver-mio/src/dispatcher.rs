@@ -1,11 +1,11 @@
 //! asyncore's `dispatcher`: any socket (or mio source) driven by readiness callbacks, for what is
 //! not chat-style (a custom UDP protocol, a proxy, a resolver socket...).
 
+use crate::handle::Push;
 use std::fmt;
 use std::io;
 use std::time::Instant;
 
-use asynchat_core::Bytes;
 use mio::event::Source;
 use mio::{Interest, Registry, Token};
 
@@ -207,7 +207,7 @@ impl<D: Dispatcher> Entry for RawEntry<D> {
         self.settle(cx.registry, cx.token, cx.now);
     }
 
-    fn on_push(&mut self, _cx: &mut Cx<'_>, _data: Bytes) {
+    fn on_push(&mut self, _cx: &mut Cx<'_>, _push: Push) {
         // A raw dispatcher has no output queue: bytes pushed to it through a handle are dropped.
     }
 

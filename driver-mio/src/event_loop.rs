@@ -17,9 +17,10 @@ use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
 
 use crate::conn::{Cx, Entry, StreamConn};
 use crate::dispatcher::{Dispatcher, RawEntry};
-use crate::handle::{Command, ConnId, Handle, Shared};
+use crate::handle::{Command, Handle, Key, Shared};
 use crate::io::PipePair;
 use crate::udp::UdpEntry;
+use asynchat_core::driver::{Accepted, ConnId};
 
 const WAKER: Token = Token(usize::MAX);
 /// Backlog of listening sockets (the kernel caps it at `net.core.somaxconn`).
@@ -27,18 +28,6 @@ const BACKLOG: i32 = 1024;
 /// First pause after `accept` fails for lack of file descriptors; doubles up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
-
-/// A new connection, as seen by a listener's factory.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct Accepted {
-    /// The connection's id, for [`Handle`] commands.
-    pub id: ConnId,
-    /// The peer's address.
-    pub peer: SocketAddr,
-    /// A handle on the loop, to reach this or other connections later.
-    pub handle: Handle,
-}
 
 /// A socket bound by [`EventLoop::listen`] or [`EventLoop::bind_udp`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,12 +56,14 @@ enum Kind {
 }
 
 struct Slot {
-    generation: u64,
+    generation: u32,
     /// The push bound of a connection pushed to through a handle (from the first push on),
     /// shared with the handle: the loop publishes the connection's output cost into it.
     backlog: Option<Arc<asynchat_core::backlog::Backlog>>,
     /// The deadline last put in the heap for this slot.
     scheduled: Option<Instant>,
+    /// Accepted by a listener: its close is counted in the server's stats.
+    accepted: bool,
     kind: Kind,
 }
 
@@ -91,23 +82,25 @@ pub struct EventLoop {
     poll: Poll,
     events: Events,
     slots: Slab<Slot>,
-    timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
+    timers: BinaryHeap<Reverse<(Instant, usize, u32)>>,
     shared: Arc<Shared>,
-    next_generation: u64,
+    next_generation: u32,
     config: Config,
     /// Slots holding listeners, to resume paused ones without scanning every connection.
     listeners: Vec<usize>,
     /// Scratch space reused every turn: the ready events, the due timers.
     ready: Vec<(usize, bool, bool, bool)>,
     /// Connections pushed to by the commands of this turn (reused: no allocation per turn).
-    pushed: Vec<ConnId>,
-    due: Vec<(Instant, usize, u64)>,
+    pushed: Vec<Key>,
+    due: Vec<(Instant, usize, u32)>,
     /// Connections that stopped at their turn budget with work left: driven again at the end
     /// of the next turn, after everything that was ready then (key, generation).
-    yielded: Vec<(usize, u64)>,
+    yielded: Vec<(usize, u32)>,
     /// The list being resumed this turn (kept to reuse its allocation).
-    resuming: Vec<(usize, u64)>,
+    resuming: Vec<(usize, u32)>,
     shutting_down: bool,
+    /// When a shutdown with a deadline closes what is still open.
+    shutdown_deadline: Option<Instant>,
 }
 
 impl fmt::Debug for EventLoop {
@@ -144,6 +137,14 @@ pub(crate) fn bind_listener(addr: SocketAddr, reuse_port: bool) -> io::Result<Tc
     Ok(TcpListener::from_std(socket.into()))
 }
 
+/// Handles outlive their loop: once it is gone, what they send fails with
+/// [`PushError::Closed`](asynchat_core::backlog::PushError::Closed) instead of queuing forever.
+impl Drop for EventLoop {
+    fn drop(&mut self) {
+        self.shared.mark_gone();
+    }
+}
+
 impl EventLoop {
     /// A loop whose connections use the default [`Config`].
     pub fn new() -> io::Result<Self> {
@@ -159,7 +160,7 @@ impl EventLoop {
             events: Events::with_capacity(1024),
             slots: Slab::new(),
             timers: BinaryHeap::new(),
-            shared: Arc::new(Shared::new(waker, config.high_water)),
+            shared: Shared::new(waker, config.high_water),
             next_generation: 0,
             config,
             listeners: Vec::new(),
@@ -169,6 +170,7 @@ impl EventLoop {
             yielded: Vec::new(),
             resuming: Vec::new(),
             shutting_down: false,
+            shutdown_deadline: None,
         })
     }
 
@@ -229,9 +231,9 @@ impl EventLoop {
         self.poll
             .registry()
             .register(&mut listener.socket, Token(key), Interest::READABLE)?;
-        let id = self.insert(Kind::Listener(Box::new(listener)));
+        let id = self.insert(Kind::Listener(Box::new(listener)), false);
         self.listeners.push(id.key);
-        Ok(Bound { id, addr })
+        Ok(Bound { id: id.id(), addr })
     }
 
     /// Connects to `addr` with `protocol` as a client. The connect completes in the loop; if it
@@ -256,7 +258,7 @@ impl EventLoop {
         };
         let _ = stream.set_nodelay(true);
         let entry = Box::new(StreamConn::connecting(chat, stream));
-        self.add_entry(entry)
+        self.add_entry(entry, false)
     }
 
     /// Runs `protocol` over a pipe pair — bytes come in on `input`, go out on `output` —
@@ -275,7 +277,10 @@ impl EventLoop {
             input,
             output: Some(output),
         };
-        self.add_entry(Box::new(StreamConn::accepted(chat, io, Instant::now())))
+        self.add_entry(
+            Box::new(StreamConn::accepted(chat, io, Instant::now())),
+            false,
+        )
     }
 
     /// Runs `protocol` over this process's stdin and stdout (duplicated descriptors).
@@ -293,7 +298,7 @@ impl EventLoop {
     /// Adds a raw [`Dispatcher`] (asyncore's `dispatcher`): readiness callbacks on any source.
     pub fn add_dispatcher<D: Dispatcher + 'static>(&mut self, dispatcher: D) -> io::Result<ConnId> {
         let entry = RawEntry::new(dispatcher, self.handle());
-        self.add_entry(Box::new(entry))
+        self.add_entry(Box::new(entry), false)
     }
 
     /// Binds a UDP endpoint running `protocol`.
@@ -304,32 +309,41 @@ impl EventLoop {
     ) -> io::Result<Bound> {
         let socket = UdpSocket::bind(addr)?;
         let addr = socket.local_addr()?;
-        let id = self.add_entry(Box::new(UdpEntry::new(DatagramChat::new(protocol), socket)))?;
+        let id = self.add_entry(
+            Box::new(UdpEntry::new(DatagramChat::new(protocol), socket)),
+            false,
+        )?;
         Ok(Bound { id, addr })
     }
 
-    fn add_entry(&mut self, mut entry: Box<dyn Entry>) -> io::Result<ConnId> {
+    /// Adds `entry`; `accepted` by a listener, its close is counted in the server's stats
+    /// (set before its first drive, which may already end it).
+    fn add_entry(&mut self, mut entry: Box<dyn Entry>, accepted: bool) -> io::Result<ConnId> {
         let key = self.slots.vacant_key();
         entry.register(self.poll.registry(), Token(key))?;
-        let id = self.insert(Kind::Entry(entry));
+        let id = self.insert(Kind::Entry(entry), accepted);
         // Drive it once: `connected` may have queued a greeting, and an edge-triggered socket
         // will not report readiness that already existed.
         self.with_entry(key, None, Instant::now(), |e, cx| {
             e.on_ready(cx, false, false)
         });
-        Ok(id)
+        Ok(id.id())
     }
 
-    fn insert(&mut self, kind: Kind) -> ConnId {
-        self.next_generation += 1;
+    fn insert(&mut self, kind: Kind, accepted: bool) -> Key {
+        // Never 0: the handles' book marks a vacant slot with it.
+        self.next_generation = self.next_generation.wrapping_add(1).max(1);
         let generation = self.next_generation;
         let key = self.slots.insert(Slot {
             generation,
             backlog: None,
             scheduled: None,
+            accepted,
             kind,
         });
-        ConnId { key, generation }
+        let id = Key { key, generation };
+        self.shared.arrived(id);
+        id
     }
 
     /// Runs until nothing is left in the loop, [`Handle::stop`] is called, or a poll error.
@@ -379,6 +393,16 @@ impl EventLoop {
         self.ready = ready;
         self.run_commands(now);
         self.fire_timers(now);
+        if self.shutdown_deadline.is_some_and(|at| at <= now) {
+            // Shut down with a deadline that has passed: what is still open is closed, its
+            // output dropped (a peer that never reads cannot hold the loop).
+            self.shutdown_deadline = None;
+            let keys: Vec<(usize, u32)> =
+                self.slots.iter().map(|(k, s)| (k, s.generation)).collect();
+            for (key, generation) in keys {
+                self.close(Key { key, generation }, false, now);
+            }
+        }
         resuming.sort_unstable();
         resuming.dedup();
         for &(key, generation) in &resuming {
@@ -394,7 +418,11 @@ impl EventLoop {
     /// The earliest deadline of any connection (or of a paused listener).
     #[must_use]
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.timers.peek().map(|Reverse((at, _, _))| *at)
+        let timer = self.timers.peek().map(|Reverse((at, _, _))| *at);
+        match (timer, self.shutdown_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     fn dispatch(&mut self, key: usize, readable: bool, writable: bool, hangup: bool, now: Instant) {
@@ -438,6 +466,7 @@ impl EventLoop {
                         io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
                     ) => {}
                 Err(_) => {
+                    self.shared.counters.accept_error();
                     // Out of descriptors (EMFILE/ENFILE) or another failure: retrying at once
                     // would spin at 100 % CPU (asyncore did). Pause, keep serving the open
                     // connections, and retry after a growing delay or as soon as one closes.
@@ -460,15 +489,14 @@ impl EventLoop {
     ) {
         let _ = stream.set_nodelay(true);
         let key = self.slots.vacant_key();
-        let id = ConnId {
+        let id = Key {
             key,
-            generation: self.next_generation + 1,
+            generation: self.next_generation.wrapping_add(1).max(1),
         };
-        let accepted = Accepted {
-            id,
-            peer,
-            handle: self.handle(),
-        };
+        // Live from here: the factory (and `connected`) may hand the connection's handle on.
+        self.shared.arrived(id);
+        let handle = self.handle();
+        let accepted = Accepted::new(handle.conn(id.id()), peer, handle.server());
         let Some(Slot {
             kind: Kind::Listener(listener),
             ..
@@ -477,10 +505,23 @@ impl EventLoop {
             return;
         };
         let Some(entry) = (listener.make)(accepted, stream, now) else {
+            // Counted, never silent: the factory's protocol could not start.
+            self.shared.left(id);
+            self.shared.counters.accepted();
+            self.shared.counters.refused();
             return;
         };
-        if let Ok(id2) = self.add_entry(entry) {
-            debug_assert_eq!(id, id2, "the slab hands out its vacant key");
+        // Counted before the entry's first drive, which may already close it.
+        self.shared.counters.accepted();
+        match self.add_entry(entry, true) {
+            Ok(id2) => {
+                debug_assert_eq!(id.id(), id2, "the slab hands out its vacant key");
+            }
+            Err(_) => {
+                // The socket could not be registered with the poller: dropped, and counted.
+                self.shared.left(id);
+                self.shared.counters.refused();
+            }
         }
     }
 
@@ -489,7 +530,7 @@ impl EventLoop {
         for command in self.shared.take_commands() {
             match command {
                 Command::Push(id, data, backlog) => {
-                    backlog.release(asynchat_core::backlog::push_cost(data.len()));
+                    backlog.release(data.cost());
                     match self.slots.get_mut(id.key) {
                         Some(slot) if slot.generation == id.generation => {
                             // Kept from the first push on: the loop publishes what the
@@ -497,7 +538,7 @@ impl EventLoop {
                             slot.backlog.get_or_insert(backlog);
                         }
                         // Gone: so is its bound.
-                        _ => self.shared.remove_backlog(id),
+                        _ => self.shared.left(id),
                     }
                     if self.with_entry(id.key, Some(id.generation), now, |e, cx| {
                         e.on_push(cx, data);
@@ -512,7 +553,18 @@ impl EventLoop {
                         e.on_close_because(cx, reason);
                     });
                 }
-                Command::Shutdown => self.shutdown(now),
+                Command::Shutdown(deadline) => {
+                    self.shutdown(now);
+                    if let Some(at) = deadline.and_then(|d| now.checked_add(d)) {
+                        self.shutdown_deadline =
+                            Some(self.shutdown_deadline.map_or(at, |t| t.min(at)));
+                    }
+                }
+                Command::StopAccepting => {
+                    for key in self.listeners.clone() {
+                        self.remove(key);
+                    }
+                }
                 Command::Stop => {}
             }
         }
@@ -533,7 +585,7 @@ impl EventLoop {
     fn with_entry(
         &mut self,
         key: usize,
-        generation: Option<u64>,
+        generation: Option<u32>,
         now: Instant,
         f: impl FnOnce(&mut dyn Entry, &mut Cx<'_>),
     ) -> bool {
@@ -561,7 +613,7 @@ impl EventLoop {
         true
     }
 
-    fn close(&mut self, id: ConnId, graceful: bool, now: Instant) {
+    fn close(&mut self, id: Key, graceful: bool, now: Instant) {
         let is_listener = matches!(
             self.slots.get(id.key),
             Some(Slot { generation, kind: Kind::Listener(_), .. }) if *generation == id.generation
@@ -577,9 +629,9 @@ impl EventLoop {
 
     fn shutdown(&mut self, now: Instant) {
         self.shutting_down = true;
-        let keys: Vec<(usize, u64)> = self.slots.iter().map(|(k, s)| (k, s.generation)).collect();
+        let keys: Vec<(usize, u32)> = self.slots.iter().map(|(k, s)| (k, s.generation)).collect();
         for (key, generation) in keys {
-            self.close(ConnId { key, generation }, true, now);
+            self.close(Key { key, generation }, true, now);
         }
     }
 
@@ -656,18 +708,19 @@ impl EventLoop {
             return;
         }
         let slot = self.slots.remove(key);
-        if slot.backlog.is_some() {
-            self.shared.remove_backlog(ConnId {
-                key,
-                generation: slot.generation,
-            });
-        }
+        self.shared.left(Key {
+            key,
+            generation: slot.generation,
+        });
         match slot.kind {
             Kind::Listener(mut l) => {
                 let _ = self.poll.registry().deregister(&mut l.socket);
                 self.listeners.retain(|k| *k != key);
             }
             Kind::Entry(mut entry) => {
+                if slot.accepted {
+                    self.shared.counters.closed(entry.close_reason().as_ref());
+                }
                 entry.deregister(self.poll.registry());
                 drop(entry);
                 // A descriptor was freed: listeners paused for lack of them may accept again.
@@ -705,6 +758,18 @@ mod tests {
             ctx.push(line);
             ctx.push("\n");
         }
+    }
+
+    #[test]
+    fn handles_that_outlive_their_loop_are_refused() {
+        use asynchat_core::backlog::PushError;
+        let event_loop = EventLoop::new().unwrap();
+        let handle = event_loop.handle();
+        let conn = handle.conn(asynchat_core::driver::ConnId::from_raw(1));
+        drop(event_loop);
+        assert_eq!(conn.push("late"), Err(PushError::Closed));
+        assert_eq!(handle.shutdown(), Err(PushError::Closed));
+        assert_eq!(handle.stop(), Err(PushError::Closed));
     }
 
     /// Re-arms its timer for "now" every time it fires.

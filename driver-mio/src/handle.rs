@@ -2,77 +2,170 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use std::collections::HashMap;
 
 use asynchat_core::backlog::{push_cost, Backlog, PushError};
+use asynchat_core::driver::ConnId;
+use asynchat_core::driver::{
+    self as core_driver, CommandSink, ConnHandle, Counters, ServerControl, ServerHandle,
+    ServerStats,
+};
+use asynchat_core::producer::Producer;
 use asynchat_core::CloseReason;
 use bytes::Bytes;
 use mio::Waker;
 
-/// Names one connection (or listener, or UDP endpoint) of one [`EventLoop`](crate::EventLoop).
+/// Where a connection (or listener, or UDP endpoint) lives in its loop: a slot and the
+/// generation of its occupant, so an id kept after its connection closed never reaches the
+/// connection that later takes the same slot (asyncore delivered events to the wrong dispatcher
+/// when a file descriptor was reused, bpo-30931).
 ///
-/// It carries a generation as well as a slot number, so an id kept after its connection closed
-/// never reaches the connection that later takes the same slot (asyncore delivered events to
-/// the wrong dispatcher when a file descriptor was reused, bpo-30931).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ConnId {
+/// The public [`ConnId`] packs both: the slot in the low 32 bits, the generation (counted
+/// modulo 2^32) in the high ones. A stale id would need the same slot to be reused 2^32
+/// connections later to reach a newer occupant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct Key {
     pub(crate) key: usize,
-    pub(crate) generation: u64,
+    pub(crate) generation: u32,
+}
+
+impl Key {
+    pub(crate) fn id(self) -> ConnId {
+        ConnId::from_raw((u64::from(self.generation) << 32) | self.key as u64)
+    }
+
+    pub(crate) fn of(id: ConnId) -> Self {
+        let raw = id.into_raw();
+        Self {
+            key: (raw & u64::from(u32::MAX)) as usize,
+            generation: (raw >> 32) as u32,
+        }
+    }
+}
+
+/// Output pushed through a handle.
+pub(crate) enum Push {
+    Bytes(Bytes),
+    Producer(Box<dyn Producer + Send>),
+}
+
+impl Push {
+    /// What it counts against its connection's backlog while in flight (a producer's bytes
+    /// are counted as the outbox pulls them).
+    pub(crate) fn cost(&self) -> usize {
+        match self {
+            Self::Bytes(data) => push_cost(data.len()),
+            Self::Producer(_) => push_cost(0),
+        }
+    }
 }
 
 pub(crate) enum Command {
-    /// The bytes, and the backlog they were counted in (released as the loop takes them).
-    Push(ConnId, Bytes, Arc<Backlog>),
-    CloseWhenDone(ConnId),
-    Close(ConnId),
-    CloseBecause(ConnId, CloseReason),
-    Shutdown,
+    /// The output, and the backlog it was counted in (released as the loop takes it).
+    Push(Key, Push, Arc<Backlog>),
+    CloseWhenDone(Key),
+    Close(Key),
+    CloseBecause(Key, CloseReason),
+    /// Graceful shutdown; what is still open after the deadline (if any) is closed.
+    Shutdown(Option<Duration>),
+    /// Close every listener; connections go on.
+    StopAccepting,
     Stop,
+}
+
+/// What the loop tells its handles: which slots hold whom, and the push bound of every
+/// connection pushed to. One lock for both: a push checks the first and takes the second.
+#[derive(Default)]
+struct Book {
+    /// The generation of each slot's occupant, by slot number; 0 for a vacant slot.
+    live: Vec<u32>,
+    /// The push bound of every connection pushed to through a handle, by id: made by the
+    /// first push (an idle connection nobody pushes to costs nothing here), removed by the
+    /// loop when the connection closes.
+    backlogs: HashMap<Key, Arc<Backlog>>,
+}
+
+impl Book {
+    fn is_live(&self, id: Key) -> bool {
+        self.live.get(id.key) == Some(&id.generation)
+    }
 }
 
 pub(crate) struct Shared {
     queue: Mutex<VecDeque<Command>>,
     waker: Waker,
     stop: AtomicBool,
-    /// The push bound of every connection pushed to through a handle, by id: made by the
-    /// first push (an idle connection nobody pushes to costs nothing here), removed by the loop
-    /// when the connection closes or a push finds it gone.
-    backlogs: Mutex<HashMap<ConnId, Arc<Backlog>>>,
+    /// The loop has been dropped: nothing sent will ever be carried out.
+    gone: AtomicBool,
+    /// This very `Shared`, so that it can hand out handles on itself.
+    me: std::sync::Weak<Self>,
+    book: Mutex<Book>,
+    /// What the loop's listeners accepted, refused, failed to accept, and how their
+    /// connections closed.
+    pub(crate) counters: Counters,
     /// The high water mark of the loop's connections (`Config::high_water`).
     high_water: usize,
 }
 
 impl Shared {
-    pub(crate) fn new(waker: Waker, high_water: usize) -> Self {
-        Self {
+    pub(crate) fn new(waker: Waker, high_water: usize) -> Arc<Self> {
+        Arc::new_cyclic(|me| Self {
             queue: Mutex::new(VecDeque::new()),
             waker,
             stop: AtomicBool::new(false),
-            backlogs: Mutex::new(HashMap::new()),
+            gone: AtomicBool::new(false),
+            me: me.clone(),
+            book: Mutex::new(Book::default()),
+            counters: Counters::default(),
             high_water,
+        })
+    }
+
+    fn book(&self) -> std::sync::MutexGuard<'_, Book> {
+        // A panic elsewhere while holding the lock leaves a book that is still consistent.
+        self.book.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Slot `id.key` is now `id`'s.
+    pub(crate) fn arrived(&self, id: Key) {
+        let mut book = self.book();
+        if book.live.len() <= id.key {
+            book.live.resize(id.key + 1, 0);
         }
+        book.live[id.key] = id.generation;
     }
 
-    fn backlogs(&self) -> std::sync::MutexGuard<'_, HashMap<ConnId, Arc<Backlog>>> {
-        // A panic elsewhere while holding the lock leaves a map that is still consistent.
-        self.backlogs.lock().unwrap_or_else(PoisonError::into_inner)
+    /// `id` has gone: its slot is vacant, its bound forgotten.
+    pub(crate) fn left(&self, id: Key) {
+        let mut book = self.book();
+        if let Some(generation) = book.live.get_mut(id.key) {
+            if *generation == id.generation {
+                *generation = 0;
+            }
+        }
+        book.backlogs.remove(&id);
     }
 
-    /// Forgets connection `id`'s bound: it has closed.
-    pub(crate) fn remove_backlog(&self, id: ConnId) {
-        self.backlogs().remove(&id);
+    /// Connection `id`'s bound, made on first use; `None` if it has gone.
+    fn backlog(&self, id: Key) -> Option<Arc<Backlog>> {
+        let mut book = self.book();
+        if !book.is_live(id) {
+            return None;
+        }
+        Some(
+            book.backlogs
+                .entry(id)
+                .or_insert_with(|| Arc::new(Backlog::for_high_water(self.high_water)))
+                .clone(),
+        )
     }
 
-    /// Connection `id`'s bound, made on first use.
-    fn backlog(&self, id: ConnId) -> Arc<Backlog> {
-        self.backlogs()
-            .entry(id)
-            .or_insert_with(|| Arc::new(Backlog::for_high_water(self.high_water)))
-            .clone()
+    fn is_live(&self, id: Key) -> bool {
+        self.book().is_live(id)
     }
 
     pub(crate) fn take_commands(&self) -> VecDeque<Command> {
@@ -82,6 +175,110 @@ impl Shared {
 
     pub(crate) fn stop_requested(&self) -> bool {
         self.stop.load(Ordering::Acquire)
+    }
+
+    /// The loop is being dropped: later commands fail with [`PushError::Closed`].
+    pub(crate) fn mark_gone(&self) {
+        self.gone.store(true, Ordering::Release);
+        self.queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+
+    fn send(&self, command: Command) -> Result<(), PushError> {
+        if self.gone.load(Ordering::Acquire) {
+            return Err(PushError::Closed);
+        }
+        let was_empty = {
+            let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+            queue.push_back(command);
+            queue.len() == 1
+        };
+        // The loop takes the whole queue at once, so only the command that made it non-empty
+        // needs to wake the loop: a burst of pushes (a chat broadcast) costs one wake-up, not
+        // one `eventfd` write each. Waking after the lock is released keeps the order safe: a
+        // command queued behind another is taken with it, after that one's wake-up.
+        if was_empty {
+            self.waker.wake().map_err(|_| PushError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// `command` for `id`, refused if `id` has gone.
+    fn send_to(&self, id: Key, command: Command) -> Result<(), PushError> {
+        if !self.is_live(id) {
+            return Err(PushError::Closed);
+        }
+        self.send(command)
+    }
+
+    fn push(&self, id: Key, push: Push) -> Result<(), PushError> {
+        let backlog = self.backlog(id).ok_or(PushError::Closed)?;
+        let cost = push.cost();
+        backlog.try_reserve(cost)?;
+        if let Err(e) = self.send(Command::Push(id, push, backlog.clone())) {
+            backlog.release(cost);
+            return Err(e);
+        }
+        Ok(())
+    }
+}
+
+impl ServerControl for Shared {
+    fn stop_accepting(&self) {
+        let _ = self.send(Command::StopAccepting);
+    }
+
+    fn shutdown(&self, deadline: Duration) {
+        let _ = self.send(Command::Shutdown(Some(deadline)));
+    }
+
+    fn conn(&self, id: ConnId) -> Option<ConnHandle> {
+        if !self.is_live(Key::of(id)) {
+            return None;
+        }
+        Some(ConnHandle::new(id, self.me.upgrade()?))
+    }
+
+    fn for_each_conn(&self, f: &mut dyn FnMut(ConnHandle)) {
+        let Some(me) = self.me.upgrade() else {
+            return;
+        };
+        let ids: Vec<Key> = {
+            let book = self.book();
+            book.live
+                .iter()
+                .enumerate()
+                .filter(|(_, g)| **g != 0)
+                .map(|(key, &generation)| Key { key, generation })
+                .collect()
+        };
+        for id in ids {
+            f(ConnHandle::new(id.id(), me.clone()));
+        }
+    }
+
+    fn stats(&self) -> ServerStats {
+        self.counters.stats()
+    }
+}
+
+impl CommandSink for Shared {
+    fn send(&self, id: ConnId, command: core_driver::Command) -> Result<(), PushError> {
+        let key = Key::of(id);
+        match command {
+            core_driver::Command::Push(data) => self.push(key, Push::Bytes(data)),
+            core_driver::Command::PushProducer(p) => self.push(key, Push::Producer(p)),
+            core_driver::Command::CloseWhenDone => self.send_to(key, Command::CloseWhenDone(key)),
+            core_driver::Command::Close => self.send_to(key, Command::Close(key)),
+            core_driver::Command::CloseBecause(reason) => {
+                self.send_to(key, Command::CloseBecause(key, reason))
+            }
+            // A command this driver does not know yet: refused, not dropped in silence.
+            _ => Err(PushError::Closed),
+        }
     }
 }
 
@@ -102,25 +299,17 @@ impl fmt::Debug for Handle {
 }
 
 impl Handle {
-    fn send(&self, command: Command) -> io::Result<()> {
-        let was_empty = {
-            let mut queue = self
-                .shared
-                .queue
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            queue.push_back(command);
-            queue.len() == 1
-        };
-        // The loop takes the whole queue at once, so only the command that made it non-empty
-        // needs to wake the loop: a burst of pushes (a chat broadcast) costs one wake-up, not
-        // one `eventfd` write each. Waking after the lock is released keeps the order safe: a
-        // command queued behind another is taken with it, after that one's wake-up.
-        if was_empty {
-            self.shared.waker.wake()
-        } else {
-            Ok(())
-        }
+    /// A handle on connection `id` of this loop: the same type, with the same results, as on
+    /// every other driver.
+    #[must_use]
+    pub fn conn(&self, id: ConnId) -> ConnHandle {
+        ConnHandle::new(id, self.shared.clone())
+    }
+
+    /// What the loop's listeners have counted so far.
+    #[must_use]
+    pub fn stats(&self) -> ServerStats {
+        self.shared.counters.stats()
     }
 
     /// Queues `data` on connection `id`, as its protocol's `ctx.push` would. Refused, with
@@ -130,44 +319,53 @@ impl Handle {
     /// ([`close_because`](Self::close_because)). [`PushError::Closed`] if the loop is gone; a
     /// push to a connection that has closed is dropped by the loop.
     pub fn push(&self, id: ConnId, data: impl Into<Bytes>) -> Result<(), PushError> {
-        let data = data.into();
-        let backlog = self.shared.backlog(id);
-        let cost = push_cost(data.len());
-        backlog.try_reserve(cost)?;
-        if self.send(Command::Push(id, data, backlog.clone())).is_err() {
-            // The loop's waker failed: the loop is gone, and the push with it.
-            backlog.release(cost);
-            return Err(PushError::Closed);
-        }
-        Ok(())
+        self.shared.push(Key::of(id), Push::Bytes(data.into()))
     }
 
     /// Closes connection `id` now for `reason`, dropping its queued output: its protocol's
     /// `closed` sees that reason.
-    pub fn close_because(&self, id: ConnId, reason: CloseReason) -> io::Result<()> {
-        self.send(Command::CloseBecause(id, reason))
+    pub fn close_because(&self, id: ConnId, reason: CloseReason) -> Result<(), PushError> {
+        self.shared
+            .send_to(Key::of(id), Command::CloseBecause(Key::of(id), reason))
     }
 
     /// Flushes connection `id`, then closes it.
-    pub fn close_when_done(&self, id: ConnId) -> io::Result<()> {
-        self.send(Command::CloseWhenDone(id))
+    pub fn close_when_done(&self, id: ConnId) -> Result<(), PushError> {
+        self.shared
+            .send_to(Key::of(id), Command::CloseWhenDone(Key::of(id)))
     }
 
-    /// Closes connection `id` now, dropping its queued output.
-    pub fn close(&self, id: ConnId) -> io::Result<()> {
-        self.send(Command::Close(id))
+    /// Closes connection `id` now, dropping its queued output (a listener or UDP endpoint
+    /// too: closing a listener stops accepting on it).
+    pub fn close(&self, id: ConnId) -> Result<(), PushError> {
+        self.shared
+            .send_to(Key::of(id), Command::Close(Key::of(id)))
     }
 
     /// Graceful shutdown: stops accepting, flushes and closes every connection, and makes
-    /// [`EventLoop::run`](crate::EventLoop::run) return once all are gone.
-    pub fn shutdown(&self) -> io::Result<()> {
-        self.send(Command::Shutdown)
+    /// [`EventLoop::run`](crate::EventLoop::run) return once all are gone. No deadline: see
+    /// [`shutdown_within`](Self::shutdown_within).
+    pub fn shutdown(&self) -> Result<(), PushError> {
+        self.shared.send(Command::Shutdown(None))
+    }
+
+    /// [`shutdown`](Self::shutdown), closing (dropping their output) the connections still
+    /// open after `deadline`.
+    pub fn shutdown_within(&self, deadline: Duration) -> Result<(), PushError> {
+        self.shared.send(Command::Shutdown(Some(deadline)))
+    }
+
+    /// The loop as a server, seen through the handle every driver hands out: its
+    /// connections, counters and shutdown.
+    #[must_use]
+    pub fn server(&self) -> ServerHandle {
+        ServerHandle::new(self.shared.clone())
     }
 
     /// Makes [`EventLoop::run`](crate::EventLoop::run) return at its next turn, leaving
     /// connections as they are.
-    pub fn stop(&self) -> io::Result<()> {
+    pub fn stop(&self) -> Result<(), PushError> {
         self.shared.stop.store(true, Ordering::Release);
-        self.send(Command::Stop)
+        self.shared.send(Command::Stop)
     }
 }

@@ -44,7 +44,8 @@ mod io;
 mod multi;
 mod udp;
 
+pub use asynchat_core::driver::{Accepted, ConnHandle, ConnId, ServerHandle, ServerStats};
 pub use dispatcher::{DispatchContext, Dispatcher};
-pub use event_loop::{Accepted, Bound, EventLoop};
-pub use handle::{ConnId, Handle};
+pub use event_loop::{Bound, EventLoop};
+pub use handle::Handle;
 pub use multi::MultiLoop;

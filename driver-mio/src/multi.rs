@@ -1,6 +1,7 @@
 //! Several loops on several threads sharing one port: the kernel spreads connections among
 //! their listeners (`SO_REUSEPORT`), so each connection lives on one thread, lock-free.
 
+use asynchat_core::backlog::PushError;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{mpsc, Arc};
@@ -8,8 +9,9 @@ use std::thread::JoinHandle;
 
 use asynchat_core::{Config, Protocol};
 
-use crate::event_loop::{bind_listener, Accepted, EventLoop};
+use crate::event_loop::{bind_listener, EventLoop};
 use crate::handle::Handle;
+use asynchat_core::driver::Accepted;
 
 /// `threads` event loops serving one port; see [`MultiLoop::start`].
 #[derive(Debug)]
@@ -91,12 +93,12 @@ impl MultiLoop {
     }
 
     /// Graceful shutdown of every loop: stop accepting, flush and close every connection.
-    pub fn shutdown(&self) -> io::Result<()> {
+    pub fn shutdown(&self) -> Result<(), PushError> {
         self.handles.iter().try_for_each(Handle::shutdown)
     }
 
     /// Stops every loop at its next turn.
-    pub fn stop(&self) -> io::Result<()> {
+    pub fn stop(&self) -> Result<(), PushError> {
         self.handles.iter().try_for_each(Handle::stop)
     }
 

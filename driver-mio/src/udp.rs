@@ -1,5 +1,6 @@
 //! A UDP endpoint in the loop: a `DatagramChat` and its socket.
 
+use crate::handle::Push;
 use std::io;
 use std::time::Instant;
 
@@ -108,7 +109,7 @@ impl<P: DatagramProtocol> Entry for UdpEntry<P> {
         self.drive(cx);
     }
 
-    fn on_push(&mut self, _cx: &mut Cx<'_>, _data: Bytes) {
+    fn on_push(&mut self, _cx: &mut Cx<'_>, _push: Push) {
         // A datagram needs a destination: pushing bytes to an endpoint has no meaning.
     }
 

@@ -32,6 +32,8 @@ mod conn;
 mod serve;
 mod udp;
 
-pub use asynchat_core::driver::{Accepted, ConnId, Handle};
+pub use asynchat_core::driver::{
+    Accepted, ConnHandle, ConnId, Connection, Handle, ServerHandle, ServerStats,
+};
 pub use serve::{connect, run, serve, Server};
 pub use udp::serve_udp;

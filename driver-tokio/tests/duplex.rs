@@ -38,13 +38,15 @@ impl Protocol for Lines {
     }
 }
 
-#[tokio::test]
+// On the multi-thread runtime: `run` owns its config, so the connection it returns is
+// `Send + 'static` and spawns as it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_over_a_duplex_echoes_and_flushes_everything_before_the_end() {
     let (mut client, server) = tokio::io::duplex(64);
     let (tx, mut closed) = tokio::sync::mpsc::unbounded_channel();
-    let task = tokio::spawn(async move {
-        asynchat_tokio::run(Lines { closed: tx }, server, &Config::default()).await
-    });
+    let connection =
+        asynchat_tokio::run(Lines { closed: tx }, server, Config::default()).expect("valid");
+    let task = tokio::spawn(connection);
     client.write_all(b"one\r\ntwo\r\nbye\r\n").await.unwrap();
 
     // The driver shuts its side down once the reply is written: the client reads to the end
@@ -65,6 +67,6 @@ async fn run_over_a_duplex_echoes_and_flushes_everything_before_the_end() {
     tokio::time::timeout(Duration::from_secs(1), task)
         .await
         .expect("run returns once the peer is gone")
-        .unwrap()
-        .expect("a valid protocol");
+        .map(|reason| assert_eq!(reason, CloseReason::Done, "and says why it ended"))
+        .unwrap();
 }

@@ -11,9 +11,9 @@
 //!
 //! Control characters in a line are sent as visible text (`ESC` as `^[`, `CR` as `^M`: see
 //! [`visible`]) so no member can redraw or forge another's line on a terminal; names cannot hold
-//! them at all. Join, leave and rename notices go to the others as `* ...` lines. A member reaches the others
-//! through an [`Outlet`] (the drivers' cross-connection handle, a [`Link`],
-//! in the binary; a buffer in the tests), so the room is sans-IO like every protocol here.
+//! them at all. Join, leave and rename notices go to the others as `* ...` lines. A member is
+//! reached through a [`ConnHandle`], the handle every driver hands out (in the tests, one over
+//! a [`Sink`] in memory), so the room is sans-IO like every protocol here.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -22,8 +22,8 @@
 //!
 //! let room = Arc::new(Room::default());
 //! let ada_inbox = Sink::default();
-//! let mut ada = Harness::new(Member::join(&room, ada_inbox.clone()));
-//! let mut bob = Harness::new(Member::join(&room, Sink::default()));
+//! let mut ada = Harness::new(Member::join(&room, ada_inbox.handle()));
+//! let mut bob = Harness::new(Member::join(&room, Sink::default().handle()));
 //! ada.send("/nick ada\n");
 //! bob.send("/nick bob\nhello\n");
 //! assert!(ada_inbox.text().ends_with("* bob joined\n[bob] hello\n"));
@@ -34,11 +34,10 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use asynchat_core::backlog::PushError;
+use asynchat_core::driver::{Command, CommandSink, ConnHandle, ConnId};
 use asynchat_core::{
     Bytes, CloseReason, Config, Context, Error, OverLongPolicy, Protocol, Terminator,
 };
-
-use crate::run::Link;
 
 /// The longest name `/nick` accepts, in bytes.
 pub const MAX_NAME: usize = 32;
@@ -55,29 +54,18 @@ pub fn config() -> Config {
         .over_long(OverLongPolicy::Skip)
 }
 
-/// Where a member's share of the room's traffic goes.
-pub trait Outlet: Send + Sync {
-    /// Delivers one line (terminator included); refused when the member is gone or its
-    /// backlog is above its limit (its peer reads slower than the room talks).
-    fn deliver(&self, line: Bytes) -> Result<(), PushError>;
-    /// Drops a member that could not keep up: its connection closes with `reason`.
-    fn evict(&self, reason: CloseReason);
-}
-
-impl Outlet for Link {
-    fn deliver(&self, line: Bytes) -> Result<(), PushError> {
-        self.push(line)
-    }
-    fn evict(&self, reason: CloseReason) {
-        self.close_because(reason);
-    }
-}
-
-/// An [`Outlet`] into memory, for tests and the tour's clients.
+/// A connection in memory, for tests and the tour's clients: what is pushed to its
+/// [`handle`](Self::handle) is kept; a close is ignored.
 #[derive(Debug, Clone, Default)]
 pub struct Sink(Arc<Mutex<Vec<u8>>>);
 
 impl Sink {
+    /// A handle whose pushes land here.
+    #[must_use]
+    pub fn handle(&self) -> ConnHandle {
+        ConnHandle::new(ConnId::from_raw(0), Arc::new(self.clone()))
+    }
+
     /// Everything delivered so far, as text.
     #[must_use]
     pub fn text(&self) -> String {
@@ -85,20 +73,21 @@ impl Sink {
     }
 }
 
-impl Outlet for Sink {
-    fn deliver(&self, line: Bytes) -> Result<(), PushError> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .extend_from_slice(&line);
+impl CommandSink for Sink {
+    fn send(&self, _id: ConnId, command: Command) -> Result<(), PushError> {
+        if let Command::Push(line) = command {
+            self.0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .extend_from_slice(&line);
+        }
         Ok(())
     }
-    fn evict(&self, _reason: CloseReason) {}
 }
 
 struct Seat {
     name: Option<String>,
-    outlet: Box<dyn Outlet>,
+    conn: ConnHandle,
     /// Dropped for not keeping up: sent nothing more while its connection closes.
     evicted: bool,
 }
@@ -153,10 +142,12 @@ impl Room {
             if *id == from || seat.name.is_none() || seat.evicted {
                 continue;
             }
-            if let Err(PushError::Full { limit, .. }) = seat.outlet.deliver(line.clone()) {
+            if let Err(PushError::Full { limit, .. }) = seat.conn.push(line.clone()) {
                 seat.evicted = true;
-                seat.outlet
-                    .evict(CloseReason::Error(Error::OutboxFull { limit }));
+                // Gone already, if refused: nothing more to do for it.
+                let _ = seat
+                    .conn
+                    .close_because(CloseReason::Error(Error::OutboxFull { limit }));
             }
         }
     }
@@ -211,8 +202,9 @@ pub struct Member {
 }
 
 impl Member {
-    /// Enters `room`; the others' lines reach this member through `outlet`.
-    pub fn join(room: &Arc<Room>, outlet: impl Outlet + 'static) -> Self {
+    /// Enters `room`; the others' lines reach this member through `conn`, its own
+    /// connection's handle.
+    pub fn join(room: &Arc<Room>, conn: ConnHandle) -> Self {
         let mut seats = room.seats();
         let id = seats.next;
         seats.next += 1;
@@ -220,7 +212,7 @@ impl Member {
             id,
             Seat {
                 name: None,
-                outlet: Box::new(outlet),
+                conn,
                 evicted: false,
             },
         );
@@ -350,7 +342,7 @@ mod tests {
 
     fn member(room: &Arc<Room>) -> (Harness<Member>, Sink) {
         let inbox = Sink::default();
-        (Harness::new(Member::join(room, inbox.clone())), inbox)
+        (Harness::new(Member::join(room, inbox.handle())), inbox)
     }
 
     #[test]
@@ -488,7 +480,7 @@ mod tests {
     fn an_over_long_line_closes_only_that_member() {
         let room = Arc::new(Room::default());
         let config = config().max_frame(64);
-        let mut ada = Harness::with_config(Member::join(&room, Sink::default()), &config);
+        let mut ada = Harness::with_config(Member::join(&room, Sink::default().handle()), &config);
         let (mut bob, _) = member(&room);
         ada.send("/nick ada\n");
         bob.send("/nick bob\n");
@@ -500,7 +492,8 @@ mod tests {
 
     #[test]
     fn one_member_session_is_chunking_invariant() {
-        Replay::new("hello\r\n/nick ada\r\n/who\r\ntext\r\n/nick x y\n/quit\r\n")
-            .assert_invariant(|| Member::join(&Arc::new(Room::default()), Sink::default()));
+        Replay::new("hello\r\n/nick ada\r\n/who\r\ntext\r\n/nick x y\n/quit\r\n").assert_invariant(
+            || Member::join(&Arc::new(Room::default()), Sink::default().handle()),
+        );
     }
 }

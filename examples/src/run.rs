@@ -29,7 +29,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use asynchat_core::backlog::PushError;
+use asynchat_core::driver::{ConnHandle, DEFAULT_SHUTDOWN_DEADLINE};
 use asynchat_core::{Bytes, CloseReason, Config, Context, Protocol, Terminator, Timer};
 
 /// The event loop a server runs on.
@@ -90,17 +90,11 @@ impl Options {
     }
 }
 
-/// A handle on one connection, whatever the driver: push to it or close it from any thread.
+/// A new connection, whatever the driver: its peer and the handle every driver hands out.
 #[derive(Debug, Clone)]
 pub struct Link {
     peer: SocketAddr,
-    to: To,
-}
-
-#[derive(Debug, Clone)]
-enum To {
-    Mio(asynchat_mio::Handle, asynchat_mio::ConnId),
-    Async(asynchat_core::driver::Handle, asynchat_core::driver::ConnId),
+    conn: ConnHandle,
 }
 
 impl Link {
@@ -110,29 +104,16 @@ impl Link {
         self.peer
     }
 
-    /// Queues `data` for the connection; refused when it is gone or its backlog is above its
-    /// limit (nothing is queued then).
-    pub fn push(&self, data: impl Into<Bytes>) -> Result<(), PushError> {
-        match &self.to {
-            To::Mio(handle, id) => handle.push(*id, data),
-            To::Async(handle, id) => handle.push(*id, data),
-        }
+    /// The connection's handle: push to it or close it from any thread.
+    #[must_use]
+    pub fn conn(&self) -> &ConnHandle {
+        &self.conn
     }
 
-    /// Closes the connection now for `reason`, dropping what is queued; `false` if it is gone.
-    pub fn close_because(&self, reason: CloseReason) -> bool {
-        match &self.to {
-            To::Mio(handle, id) => handle.close_because(*id, reason).is_ok(),
-            To::Async(handle, id) => handle.close_because(*id, reason),
-        }
-    }
-
-    /// Closes the connection once what is queued is written; `false` if it is gone.
-    pub fn close_when_done(&self) -> bool {
-        match &self.to {
-            To::Mio(handle, id) => handle.close_when_done(*id).is_ok(),
-            To::Async(handle, id) => handle.close_when_done(*id),
-        }
+    /// The connection's handle, to keep (a chat room's member list).
+    #[must_use]
+    pub fn into_conn(self) -> ConnHandle {
+        self.conn
     }
 }
 
@@ -217,11 +198,12 @@ where
             let started = (|| {
                 let mut event_loop = asynchat_mio::EventLoop::with_config(config)?;
                 let bound = event_loop.listen(listen, move |a| {
-                    let to = To::Mio(a.handle.clone(), a.id);
-                    connection(&mut factory, a.peer, to, verbose)
+                    connection(&mut factory, a.peer, a.conn.clone(), verbose)
                 })?;
                 let handle = event_loop.handle();
-                let stopper = Stopper(Arc::new(move || drop(handle.shutdown())));
+                let stopper = Stopper(Arc::new(move || {
+                    let _ = handle.shutdown_within(DEFAULT_SHUTDOWN_DEADLINE);
+                }));
                 Ok((event_loop, bound.addr, stopper))
             })();
             let Some((mut event_loop, addr, stopper)) = or_report(&ready_tx, started) else {
@@ -242,15 +224,14 @@ where
                 let served = async {
                     let listener = tokio::net::TcpListener::bind(listen).await?;
                     asynchat_tokio::serve(listener, config, move |a| {
-                        let to = To::Async(a.handle.clone(), a.id);
-                        connection(&mut factory, a.peer, to, verbose)
+                        connection(&mut factory, a.peer, a.conn.clone(), verbose)
                     })
                 };
                 let Some(server) = or_report(&ready_tx, served.await) else {
                     return Ok(());
                 };
                 until_stopped(server.addr(), &ready_tx).await;
-                server.shutdown();
+                server.shutdown(DEFAULT_SHUTDOWN_DEADLINE);
                 server.wait().await;
                 Ok(())
             })
@@ -262,14 +243,13 @@ where
                     return Ok(());
                 };
                 let served = asynchat_smol::serve(listener, config, move |a| {
-                    let to = To::Async(a.handle.clone(), a.id);
-                    connection(&mut factory, a.peer, to, verbose)
+                    connection(&mut factory, a.peer, a.conn.clone(), verbose)
                 });
                 let Some(server) = or_report(&ready_tx, served) else {
                     return Ok(());
                 };
                 until_stopped(server.addr(), &ready_tx).await;
-                server.shutdown();
+                server.shutdown(DEFAULT_SHUTDOWN_DEADLINE);
                 server.wait().await;
                 Ok(())
             })
@@ -304,11 +284,11 @@ async fn until_stopped(addr: SocketAddr, ready: &Ready) {
 }
 
 /// A new connection's protocol, from the user's factory, with its event log.
-fn connection<P, F>(factory: &mut F, peer: SocketAddr, to: To, verbose: bool) -> Logged<P>
+fn connection<P, F>(factory: &mut F, peer: SocketAddr, conn: ConnHandle, verbose: bool) -> Logged<P>
 where
     F: FnMut(Link) -> P,
 {
-    Logged::new(factory(Link { peer, to }), peer, verbose)
+    Logged::new(factory(Link { peer, conn }), peer, verbose)
 }
 
 /// Logs a connection's events to stderr when verbose; otherwise only forwards them.
@@ -400,18 +380,20 @@ pub fn run_stdio<P: Protocol + Send + 'static>(
             .build()?
             .block_on(async {
                 let stdio = tokio::io::join(tokio::io::stdin(), tokio::io::stdout());
-                asynchat_tokio::run(protocol, stdio, config)
-                    .await
-                    .map_err(invalid)
+                asynchat_tokio::run(protocol, stdio, config.clone())
+                    .map_err(invalid)?
+                    .await;
+                Ok(())
             }),
         DriverKind::Smol => smol::block_on(async {
             let stdio = Duplex {
                 read: smol::Unblock::new(io::stdin()),
                 write: smol::Unblock::new(io::stdout()),
             };
-            asynchat_smol::run(protocol, stdio, config)
-                .await
-                .map_err(invalid)
+            asynchat_smol::run(protocol, stdio, config.clone())
+                .map_err(invalid)?
+                .await;
+            Ok(())
         }),
     }
 }

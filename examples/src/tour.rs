@@ -282,7 +282,7 @@ fn chat_cell(driver: DriverKind, measure: Duration) -> io::Result<f64> {
         config: chat::config(),
         ..Options::new(driver)
     };
-    let server = run::start(&options, move |link| Member::join(&room, link))?;
+    let server = run::start(&options, move |link| Member::join(&room, link.into_conn()))?;
     let outcome = (|| {
         let welcome = b"* welcome: /nick NAME to join, /who to list, /quit to leave\n";
         let mut members = Vec::new();

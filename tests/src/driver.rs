@@ -1,34 +1,40 @@
 //! What the suite needs of a driver, and its implementation for each driver crate.
+//!
+//! Everything a scenario touches is the contract every driver shares: [`Accepted`],
+//! [`ConnHandle`], [`ServerHandle`]. What is per driver here is only how to construct a
+//! server, a client and a connection over a stream, and which thread runs it.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::os::unix::net::UnixStream;
+use std::pin::Pin;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
-use asynchat_core::{Bytes, Config, DatagramProtocol, Protocol};
+use asynchat_core::driver::{Accepted, ConnHandle, ServerHandle};
+use asynchat_core::{Config, DatagramProtocol, Protocol};
 
 /// A driver under test: it serves protocols on 127.0.0.1 from a background thread.
 pub trait Driver: 'static {
     /// The driver's name, in test output.
     const NAME: &'static str;
-    /// How a connection is named to the driver's cross-connection handle.
-    type ConnId: Copy + Send + 'static;
-    /// The driver's cross-connection handle.
-    type Handle: Clone + Send + 'static;
 
-    /// Serves on an ephemeral port; `factory` makes each connection's protocol.
+    /// Serves on an ephemeral port; `factory` makes each connection's protocol from what the
+    /// driver says of it (the same [`Accepted`] on every driver).
     fn serve<P, F>(config: Config, factory: F) -> Server
     where
         P: Protocol + Send + 'static,
-        F: FnMut(Self::ConnId, Self::Handle) -> P + Send + 'static;
+        F: FnMut(&Accepted) -> P + Send + 'static;
 
     /// Binds a UDP endpoint on an ephemeral port.
     fn serve_udp<P: DatagramProtocol + Send + 'static>(protocol: P) -> Server;
 
-    /// Runs `protocol` as a client of `addr` until it closes.
-    fn run_client<P: Protocol + Send + 'static>(addr: SocketAddr, protocol: P) -> JoinHandle<()>;
-
-    /// Pushes `data` to connection `id` through the handle.
-    fn push(handle: &Self::Handle, id: Self::ConnId, data: Bytes);
+    /// Runs `protocol` as a client of `addr` on a thread of its own until it closes: the
+    /// connection's handle, and the thread.
+    fn run_client<P: Protocol + Send + 'static>(
+        addr: SocketAddr,
+        protocol: P,
+    ) -> (ConnHandle, JoinHandle<()>);
 
     /// Runs `protocol` over `stream`, an already connected Unix stream socket (a stream that is
     /// not TCP), on a thread of its own until the connection closes.
@@ -39,7 +45,7 @@ pub trait Driver: 'static {
     ) -> JoinHandle<()>;
 }
 
-/// Stops a server's loop.
+/// Stops a server's thread.
 pub struct StopFn(Box<dyn FnOnce() + Send>);
 
 impl std::fmt::Debug for StopFn {
@@ -48,22 +54,51 @@ impl std::fmt::Debug for StopFn {
     }
 }
 
-/// A running server: its address, and a way to stop it (on drop, too).
+/// A running server: its address, its handle (TCP servers), and a way to stop it (on drop,
+/// too).
 #[derive(Debug)]
 pub struct Server {
     /// Where it listens.
     pub addr: SocketAddr,
+    handle: Option<ServerHandle>,
     stop: Option<StopFn>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Server {
-    /// A server listening at `addr`, stopped by `stop`, running on `thread`.
-    pub fn new(addr: SocketAddr, stop: Box<dyn FnOnce() + Send>, thread: JoinHandle<()>) -> Self {
+    fn new(
+        addr: SocketAddr,
+        handle: Option<ServerHandle>,
+        stop: Box<dyn FnOnce() + Send>,
+        thread: JoinHandle<()>,
+    ) -> Self {
         Self {
             addr,
+            handle,
             stop: Some(StopFn(stop)),
             thread: Some(thread),
+        }
+    }
+
+    /// The server's handle.
+    ///
+    /// # Panics
+    ///
+    /// For a UDP endpoint, which has none.
+    #[must_use]
+    pub fn handle(&self) -> &ServerHandle {
+        self.handle.as_ref().expect("a TCP server has a handle")
+    }
+
+    /// Waits for the server's thread to end by itself (a server shut down through its handle).
+    ///
+    /// # Panics
+    ///
+    /// If the thread panicked.
+    pub fn join(mut self) {
+        self.stop = None;
+        if let Some(thread) = self.thread.take() {
+            thread.join().expect("the server's thread");
         }
     }
 }
@@ -79,32 +114,44 @@ impl Drop for Server {
     }
 }
 
+/// What a server's thread awaits: the server running until it has finished.
+type Finished = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// How a test server ends when the test drops it: at once (a shutdown with no time to flush).
+const TEARDOWN: Duration = Duration::ZERO;
+
 /// `asynchat-mio`.
 #[derive(Debug)]
 pub struct Mio;
 
 impl Driver for Mio {
     const NAME: &'static str = "mio";
-    type ConnId = asynchat_mio::ConnId;
-    type Handle = asynchat_mio::Handle;
 
-    fn serve<P, F>(config: Config, mut factory: F) -> Server
+    fn serve<P, F>(config: Config, factory: F) -> Server
     where
         P: Protocol + Send + 'static,
-        F: FnMut(Self::ConnId, Self::Handle) -> P + Send + 'static,
+        F: FnMut(&Accepted) -> P + Send + 'static,
     {
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
             let mut event_loop = asynchat_mio::EventLoop::with_config(config).expect("event loop");
             let bound = event_loop
-                .listen(crate::LOCALHOST, move |a| factory(a.id, a.handle.clone()))
+                .listen(crate::LOCALHOST, factory)
                 .expect("listen");
             tx.send((bound.addr, event_loop.handle()))
                 .expect("report address");
             event_loop.run().expect("run");
         });
         let (addr, handle) = rx.recv().expect("server started");
-        Server::new(addr, Box::new(move || drop(handle.stop())), thread)
+        let server = handle.server();
+        Server::new(
+            addr,
+            Some(server),
+            Box::new(move || {
+                let _ = handle.stop();
+            }),
+            thread,
+        )
     }
 
     fn serve_udp<P: DatagramProtocol + Send + 'static>(protocol: P) -> Server {
@@ -119,20 +166,32 @@ impl Driver for Mio {
             event_loop.run().expect("run");
         });
         let (addr, handle) = rx.recv().expect("server started");
-        Server::new(addr, Box::new(move || drop(handle.stop())), thread)
+        Server::new(
+            addr,
+            None,
+            Box::new(move || {
+                let _ = handle.stop();
+            }),
+            thread,
+        )
     }
 
-    fn run_client<P: Protocol + Send + 'static>(addr: SocketAddr, protocol: P) -> JoinHandle<()> {
-        std::thread::spawn(move || {
+    fn run_client<P: Protocol + Send + 'static>(
+        addr: SocketAddr,
+        protocol: P,
+    ) -> (ConnHandle, JoinHandle<()>) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
             let mut event_loop = asynchat_mio::EventLoop::new().expect("event loop");
             // A failure is reported to the protocol's `closed`, which the test inspects.
-            let _ = event_loop.connect(addr, protocol);
+            let id = event_loop
+                .connect(addr, protocol)
+                .expect("a valid protocol");
+            tx.send(event_loop.handle().conn(id))
+                .expect("report handle");
             event_loop.run().expect("run");
-        })
-    }
-
-    fn push(handle: &Self::Handle, id: Self::ConnId, data: Bytes) {
-        handle.push(id, data).expect("push");
+        });
+        (rx.recv().expect("client started"), thread)
     }
 
     /// Through [`EventLoop::attach_pipe`](asynchat_mio::EventLoop::attach_pipe), the mio driver's
@@ -175,25 +234,34 @@ fn tokio_runtime(multi_thread: bool) -> tokio::runtime::Runtime {
     builder.enable_all().build().expect("tokio runtime")
 }
 
-/// Runs `start` (which returns the address it serves and a stop action) on a runtime of its own
-/// thread, until the server is stopped.
+/// Runs `start` (which returns the address it serves, its handle, and the server running to
+/// its end) on a runtime of its own thread, until the server has finished or is stopped.
 fn tokio_server<Fut>(multi_thread: bool, start: impl FnOnce() -> Fut + Send + 'static) -> Server
 where
-    Fut: std::future::Future<Output = (SocketAddr, Box<dyn FnOnce() + Send>)>,
+    Fut: Future<Output = (SocketAddr, Option<ServerHandle>, Finished)>,
 {
     let (tx, rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::spawn(move || {
         tokio_runtime(multi_thread).block_on(async move {
-            let (addr, stop) = start().await;
-            tx.send(addr).expect("report address");
-            let _ = stop_rx.await;
-            stop();
+            let (addr, handle, mut finished) = start().await;
+            tx.send((addr, handle.clone())).expect("report address");
+            tokio::select! {
+                () = &mut finished => {}
+                _ = stop_rx => match handle {
+                    Some(handle) => {
+                        handle.shutdown(TEARDOWN);
+                        finished.await;
+                    }
+                    None => drop(finished),
+                },
+            }
         });
     });
-    let addr = rx.recv().expect("server started");
+    let (addr, handle) = rx.recv().expect("server started");
     Server::new(
         addr,
+        handle,
         Box::new(move || {
             let _ = stop_tx.send(());
         }),
@@ -205,25 +273,21 @@ macro_rules! tokio_driver {
     ($ty:ty, $name:literal, $multi:literal) => {
         impl Driver for $ty {
             const NAME: &'static str = $name;
-            type ConnId = asynchat_tokio::ConnId;
-            type Handle = asynchat_tokio::Handle;
 
-            fn serve<P, F>(config: Config, mut factory: F) -> Server
+            fn serve<P, F>(config: Config, factory: F) -> Server
             where
                 P: Protocol + Send + 'static,
-                F: FnMut(Self::ConnId, Self::Handle) -> P + Send + 'static,
+                F: FnMut(&Accepted) -> P + Send + 'static,
             {
                 tokio_server($multi, move || async move {
                     let listener = tokio::net::TcpListener::bind(crate::LOCALHOST)
                         .await
                         .expect("bind");
-                    let server = asynchat_tokio::serve(listener, config, move |a| {
-                        factory(a.id, a.handle.clone())
-                    })
-                    .expect("serve");
+                    let server = asynchat_tokio::serve(listener, config, factory).expect("serve");
                     let addr = server.addr();
-                    let stop: Box<dyn FnOnce() + Send> = Box::new(move || server.shutdown());
-                    (addr, stop)
+                    let handle = server.handle();
+                    let finished: Finished = Box::pin(server.wait());
+                    (addr, Some(handle), finished)
                 })
             }
 
@@ -233,29 +297,29 @@ macro_rules! tokio_driver {
                         .await
                         .expect("bind");
                     let addr = socket.local_addr().expect("address");
+                    // Dropping `finished` leaves the task; the runtime's end cancels it.
                     let task = tokio::spawn(asynchat_tokio::serve_udp(socket, protocol));
-                    let stop: Box<dyn FnOnce() + Send> = Box::new(move || task.abort());
-                    (addr, stop)
+                    let finished: Finished = Box::pin(async move {
+                        let _ = task.await;
+                    });
+                    (addr, None, finished)
                 })
             }
 
             fn run_client<P: Protocol + Send + 'static>(
                 addr: SocketAddr,
                 protocol: P,
-            ) -> JoinHandle<()> {
-                std::thread::spawn(move || {
+            ) -> (ConnHandle, JoinHandle<()>) {
+                let connection = asynchat_tokio::connect(addr, protocol, Config::default())
+                    .expect("a valid protocol");
+                let handle = connection.handle();
+                let thread = std::thread::spawn(move || {
                     tokio_runtime($multi).block_on(async move {
-                        asynchat_tokio::connect(addr, protocol, &Config::default())
-                            .await
-                            .expect("valid protocol");
+                        // Spawned, not awaited in place: a `Connection` is `Send + 'static`.
+                        tokio::spawn(connection).await.expect("the client's task");
                     });
-                })
-            }
-
-            fn push(handle: &Self::Handle, id: Self::ConnId, data: Bytes) {
-                handle
-                    .push(id, data)
-                    .expect("the connection is open and reading");
+                });
+                (handle, thread)
             }
 
             fn run_over_unix<P: Protocol + Send + 'static>(
@@ -267,9 +331,9 @@ macro_rules! tokio_driver {
                     tokio_runtime($multi).block_on(async move {
                         stream.set_nonblocking(true).expect("non-blocking");
                         let stream = tokio::net::UnixStream::from_std(stream).expect("register");
-                        asynchat_tokio::run(protocol, stream, &config)
-                            .await
-                            .expect("valid protocol");
+                        asynchat_tokio::run(protocol, stream, config)
+                            .expect("valid protocol")
+                            .await;
                     });
                 })
             }
@@ -284,24 +348,44 @@ tokio_driver!(TokioMultiThread, "tokio (multi-thread)", true);
 #[derive(Debug)]
 pub struct Smol;
 
-/// Runs `start` in a thread of its own with `smol::block_on`, until the server is stopped.
+/// Runs `start` in a thread of its own with `smol::block_on`, until the server has finished or
+/// is stopped.
 fn smol_server<Fut>(start: impl FnOnce() -> Fut + Send + 'static) -> Server
 where
-    Fut: std::future::Future<Output = (SocketAddr, Box<dyn FnOnce() + Send>)>,
+    Fut: Future<Output = (SocketAddr, Option<ServerHandle>, Finished)>,
 {
     let (tx, rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = smol::channel::bounded::<()>(1);
     let thread = std::thread::spawn(move || {
         smol::block_on(async move {
-            let (addr, stop) = start().await;
-            tx.send(addr).expect("report address");
-            let _ = stop_rx.recv().await;
-            stop();
+            let (addr, handle, mut finished) = start().await;
+            tx.send((addr, handle.clone())).expect("report address");
+            let stopped = smol::future::or(
+                async {
+                    (&mut finished).await;
+                    false
+                },
+                async {
+                    let _ = stop_rx.recv().await;
+                    true
+                },
+            )
+            .await;
+            if stopped {
+                match handle {
+                    Some(handle) => {
+                        handle.shutdown(TEARDOWN);
+                        finished.await;
+                    }
+                    None => drop(finished),
+                }
+            }
         });
     });
-    let addr = rx.recv().expect("server started");
+    let (addr, handle) = rx.recv().expect("server started");
     Server::new(
         addr,
+        handle,
         Box::new(move || {
             let _ = stop_tx.try_send(());
         }),
@@ -311,26 +395,20 @@ where
 
 impl Driver for Smol {
     const NAME: &'static str = "smol";
-    type ConnId = asynchat_smol::ConnId;
-    type Handle = asynchat_smol::Handle;
 
-    fn serve<P, F>(config: Config, mut factory: F) -> Server
+    fn serve<P, F>(config: Config, factory: F) -> Server
     where
         P: Protocol + Send + 'static,
-        F: FnMut(Self::ConnId, Self::Handle) -> P + Send + 'static,
+        F: FnMut(&Accepted) -> P + Send + 'static,
     {
         smol_server(move || async move {
             let listener =
                 smol::Async::<std::net::TcpListener>::bind(crate::LOCALHOST).expect("bind");
-            let server =
-                asynchat_smol::serve(listener, config, move |a| factory(a.id, a.handle.clone()))
-                    .expect("serve");
+            let server = asynchat_smol::serve(listener, config, factory).expect("serve");
             let addr = server.addr();
-            let stop: Box<dyn FnOnce() + Send> = Box::new(move || {
-                server.shutdown();
-                drop(server);
-            });
-            (addr, stop)
+            let handle = server.handle();
+            let finished: Finished = Box::pin(server.wait());
+            (addr, Some(handle), finished)
         })
     }
 
@@ -338,23 +416,26 @@ impl Driver for Smol {
         smol_server(move || async move {
             let socket = smol::Async::<std::net::UdpSocket>::bind(crate::LOCALHOST).expect("bind");
             let addr = socket.get_ref().local_addr().expect("address");
+            // Dropping the task (with `finished`) cancels it.
             let task = smol::spawn(asynchat_smol::serve_udp(socket, protocol));
-            let stop: Box<dyn FnOnce() + Send> = Box::new(move || drop(task));
-            (addr, stop)
+            let finished: Finished = Box::pin(async move {
+                let _ = task.await;
+            });
+            (addr, None, finished)
         })
     }
 
-    fn run_client<P: Protocol + Send + 'static>(addr: SocketAddr, protocol: P) -> JoinHandle<()> {
-        std::thread::spawn(move || {
-            smol::block_on(asynchat_smol::connect(addr, protocol, &Config::default()))
-                .expect("valid protocol");
-        })
-    }
-
-    fn push(handle: &Self::Handle, id: Self::ConnId, data: Bytes) {
-        handle
-            .push(id, data)
-            .expect("the connection is open and reading");
+    fn run_client<P: Protocol + Send + 'static>(
+        addr: SocketAddr,
+        protocol: P,
+    ) -> (ConnHandle, JoinHandle<()>) {
+        let connection =
+            asynchat_smol::connect(addr, protocol, Config::default()).expect("a valid protocol");
+        let handle = connection.handle();
+        let thread = std::thread::spawn(move || {
+            smol::block_on(smol::spawn(connection));
+        });
+        (handle, thread)
     }
 
     fn run_over_unix<P: Protocol + Send + 'static>(
@@ -364,7 +445,7 @@ impl Driver for Smol {
     ) -> JoinHandle<()> {
         std::thread::spawn(move || {
             let stream = smol::Async::new(stream).expect("register");
-            smol::block_on(asynchat_smol::run(protocol, stream, &config)).expect("valid protocol");
+            smol::block_on(asynchat_smol::run(protocol, stream, config).expect("valid protocol"));
         })
     }
 }

@@ -16,6 +16,8 @@ use asynchat_core::{
 use crate::driver::Driver;
 use crate::peer::{closed_within, connect, fnv1a, read_n, read_to_eof, write_bytewise, IO_TIMEOUT};
 use crate::probe::{pattern, Probe, SharedLog};
+use asynchat_core::backlog::PushError;
+use asynchat_core::driver::{ConnHandle, ServerHandle};
 
 fn log() -> SharedLog {
     SharedLog::default()
@@ -27,7 +29,7 @@ fn probe_server<D: Driver>(
     log: &SharedLog,
 ) -> crate::Server {
     let log = log.clone();
-    D::serve(config, move |_, _| Probe::new(terminator, &log))
+    D::serve(config, move |_| Probe::new(terminator, &log))
 }
 
 /// `"hello\r"` then `"\nworld\r\n"`: the delimiter split across two writes.
@@ -255,8 +257,13 @@ pub fn connect_refused_is_a_typed_error<D: Driver>() {
         l.local_addr().unwrap()
     };
     let log = log();
-    let client = D::run_client(addr, Probe::new("\r\n", &log));
+    let (handle, client) = D::run_client(addr, Probe::new("\r\n", &log));
     client.join().unwrap();
+    assert_eq!(
+        handle.push("late"),
+        Err(PushError::Closed),
+        "the client's handle knows it has gone"
+    );
     let closed = &log.lock().unwrap().closed;
     assert_eq!(closed.len(), 1, "closed() ran once: {closed:?}");
     match &closed[0] {
@@ -417,12 +424,11 @@ pub fn udp_echo_1000_datagrams<D: Driver>() {
 /// Pushes through the driver's handle from another thread reach the right connection, in order.
 pub fn handle_pushes_from_another_thread<D: Driver>() {
     let log = log();
-    type Accepted<D> = Vec<(<D as Driver>::ConnId, <D as Driver>::Handle)>;
-    let ids: Arc<Mutex<Accepted<D>>> = Arc::default();
+    let ids: Arc<Mutex<Vec<ConnHandle>>> = Arc::default();
     let server = {
         let (log, ids) = (log.clone(), ids.clone());
-        D::serve(Config::default(), move |id, handle| {
-            ids.lock().unwrap().push((id, handle));
+        D::serve(Config::default(), move |a| {
+            ids.lock().unwrap().push(a.conn.clone());
             Probe::new("\r\n", &log)
         })
     };
@@ -430,10 +436,12 @@ pub fn handle_pushes_from_another_thread<D: Driver>() {
     wait_for(|| ids.lock().unwrap().len() == 1);
     let mut second = connect(server.addr);
     wait_for(|| ids.lock().unwrap().len() == 2);
-    let (target, handle) = ids.lock().unwrap()[1].clone();
+    let target = ids.lock().unwrap()[1].clone();
     let pusher = std::thread::spawn(move || {
         for i in 0..1000 {
-            D::push(&handle, target, Bytes::from(format!("msg {i}\n")));
+            target
+                .push(format!("msg {i}\n"))
+                .expect("the connection is open and reading");
         }
     });
     let want: String = (0..1000).map(|i| format!("msg {i}\n")).collect();
@@ -447,6 +455,190 @@ pub fn handle_pushes_from_another_thread<D: Driver>() {
         first.read(&mut buf).is_err(),
         "the other connection got nothing"
     );
+}
+
+/// Through the connection handle alone: a producer pushed from another thread is written in
+/// full, `close_when_done` then ends the stream after it, a full backlog refuses a push with a
+/// typed error, and the handle of a closed connection reports it.
+pub fn handle_pushes_a_producer_then_closes_when_done<D: Driver>() {
+    let log = log();
+    let conns: Arc<Mutex<Vec<ConnHandle>>> = Arc::default();
+    let server = {
+        let (log, conns) = (log.clone(), conns.clone());
+        D::serve(Config::default(), move |a| {
+            conns.lock().unwrap().push(a.conn.clone());
+            Probe::new("\r\n", &log)
+        })
+    };
+    let mut client = connect(server.addr);
+    wait_for(|| conns.lock().unwrap().len() == 1);
+    let conn = conns.lock().unwrap()[0].clone();
+    let body: Vec<u8> = (0..3 << 20).map(pattern).collect();
+    let producer = asynchat_core::producer::SimpleProducer::new(body.clone(), 64 << 10);
+    conn.push_producer(producer)
+        .expect("an open connection takes a producer");
+    conn.close_when_done()
+        .expect("an open connection takes a close");
+    let got = read_to_eof(&mut client).expect("read to the end");
+    assert_eq!(
+        got.len(),
+        body.len(),
+        "every byte of the producer, then the end"
+    );
+    assert!(got == body, "in order");
+    // The connection is gone, and its handle says so on every driver.
+    wait_for(|| conn.push("late\n") == Err(PushError::Closed));
+    assert_eq!(conn.close(), Err(PushError::Closed));
+}
+
+/// A zero-length counted body is an empty frame at once, and a 1 MiB counted body passes
+/// under the default config (its line limit is 64 KiB; counts have their own bound).
+pub fn zero_and_large_counted_bodies<D: Driver>() {
+    let log = log();
+    let server = probe_server::<D>("\r\n", Config::default(), &log);
+    let mut c = connect(server.addr);
+    c.write_all(b"count 0\r\nafter\r\n").unwrap();
+    assert_eq!(
+        read_n(&mut c, 7),
+        b"\nafter\n",
+        "the empty body, then the next line"
+    );
+    let body: Vec<u8> = (0..1 << 20).map(pattern).collect();
+    c.write_all(b"count 1048576\r\n").unwrap();
+    c.write_all(&body).unwrap();
+    let echoed = read_n(&mut c, body.len() + 1);
+    assert!(echoed[..body.len()] == body[..], "the body, intact");
+    assert_eq!(echoed[body.len()], b'\n');
+}
+
+/// Replies a client receives, one per line: what its test reads from ordinary code.
+struct Replies(std::sync::mpsc::Sender<Bytes>);
+
+impl Protocol for Replies {
+    fn first_terminator(&self) -> Terminator {
+        "\n".into()
+    }
+    fn found_terminator(&mut self, _: &mut Context<'_>, line: Bytes) {
+        let _ = self.0.send(line);
+    }
+}
+
+/// A client driven from outside its protocol: requests pushed through its handle from the
+/// test's thread, each reply read back before the next request, then a graceful close.
+pub fn a_client_pushed_from_outside_its_protocol<D: Driver>() {
+    let log = log();
+    let server = probe_server::<D>("\r\n", Config::default(), &log);
+    let (tx, replies) = std::sync::mpsc::channel();
+    let (client, thread) = D::run_client(server.addr, Replies(tx));
+    for i in 0..100 {
+        client
+            .push(format!("request {i}\r\n"))
+            .expect("the client is open");
+        let reply = replies.recv_timeout(IO_TIMEOUT).expect("a reply");
+        assert_eq!(reply, format!("request {i}"));
+    }
+    client.close_when_done().expect("the client is open");
+    thread.join().expect("the client's thread");
+    wait_for(|| log.lock().unwrap().closed.len() == 1);
+    assert_eq!(log.lock().unwrap().closed[0], CloseReason::PeerClosed);
+}
+
+/// A protocol stops its own server through the handle it was given: the listener closes,
+/// the open connection finishes its reply, and the server ends by itself.
+pub fn a_protocol_stops_its_own_server<D: Driver>() {
+    struct Stopper(ServerHandle);
+    impl Protocol for Stopper {
+        fn first_terminator(&self) -> Terminator {
+            "\n".into()
+        }
+        fn found_terminator(&mut self, ctx: &mut Context<'_>, line: Bytes) {
+            if &line[..] == b"stop" {
+                self.0.shutdown(Duration::from_secs(5));
+                ctx.push("stopping\n");
+            }
+        }
+    }
+    let server = D::serve(Config::default(), |a| Stopper(a.server.clone()));
+    let addr = server.addr;
+    let mut c = connect(addr);
+    c.write_all(b"stop\n").unwrap();
+    assert_eq!(read_n(&mut c, 9), b"stopping\n");
+    assert!(
+        closed_within(&mut c, Duration::from_secs(5)),
+        "closed after its reply"
+    );
+    let start = Instant::now();
+    server.join();
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "the server ended by itself"
+    );
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "nothing accepts any more"
+    );
+}
+
+/// Shutdown with a deadline against a client that never reads: over within the deadline
+/// plus 200 ms, while a client that reads gets everything it was sent.
+pub fn shutdown_with_a_deadline_against_a_client_that_never_reads<D: Driver>() {
+    let log = log();
+    let server = probe_server::<D>("\r\n", Config::default(), &log);
+    let mut stuck = connect(server.addr);
+    stuck.write_all(b"big 16000000\r\n").unwrap();
+    let mut reader = connect(server.addr);
+    reader.write_all(b"big 100000\r\n").unwrap();
+    wait_for(|| log.lock().unwrap().frames == 2);
+    let handle = server.handle().clone();
+    let deadline = Duration::from_millis(300);
+    let start = Instant::now();
+    handle.shutdown(deadline);
+    let got = read_to_eof(&mut reader).expect("the reader's reply, then the end");
+    assert_eq!(got.len(), 100_000, "everything that could be written was");
+    // Closed on our side too: the server's lingering read of it ends.
+    drop(reader);
+    server.join();
+    let took = start.elapsed();
+    assert!(
+        took < deadline + Duration::from_millis(200),
+        "shut down in {took:?} with a deadline of {deadline:?}"
+    );
+    let stats = handle.stats();
+    assert_eq!(stats.active, 0);
+    assert_eq!(
+        stats.closed.aborted, 1,
+        "the one that never read: {stats:?}"
+    );
+    drop(stuck);
+}
+
+/// What a server refuses or loses is counted: a factory whose protocol cannot start, an
+/// over-long frame.
+pub fn refused_and_failed_connections_are_counted<D: Driver>() {
+    struct Invalid;
+    impl Protocol for Invalid {
+        fn first_terminator(&self) -> Terminator {
+            Terminator::Delimiter(Bytes::new())
+        }
+        fn found_terminator(&mut self, _: &mut Context<'_>, _: Bytes) {}
+    }
+    let server = D::serve(Config::default(), |_| Invalid);
+    let mut refused = connect(server.addr);
+    assert!(
+        closed_within(&mut refused, Duration::from_secs(5)),
+        "dropped"
+    );
+    wait_for(|| server.handle().stats().refused == 1);
+    assert_eq!(server.handle().stats().accepted, 1);
+
+    let log = log();
+    let server = probe_server::<D>("\r\n", Config::default().max_frame(16), &log);
+    let mut long = connect(server.addr);
+    long.write_all(&[b'x'; 100]).unwrap();
+    assert!(closed_within(&mut long, Duration::from_secs(5)), "closed");
+    wait_for(|| server.handle().stats().closed.peer_errors == 1);
+    let stats = server.handle().stats();
+    assert_eq!((stats.accepted, stats.active), (1, 0), "{stats:?}");
 }
 
 /// A protocol that pushes on `connected` (a greeting) works on accepted connections.
@@ -464,7 +656,7 @@ pub fn greeting_on_connect<D: Driver>() {
             ctx.close_when_done();
         }
     }
-    let server = D::serve(Config::default(), |_, _| Greeter);
+    let server = D::serve(Config::default(), |_| Greeter);
     let mut c = connect(server.addr);
     assert_eq!(read_n(&mut c, 10), b"220 hello\n");
     c.write_all(b"QUIT\n").unwrap();

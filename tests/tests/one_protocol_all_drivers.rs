@@ -11,7 +11,7 @@ use asynchat_tests::{Driver, Mio, Smol, TokioCurrentThread, TokioMultiThread};
 const REQUEST: &[u8] = b"one\r\ntwo\r\n\r\nthree\r\n";
 
 fn echo_on<D: Driver>() -> Vec<u8> {
-    let server = D::serve(Config::default(), |_, _| Echo::new("\r\n"));
+    let server = D::serve(Config::default(), |_| Echo::new("\r\n"));
     let mut client = connect(server.addr);
     client.write_all(REQUEST).unwrap();
     read_n(&mut client, REQUEST.len())

@@ -26,6 +26,8 @@ fn main() -> ExitCode {
     let options = args.common.options(7070, chat::config());
     cli::exit_code(
         "chat",
-        cli::serve_until_interrupted("chat", &options, move |link| Member::join(&room, link)),
+        cli::serve_until_interrupted("chat", &options, move |link| {
+            Member::join(&room, link.into_conn())
+        }),
     )
 }

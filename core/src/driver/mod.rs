@@ -13,6 +13,18 @@ use bytes::{Bytes, BytesMut};
 
 use crate::backlog::{push_cost, Backlog, PushError};
 use crate::chat::{Chat, CloseReason, Protocol};
+use crate::producer::Producer;
+
+pub mod client;
+pub mod handle;
+pub mod server;
+
+pub use client::{outside_server, Connection};
+pub use handle::{CommandSink, ConnHandle, ConnId};
+pub use server::{
+    wind_down, ClosedStats, Counters, ServerControl, ServerHandle, ServerStats, Signal,
+    DEFAULT_SHUTDOWN_DEADLINE,
+};
 
 /// A non-blocking byte stream, as a runtime's async I/O traits see it.
 pub trait PollStream {
@@ -61,11 +73,12 @@ pub trait PollTimer {
 }
 
 /// What a handle can ask of a connection, from another task or thread.
-#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum Command {
     /// Queue bytes, as the protocol's `ctx.push` would.
     Push(Bytes),
+    /// Queue a producer, as the protocol's `ctx.push_producer` would.
+    PushProducer(Box<dyn Producer + Send>),
     /// Flush, then close.
     CloseWhenDone,
     /// Close now, dropping queued output.
@@ -73,6 +86,45 @@ pub enum Command {
     /// Close now for this reason, dropping queued output (a slow receiver dropped by its
     /// sender, say: [`CloseReason::Error`] with [`Error::OutboxFull`](crate::Error::OutboxFull)).
     CloseBecause(CloseReason),
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Push(data) => f.debug_tuple("Push").field(data).finish(),
+            Self::PushProducer(_) => f.write_str("PushProducer(..)"),
+            Self::CloseWhenDone => f.write_str("CloseWhenDone"),
+            Self::Close => f.write_str("Close"),
+            Self::CloseBecause(reason) => f.debug_tuple("CloseBecause").field(reason).finish(),
+        }
+    }
+}
+
+impl PartialEq for Command {
+    /// Producers compare by identity (the same boxed producer), everything else by value.
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Push(a), Self::Push(b)) => a == b,
+            (Self::PushProducer(a), Self::PushProducer(b)) => {
+                std::ptr::addr_eq(&**a as *const _, &**b as *const _)
+            }
+            (Self::CloseWhenDone, Self::CloseWhenDone) | (Self::Close, Self::Close) => true,
+            (Self::CloseBecause(a), Self::CloseBecause(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl Command {
+    /// What the command counts against its connection's backlog while in flight.
+    fn cost(&self) -> usize {
+        match self {
+            Self::Push(data) => push_cost(data.len()),
+            // Its bytes are counted as the outbox pulls them.
+            Self::PushProducer(_) => push_cost(0),
+            _ => 0,
+        }
+    }
 }
 
 /// The receiving end of a connection's command channel.
@@ -223,6 +275,9 @@ fn apply<P: Protocol>(chat: &mut Chat<P>, now: Instant, command: Command) {
         Command::Push(data) => {
             chat.with_context(now, |_, ctx| ctx.push(data));
         }
+        Command::PushProducer(producer) => {
+            chat.with_context(now, |_, ctx| ctx.push_producer(producer));
+        }
         Command::CloseWhenDone => chat.close_when_done(),
         Command::Close => chat.close(),
         Command::CloseBecause(reason) => {
@@ -264,15 +319,16 @@ fn deadline<T: PollTimer + ?Sized>(
 
 /// A connection's whole task: connects the chat if it is still connecting (the stream is),
 /// runs [`poll_chat`] until the chat closes, and after a graceful close shuts the write side
-/// down and drains the peer's input for at most [`LINGER`]; then runs `on_end` (a driver
-/// unregisters the connection there).
+/// down and drains the peer's input for at most [`LINGER`]; then runs `on_end` with the close
+/// reason (a driver unregisters and counts the connection there), and returns the reason.
 pub async fn run_chat<P, S, T, C>(
     mut chat: Chat<P>,
     mut io: S,
     mut timer: T,
     mut commands: C,
-    on_end: impl FnOnce(),
-) where
+    on_end: impl FnOnce(&CloseReason),
+) -> CloseReason
+where
     P: Protocol,
     S: PollStream,
     T: PollTimer,
@@ -293,7 +349,10 @@ pub async fn run_chat<P, S, T, C>(
         let _ = std::future::poll_fn(|cx| io.poll_shutdown(cx)).await;
         linger(&mut io, &mut timer).await;
     }
-    on_end();
+    // `poll_chat` is ready only once the chat is closed, and a closed chat has its reason.
+    let reason = chat.close_reason().cloned().unwrap_or(CloseReason::Aborted);
+    on_end(&reason);
+    reason
 }
 
 /// How long a graceful close drains the peer's input after shutting the write side down.
@@ -401,7 +460,7 @@ pub async fn run_datagram_chat<P, S, T>(
     .await;
 }
 
-/// A new connection, as seen by the protocol factory of an async driver's server.
+/// A new connection, as seen by a server's protocol factory, on every driver.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Accepted {
@@ -409,15 +468,22 @@ pub struct Accepted {
     pub id: ConnId,
     /// The peer's address.
     pub peer: std::net::SocketAddr,
-    /// A handle on the server's connections.
-    pub handle: Handle,
+    /// A handle on this connection, to keep or give away (a chat room's member list).
+    pub conn: ConnHandle,
+    /// A handle on the server: its other connections, its counters, its shutdown.
+    pub server: ServerHandle,
 }
 
 impl Accepted {
     /// A new connection's description (driver side).
     #[must_use]
-    pub fn new(id: ConnId, peer: std::net::SocketAddr, handle: Handle) -> Self {
-        Self { id, peer, handle }
+    pub fn new(conn: ConnHandle, peer: std::net::SocketAddr, server: ServerHandle) -> Self {
+        Self {
+            id: conn.id(),
+            peer,
+            conn,
+            server,
+        }
     }
 }
 
@@ -474,6 +540,11 @@ impl<T> Registry<T> {
     /// Runs `f` on every sender.
     pub fn for_each(&self, mut f: impl FnMut(&T)) {
         self.conns().values().for_each(&mut f);
+    }
+
+    /// Runs `f` on every id and its sender.
+    pub fn for_each_keyed(&self, mut f: impl FnMut(u64, &T)) {
+        self.conns().iter().for_each(|(id, tx)| f(*id, tx));
     }
 
     /// Connections registered now.
@@ -568,10 +639,7 @@ impl MailboxSender {
     /// the connection is gone, and a push with [`PushError::Full`] while the connection's
     /// backlog is above its limit (four high water marks); nothing is queued then.
     pub fn send(&self, command: Command) -> Result<(), PushError> {
-        let cost = match &command {
-            Command::Push(data) => push_cost(data.len()),
-            _ => 0,
-        };
+        let cost = command.cost();
         if cost > 0 {
             self.0.backlog.try_reserve(cost)?;
         }
@@ -589,6 +657,13 @@ impl MailboxSender {
             waker.wake();
         }
         Ok(())
+    }
+}
+
+impl CommandSink for MailboxSender {
+    /// One connection's mailbox: `id` is the connection it belongs to.
+    fn send(&self, _id: ConnId, command: Command) -> Result<(), PushError> {
+        Self::send(self, command)
     }
 }
 
@@ -631,9 +706,7 @@ impl PollCommands for MailboxReceiver {
                 state.queue = std::collections::VecDeque::new();
             }
             drop(state);
-            if let Command::Push(data) = &command {
-                self.shared.backlog.release(push_cost(data.len()));
-            }
+            self.shared.backlog.release(command.cost());
             return Poll::Ready(Some(command));
         }
         if state.sender_gone {
@@ -1136,18 +1209,58 @@ mod tests {
     }
 }
 
-/// Names one connection of a [`Handle`]'s server. Ids are never reused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ConnId(u64);
-
-/// A `Send + Clone` handle on the connections of an async driver's server: push bytes to one,
-/// close it, or shut them all down gracefully, from any task or thread.
+/// The shared state of an async driver's server: its connections, counters and shutdown
+/// (driver side). Protocols see it through a [`ServerHandle`]; see [`Handle::server`].
 ///
 /// Drivers [`register`](Self::register) each connection as it starts (its task polls the
-/// returned receiver through [`poll_chat`]) and [`unregister`](Self::unregister) it when it ends.
+/// returned receiver through [`poll_chat`]) and [`unregister`](Self::unregister) it when it
+/// ends; the accept task counts what it accepts, refuses and fails to accept
+/// ([`counters`](Self::counters)), waits for [`stopped`](Self::stopped), and then runs
+/// [`wind_down`].
 #[derive(Clone, Default)]
 pub struct Handle {
-    registry: std::sync::Arc<Registry<MailboxSender>>,
+    state: std::sync::Arc<ServerState>,
+}
+
+#[derive(Default)]
+struct ServerState {
+    registry: Registry<std::sync::Arc<MailboxSender>>,
+    counters: Counters,
+    stop: Signal,
+    deadline: std::sync::Mutex<Option<std::time::Duration>>,
+    /// Woken when the last connection unregisters.
+    idle: std::sync::Mutex<Vec<std::task::Waker>>,
+}
+
+impl ServerControl for ServerState {
+    fn stop_accepting(&self) {
+        self.stop.set();
+    }
+
+    fn shutdown(&self, deadline: std::time::Duration) {
+        *self
+            .deadline
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(deadline);
+        self.stop.set();
+    }
+
+    fn conn(&self, id: ConnId) -> Option<ConnHandle> {
+        self.registry
+            .with(id.into_raw(), |tx| ConnHandle::new(id, tx.clone()))
+    }
+
+    fn for_each_conn(&self, f: &mut dyn FnMut(ConnHandle)) {
+        let mut all = Vec::new();
+        self.registry
+            .for_each_keyed(|id, tx| all.push(ConnHandle::new(ConnId::from_raw(id), tx.clone())));
+        // Called without the registry's lock: `f` may push, close or look connections up.
+        all.into_iter().for_each(f);
+    }
+
+    fn stats(&self) -> ServerStats {
+        self.counters.stats()
+    }
 }
 
 impl std::fmt::Debug for Handle {
@@ -1165,22 +1278,120 @@ impl Handle {
         Self::default()
     }
 
-    /// Adds a connection whose high water mark is `high_water` (driver side): its id, and the
-    /// mailbox its task polls.
+    /// The server handle protocols and users get: the same type on every driver.
     #[must_use]
-    pub fn register(&self, high_water: usize) -> (ConnId, MailboxReceiver) {
-        let (tx, rx) = mailbox(high_water);
-        (ConnId(self.registry.insert(tx)), rx)
+    pub fn server(&self) -> ServerHandle {
+        ServerHandle::new(self.state.clone())
     }
 
-    /// Forgets a connection that has ended (driver side).
-    pub fn unregister(&self, id: ConnId) {
-        self.registry.remove(id.0);
+    /// The server's counters (driver side: the accept task counts what it accepts).
+    #[must_use]
+    pub fn counters(&self) -> &Counters {
+        &self.state.counters
+    }
+
+    /// Stops accepting; open connections go on.
+    pub fn stop_accepting(&self) {
+        self.state.stop.set();
+    }
+
+    /// Graceful shutdown within `deadline`: see [`ServerHandle::shutdown`].
+    pub fn shutdown(&self, deadline: std::time::Duration) {
+        ServerControl::shutdown(&*self.state, deadline);
+    }
+
+    /// Ready once the server was told to stop accepting (driver side: the accept task).
+    pub fn stopped(&self) -> impl std::future::Future<Output = ()> + '_ {
+        self.state.stop.wait()
+    }
+
+    /// Whether the server was told to stop accepting.
+    #[must_use]
+    pub fn is_stopped(&self) -> bool {
+        self.state.stop.is_set()
+    }
+
+    /// How long connections may take to flush once stopped: what
+    /// [`shutdown`](Self::shutdown) said, else [`DEFAULT_SHUTDOWN_DEADLINE`].
+    #[must_use]
+    pub fn shutdown_deadline(&self) -> std::time::Duration {
+        self.state
+            .deadline
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unwrap_or(DEFAULT_SHUTDOWN_DEADLINE)
+    }
+
+    /// Ready once no connection is registered; woken by the last one to unregister.
+    pub fn poll_idle(&self, cx: &mut TaskContext<'_>) -> Poll<()> {
+        if self.state.registry.is_empty() {
+            return Poll::Ready(());
+        }
+        let mut idle = self
+            .state
+            .idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Checked again under the lock: `unregister` wakes under it.
+        if self.state.registry.is_empty() {
+            return Poll::Ready(());
+        }
+        if !idle.iter().any(|w| w.will_wake(cx.waker())) {
+            idle.push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+
+    /// Adds a connection whose high water mark is `high_water` (driver side): a handle on it,
+    /// and the mailbox its task polls. Counted as accepted.
+    #[must_use]
+    pub fn register(&self, high_water: usize) -> (ConnHandle, MailboxReceiver) {
+        let (tx, rx) = mailbox(high_water);
+        let tx = std::sync::Arc::new(tx);
+        let id = ConnId::from_raw(self.state.registry.insert(tx.clone()));
+        self.state.counters.accepted();
+        (ConnHandle::new(id, tx), rx)
+    }
+
+    /// Forgets a connection that has ended for `reason` (driver side), counting it; the last
+    /// one wakes whoever waits for the server to be idle.
+    pub fn unregister(&self, id: ConnId, reason: Option<&CloseReason>) {
+        self.state.registry.remove(id.into_raw());
+        self.state.counters.closed(reason);
+        self.unregistered();
+    }
+
+    /// Forgets a connection whose protocol could not start (driver side): counted as refused,
+    /// not as closed.
+    pub fn refuse(&self, id: ConnId) {
+        self.state.registry.remove(id.into_raw());
+        self.state.counters.refused();
+        self.unregistered();
+    }
+
+    fn unregistered(&self) {
+        if self.state.registry.is_empty() {
+            let waiters = std::mem::take(
+                &mut *self
+                    .state
+                    .idle
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            );
+            waiters.into_iter().for_each(std::task::Waker::wake);
+        }
+    }
+
+    /// A handle on connection `id`, if it is still open.
+    #[must_use]
+    pub fn conn(&self, id: ConnId) -> Option<ConnHandle> {
+        self.state.conn(id)
     }
 
     fn send(&self, id: ConnId, command: Command) -> Result<(), PushError> {
-        self.registry
-            .with(id.0, |tx| tx.send(command))
+        self.state
+            .registry
+            .with(id.into_raw(), |tx| tx.send(command))
             .unwrap_or(Err(PushError::Closed))
     }
 
@@ -1192,32 +1403,40 @@ impl Handle {
         self.send(id, Command::Push(data.into()))
     }
 
-    /// Flushes connection `id`, then closes it; `false` if it has closed.
-    pub fn close_when_done(&self, id: ConnId) -> bool {
-        self.send(id, Command::CloseWhenDone).is_ok()
+    /// Flushes connection `id`, then closes it; [`PushError::Closed`] if it has closed.
+    pub fn close_when_done(&self, id: ConnId) -> Result<(), PushError> {
+        self.send(id, Command::CloseWhenDone)
     }
 
-    /// Closes connection `id` now, dropping its queued output; `false` if it has closed.
-    pub fn close(&self, id: ConnId) -> bool {
-        self.send(id, Command::Close).is_ok()
-    }
-
-    /// Closes connection `id` now for `reason`, dropping its queued output; `false` if it has
+    /// Closes connection `id` now, dropping its queued output; [`PushError::Closed`] if it has
     /// closed.
-    pub fn close_because(&self, id: ConnId, reason: CloseReason) -> bool {
-        self.send(id, Command::CloseBecause(reason)).is_ok()
+    pub fn close(&self, id: ConnId) -> Result<(), PushError> {
+        self.send(id, Command::Close)
+    }
+
+    /// Closes connection `id` now for `reason`, dropping its queued output;
+    /// [`PushError::Closed`] if it has closed.
+    pub fn close_because(&self, id: ConnId, reason: CloseReason) -> Result<(), PushError> {
+        self.send(id, Command::CloseBecause(reason))
     }
 
     /// Connections open now.
     #[must_use]
     pub fn connections(&self) -> usize {
-        self.registry.len()
+        self.state.registry.len()
     }
 
     /// Flushes and closes every connection.
     pub fn close_all_when_done(&self) {
-        self.registry.for_each(|tx| {
+        self.state.registry.for_each(|tx| {
             let _ = tx.send(Command::CloseWhenDone);
+        });
+    }
+
+    /// Closes every connection now, dropping their output.
+    pub fn close_all(&self) {
+        self.state.registry.for_each(|tx| {
+            let _ = tx.send(Command::Close);
         });
     }
 }

@@ -1,0 +1,95 @@
+//! A `Server`'s lifetime, as its docs state it: dropping it shuts the server down gracefully;
+//! `detach` lets it run until a handle stops it.
+
+use std::net::{TcpListener, TcpStream};
+use std::time::Duration;
+
+use asynchat_core::{Bytes, Config, Context, Protocol, Terminator};
+use smol::io::{AsyncReadExt, AsyncWriteExt};
+use smol::Async;
+
+struct Echo;
+
+impl Protocol for Echo {
+    fn first_terminator(&self) -> Terminator {
+        "\n".into()
+    }
+    fn found_terminator(&mut self, ctx: &mut Context<'_>, line: Bytes) {
+        ctx.push(line);
+        ctx.push("\n");
+    }
+}
+
+async fn echo_once(c: &mut Async<TcpStream>) {
+    c.write_all(b"hi\n").await.unwrap();
+    let mut reply = [0; 3];
+    c.read_exact(&mut reply).await.unwrap();
+    assert_eq!(&reply, b"hi\n");
+}
+
+async fn read_to_end_within(c: &mut Async<TcpStream>, within: Duration) -> Vec<u8> {
+    let mut rest = Vec::new();
+    let read = async {
+        c.read_to_end(&mut rest).await.unwrap();
+        true
+    };
+    let timeout = async {
+        smol::Timer::after(within).await;
+        false
+    };
+    assert!(
+        smol::future::or(read, timeout).await,
+        "the end of the stream in time"
+    );
+    rest
+}
+
+#[test]
+fn dropping_a_server_shuts_it_down_gracefully() {
+    smol::block_on(async {
+        let listener = Async::<TcpListener>::bind(([127, 0, 0, 1], 0)).unwrap();
+        let server = asynchat_smol::serve(listener, Config::default(), |_| Echo).unwrap();
+        let (addr, handle) = (server.addr(), server.handle());
+        let mut c = Async::<TcpStream>::connect(addr).await.unwrap();
+        echo_once(&mut c).await;
+        drop(server);
+        assert!(read_to_end_within(&mut c, Duration::from_secs(5))
+            .await
+            .is_empty());
+        // Closed on this side too: the server's lingering read ends, and the close is counted.
+        drop(c);
+        let start = std::time::Instant::now();
+        while handle.stats().closed.total() == 0 {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "{:?}",
+                handle.stats()
+            );
+            smol::Timer::after(Duration::from_millis(10)).await;
+        }
+        let stats = handle.stats();
+        assert_eq!((stats.accepted, stats.closed.done), (1, 1), "{stats:?}");
+        let start = std::time::Instant::now();
+        while Async::<TcpStream>::connect(addr).await.is_ok() {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "the listener closed"
+            );
+            smol::Timer::after(Duration::from_millis(10)).await;
+        }
+    });
+}
+
+#[test]
+fn a_detached_server_runs_until_its_handle_shuts_it_down() {
+    smol::block_on(async {
+        let listener = Async::<TcpListener>::bind(([127, 0, 0, 1], 0)).unwrap();
+        let server = asynchat_smol::serve(listener, Config::default(), |_| Echo).unwrap();
+        let (addr, handle) = (server.addr(), server.handle());
+        server.detach();
+        let mut c = Async::<TcpStream>::connect(addr).await.unwrap();
+        echo_once(&mut c).await;
+        handle.shutdown(Duration::from_secs(1));
+        read_to_end_within(&mut c, Duration::from_secs(5)).await;
+    });
+}

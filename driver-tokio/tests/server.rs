@@ -1,0 +1,79 @@
+//! A `Server`'s lifetime, as its docs state it: dropping it shuts the server down gracefully;
+//! `detach` lets it run until a handle stops it.
+
+use std::time::Duration;
+
+use asynchat_core::{Bytes, Config, Context, Protocol, Terminator};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+struct Echo;
+
+impl Protocol for Echo {
+    fn first_terminator(&self) -> Terminator {
+        "\n".into()
+    }
+    fn found_terminator(&mut self, ctx: &mut Context<'_>, line: Bytes) {
+        ctx.push(line);
+        ctx.push("\n");
+    }
+}
+
+async fn echo_once(c: &mut TcpStream) {
+    c.write_all(b"hi\n").await.unwrap();
+    let mut reply = [0; 3];
+    c.read_exact(&mut reply).await.unwrap();
+    assert_eq!(&reply, b"hi\n");
+}
+
+#[tokio::test]
+async fn dropping_a_server_shuts_it_down_gracefully() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = asynchat_tokio::serve(listener, Config::default(), |_| Echo).unwrap();
+    let (addr, handle) = (server.addr(), server.handle());
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    echo_once(&mut c).await;
+    drop(server);
+    // The open connection is flushed and closed: the client reads the end of the stream.
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut rest))
+        .await
+        .expect("closed by the shutdown")
+        .unwrap();
+    assert!(rest.is_empty());
+    // Closed on this side too: the server's lingering read ends, and the close is counted.
+    drop(c);
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while handle.stats().closed.total() == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the close counted");
+    let stats = handle.stats();
+    assert_eq!((stats.accepted, stats.closed.done), (1, 1), "{stats:?}");
+    // And nothing accepts any more.
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while TcpStream::connect(addr).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the listener closed");
+}
+
+#[tokio::test]
+async fn a_detached_server_runs_until_its_handle_shuts_it_down() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = asynchat_tokio::serve(listener, Config::default(), |_| Echo).unwrap();
+    let (addr, handle) = (server.addr(), server.handle());
+    server.detach();
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    echo_once(&mut c).await;
+    handle.shutdown(Duration::from_secs(1));
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut rest))
+        .await
+        .expect("closed by the handle's shutdown")
+        .unwrap();
+}
