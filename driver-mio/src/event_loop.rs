@@ -20,14 +20,14 @@ use crate::dispatcher::{Dispatcher, RawEntry};
 use crate::handle::{Command, Handle, Key, Shared};
 use crate::io::PipePair;
 use crate::udp::UdpEntry;
-use asynchat_core::driver::{Accepted, ConnId};
+use asynchat_core::driver::{
+    Accepted, ConnId, PeerAddr, MAX_ACCEPT_BACKOFF as MAX_BACKOFF,
+    MIN_ACCEPT_BACKOFF as MIN_BACKOFF,
+};
 
 const WAKER: Token = Token(usize::MAX);
 /// Backlog of listening sockets (the kernel caps it at `net.core.somaxconn`).
 const BACKLOG: i32 = 1024;
-/// First pause after `accept` fails for lack of file descriptors; doubles up to [`MAX_BACKOFF`].
-const MIN_BACKOFF: Duration = Duration::from_millis(10);
-const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 /// A socket bound by [`EventLoop::listen`] or [`EventLoop::bind_udp`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,10 +39,44 @@ pub struct Bound {
     pub addr: SocketAddr,
 }
 
-type MakeConn = Box<dyn FnMut(Accepted, TcpStream, Instant) -> Option<Box<dyn Entry>>>;
+type MakeConn = Box<dyn FnMut(Accepted, Incoming, Instant) -> Option<Box<dyn Entry>>>;
+
+/// A listening socket: TCP or Unix-domain.
+enum ListenSocket {
+    Tcp(TcpListener),
+    Unix(mio::net::UnixListener),
+}
+
+/// A connection a listener accepted.
+enum Incoming {
+    Tcp(TcpStream),
+    Unix(mio::net::UnixStream),
+}
+
+impl ListenSocket {
+    fn accept(&self) -> io::Result<(Incoming, PeerAddr)> {
+        match self {
+            Self::Tcp(l) => l.accept().map(|(s, peer)| {
+                let _ = s.set_nodelay(true);
+                (Incoming::Tcp(s), PeerAddr::Tcp(peer))
+            }),
+            Self::Unix(l) => l.accept().map(|(s, peer)| {
+                let path = peer.as_pathname().map(std::path::Path::to_path_buf);
+                (Incoming::Unix(s), PeerAddr::Unix(path))
+            }),
+        }
+    }
+
+    fn source(&mut self) -> &mut dyn mio::event::Source {
+        match self {
+            Self::Tcp(l) => l,
+            Self::Unix(l) => l,
+        }
+    }
+}
 
 struct Listener {
-    socket: TcpListener,
+    socket: ListenSocket,
     make: MakeConn,
     /// Accepting is paused until then, after running out of file descriptors.
     paused_until: Option<Instant>,
@@ -208,18 +242,50 @@ impl EventLoop {
     pub(crate) fn add_listener<P, F>(
         &mut self,
         socket: TcpListener,
-        mut factory: F,
+        factory: F,
     ) -> io::Result<Bound>
     where
         P: Protocol + 'static,
         F: FnMut(&Accepted) -> P + 'static,
     {
         let addr = socket.local_addr()?;
+        let id = self.add_listen_socket(ListenSocket::Tcp(socket), factory)?;
+        Ok(Bound { id, addr })
+    }
+
+    /// Listens on the Unix-domain socket `path` (which must not exist yet); each accepted
+    /// connection runs the protocol `factory` makes for it, as with [`listen`](Self::listen).
+    /// Returns the listener's id: [`Handle::close`] stops it.
+    pub fn listen_unix<P, F>(
+        &mut self,
+        path: impl AsRef<std::path::Path>,
+        factory: F,
+    ) -> io::Result<ConnId>
+    where
+        P: Protocol + 'static,
+        F: FnMut(&Accepted) -> P + 'static,
+    {
+        let socket = mio::net::UnixListener::bind(path)?;
+        self.add_listen_socket(ListenSocket::Unix(socket), factory)
+    }
+
+    fn add_listen_socket<P, F>(
+        &mut self,
+        socket: ListenSocket,
+        mut factory: F,
+    ) -> io::Result<ConnId>
+    where
+        P: Protocol + 'static,
+        F: FnMut(&Accepted) -> P + 'static,
+    {
         let config = self.config.clone();
-        let make: MakeConn = Box::new(move |accepted, stream, now| {
+        let make: MakeConn = Box::new(move |accepted, incoming, now| {
             // A protocol whose first terminator is invalid cannot run: the connection is dropped.
             let chat = Chat::with_config(factory(&accepted), &config).ok()?;
-            Some(Box::new(StreamConn::accepted(chat, stream, now)))
+            Some(match incoming {
+                Incoming::Tcp(stream) => Box::new(StreamConn::accepted(chat, stream, now)),
+                Incoming::Unix(stream) => Box::new(StreamConn::accepted(chat, stream, now)),
+            })
         });
         let mut listener = Listener {
             socket,
@@ -230,10 +296,10 @@ impl EventLoop {
         let key = self.slots.vacant_key();
         self.poll
             .registry()
-            .register(&mut listener.socket, Token(key), Interest::READABLE)?;
+            .register(listener.socket.source(), Token(key), Interest::READABLE)?;
         let id = self.insert(Kind::Listener(Box::new(listener)), false);
         self.listeners.push(id.key);
-        Ok(Bound { id: id.id(), addr })
+        Ok(id.id())
     }
 
     /// Connects to `addr` with `protocol` as a client. The connect completes in the loop; if it
@@ -483,11 +549,10 @@ impl EventLoop {
     fn add_accepted(
         &mut self,
         listener_key: usize,
-        stream: TcpStream,
-        peer: SocketAddr,
+        stream: Incoming,
+        peer: PeerAddr,
         now: Instant,
     ) {
-        let _ = stream.set_nodelay(true);
         let key = self.slots.vacant_key();
         let id = Key {
             key,
@@ -714,7 +779,7 @@ impl EventLoop {
         });
         match slot.kind {
             Kind::Listener(mut l) => {
-                let _ = self.poll.registry().deregister(&mut l.socket);
+                let _ = self.poll.registry().deregister(l.socket.source());
                 self.listeners.retain(|k| *k != key);
             }
             Kind::Entry(mut entry) => {

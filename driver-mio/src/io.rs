@@ -28,19 +28,24 @@ pub(crate) trait StreamIo: Source + Write {
     fn connect_result(&mut self) -> io::Result<bool>;
 }
 
+/// `recv` into the spare capacity of `buf`, appending: no zeroing, no copy.
+fn recv_into<S: std::os::fd::AsFd>(socket: &S, buf: &mut BytesMut) -> io::Result<usize> {
+    let spare = buf.spare_capacity_mut();
+    if spare.is_empty() {
+        return Err(io::Error::other("no spare capacity to read into"));
+    }
+    let n = socket2::SockRef::from(socket).recv(spare)?;
+    let len = buf.len() + n;
+    // SAFETY: `recv` initialised the first `n` bytes of the spare capacity (it returns how
+    // many bytes it wrote into the buffer it was given, at most `spare.len()`), so the first
+    // `len` bytes of the buffer are initialised and `len <= capacity`.
+    unsafe { buf.set_len(len) };
+    Ok(n)
+}
+
 impl StreamIo for TcpStream {
     fn read_into(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
-        let spare = buf.spare_capacity_mut();
-        if spare.is_empty() {
-            return Err(io::Error::other("no spare capacity to read into"));
-        }
-        let n = socket2::SockRef::from(&*self).recv(spare)?;
-        let len = buf.len() + n;
-        // SAFETY: `recv` initialised the first `n` bytes of the spare capacity (it returns how
-        // many bytes it wrote into the buffer it was given, at most `spare.len()`), so the first
-        // `len` bytes of the buffer are initialised and `len <= capacity`.
-        unsafe { buf.set_len(len) };
-        Ok(n)
+        recv_into(&*self, buf)
     }
 
     fn shutdown_write(&mut self) -> io::Result<()> {
@@ -58,6 +63,21 @@ impl StreamIo for TcpStream {
             Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
             Err(e) => Err(e),
         }
+    }
+}
+
+impl StreamIo for mio::net::UnixStream {
+    fn read_into(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        recv_into(&*self, buf)
+    }
+
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        self.shutdown(Shutdown::Write)
+    }
+
+    fn connect_result(&mut self) -> io::Result<bool> {
+        // Only accepted Unix streams are driven: they are connected.
+        Ok(true)
     }
 }
 

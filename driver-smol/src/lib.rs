@@ -35,5 +35,6 @@ mod udp;
 pub use asynchat_core::driver::{
     Accepted, ConnHandle, ConnId, Connection, Handle, ServerHandle, ServerStats,
 };
-pub use serve::{connect, run, serve, Server};
+pub use asynchat_core::driver::{PeerAddr, Server};
+pub use serve::{connect, run, serve, serve_unix, serve_with};
 pub use udp::serve_udp;

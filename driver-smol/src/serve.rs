@@ -1,183 +1,217 @@
 //! Serving, connecting, and driving any stream.
 
-use std::fmt;
+use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::pin::Pin;
+use std::task::{ready, Context as TaskContext, Poll};
 use std::time::Duration;
 
 use asynchat_core::driver::{
-    outside_server, run_chat, wind_down, Accepted, Connection, Handle, ServerHandle, ServerStats,
-    DEFAULT_SHUTDOWN_DEADLINE,
+    accept_loop, outside_server, run_chat, Accepted, Connection, Handle, PeerAddr, PollAccept,
+    PollStream, Runtime, Server, Task,
 };
 use asynchat_core::{Chat, CloseReason, Config, Misuse, Protocol};
 use smol::io::{AsyncRead, AsyncWrite};
-use smol::{Async, Task, Timer};
+use smol::{Async, Timer};
 
 use crate::conn::{Deadline, Stream, Tcp};
 
-/// First pause after `accept` fails (out of descriptors); doubles up to [`MAX_BACKOFF`].
-const MIN_BACKOFF: Duration = Duration::from_millis(10);
-const MAX_BACKOFF: Duration = Duration::from_secs(1);
-
-/// A running server: see [`serve`].
-///
-/// Dropping it shuts the server down gracefully, as
-/// [`shutdown`](Self::shutdown)`(`[`DEFAULT_SHUTDOWN_DEADLINE`]`)` would: the accept task
-/// stops accepting, lets connections flush and close, and closes what is left at the deadline,
-/// on its own. [`detach`](Self::detach) lets it run instead, until a [`ServerHandle`] stops it.
-#[must_use = "dropping a Server shuts it down; keep it, or call `detach` to let it run"]
-pub struct Server {
-    addr: SocketAddr,
-    handle: Handle,
-    accept: Option<Task<()>>,
+/// What serving needs of smol: its streams, timers, spawner and sleep; `accept` turns an
+/// accepted connection into the stream a protocol runs over.
+struct Smol<A, C, S> {
+    accept: A,
+    types: std::marker::PhantomData<fn(C) -> S>,
 }
 
-impl fmt::Debug for Server {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Server")
-            .field("addr", &self.addr)
-            .field("stats", &self.handle.server().stats())
-            .finish_non_exhaustive()
+impl<A, C, S, Fut> Runtime for Smol<A, C, S>
+where
+    A: FnMut(C) -> Fut + Send + 'static,
+    C: Send + 'static,
+    S: PollStream + Send + 'static,
+    Fut: Future<Output = io::Result<S>> + Send + 'static,
+{
+    type Stream = S;
+    type Conn = C;
+    type Accepting = Fut;
+    type Timer = Deadline;
+    type Sleep = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+    fn accepting(&mut self, conn: C) -> Fut {
+        (self.accept)(conn)
+    }
+    fn timer(&mut self) -> Deadline {
+        Deadline::default()
+    }
+    fn spawn(&mut self, task: Task) {
+        smol::spawn(task).detach();
+    }
+    fn sleep(&mut self, duration: Duration) -> Self::Sleep {
+        Box::pin(async move {
+            Timer::after(duration).await;
+        })
     }
 }
 
-impl Server {
-    /// The address the server listens on.
-    #[must_use]
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
+/// An `Async` listener as the core's accept loop polls it: accept until it would block, then
+/// wait for readiness.
+struct Listening<L>(Async<L>);
 
-    /// A handle on the server: its connections, counters and shutdown, from anywhere.
-    #[must_use]
-    pub fn handle(&self) -> ServerHandle {
-        self.handle.server()
-    }
-
-    /// What the server has counted so far.
-    #[must_use]
-    pub fn stats(&self) -> ServerStats {
-        self.handle.server().stats()
-    }
-
-    /// Graceful shutdown: stops accepting, lets every connection flush what is queued and
-    /// close, and closes those still open after `deadline`. Returns at once; see
-    /// [`wait`](Self::wait).
-    pub fn shutdown(&self, deadline: Duration) {
-        self.handle.shutdown(deadline);
-    }
-
-    /// Waits until the server has stopped accepting (after [`shutdown`](Self::shutdown) or a
-    /// handle's) and its last connection has gone: woken by that connection, no polling.
-    pub async fn wait(mut self) {
-        if let Some(accept) = self.accept.take() {
-            accept.await;
-        }
-    }
-
-    /// Lets the server run on its own, with no `Server` left to stop it by being dropped; a
-    /// [`ServerHandle`] (see [`handle`](Self::handle)) still can.
-    pub fn detach(mut self) {
-        if let Some(accept) = self.accept.take() {
-            accept.detach();
+impl PollAccept for Listening<TcpListener> {
+    type Conn = Async<TcpStream>;
+    fn poll_accept(
+        &mut self,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<io::Result<(Async<TcpStream>, PeerAddr)>> {
+        loop {
+            match self.0.get_ref().accept() {
+                Ok((stream, peer)) => {
+                    return Poll::Ready(Async::new(stream).map(|s| (s, PeerAddr::Tcp(peer))));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    ready!(self.0.poll_readable(cx))?;
+                }
+                Err(e) => return Poll::Ready(Err(e)),
+            }
         }
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(accept) = self.accept.take() {
-            self.handle.shutdown(DEFAULT_SHUTDOWN_DEADLINE);
-            // A smol task dropped is cancelled: detached, it winds the server down itself.
-            accept.detach();
+impl PollAccept for Listening<UnixListener> {
+    type Conn = Async<UnixStream>;
+    fn poll_accept(
+        &mut self,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<io::Result<(Async<UnixStream>, PeerAddr)>> {
+        loop {
+            match self.0.get_ref().accept() {
+                Ok((stream, peer)) => {
+                    let path = peer.as_pathname().map(std::path::Path::to_path_buf);
+                    return Poll::Ready(Async::new(stream).map(|s| (s, PeerAddr::Unix(path))));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    ready!(self.0.poll_readable(cx))?;
+                }
+                Err(e) => return Poll::Ready(Err(e)),
+            }
         }
     }
+}
+
+fn start<L, P, F, S, Fut>(
+    listening: Listening<L>,
+    config: Config,
+    factory: F,
+    accept: impl FnMut(Async<L::Stream>) -> Fut + Send + 'static,
+    handle: &Handle,
+) where
+    L: Accepts + Send + Sync + 'static,
+    Listening<L>: PollAccept<Conn = Async<L::Stream>> + Send + 'static,
+    P: Protocol + Send + 'static,
+    F: FnMut(&Accepted) -> P + Send + 'static,
+    S: PollStream + Send + 'static,
+    Fut: Future<Output = io::Result<S>> + Send + 'static,
+{
+    smol::spawn(accept_loop(
+        listening,
+        config,
+        factory,
+        handle.clone(),
+        Smol {
+            accept,
+            types: std::marker::PhantomData,
+        },
+    ))
+    .detach();
+}
+
+/// The std listeners the futures-io driver accepts on, and the streams they give.
+trait Accepts {
+    type Stream: Send + 'static;
+}
+impl Accepts for TcpListener {
+    type Stream = TcpStream;
+}
+impl Accepts for UnixListener {
+    type Stream = UnixStream;
 }
 
 /// Accepts connections on `listener`, each running the protocol `factory` makes for it in a
-/// task of its own on smol's global executor.
+/// task of its own on smol's global executor. See [`Server`] for its lifetime.
 ///
 /// The factory sees each connection's [`Accepted`]: its handle and the server's. A factory
 /// whose protocol cannot run (an invalid first terminator) has that connection dropped and
-/// counted as refused ([`ServerStats::refused`]); a failed `accept` is counted
-/// ([`ServerStats::accept_errors`]) and followed by a growing pause, so running out of file
+/// counted as refused ([`ServerStats::refused`](asynchat_core::driver::ServerStats::refused));
+/// a failed `accept` is counted and followed by a growing pause
+/// ([`MIN_ACCEPT_BACKOFF`](asynchat_core::driver::MIN_ACCEPT_BACKOFF)), so running out of file
 /// descriptors does not spin.
 ///
 /// # Security
 ///
 /// Every connection gets the limits of `config`.
-pub fn serve<P, F>(
-    listener: Async<TcpListener>,
-    config: Config,
-    mut factory: F,
-) -> io::Result<Server>
+pub fn serve<P, F>(listener: Async<TcpListener>, config: Config, factory: F) -> io::Result<Server>
 where
     P: Protocol + Send + 'static,
     F: FnMut(&Accepted) -> P + Send + 'static,
 {
     let addr = listener.get_ref().local_addr()?;
     let handle = Handle::new();
-    let conns = handle.clone();
-    let accept = smol::spawn(async move {
-        let mut backoff = MIN_BACKOFF;
-        loop {
-            let next = smol::future::or(async { Some(listener.accept().await) }, async {
-                conns.stopped().await;
-                None
-            });
-            match next.await {
-                None => break,
-                Some(Ok((stream, peer))) => {
-                    backoff = MIN_BACKOFF;
-                    let _ = stream.get_ref().set_nodelay(true);
-                    let (conn, commands) = conns.register(config.high_water);
-                    let id = conn.id();
-                    let accepted = Accepted::new(conn, peer, conns.server());
-                    let Ok(chat) = Chat::with_config(factory(&accepted), &config) else {
-                        conns.refuse(id);
-                        continue;
-                    };
-                    let conns = conns.clone();
-                    let on_end = move |reason: &CloseReason| conns.unregister(id, Some(reason));
-                    smol::spawn(run_chat(
-                        chat,
-                        Tcp::new(stream),
-                        Deadline::default(),
-                        commands,
-                        on_end,
-                    ))
-                    .detach();
-                }
-                Some(Err(_)) => {
-                    conns.counters().accept_error();
-                    let stopped = smol::future::or(
-                        async {
-                            conns.stopped().await;
-                            true
-                        },
-                        async {
-                            Timer::after(backoff).await;
-                            false
-                        },
-                    );
-                    if stopped.await {
-                        break;
-                    }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                }
-            }
-        }
-        drop(listener);
-        wind_down(&conns, |deadline| async move {
-            Timer::after(deadline).await;
-        })
-        .await;
-    });
-    Ok(Server {
-        addr,
-        handle,
-        accept: Some(accept),
-    })
+    let accept = |stream: Async<TcpStream>| {
+        let _ = stream.get_ref().set_nodelay(true);
+        std::future::ready(Ok(Tcp::new(stream)))
+    };
+    start(Listening(listener), config, factory, accept, &handle);
+    Ok(Server::new(addr, handle))
+}
+
+/// [`serve`] with an acceptor of your own: `accept` turns each accepted TCP connection into
+/// the `futures-io` stream the protocol runs over, in that connection's task (a TLS handshake,
+/// a PROXY-protocol header). A failed `accept` closes that connection only, counted as an I/O
+/// close.
+pub fn serve_with<P, F, S, Fut>(
+    listener: Async<TcpListener>,
+    config: Config,
+    factory: F,
+    mut accept: impl FnMut(Async<TcpStream>) -> Fut + Send + 'static,
+) -> io::Result<Server>
+where
+    P: Protocol + Send + 'static,
+    F: FnMut(&Accepted) -> P + Send + 'static,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    Fut: Future<Output = io::Result<S>> + Send + 'static,
+{
+    let addr = listener.get_ref().local_addr()?;
+    let handle = Handle::new();
+    let accept = move |stream: Async<TcpStream>| {
+        let accepting = accept(stream);
+        async move { accepting.await.map(Stream) }
+    };
+    start(Listening(listener), config, factory, accept, &handle);
+    Ok(Server::new(addr, handle))
+}
+
+/// Serves on a Unix-domain socket: [`serve`] for `Async<UnixListener>`.
+pub fn serve_unix<P, F>(
+    listener: Async<UnixListener>,
+    config: Config,
+    factory: F,
+) -> io::Result<Server<Option<std::path::PathBuf>>>
+where
+    P: Protocol + Send + 'static,
+    F: FnMut(&Accepted) -> P + Send + 'static,
+{
+    let addr = listener.get_ref().local_addr()?;
+    let addr = addr.as_pathname().map(std::path::Path::to_path_buf);
+    let handle = Handle::new();
+    start(
+        Listening(listener),
+        config,
+        factory,
+        |stream: Async<UnixStream>| std::future::ready(Ok(Stream(stream))),
+        &handle,
+    );
+    Ok(Server::new(addr, handle))
 }
 
 /// A client connection to `addr` running `protocol`: its

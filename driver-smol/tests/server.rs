@@ -93,3 +93,47 @@ fn a_detached_server_runs_until_its_handle_shuts_it_down() {
         read_to_end_within(&mut c, Duration::from_secs(5)).await;
     });
 }
+
+#[test]
+fn an_acceptor_prepares_each_stream_and_its_failure_closes_only_that_connection() {
+    smol::block_on(async {
+        let listener = Async::<TcpListener>::bind(([127, 0, 0, 1], 0)).unwrap();
+        // Refuses peers whose first byte is `!`; greets the others before the protocol runs.
+        let accept = |mut stream: Async<TcpStream>| async move {
+            let mut first = [0u8; 1];
+            stream.peek(&mut first).await?;
+            if first[0] == b'!' {
+                return Err(std::io::Error::other("refused by the acceptor"));
+            }
+            stream.write_all(b"welcome\n").await?;
+            Ok(stream)
+        };
+        let server =
+            asynchat_smol::serve_with(listener, Config::default(), |_| Echo, accept).unwrap();
+        let addr = server.addr();
+
+        let mut refused = Async::<TcpStream>::connect(addr).await.unwrap();
+        refused.write_all(b"!\n").await.unwrap();
+        // Dropped by the acceptor with unread input: the end of the stream, or a reset.
+        let mut sink = Vec::new();
+        let ended = smol::future::or(
+            async {
+                let _ = refused.read_to_end(&mut sink).await;
+                true
+            },
+            async {
+                smol::Timer::after(Duration::from_secs(5)).await;
+                false
+            },
+        )
+        .await;
+        assert!(ended, "closed by the failed acceptor");
+
+        let mut greeted = Async::<TcpStream>::connect(addr).await.unwrap();
+        greeted.write_all(b"hi\n").await.unwrap();
+        let mut reply = [0; 11];
+        greeted.read_exact(&mut reply).await.unwrap();
+        assert_eq!(&reply, b"welcome\nhi\n");
+        assert_eq!(server.stats().closed.io, 1, "{:?}", server.stats());
+    });
+}

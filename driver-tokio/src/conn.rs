@@ -9,21 +9,36 @@ use std::time::Instant;
 
 use asynchat_core::driver::{PollStream, PollTimer};
 use asynchat_core::BytesMut;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
-use tokio_util::io::poll_read_buf;
 
 /// Any tokio `AsyncRead + AsyncWrite` stream.
 pub(crate) struct Stream<S>(pub(crate) S);
 
 impl<S: AsyncRead + AsyncWrite + Unpin> PollStream for Stream<S> {
+    #[allow(unsafe_code)]
     fn poll_read_into(
         &mut self,
         cx: &mut TaskContext<'_>,
         buf: &mut BytesMut,
     ) -> Poll<io::Result<usize>> {
-        // Reads straight into the spare capacity of the framer's buffer.
-        poll_read_buf(Pin::new(&mut self.0), cx, buf)
+        // Reads straight into the spare capacity of the framer's buffer: no zeroing, no copy.
+        let spare = buf.spare_capacity_mut();
+        let mut read = ReadBuf::uninit(spare);
+        let start = read.filled().as_ptr();
+        std::task::ready!(Pin::new(&mut self.0).poll_read(cx, &mut read))?;
+        let n = read.filled().len();
+        // A reader may not swap the buffer out; tokio-util checks the same.
+        assert_eq!(
+            start,
+            read.filled().as_ptr(),
+            "the reader replaced the buffer"
+        );
+        // SAFETY: `ReadBuf` guarantees its first `filled().len()` bytes are initialised, and
+        // they are the `n` bytes after `buf.len()` (the start pointer is unchanged, and the
+        // filled region never exceeds the spare capacity it was built on).
+        unsafe { buf.set_len(buf.len() + n) };
+        Poll::Ready(Ok(n))
     }
 
     fn poll_write_vectored(

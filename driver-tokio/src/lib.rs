@@ -27,14 +27,26 @@
 //! # Ok(()) }
 //! ```
 //!
-//! For `Framed` users, [`codec::TerminatorCodec`] is a `tokio_util` codec on the same framer.
+//! For `Framed` users, `codec::TerminatorCodec` (feature `codec`, which brings in `tokio-util`)
+//! is a `tokio_util` codec on the same framer.
+//!
+//! ## Features
+//!
+//! - `codec` (off by default): the `codec` module. Without it the crate depends on `tokio`
+//!   (features `rt`, `net`, `time` only: enable `rt-multi-thread` or `macros` yourself if you
+//!   want them), `bytes` and `asynchat-core`.
 //!
 //! The task loop itself is [`asynchat_core::driver::run_chat`], shared with `asynchat-smol`;
 //! this crate adapts tokio's streams, timers and sockets to it. After a graceful close the write
 //! side is shut down and the peer's input drained for at most
 //! [`LINGER`](asynchat_core::driver::LINGER), so unread input cannot turn the close into a reset.
-#![forbid(unsafe_code)]
+// One `unsafe` block, in the read path (`conn.rs`): declaring the bytes a read wrote into a
+// buffer's spare capacity initialised, instead of zeroing that capacity before every read.
+#![deny(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "codec")]
+#[cfg_attr(docsrs, doc(cfg(feature = "codec")))]
 pub mod codec;
 mod conn;
 mod serve;
@@ -43,5 +55,6 @@ mod udp;
 pub use asynchat_core::driver::{
     Accepted, ConnHandle, ConnId, Connection, Handle, ServerHandle, ServerStats,
 };
-pub use serve::{connect, run, serve, Server};
+pub use asynchat_core::driver::{PeerAddr, Server};
+pub use serve::{connect, run, serve, serve_unix, serve_with, Listener};
 pub use udp::serve_udp;

@@ -1,162 +1,196 @@
 //! Serving, connecting, and driving any stream.
 
-use std::fmt;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
 use asynchat_core::driver::{
-    outside_server, run_chat, wind_down, Accepted, Connection, Handle, ServerHandle, ServerStats,
-    DEFAULT_SHUTDOWN_DEADLINE,
+    accept_loop, outside_server, run_chat, Accepted, Connection, Handle, PeerAddr, PollAccept,
+    Runtime, Server, Task,
 };
 use asynchat_core::{Chat, CloseReason, Config, Misuse, Protocol};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 
 use crate::conn::{Stream, Timer};
 
-/// First pause after `accept` fails (out of descriptors); doubles up to [`MAX_BACKOFF`].
-const MIN_BACKOFF: Duration = Duration::from_millis(10);
-const MAX_BACKOFF: Duration = Duration::from_secs(1);
-
-/// A running server: see [`serve`].
-///
-/// Dropping it shuts the server down gracefully, as
-/// [`shutdown`](Self::shutdown)`(`[`DEFAULT_SHUTDOWN_DEADLINE`]`)` would: the accept task
-/// stops accepting, lets connections flush and close, and closes what is left at the deadline,
-/// on its own. [`detach`](Self::detach) lets it run instead, until a [`ServerHandle`] stops it.
-#[must_use = "dropping a Server shuts it down; keep it, or call `detach` to let it run"]
-pub struct Server {
-    addr: SocketAddr,
-    handle: Handle,
-    accept: Option<JoinHandle<()>>,
+/// What serving needs of tokio: its streams, timers, spawner and sleep; `accept` turns an
+/// accepted connection into the stream a protocol runs over.
+struct Tokio<A, C, S> {
+    accept: A,
+    types: std::marker::PhantomData<fn(C) -> S>,
 }
 
-impl fmt::Debug for Server {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Server")
-            .field("addr", &self.addr)
-            .field("stats", &self.handle.server().stats())
-            .finish_non_exhaustive()
-    }
+/// Accepted TCP streams get `TCP_NODELAY`: protocols write whole replies.
+fn nodelay(stream: TcpStream) -> std::future::Ready<io::Result<TcpStream>> {
+    let _ = stream.set_nodelay(true);
+    std::future::ready(Ok(stream))
 }
 
-impl Server {
-    /// The address the server listens on.
-    #[must_use]
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
+impl<A, C, S, Fut> Runtime for Tokio<A, C, S>
+where
+    A: FnMut(C) -> Fut + Send + 'static,
+    C: Send + 'static,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    Fut: Future<Output = io::Result<S>> + Send + 'static,
+{
+    type Stream = Stream<S>;
+    type Conn = C;
+    type Accepting = Pin<Box<dyn Future<Output = io::Result<Stream<S>>> + Send>>;
+    type Timer = Timer;
+    type Sleep = tokio::time::Sleep;
 
-    /// A handle on the server: its connections, counters and shutdown, from anywhere.
-    #[must_use]
-    pub fn handle(&self) -> ServerHandle {
-        self.handle.server()
+    fn accepting(&mut self, conn: C) -> Self::Accepting {
+        let accepting = (self.accept)(conn);
+        Box::pin(async move { accepting.await.map(Stream) })
     }
-
-    /// What the server has counted so far.
-    #[must_use]
-    pub fn stats(&self) -> ServerStats {
-        self.handle.server().stats()
+    fn timer(&mut self) -> Timer {
+        Timer::default()
     }
-
-    /// Graceful shutdown: stops accepting, lets every connection flush what is queued and
-    /// close, and closes those still open after `deadline`. Returns at once; see
-    /// [`wait`](Self::wait).
-    pub fn shutdown(&self, deadline: Duration) {
-        self.handle.shutdown(deadline);
+    fn spawn(&mut self, task: Task) {
+        tokio::spawn(task);
     }
-
-    /// Waits until the server has stopped accepting (after [`shutdown`](Self::shutdown) or a
-    /// handle's) and its last connection has gone: woken by that connection, no polling.
-    pub async fn wait(mut self) {
-        if let Some(accept) = self.accept.take() {
-            let _ = accept.await;
-        }
-    }
-
-    /// Lets the server run on its own, with no `Server` left to stop it by being dropped; a
-    /// [`ServerHandle`] (see [`handle`](Self::handle)) still can.
-    pub fn detach(mut self) {
-        self.accept = None;
+    fn sleep(&mut self, duration: Duration) -> tokio::time::Sleep {
+        tokio::time::sleep(duration)
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        if self.accept.is_some() {
-            self.handle.shutdown(DEFAULT_SHUTDOWN_DEADLINE);
-        }
+/// A tokio listener as the core's accept loop polls it.
+struct Listening<L>(L);
+
+impl PollAccept for Listening<TcpListener> {
+    type Conn = TcpStream;
+    fn poll_accept(&mut self, cx: &mut TaskContext<'_>) -> Poll<io::Result<(TcpStream, PeerAddr)>> {
+        self.0
+            .poll_accept(cx)
+            .map_ok(|(stream, peer)| (stream, PeerAddr::Tcp(peer)))
+    }
+}
+
+impl PollAccept for Listening<UnixListener> {
+    type Conn = UnixStream;
+    fn poll_accept(
+        &mut self,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<io::Result<(UnixStream, PeerAddr)>> {
+        self.0.poll_accept(cx).map_ok(|(stream, peer)| {
+            let path = peer.as_pathname().map(std::path::Path::to_path_buf);
+            (stream, PeerAddr::Unix(path))
+        })
     }
 }
 
 /// Accepts connections on `listener`, each running the protocol `factory` makes for it in a
-/// task of its own, on the current runtime.
+/// task of its own, on the current runtime. See [`Server`] for its lifetime.
 ///
 /// The factory sees each connection's [`Accepted`]: its handle and the server's. A factory
 /// whose protocol cannot run (an invalid first terminator) has that connection dropped and
-/// counted as refused ([`ServerStats::refused`]); a failed `accept` is counted
-/// ([`ServerStats::accept_errors`]) and followed by a growing pause, so running out of file
+/// counted as refused ([`ServerStats::refused`](asynchat_core::driver::ServerStats::refused));
+/// a failed `accept` is counted and followed by a growing pause
+/// ([`MIN_ACCEPT_BACKOFF`](asynchat_core::driver::MIN_ACCEPT_BACKOFF)), so running out of file
 /// descriptors does not spin.
 ///
 /// # Security
 ///
 /// Every connection gets the limits of `config`.
-pub fn serve<P, F>(listener: TcpListener, config: Config, mut factory: F) -> io::Result<Server>
+pub fn serve<P, F>(listener: TcpListener, config: Config, factory: F) -> io::Result<Server>
 where
     P: Protocol + Send + 'static,
     F: FnMut(&Accepted) -> P + Send + 'static,
 {
+    serve_with(listener, config, factory, nodelay)
+}
+
+/// [`serve`] over a listener and an acceptor of your own: `accept` turns each accepted
+/// connection into the stream the protocol runs over, in that connection's task (a TLS
+/// handshake, a PROXY-protocol header). A failed `accept` closes that connection only, counted
+/// as an I/O close.
+pub fn serve_with<L, P, F, S, Fut>(
+    listener: L,
+    config: Config,
+    factory: F,
+    accept: impl FnMut(L::Conn) -> Fut + Send + 'static,
+) -> io::Result<Server<L::Addr>>
+where
+    L: Listener,
+    P: Protocol + Send + 'static,
+    F: FnMut(&Accepted) -> P + Send + 'static,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    Fut: Future<Output = io::Result<S>> + Send + 'static,
+{
     let addr = listener.local_addr()?;
     let handle = Handle::new();
-    let conns = handle.clone();
-    let accept = tokio::spawn(async move {
-        let mut backoff = MIN_BACKOFF;
-        loop {
-            let accepted = tokio::select! {
-                () = conns.stopped() => break,
-                accepted = listener.accept() => accepted,
-            };
-            match accepted {
-                Ok((stream, peer)) => {
-                    backoff = MIN_BACKOFF;
-                    let _ = stream.set_nodelay(true);
-                    let (conn, commands) = conns.register(config.high_water);
-                    let id = conn.id();
-                    let accepted = Accepted::new(conn, peer, conns.server());
-                    let Ok(chat) = Chat::with_config(factory(&accepted), &config) else {
-                        conns.refuse(id);
-                        continue;
-                    };
-                    let conns = conns.clone();
-                    let on_end = move |reason: &CloseReason| conns.unregister(id, Some(reason));
-                    tokio::spawn(run_chat(
-                        chat,
-                        Stream(stream),
-                        Timer::default(),
-                        commands,
-                        on_end,
-                    ));
-                }
-                Err(_) => {
-                    conns.counters().accept_error();
-                    tokio::select! {
-                        () = conns.stopped() => break,
-                        () = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                }
-            }
-        }
-        drop(listener);
-        wind_down(&conns, tokio::time::sleep).await;
-    });
-    Ok(Server {
-        addr,
-        handle,
-        accept: Some(accept),
+    let listening = listener.into_listening();
+    tokio::spawn(accept_loop(
+        listening,
+        config,
+        factory,
+        handle.clone(),
+        Tokio {
+            accept,
+            types: std::marker::PhantomData,
+        },
+    ));
+    Ok(Server::new(addr, handle))
+}
+
+/// Serves on a Unix-domain socket: [`serve`] for `UnixListener`.
+pub fn serve_unix<P, F>(
+    listener: UnixListener,
+    config: Config,
+    factory: F,
+) -> io::Result<Server<Option<std::path::PathBuf>>>
+where
+    P: Protocol + Send + 'static,
+    F: FnMut(&Accepted) -> P + Send + 'static,
+{
+    serve_with(listener, config, factory, |stream| {
+        std::future::ready(Ok(stream))
     })
+}
+
+/// A tokio listener [`serve_with`] can accept on: `TcpListener` or `UnixListener`.
+pub trait Listener: sealed::Sealed + Send + 'static {
+    /// What it accepts.
+    type Conn: Send + 'static;
+    /// Its own address, as the [`Server`] reports it.
+    type Addr;
+    /// Its own address.
+    fn local_addr(&self) -> io::Result<Self::Addr>;
+    #[doc(hidden)]
+    fn into_listening(self) -> impl PollAccept<Conn = Self::Conn> + Send + 'static;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for tokio::net::TcpListener {}
+    impl Sealed for tokio::net::UnixListener {}
+}
+
+impl Listener for TcpListener {
+    type Conn = TcpStream;
+    type Addr = SocketAddr;
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        Self::local_addr(self)
+    }
+    fn into_listening(self) -> impl PollAccept<Conn = TcpStream> + Send + 'static {
+        Listening(self)
+    }
+}
+
+impl Listener for UnixListener {
+    type Conn = UnixStream;
+    type Addr = Option<std::path::PathBuf>;
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        let addr = Self::local_addr(self)?;
+        Ok(addr.as_pathname().map(std::path::Path::to_path_buf))
+    }
+    fn into_listening(self) -> impl PollAccept<Conn = UnixStream> + Send + 'static {
+        Listening(self)
+    }
 }
 
 /// A client connection to `addr` running `protocol`: its [`ConnHandle`](asynchat_core::driver::ConnHandle) at once, and the

@@ -77,3 +77,35 @@ async fn a_detached_server_runs_until_its_handle_shuts_it_down() {
         .expect("closed by the handle's shutdown")
         .unwrap();
 }
+
+#[tokio::test]
+async fn an_acceptor_prepares_each_stream_and_its_failure_closes_only_that_connection() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    // Refuses peers whose first byte is `!`; greets the others before the protocol runs.
+    let accept = |mut stream: TcpStream| async move {
+        let mut first = [0u8; 1];
+        stream.peek(&mut first).await?;
+        if first[0] == b'!' {
+            return Err(std::io::Error::other("refused by the acceptor"));
+        }
+        stream.write_all(b"welcome\n").await?;
+        Ok(stream)
+    };
+    let server = asynchat_tokio::serve_with(listener, Config::default(), |_| Echo, accept).unwrap();
+    let addr = server.addr();
+
+    let mut refused = TcpStream::connect(addr).await.unwrap();
+    refused.write_all(b"!\n").await.unwrap();
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), refused.read_to_end(&mut rest))
+        .await
+        .expect("closed by the failed acceptor")
+        .ok();
+
+    let mut greeted = TcpStream::connect(addr).await.unwrap();
+    greeted.write_all(b"hi\n").await.unwrap();
+    let mut reply = [0; 11];
+    greeted.read_exact(&mut reply).await.unwrap();
+    assert_eq!(&reply, b"welcome\nhi\n");
+    assert_eq!(server.stats().closed.io, 1, "{:?}", server.stats());
+}

@@ -29,7 +29,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use asynchat_core::driver::{ConnHandle, DEFAULT_SHUTDOWN_DEADLINE};
+use asynchat_core::driver::{ConnHandle, PeerAddr, DEFAULT_SHUTDOWN_DEADLINE};
 use asynchat_core::{Bytes, CloseReason, Config, Context, Protocol, Terminator, Timer};
 
 /// The event loop a server runs on.
@@ -93,15 +93,15 @@ impl Options {
 /// A new connection, whatever the driver: its peer and the handle every driver hands out.
 #[derive(Debug, Clone)]
 pub struct Link {
-    peer: SocketAddr,
+    peer: PeerAddr,
     conn: ConnHandle,
 }
 
 impl Link {
     /// The peer's address.
     #[must_use]
-    pub fn peer(&self) -> SocketAddr {
-        self.peer
+    pub fn peer(&self) -> PeerAddr {
+        self.peer.clone()
     }
 
     /// The connection's handle: push to it or close it from any thread.
@@ -198,7 +198,7 @@ where
             let started = (|| {
                 let mut event_loop = asynchat_mio::EventLoop::with_config(config)?;
                 let bound = event_loop.listen(listen, move |a| {
-                    connection(&mut factory, a.peer, a.conn.clone(), verbose)
+                    connection(&mut factory, a.peer.clone(), a.conn.clone(), verbose)
                 })?;
                 let handle = event_loop.handle();
                 let stopper = Stopper(Arc::new(move || {
@@ -224,7 +224,7 @@ where
                 let served = async {
                     let listener = tokio::net::TcpListener::bind(listen).await?;
                     asynchat_tokio::serve(listener, config, move |a| {
-                        connection(&mut factory, a.peer, a.conn.clone(), verbose)
+                        connection(&mut factory, a.peer.clone(), a.conn.clone(), verbose)
                     })
                 };
                 let Some(server) = or_report(&ready_tx, served.await) else {
@@ -243,7 +243,7 @@ where
                     return Ok(());
                 };
                 let served = asynchat_smol::serve(listener, config, move |a| {
-                    connection(&mut factory, a.peer, a.conn.clone(), verbose)
+                    connection(&mut factory, a.peer.clone(), a.conn.clone(), verbose)
                 });
                 let Some(server) = or_report(&ready_tx, served) else {
                     return Ok(());
@@ -284,23 +284,24 @@ async fn until_stopped(addr: SocketAddr, ready: &Ready) {
 }
 
 /// A new connection's protocol, from the user's factory, with its event log.
-fn connection<P, F>(factory: &mut F, peer: SocketAddr, conn: ConnHandle, verbose: bool) -> Logged<P>
+fn connection<P, F>(factory: &mut F, peer: PeerAddr, conn: ConnHandle, verbose: bool) -> Logged<P>
 where
     F: FnMut(Link) -> P,
 {
-    Logged::new(factory(Link { peer, conn }), peer, verbose)
+    let name = peer.to_string();
+    Logged::new(factory(Link { peer, conn }), name, verbose)
 }
 
 /// Logs a connection's events to stderr when verbose; otherwise only forwards them.
 #[derive(Debug)]
 struct Logged<P> {
     inner: P,
-    peer: SocketAddr,
+    peer: String,
     verbose: bool,
 }
 
 impl<P> Logged<P> {
-    fn new(inner: P, peer: SocketAddr, verbose: bool) -> Self {
+    fn new(inner: P, peer: String, verbose: bool) -> Self {
         Self {
             inner,
             peer,

@@ -7,6 +7,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -22,6 +23,12 @@ pub trait Driver: 'static {
     /// Serves on an ephemeral port; `factory` makes each connection's protocol from what the
     /// driver says of it (the same [`Accepted`] on every driver).
     fn serve<P, F>(config: Config, factory: F) -> Server
+    where
+        P: Protocol + Send + 'static,
+        F: FnMut(&Accepted) -> P + Send + 'static;
+
+    /// Serves on the Unix-domain socket `path` (the returned server's `addr` is unspecified).
+    fn serve_unix<P, F>(path: PathBuf, config: Config, factory: F) -> Server
     where
         P: Protocol + Send + 'static,
         F: FnMut(&Accepted) -> P + Send + 'static;
@@ -120,6 +127,12 @@ type Finished = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// How a test server ends when the test drops it: at once (a shutdown with no time to flush).
 const TEARDOWN: Duration = Duration::ZERO;
 
+/// The address of a server that has none (a Unix-domain socket's).
+const UNSPECIFIED: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::UNSPECIFIED,
+    0,
+));
+
 /// `asynchat-mio`.
 #[derive(Debug)]
 pub struct Mio;
@@ -146,6 +159,30 @@ impl Driver for Mio {
         let server = handle.server();
         Server::new(
             addr,
+            Some(server),
+            Box::new(move || {
+                let _ = handle.stop();
+            }),
+            thread,
+        )
+    }
+
+    fn serve_unix<P, F>(path: PathBuf, config: Config, factory: F) -> Server
+    where
+        P: Protocol + Send + 'static,
+        F: FnMut(&Accepted) -> P + Send + 'static,
+    {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let mut event_loop = asynchat_mio::EventLoop::with_config(config).expect("event loop");
+            event_loop.listen_unix(path, factory).expect("listen");
+            tx.send(event_loop.handle()).expect("report handle");
+            event_loop.run().expect("run");
+        });
+        let handle = rx.recv().expect("server started");
+        let server = handle.server();
+        Server::new(
+            UNSPECIFIED,
             Some(server),
             Box::new(move || {
                 let _ = handle.stop();
@@ -291,6 +328,21 @@ macro_rules! tokio_driver {
                 })
             }
 
+            fn serve_unix<P, F>(path: PathBuf, config: Config, factory: F) -> Server
+            where
+                P: Protocol + Send + 'static,
+                F: FnMut(&Accepted) -> P + Send + 'static,
+            {
+                tokio_server($multi, move || async move {
+                    let listener = tokio::net::UnixListener::bind(path).expect("bind");
+                    let server =
+                        asynchat_tokio::serve_unix(listener, config, factory).expect("serve");
+                    let handle = server.handle();
+                    let finished: Finished = Box::pin(server.wait());
+                    (UNSPECIFIED, Some(handle), finished)
+                })
+            }
+
             fn serve_udp<P: DatagramProtocol + Send + 'static>(protocol: P) -> Server {
                 tokio_server($multi, move || async move {
                     let socket = tokio::net::UdpSocket::bind(crate::LOCALHOST)
@@ -409,6 +461,21 @@ impl Driver for Smol {
             let handle = server.handle();
             let finished: Finished = Box::pin(server.wait());
             (addr, Some(handle), finished)
+        })
+    }
+
+    fn serve_unix<P, F>(path: PathBuf, config: Config, factory: F) -> Server
+    where
+        P: Protocol + Send + 'static,
+        F: FnMut(&Accepted) -> P + Send + 'static,
+    {
+        smol_server(move || async move {
+            let listener =
+                smol::Async::<std::os::unix::net::UnixListener>::bind(path).expect("bind");
+            let server = asynchat_smol::serve_unix(listener, config, factory).expect("serve");
+            let handle = server.handle();
+            let finished: Finished = Box::pin(server.wait());
+            (UNSPECIFIED, Some(handle), finished)
         })
     }
 

@@ -17,7 +17,7 @@ use crate::driver::Driver;
 use crate::peer::{closed_within, connect, fnv1a, read_n, read_to_eof, write_bytewise, IO_TIMEOUT};
 use crate::probe::{pattern, Probe, SharedLog};
 use asynchat_core::backlog::PushError;
-use asynchat_core::driver::{ConnHandle, ServerHandle};
+use asynchat_core::driver::{ConnHandle, PeerAddr, ServerHandle};
 
 fn log() -> SharedLog {
     SharedLog::default()
@@ -639,6 +639,40 @@ pub fn refused_and_failed_connections_are_counted<D: Driver>() {
     wait_for(|| server.handle().stats().closed.peer_errors == 1);
     let stats = server.handle().stats();
     assert_eq!((stats.accepted, stats.active), (1, 0), "{stats:?}");
+}
+
+/// A server on a Unix-domain socket: the same protocol, its peer named as a Unix peer, its
+/// connections counted, its shutdown as over TCP.
+pub fn serve_over_a_unix_socket<D: Driver>() {
+    let dir = std::env::temp_dir().join(format!(
+        "asynchat-{}-{}",
+        std::process::id(),
+        D::NAME.replace([' ', '(', ')'], "")
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("server.sock");
+    let log = log();
+    let peers: Arc<Mutex<Vec<PeerAddr>>> = Arc::default();
+    let server = {
+        let (log, peers) = (log.clone(), peers.clone());
+        D::serve_unix(path.clone(), Config::default(), move |a| {
+            peers.lock().unwrap().push(a.peer.clone());
+            Probe::new("\r\n", &log)
+        })
+    };
+    let mut c = UnixStream::connect(&path).unwrap();
+    c.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    c.write_all(b"over unix\r\n").unwrap();
+    let mut reply = [0; 10];
+    c.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply, b"over unix\n");
+    assert!(matches!(peers.lock().unwrap()[0], PeerAddr::Unix(_)));
+    drop(c);
+    wait_for(|| server.handle().stats().closed.total() == 1);
+    server.handle().shutdown(Duration::from_secs(1));
+    server.join();
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A protocol that pushes on `connected` (a greeting) works on accepted connections.

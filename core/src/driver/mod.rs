@@ -17,10 +17,15 @@ use crate::producer::Producer;
 
 pub mod client;
 pub mod handle;
+pub mod serve;
 pub mod server;
 
 pub use client::{outside_server, Connection};
 pub use handle::{CommandSink, ConnHandle, ConnId};
+pub use serve::{
+    accept_loop, PeerAddr, PollAccept, Runtime, Server, Task, MAX_ACCEPT_BACKOFF,
+    MIN_ACCEPT_BACKOFF,
+};
 pub use server::{
     wind_down, ClosedStats, Counters, ServerControl, ServerHandle, ServerStats, Signal,
     DEFAULT_SHUTDOWN_DEADLINE,
@@ -467,7 +472,7 @@ pub struct Accepted {
     /// The connection's id, for [`Handle`] commands.
     pub id: ConnId,
     /// The peer's address.
-    pub peer: std::net::SocketAddr,
+    pub peer: PeerAddr,
     /// A handle on this connection, to keep or give away (a chat room's member list).
     pub conn: ConnHandle,
     /// A handle on the server: its other connections, its counters, its shutdown.
@@ -477,10 +482,10 @@ pub struct Accepted {
 impl Accepted {
     /// A new connection's description (driver side).
     #[must_use]
-    pub fn new(conn: ConnHandle, peer: std::net::SocketAddr, server: ServerHandle) -> Self {
+    pub fn new(conn: ConnHandle, peer: impl Into<PeerAddr>, server: ServerHandle) -> Self {
         Self {
             id: conn.id(),
-            peer,
+            peer: peer.into(),
             conn,
             server,
         }
@@ -1227,6 +1232,8 @@ struct ServerState {
     registry: Registry<std::sync::Arc<MailboxSender>>,
     counters: Counters,
     stop: Signal,
+    /// Set by the accept task once the server has wound down.
+    finished: Signal,
     deadline: std::sync::Mutex<Option<std::time::Duration>>,
     /// Woken when the last connection unregisters.
     idle: std::sync::Mutex<Vec<std::task::Waker>>,
@@ -1309,6 +1316,27 @@ impl Handle {
     #[must_use]
     pub fn is_stopped(&self) -> bool {
         self.state.stop.is_set()
+    }
+
+    /// Ready once the server was told to stop accepting.
+    pub fn poll_stopped(&self, cx: &mut TaskContext<'_>) -> Poll<()> {
+        self.state.stop.poll_set(cx)
+    }
+
+    /// Marks the server wound down (driver side: the end of its accept task).
+    pub fn finish(&self) {
+        self.state.finished.set();
+    }
+
+    /// Whether the server has wound down.
+    #[must_use]
+    pub fn is_finished(&self) -> bool {
+        self.state.finished.is_set()
+    }
+
+    /// Ready once the server has wound down.
+    pub fn finished(&self) -> impl std::future::Future<Output = ()> + '_ {
+        self.state.finished.wait()
     }
 
     /// How long connections may take to flush once stopped: what

@@ -5,6 +5,7 @@
 //! swaks --server 127.0.0.1:8025 --to you@example.com
 //! ```
 
+use asynchat_core::driver::PeerAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -48,10 +49,13 @@ fn main() -> ExitCode {
     let options = args.common.options(8025, smtpd::config());
     let (max_size, hostname) = (args.max_size, args.hostname);
     let served = cli::serve_until_interrupted("smtpd", &options, move |link| {
-        Smtp::shared(mailbox.clone())
+        let smtp = Smtp::shared(mailbox.clone())
             .max_size(max_size)
-            .hostname(hostname.clone())
-            .peer(link.peer())
+            .hostname(hostname.clone());
+        match link.peer() {
+            PeerAddr::Tcp(peer) => smtp.peer(peer),
+            _ => smtp,
+        }
     });
     cli::exit_code("smtpd", served)
 }

@@ -1,0 +1,269 @@
+//! A server on an async runtime, written once: the accept loop (back-off, counting, the
+//! factory, one task per connection), its wind-down, and the [`Server`] its caller holds. A
+//! driver adapts its listener ([`PollAccept`]), its streams, its timer, its spawner and its
+//! sleep; nothing else about serving is per runtime.
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
+
+use crate::chat::{Chat, CloseReason, Config, Protocol};
+
+use super::{
+    run_chat, wind_down, Accepted, Handle, PollStream, PollTimer, ServerHandle, ServerStats,
+    DEFAULT_SHUTDOWN_DEADLINE,
+};
+
+/// First pause after `accept` fails (out of descriptors, say), on every driver; it doubles up
+/// to [`MAX_ACCEPT_BACKOFF`], and a success resets it. Retrying at once would spin at 100 % CPU
+/// (asyncore did).
+pub const MIN_ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
+
+/// The longest pause between two failed `accept`s.
+pub const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Where a connection's peer is.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PeerAddr {
+    /// A TCP peer.
+    Tcp(SocketAddr),
+    /// A Unix-domain socket peer, with its path if it bound one (clients usually do not).
+    Unix(Option<PathBuf>),
+    /// A stream whose peer the listener cannot name.
+    Unknown,
+}
+
+impl fmt::Display for PeerAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Tcp(addr) => addr.fmt(f),
+            Self::Unix(Some(path)) => write!(f, "unix:{}", path.display()),
+            Self::Unix(None) => f.write_str("unix:(unnamed)"),
+            Self::Unknown => f.write_str("(unknown peer)"),
+        }
+    }
+}
+
+impl From<SocketAddr> for PeerAddr {
+    fn from(addr: SocketAddr) -> Self {
+        Self::Tcp(addr)
+    }
+}
+
+/// A listener, as an async driver's accept loop polls it (driver side).
+pub trait PollAccept {
+    /// What it accepts.
+    type Conn;
+    /// The next connection and its peer; `Pending` registers the task's waker.
+    fn poll_accept(&mut self, cx: &mut TaskContext<'_>)
+        -> Poll<io::Result<(Self::Conn, PeerAddr)>>;
+}
+
+/// A connection's task, as a driver's spawner takes it.
+pub type Task = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// What an accept loop needs of its runtime (driver side).
+pub trait Runtime: Send + 'static {
+    /// The stream a connection's task drives.
+    type Stream: PollStream + Send + 'static;
+    /// What the listener accepts, before it becomes [`Stream`](Self::Stream).
+    type Conn: Send + 'static;
+    /// Turns an accepted connection into a stream, in the connection's own task: set
+    /// `TCP_NODELAY`, or run a TLS handshake. A failure closes that connection only, counted
+    /// as an I/O close.
+    type Accepting: Future<Output = io::Result<Self::Stream>> + Send + 'static;
+    /// A connection's timer.
+    type Timer: PollTimer + Send + 'static;
+    /// A pause of the accept loop.
+    type Sleep: Future<Output = ()> + Send + 'static;
+
+    /// Starts turning `conn` into a stream.
+    fn accepting(&mut self, conn: Self::Conn) -> Self::Accepting;
+    /// A timer for a new connection.
+    fn timer(&mut self) -> Self::Timer;
+    /// Runs `task` on the runtime, detached.
+    fn spawn(&mut self, task: Task);
+    /// A pause of `duration`.
+    fn sleep(&mut self, duration: Duration) -> Self::Sleep;
+}
+
+/// The accept loop of an async driver's server (driver side: spawn it, detached): accepts on
+/// `listener` until `handle` is told to stop, each connection running the protocol `factory`
+/// makes in a task of its own; then winds the server down (see
+/// [`ServerHandle::shutdown`]) and marks it finished, which wakes [`Server::wait`].
+///
+/// A factory whose protocol cannot start is counted as refused; a failed `accept` is counted
+/// and followed by a pause of [`MIN_ACCEPT_BACKOFF`] doubling to [`MAX_ACCEPT_BACKOFF`].
+pub async fn accept_loop<L, R, P, F>(
+    mut listener: L,
+    config: Config,
+    mut factory: F,
+    handle: Handle,
+    mut runtime: R,
+) where
+    L: PollAccept<Conn = R::Conn>,
+    R: Runtime,
+    P: Protocol + Send + 'static,
+    F: FnMut(&Accepted) -> P,
+{
+    let mut backoff = MIN_ACCEPT_BACKOFF;
+    loop {
+        let next = std::future::poll_fn(|cx| {
+            if handle.poll_stopped(cx).is_ready() {
+                return Poll::Ready(None);
+            }
+            listener.poll_accept(cx).map(Some)
+        })
+        .await;
+        match next {
+            None => break,
+            Some(Ok((conn, peer))) => {
+                backoff = MIN_ACCEPT_BACKOFF;
+                let (handle_of_conn, commands) = handle.register(config.high_water);
+                let id = handle_of_conn.id();
+                let accepted = Accepted::new(handle_of_conn, peer, handle.server());
+                let Ok(chat) = Chat::with_config(factory(&accepted), &config) else {
+                    handle.refuse(id);
+                    continue;
+                };
+                let accepting = runtime.accepting(conn);
+                let timer = runtime.timer();
+                let conns = handle.clone();
+                runtime.spawn(Box::pin(async move {
+                    match accepting.await {
+                        Ok(stream) => {
+                            let on_end = |reason: &CloseReason| conns.unregister(id, Some(reason));
+                            run_chat(chat, stream, timer, commands, on_end).await;
+                        }
+                        Err(e) => {
+                            let reason = CloseReason::Io(std::sync::Arc::new(e));
+                            conns.unregister(id, Some(&reason));
+                        }
+                    }
+                }));
+            }
+            Some(Err(_)) => {
+                handle.counters().accept_error();
+                let mut pause = Box::pin(runtime.sleep(backoff));
+                let stopped = std::future::poll_fn(|cx| {
+                    if handle.poll_stopped(cx).is_ready() {
+                        return Poll::Ready(true);
+                    }
+                    pause.as_mut().poll(cx).map(|()| false)
+                })
+                .await;
+                if stopped {
+                    break;
+                }
+                backoff = (backoff * 2).min(MAX_ACCEPT_BACKOFF);
+            }
+        }
+    }
+    drop(listener);
+    wind_down(&handle, |deadline| runtime.sleep(deadline)).await;
+    handle.finish();
+}
+
+/// A running server of an async driver (tokio, the futures-io driver): its address, its
+/// handle, its shutdown.
+///
+/// Dropping it shuts the server down gracefully, as
+/// [`shutdown`](Self::shutdown)`(`[`DEFAULT_SHUTDOWN_DEADLINE`]`)` would: its accept task stops
+/// accepting, lets connections flush and close, and closes what is left at the deadline, on its
+/// own. [`detach`](Self::detach) lets it run instead, until a [`ServerHandle`] stops it.
+#[must_use = "dropping a Server shuts it down; keep it, or call `detach` to let it run"]
+pub struct Server<A = SocketAddr> {
+    addr: A,
+    handle: Handle,
+    detached: bool,
+}
+
+impl<A: fmt::Debug> fmt::Debug for Server<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("addr", &self.addr)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<A> Server<A> {
+    /// The server whose accept loop runs on `handle`, listening at `addr` (driver side).
+    pub fn new(addr: A, handle: Handle) -> Self {
+        Self {
+            addr,
+            handle,
+            detached: false,
+        }
+    }
+
+    /// The address the server listens on.
+    #[must_use]
+    pub fn addr(&self) -> A
+    where
+        A: Clone,
+    {
+        self.addr.clone()
+    }
+
+    /// A handle on the server: its connections, counters and shutdown, from anywhere.
+    #[must_use]
+    pub fn handle(&self) -> ServerHandle {
+        self.handle.server()
+    }
+
+    /// What the server has counted so far.
+    #[must_use]
+    pub fn stats(&self) -> ServerStats {
+        self.handle.server().stats()
+    }
+
+    /// Graceful shutdown: stops accepting, lets every connection flush what is queued and
+    /// close, and closes those still open after `deadline`. Returns at once; see
+    /// [`wait`](Self::wait).
+    pub fn shutdown(&self, deadline: Duration) {
+        self.handle.shutdown(deadline);
+    }
+
+    /// Waits until the server has stopped accepting (after [`shutdown`](Self::shutdown) or a
+    /// handle's) and wound down: woken by its accept task, no polling.
+    pub async fn wait(self) {
+        self.handle.finished().await;
+    }
+
+    /// Lets the server run on its own, with no `Server` left to stop it by being dropped; a
+    /// [`ServerHandle`] (see [`handle`](Self::handle)) still can.
+    pub fn detach(mut self) {
+        self.detached = true;
+    }
+}
+
+impl<A> Drop for Server<A> {
+    fn drop(&mut self) {
+        if !self.detached && !self.handle.is_finished() {
+            self.handle.shutdown(DEFAULT_SHUTDOWN_DEADLINE);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_are_named_for_logs() {
+        let tcp = PeerAddr::from(SocketAddr::from(([127, 0, 0, 1], 80)));
+        assert_eq!(tcp.to_string(), "127.0.0.1:80");
+        assert_eq!(
+            PeerAddr::Unix(Some("/run/x.sock".into())).to_string(),
+            "unix:/run/x.sock"
+        );
+        assert_eq!(PeerAddr::Unix(None).to_string(), "unix:(unnamed)");
+    }
+}
