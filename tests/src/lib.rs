@@ -54,6 +54,7 @@ macro_rules! conformance_suite {
             handle_pushes_a_producer_then_closes_when_done,
             zero_and_large_counted_bodies,
             a_client_pushed_from_outside_its_protocol,
+            requests_and_replies_through_the_helper,
             a_protocol_stops_its_own_server,
             shutdown_with_a_deadline_against_a_client_that_never_reads,
             refused_and_failed_connections_are_counted,

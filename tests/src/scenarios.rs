@@ -543,6 +543,44 @@ pub fn a_client_pushed_from_outside_its_protocol<D: Driver>() {
     assert_eq!(log.lock().unwrap().closed[0], CloseReason::PeerClosed);
 }
 
+/// The request/response helper over a client of each driver: a blocking request from the
+/// test's thread gets its reply, pipelined requests get theirs in order, and a closed
+/// connection is reported, not waited for.
+pub fn requests_and_replies_through_the_helper<D: Driver>() {
+    let log = log();
+    let server = probe_server::<D>("\r\n", Config::default(), &log);
+    let (protocol, replies) = asynchat_core::driver::reply::replies("\n");
+    let (conn, thread) = D::run_client(server.addr, protocol);
+    let requester = asynchat_core::driver::reply::Requester::new(conn, replies);
+    for i in 0..50 {
+        let reply = requester
+            .request_blocking(format!("ask {i}\r\n"), IO_TIMEOUT)
+            .expect("a reply");
+        assert_eq!(reply, format!("ask {i}"));
+    }
+    for i in 0..10 {
+        requester.conn().push(format!("pipelined {i}\r\n")).unwrap();
+    }
+    for i in 0..10 {
+        let reply = requester
+            .replies()
+            .next_blocking(IO_TIMEOUT)
+            .expect("in order");
+        assert_eq!(reply, format!("pipelined {i}"));
+    }
+    requester.conn().push("bye\r\n").unwrap();
+    assert_eq!(
+        requester.replies().next_blocking(IO_TIMEOUT).unwrap(),
+        "bye"
+    );
+    assert!(matches!(
+        requester.request_blocking("too late\r\n", IO_TIMEOUT),
+        Err(asynchat_core::driver::reply::RequestError::Closed(_)
+            | asynchat_core::driver::reply::RequestError::Push(PushError::Closed))
+    ));
+    thread.join().expect("the client's thread");
+}
+
 /// A protocol stops its own server through the handle it was given: the listener closes,
 /// the open connection finishes its reply, and the server ends by itself.
 pub fn a_protocol_stops_its_own_server<D: Driver>() {

@@ -17,6 +17,7 @@ use crate::producer::Producer;
 
 pub mod client;
 pub mod handle;
+pub mod reply;
 pub mod serve;
 pub mod server;
 
