@@ -1029,6 +1029,7 @@ impl<P: Protocol> Chat<P> {
         self.core.outbox.advance(n);
         self.core.finish_if_flushed();
         if !was_writable && self.core.outbox.is_writable() {
+            crate::trace::event!(debug, queued = self.core.outbox.cost(), "backpressure off");
             if let Some(now) = self.core.last_now {
                 // Backpressure lifted: deliver what was held back.
                 self.dispatch(now);
@@ -1050,12 +1051,14 @@ impl<P: Protocol> Chat<P> {
         self.core.last_now = Some(now);
         if let Some(at) = self.core.idle_deadline {
             if at <= now && self.is_live() {
+                crate::trace::event!(debug, "idle timeout");
                 self.core.idle_deadline = self.core.idle_timeout.and_then(|d| now.checked_add(d));
                 self.callback(now, |p, ctx| p.timeout(ctx, Timer::Idle));
             }
         }
         if let Some(at) = self.core.frame_deadline() {
             if at <= now && self.core.state == State::Open {
+                crate::trace::event!(info, "frame timeout: a frame unfinished for too long");
                 self.core.clear_frame_deadline();
                 self.callback(now, |p, ctx| p.timeout(ctx, Timer::Frame));
                 if self.core.state == State::Open {
@@ -1277,12 +1280,19 @@ impl<P: Protocol> Chat<P> {
     }
 
     fn callback<R>(&mut self, now: Instant, f: impl FnOnce(&mut P, &mut Context<'_>) -> R) -> R {
+        #[cfg(feature = "tracing")]
+        let was_writable = self.core.outbox.is_writable();
         let mut ctx = Context {
             core: &mut self.core,
             now,
             lent_rest: None,
         };
-        f(&mut self.protocol, &mut ctx)
+        let result = f(&mut self.protocol, &mut ctx);
+        #[cfg(feature = "tracing")]
+        if was_writable && !self.core.outbox.is_writable() {
+            tracing::debug!(queued = self.core.outbox.cost(), "backpressure on");
+        }
+        result
     }
 
     /// Delivers what can be delivered, times the frame left unfinished, and reports a close.
@@ -1327,6 +1337,7 @@ impl<P: Protocol> Chat<P> {
                 Ok(Some(Event::Data(data))) => {
                     self.callback(now, |p, ctx| p.collect_incoming_data(ctx, data));
                     if let Some(error) = self.core.over_collector_bound() {
+                        crate::trace::event!(info, %error, "frame over its bound");
                         self.core.close_because(CloseReason::Error(error));
                     } else if self.core.may_deliver() && self.core.framer.take_owed_terminator() {
                         // The frame's end is already known: no need to poll for it.
@@ -1341,10 +1352,14 @@ impl<P: Protocol> Chat<P> {
                 Err(PeerError::FrameTooLong { limit })
                     if self.core.framer.over_long_policy() == OverLongPolicy::Skip =>
                 {
+                    crate::trace::event!(info, limit, "frame too long: skipped");
                     drop(self.core.incoming.take());
                     self.callback(now, |p, ctx| p.frame_too_long(ctx, limit));
                 }
-                Err(e) => self.core.close_because(CloseReason::Error(e.into())),
+                Err(e) => {
+                    crate::trace::event!(info, error = %e, "bad input");
+                    self.core.close_because(CloseReason::Error(e.into()));
+                }
             }
             self.core.finish_if_flushed();
         }

@@ -74,6 +74,16 @@
 //!
 //! Every difference, with its reason, is in the [`manual::python`] chapter.
 //!
+//! ## Features
+//!
+//! - `tracing` (off by default): a span per connection of an async driver's server (its id and
+//!   peer) and events for accepts, refused connections, connects, closes with their reasons,
+//!   over-long frames and other bad input, idle and frame timeouts, backpressure on and off,
+//!   accept errors with their back-off, and a server's wind-down. Each driver crate has a
+//!   `tracing` feature that turns this on (and, for mio, its loop's own events). Without it
+//!   the default dependencies are `bytes` and `memchr` only, and nothing is logged; the
+//!   servers' counters ([`driver::ServerStats`]) see every refusal and error either way.
+//!
 //! ## Security
 //!
 //! Every limit has a finite default: see [`Config`], [`Framer`] and [`Outbox`]. No input makes
@@ -95,6 +105,7 @@ mod spare;
 pub mod terminator;
 pub mod testing;
 mod timers;
+mod trace;
 
 pub use bytes::{Bytes, BytesMut};
 

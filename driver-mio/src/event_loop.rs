@@ -531,7 +531,10 @@ impl EventLoop {
                         e.kind(),
                         io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
                     ) => {}
-                Err(_) => {
+                Err(error) => {
+                    crate::trace::event!(warn, %error, pause = ?listener.backoff,
+                        "accept failed: backing off");
+                    let _ = error;
                     self.shared.counters.accept_error();
                     // Out of descriptors (EMFILE/ENFILE) or another failure: retrying at once
                     // would spin at 100 % CPU (asyncore did). Pause, keep serving the open
@@ -569,13 +572,18 @@ impl EventLoop {
         else {
             return;
         };
+        #[cfg(feature = "tracing")]
+        let peer_name = accepted.peer.to_string();
         let Some(entry) = (listener.make)(accepted, stream, now) else {
+            crate::trace::event!(warn, conn = %id.id(), peer = %peer_name,
+                "connection refused: the factory's protocol cannot start");
             // Counted, never silent: the factory's protocol could not start.
             self.shared.left(id);
             self.shared.counters.accepted();
             self.shared.counters.refused();
             return;
         };
+        crate::trace::event!(debug, conn = %id.id(), peer = %peer_name, "accepted");
         // Counted before the entry's first drive, which may already close it.
         self.shared.counters.accepted();
         match self.add_entry(entry, true) {
@@ -784,7 +792,11 @@ impl EventLoop {
             }
             Kind::Entry(mut entry) => {
                 if slot.accepted {
-                    self.shared.counters.closed(entry.close_reason().as_ref());
+                    let reason = entry.close_reason();
+                    crate::trace::event!(debug, conn = %Key { key, generation: slot.generation }.id(),
+                        reason = %reason.as_ref().map_or_else(String::new, ToString::to_string),
+                        "closed");
+                    self.shared.counters.closed(reason.as_ref());
                 }
                 entry.deregister(self.poll.registry());
                 drop(entry);

@@ -42,6 +42,7 @@ mod event_loop;
 mod handle;
 mod io;
 mod multi;
+mod trace;
 mod udp;
 
 pub use asynchat_core::driver::{Accepted, ConnHandle, ConnId, ServerHandle, ServerStats};

@@ -230,6 +230,7 @@ where
     Ok(Connection::new(handle, async move {
         match Async::<TcpStream>::connect(addr).await {
             Ok(stream) => {
+                asynchat_core::driver::client::connected(&addr, Ok(()));
                 let _ = stream.get_ref().set_nodelay(true);
                 run_chat(
                     chat,
@@ -241,6 +242,7 @@ where
                 .await
             }
             Err(e) => {
+                asynchat_core::driver::client::connected(&addr, Err(&e));
                 chat.handle_error(e);
                 chat.close_reason().cloned().unwrap_or(CloseReason::Aborted)
             }

@@ -208,10 +208,12 @@ where
     Ok(Connection::new(handle, async move {
         match TcpStream::connect(addr).await {
             Ok(stream) => {
+                asynchat_core::driver::client::connected(&addr, Ok(()));
                 let _ = stream.set_nodelay(true);
                 run_chat(chat, Stream(stream), Timer::default(), commands, |_| ()).await
             }
             Err(e) => {
+                asynchat_core::driver::client::connected(&addr, Err(&e));
                 chat.handle_error(e);
                 chat.close_reason().cloned().unwrap_or(CloseReason::Aborted)
             }

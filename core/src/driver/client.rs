@@ -25,6 +25,21 @@ pub fn outside_server(high_water: usize) -> (ConnHandle, MailboxReceiver) {
     (ConnHandle::new(id, Arc::new(tx)), rx)
 }
 
+/// Reports a client's connect, and its failure (driver side: with the `tracing` feature, an
+/// event; without it, nothing).
+pub fn connected(peer: &dyn fmt::Display, result: Result<(), &std::io::Error>) {
+    match result {
+        Ok(()) => {
+            crate::trace::event!(debug, %peer, "connected");
+        }
+        Err(error) => {
+            crate::trace::event!(info, %peer, %error, "connect failed");
+            let _ = error;
+        }
+    }
+    let _ = peer;
+}
+
 /// One connection's task and its handle: await it (or spawn it on the runtime) to run the
 /// connection; it returns why the connection closed. Its handle pushes to it and closes it from
 /// anywhere, before and while it runs.

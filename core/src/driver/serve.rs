@@ -128,27 +128,45 @@ pub async fn accept_loop<L, R, P, F>(
                 let (handle_of_conn, commands) = handle.register(config.high_water);
                 let id = handle_of_conn.id();
                 let accepted = Accepted::new(handle_of_conn, peer, handle.server());
-                let Ok(chat) = Chat::with_config(factory(&accepted), &config) else {
-                    handle.refuse(id);
-                    continue;
+                let chat = match Chat::with_config(factory(&accepted), &config) {
+                    Ok(chat) => chat,
+                    Err(error) => {
+                        crate::trace::event!(warn, conn = %id, peer = %accepted.peer, %error,
+                            "connection refused: the factory's protocol cannot start");
+                        let _ = error;
+                        handle.refuse(id);
+                        continue;
+                    }
                 };
+                crate::trace::event!(debug, conn = %id, peer = %accepted.peer, "accepted");
+                #[cfg(feature = "tracing")]
+                let span = tracing::debug_span!("conn", id = %id, peer = %accepted.peer);
                 let accepting = runtime.accepting(conn);
                 let timer = runtime.timer();
                 let conns = handle.clone();
-                runtime.spawn(Box::pin(async move {
+                let task = async move {
                     match accepting.await {
                         Ok(stream) => {
-                            let on_end = |reason: &CloseReason| conns.unregister(id, Some(reason));
+                            let on_end = |reason: &CloseReason| {
+                                crate::trace::event!(debug, %reason, "closed");
+                                conns.unregister(id, Some(reason));
+                            };
                             run_chat(chat, stream, timer, commands, on_end).await;
                         }
                         Err(e) => {
+                            crate::trace::event!(info, error = %e, "the acceptor failed");
                             let reason = CloseReason::Io(std::sync::Arc::new(e));
                             conns.unregister(id, Some(&reason));
                         }
                     }
-                }));
+                };
+                #[cfg(feature = "tracing")]
+                let task = tracing::Instrument::instrument(task, span);
+                runtime.spawn(Box::pin(task));
             }
-            Some(Err(_)) => {
+            Some(Err(error)) => {
+                crate::trace::event!(warn, %error, pause = ?backoff, "accept failed: backing off");
+                let _ = error;
                 handle.counters().accept_error();
                 let mut pause = Box::pin(runtime.sleep(backoff));
                 let stopped = std::future::poll_fn(|cx| {

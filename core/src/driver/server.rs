@@ -290,6 +290,8 @@ pub async fn wind_down<T: Future<Output = ()>>(
     handle: &super::Handle,
     start_timer: impl FnOnce(Duration) -> T,
 ) {
+    crate::trace::event!(info, connections = handle.connections(), deadline = ?handle.shutdown_deadline(),
+        "stopped accepting: closing every connection when done");
     handle.close_all_when_done();
     let mut timer = Box::pin(start_timer(handle.shutdown_deadline()));
     let mut forced = false;
@@ -298,6 +300,11 @@ pub async fn wind_down<T: Future<Output = ()>>(
             return Poll::Ready(());
         }
         if !forced && Pin::new(&mut timer).poll(cx).is_ready() {
+            crate::trace::event!(
+                warn,
+                left = handle.connections(),
+                "shutdown deadline passed: closing what is left"
+            );
             forced = true;
             handle.close_all();
             return handle.poll_idle(cx);
