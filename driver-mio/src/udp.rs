@@ -10,10 +10,7 @@ use mio::{Interest, Registry, Token};
 
 use crate::conn::{Cx, Entry};
 
-/// Large enough for any UDP datagram (65 535 bytes less the headers).
-const RECV_BUFFER: usize = 64 * 1024;
-/// Receive errors tolerated in one pass (each pending ICMP error is reported once).
-const MAX_RECV_ERRORS: u32 = 16;
+use asynchat_core::driver::{MAX_RECV_ERRORS, UDP_RECV_BUFFER as RECV_BUFFER};
 
 pub(crate) struct UdpEntry<P> {
     chat: DatagramChat<P>,

@@ -1,7 +1,12 @@
 use std::sync::{Arc, Mutex};
 
+use std::time::Duration;
+
 use super::*;
+use crate::error::{Error, PeerError};
+use crate::framer::OverLongPolicy;
 use crate::producer::SimpleProducer;
+use crate::terminator::Terminator;
 use crate::testing::{Harness, Replay};
 
 /// A protocol driven by its input lines, recording every callback in a shared log.
@@ -143,6 +148,23 @@ fn close_when_done_before_connect_still_connects_then_flushes() {
     assert_eq!(h.take_output(), "request\n");
     assert_eq!(h.close_reason(), Some(&CloseReason::Done));
     assert_eq!(log(&l), ["connected", "closed Done"]);
+}
+
+#[test]
+fn close_when_done_while_connecting_goes_straight_to_closing() {
+    // The diagram's Connecting -> Closing edge: the connect completes with output still queued.
+    let (p, _) = Script::with_log();
+    let mut h = Harness::connecting(p);
+    h.set_peer_reading(false);
+    h.with_context(|_, ctx| {
+        ctx.push("request\n");
+        ctx.close_when_done();
+    });
+    h.connect();
+    assert_eq!(h.state(), State::Closing);
+    h.set_peer_reading(true);
+    assert_eq!(h.take_output(), "request\n");
+    assert_eq!(h.close_reason(), Some(&CloseReason::Done));
 }
 
 #[test]

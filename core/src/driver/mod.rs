@@ -400,8 +400,13 @@ pub trait PollDatagram {
     ) -> Poll<io::Result<(usize, std::net::SocketAddr)>>;
 }
 
-/// Receive errors tolerated in one poll (each pending ICMP error is reported once).
-const MAX_RECV_ERRORS: u32 = 16;
+/// Receive errors a UDP endpoint tolerates in one pass, on every driver (each pending ICMP
+/// error is reported once; more than this in a row ends the pass rather than spin).
+pub const MAX_RECV_ERRORS: u32 = 16;
+
+/// The receive buffer of a UDP endpoint, on every driver: large enough for any datagram
+/// (65 535 bytes less the headers).
+pub const UDP_RECV_BUFFER: usize = 64 * 1024;
 
 /// A UDP endpoint's whole task: runs `chat` on `socket` until the protocol closes it. A send
 /// that fails loses that datagram only, as UDP may; deadlines fire at most once per poll.
@@ -414,7 +419,7 @@ pub async fn run_datagram_chat<P, S, T>(
     S: PollDatagram,
     T: PollTimer,
 {
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut buf = vec![0u8; UDP_RECV_BUFFER];
     std::future::poll_fn(|cx| {
         let mut errors = 0;
         let mut timers_fired = false;

@@ -1,0 +1,227 @@
+//! What a protocol's callbacks can do to their connection.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::state::{Core, FrameClock};
+use super::{CloseReason, State};
+#[allow(unused_imports)] // for intra-doc links
+use super::{Config, Protocol, Timer};
+use crate::error::Misuse;
+use crate::producer::Producer;
+use crate::terminator::Terminator;
+#[allow(unused_imports)] // for intra-doc links
+use crate::{error::Error, outbox::Outbox};
+
+/// What a [`Protocol`] callback can do to its connection.
+#[derive(Debug)]
+pub struct Context<'a> {
+    pub(super) core: &'a mut Core,
+    pub(super) now: Instant,
+    /// While a frame is lent from the receive buffer (taken out of the framer meanwhile), the
+    /// bytes after it: what [`take_unprocessed`](Self::take_unprocessed) must return. `None`
+    /// once taken.
+    pub(super) lent_rest: Option<&'a [u8]>,
+}
+
+impl Context<'_> {
+    /// Queues bytes for the peer: `&'static str`, `Vec<u8>`, `String` and `Bytes` are taken
+    /// without copying. Ignored once the connection is closing (as Python's `push` after
+    /// `close_when_done`). Closes the connection with [`Error::OutboxFull`] past the hard limit.
+    #[inline]
+    pub fn push(&mut self, data: impl Into<Bytes>) {
+        self.core.push(data.into());
+    }
+
+    /// Queues a copy of borrowed bytes, appended to the connection's output buffer (see
+    /// [`Outbox::push_slice`](crate::Outbox::push_slice)): for small pieces, cheaper than an
+    /// allocation and an `IoSlice` each.
+    #[inline]
+    pub fn push_slice(&mut self, data: &[u8]) {
+        self.core.push_slices(std::slice::from_ref(&data));
+    }
+
+    /// Queues a copy of several borrowed pieces back to back, as one
+    /// [`push_slice`](Self::push_slice) of their concatenation (see
+    /// [`Outbox::push_slices`](crate::Outbox::push_slices)): a frame and its terminator, a
+    /// length line and a value.
+    #[inline]
+    pub fn push_slices(&mut self, parts: &[&[u8]]) {
+        self.core.push_slices(parts);
+    }
+
+    /// Queues a producer, pulled once everything ahead of it is written. A producer costs
+    /// [`ITEM_OVERHEAD`](crate::outbox::ITEM_OVERHEAD) against the hard limit until it runs out:
+    /// past the limit the connection closes with [`Error::OutboxFull`], as a push would.
+    pub fn push_producer(&mut self, producer: impl Producer + Send + 'static) {
+        // A producer counts against the hard limit as pushes do: past it, the connection closes
+        // with `Error::OutboxFull` rather than lose the producer's output without a word.
+        if self.core.accepts_output() {
+            if let Err(e) = self.core.outbox.push_producer(producer) {
+                self.core.close_because(CloseReason::Error(e));
+            }
+        }
+    }
+
+    /// Sets what ends the next frame; applies to every byte not yet delivered.
+    ///
+    /// Only a delimiter can be refused: an empty one fails with [`Misuse::EmptyDelimiter`],
+    /// leaving the terminator unchanged. [`set_count`](Self::set_count) and
+    /// [`set_eof`](Self::set_eof) cannot fail and say so; [`set_delimiter`](Self::set_delimiter)
+    /// is the fallible one.
+    pub fn set_terminator(&mut self, terminator: impl Into<Terminator>) -> Result<(), Misuse> {
+        self.core.framer.switch_to(terminator.into())
+    }
+
+    /// The next frame is the next `n` bytes; `0` ends the current frame at once (an empty
+    /// frame if none of it arrived): a zero-length body needs no special case.
+    ///
+    /// With the default collector, a count over [`Config::max_counted_frame`] closes the
+    /// connection with [`Misuse::CountOverLimit`] (the protocol's responsibility, not the
+    /// peer's) before any of its bytes is held; check
+    /// [`max_counted_frame`](Self::max_counted_frame) first to answer the peer instead.
+    pub fn set_count(&mut self, n: u64) {
+        let set = self.core.framer.switch_to(Terminator::Count(n));
+        debug_assert!(set.is_ok(), "a count is always a valid terminator");
+    }
+
+    /// The next frame is everything until the peer closes its side.
+    pub fn set_eof(&mut self) {
+        let set = self.core.framer.switch_to(Terminator::Eof);
+        debug_assert!(set.is_ok(), "Eof is always a valid terminator");
+    }
+
+    /// The next frame ends with `delimiter`; fails with [`Misuse::EmptyDelimiter`] for an
+    /// empty one, leaving the terminator unchanged.
+    pub fn set_delimiter(&mut self, delimiter: impl Into<Bytes>) -> Result<(), Misuse> {
+        self.core
+            .framer
+            .switch_to(Terminator::Delimiter(delimiter.into()))
+    }
+
+    /// The largest count the default collector holds ([`Config::max_counted_frame`]).
+    #[must_use]
+    pub fn max_counted_frame(&self) -> u64 {
+        self.core.framer.max_counted_frame()
+    }
+
+    /// The terminator in force (for a count, what remains of it).
+    #[must_use]
+    pub fn terminator(&self) -> Terminator {
+        self.core.framer.terminator()
+    }
+
+    /// Changes the longest frame accepted.
+    pub fn set_max_frame(&mut self, max_frame: usize) {
+        self.core.framer.set_max_frame(max_frame);
+    }
+
+    /// Writes everything queued, then closes: Python's `close_when_done`. No more input
+    /// callbacks run.
+    pub fn close_when_done(&mut self) {
+        self.core.close_when_done();
+    }
+
+    /// Closes now, dropping queued output ([`CloseReason::Aborted`]). No further callback runs but
+    /// [`Protocol::closed`].
+    pub fn close(&mut self) {
+        self.core.close_because(CloseReason::Aborted);
+    }
+
+    /// Closes now, dropping queued output, with the reason given.
+    pub fn close_because(&mut self, reason: CloseReason) {
+        self.core.close_because(reason);
+    }
+
+    /// The time of the event being handled.
+    #[must_use]
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// Arms (or re-arms) deadline `id` at `at`; [`Protocol::timeout`] gets [`Timer::Custom`]`(id)`.
+    pub fn set_timer(&mut self, id: u32, at: Instant) {
+        self.core.timers.set(id, at);
+    }
+
+    /// Disarms deadline `id`, if armed.
+    pub fn cancel_timer(&mut self, id: u32) {
+        self.core.timers.cancel(id);
+    }
+
+    /// Sets the idle timeout, counted from now and from every read; `None` removes it.
+    pub fn set_idle_timeout(&mut self, timeout: Option<Duration>) {
+        self.core.idle_timeout = timeout;
+        self.core.idle_deadline = timeout.and_then(|d| self.now.checked_add(d));
+    }
+
+    /// Sets the frame timeout ([`Config::frame_timeout`]) from the next frame on (a frame in
+    /// progress is timed anew from now); `None` removes it. A protocol switches it per phase:
+    /// a short one for a request head, a longer one (or none) for a body.
+    pub fn set_frame_timeout(&mut self, timeout: Option<Duration>) {
+        self.core.frame_clock = FrameClock::new(timeout);
+    }
+
+    /// False while queued output is above the high water mark: a protocol producing a lot of
+    /// output should wait (input is not delivered meanwhile either).
+    #[must_use]
+    pub fn is_writable(&self) -> bool {
+        self.core.outbox.is_writable()
+    }
+
+    /// Bytes queued for the peer and not yet written.
+    #[must_use]
+    pub fn queued_bytes(&self) -> usize {
+        self.core.outbox.queued_bytes()
+    }
+
+    /// What the queued output costs in memory, as the water marks count it
+    /// ([`Outbox::cost`]).
+    #[must_use]
+    pub fn queued_cost(&self) -> usize {
+        self.core.outbox.cost()
+    }
+
+    /// Adds data to the default collector (what the default
+    /// [`Protocol::collect_incoming_data`] does).
+    pub fn collect(&mut self, data: Bytes) {
+        self.core.incoming.push(data);
+    }
+
+    /// Takes what the default collector holds (for example an unterminated last frame in
+    /// [`Protocol::peer_closed`]).
+    pub fn take_incoming(&mut self) -> Bytes {
+        self.core.incoming.take()
+    }
+
+    /// Takes every byte received but not yet delivered, for a protocol upgrade (STARTTLS,
+    /// WebSocket...). Combine with [`pause_reading`](Self::pause_reading) so no more are read
+    /// until the new stack is in place.
+    pub fn take_unprocessed(&mut self) -> Bytes {
+        match self.lent_rest.take() {
+            // Inside `found_frame` the frame is lent from the buffer, so the rest cannot be
+            // split off it: copied instead (an upgrade happens once per connection).
+            Some(rest) => Bytes::copy_from_slice(rest),
+            None => self.core.framer.take_buffered(),
+        }
+    }
+
+    /// Stops delivering input and reading from the peer until
+    /// [`resume_reading`](Self::resume_reading).
+    pub fn pause_reading(&mut self) {
+        self.core.paused_by_protocol = true;
+    }
+
+    /// Resumes after [`pause_reading`](Self::pause_reading); buffered input is delivered at the
+    /// next event the driver reports.
+    pub fn resume_reading(&mut self) {
+        self.core.paused_by_protocol = false;
+    }
+
+    /// The connection's state.
+    #[must_use]
+    pub fn state(&self) -> State {
+        self.core.state
+    }
+}

@@ -1,0 +1,234 @@
+//! Every transition of a connection and every gate on what it may do, in one place.
+//!
+//! Four machines run side by side, each with a state of its own, and the gates below read them
+//! together:
+//!
+//! - **lifecycle** ([`State`]): Connecting, Open, Closing, Closed, as in the module diagram;
+//!   [`Core::close_because`] is the one way into Closed, [`Core::close_when_done`] and
+//!   `handle_connected` the ways into Closing, [`Core::finish_if_flushed`] the way out of it;
+//! - **read side**: open until the peer's end of stream (`read_eof`), then ended; independent of
+//!   the lifecycle (a half-closed peer still gets its output);
+//! - **delivery gate** ([`Core::may_deliver`]): input reaches the protocol only while Open, not
+//!   paused by the protocol, and below the output's high water mark; the frame clock runs only
+//!   while the gate is open ([`Chat::time_frame`]);
+//! - **close notification**: `Protocol::closed` runs exactly once, after the lifecycle reaches
+//!   Closed ([`Chat::notify_closed`]).
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::collector::Incoming;
+use super::{Chat, CloseReason, Protocol};
+use crate::error::{Error, Misuse, PeerError};
+use crate::framer::Framer;
+use crate::outbox::Outbox;
+use crate::terminator::Terminator;
+use crate::timers::Timers;
+
+/// Where the connection is in its life; see the [module docs](crate::chat) for the diagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum State {
+    /// A client's connect has not completed.
+    Connecting,
+    /// Connected: frames are delivered and output written.
+    Open,
+    /// Flushing output after `close_when_done`; input is discarded.
+    Closing,
+    /// Finished.
+    Closed,
+}
+
+/// Everything of a connection but the protocol, so that callbacks can borrow both.
+#[derive(Debug)]
+pub(super) struct Core {
+    pub(super) framer: Framer,
+    pub(super) outbox: Outbox,
+    pub(super) incoming: Incoming,
+    pub(super) state: State,
+    /// Boxed: every connection carries the slot, few get to fill it while others wait.
+    pub(super) close_reason: Option<Box<CloseReason>>,
+    pub(super) read_eof: bool,
+    pub(super) paused_by_protocol: bool,
+    /// The most a read reserves, and what the next read reserves: reads start at
+    /// [`MIN_READ`], double while they fill the buffer and halve when they come back mostly
+    /// empty. (u32: a read of 4 GiB is never wanted, and the chat stays small.)
+    pub(super) read_size: u32,
+    pub(super) next_read: u32,
+    /// [`Config::turn_budget`] (u32 for the same reason as `read_size`).
+    pub(super) turn_budget: u32,
+    pub(super) idle_timeout: Option<Duration>,
+    pub(super) idle_deadline: Option<Instant>,
+    /// Boxed: only the connections of protocols that set a frame timeout fill the slot.
+    pub(super) frame_clock: Option<Box<FrameClock>>,
+    pub(super) timers: Timers,
+    pub(super) last_now: Option<Instant>,
+}
+
+impl Core {
+    pub(super) fn close_because(&mut self, reason: CloseReason) {
+        if self.state == State::Closed {
+            return;
+        }
+        self.state = State::Closed;
+        self.outbox.discard();
+        self.timers.clear();
+        self.idle_deadline = None;
+        self.clear_frame_deadline();
+        self.close_reason = Some(Box::new(reason));
+    }
+
+    pub(super) fn close_when_done(&mut self) {
+        match self.state {
+            // Output queued before the connect completes still goes out once it does.
+            State::Connecting => self.outbox.close_when_done(),
+            State::Open => {
+                self.outbox.close_when_done();
+                self.state = State::Closing;
+            }
+            State::Closing | State::Closed => {}
+        }
+        self.finish_if_flushed();
+    }
+
+    pub(super) fn finish_if_flushed(&mut self) {
+        if self.state == State::Closing && self.outbox.is_empty() {
+            let reason = if self.read_eof {
+                CloseReason::PeerClosed
+            } else {
+                CloseReason::Done
+            };
+            self.close_because(reason);
+        }
+    }
+
+    #[inline]
+    pub(super) fn push(&mut self, data: Bytes) {
+        if self.accepts_output() {
+            if let Err(e) = self.outbox.push(data) {
+                self.close_because(CloseReason::Error(e));
+            }
+        }
+    }
+
+    #[inline]
+    pub(super) fn push_slices(&mut self, parts: &[&[u8]]) {
+        if self.accepts_output() {
+            if let Err(e) = self.outbox.push_slices(parts) {
+                self.close_because(CloseReason::Error(e));
+            }
+        }
+    }
+
+    /// As Python: output pushed once closing began is dropped, not an error that aborts the
+    /// flush of what was queued before.
+    #[inline]
+    pub(super) fn accepts_output(&self) -> bool {
+        matches!(self.state, State::Connecting | State::Open) && !self.outbox.is_closing()
+    }
+
+    pub(super) fn touch(&mut self, now: Instant) {
+        self.last_now = Some(now);
+        if let Some(d) = self.idle_timeout {
+            self.idle_deadline = now.checked_add(d);
+        }
+    }
+
+    /// No frame is being timed: after a frame reached its terminator (the next one is timed
+    /// from its own first byte), when the deadline fired, or on close.
+    #[inline]
+    /// Whether the default collector holds more than its bound: the line limit for a delimited
+    /// or until-EOF frame (the peer's fault), the counted-frame bound for a count (the
+    /// protocol's, checked against the whole count as soon as its first byte is held).
+    pub(super) fn over_collector_bound(&self) -> Option<Error> {
+        let held = self.incoming.len();
+        if held == 0 {
+            return None;
+        }
+        let counting = match self.framer.terminator() {
+            Terminator::Count(0) => self.framer.owes_terminator(),
+            Terminator::Count(_) => true,
+            // A count that ran down collects what follows as data, as Python does: the peer's
+            // bytes, bound by the line limit.
+            _ => false,
+        };
+        if let (true, Terminator::Count(remaining)) = (counting, self.framer.terminator()) {
+            let limit = self.framer.max_counted_frame();
+            let count = (held as u64).saturating_add(remaining);
+            return (count > limit).then_some(Misuse::CountOverLimit { count, limit }.into());
+        }
+        let limit = self.framer.max_frame();
+        (held > limit).then(|| PeerError::FrameTooLong { limit }.into())
+    }
+
+    pub(super) fn clear_frame_deadline(&mut self) {
+        if let Some(clock) = &mut self.frame_clock {
+            clock.deadline = None;
+        }
+    }
+
+    pub(super) fn frame_deadline(&self) -> Option<Instant> {
+        self.frame_clock.as_ref().and_then(|c| c.deadline)
+    }
+
+    /// Whether input may be handed to the protocol now.
+    pub(super) fn may_deliver(&self) -> bool {
+        self.state == State::Open && !self.paused_by_protocol && self.outbox.is_writable()
+    }
+}
+
+/// The frame timeout of a connection, and the deadline of the frame in progress.
+#[derive(Debug)]
+pub(super) struct FrameClock {
+    pub(super) timeout: Duration,
+    /// When the frame in progress must be finished (set from its first byte).
+    pub(super) deadline: Option<Instant>,
+}
+
+impl FrameClock {
+    pub(super) fn new(timeout: Option<Duration>) -> Option<Box<Self>> {
+        timeout.map(|timeout| {
+            Box::new(Self {
+                timeout,
+                deadline: None,
+            })
+        })
+    }
+}
+
+impl<P: Protocol> Chat<P> {
+    pub(super) fn is_live(&self) -> bool {
+        matches!(self.core.state, State::Open | State::Closing)
+    }
+
+    /// Keeps the frame deadline: armed from the first byte of a frame left unfinished after
+    /// delivery (a finished frame clears it: [`Core::clear_frame_deadline`]), cleared once nothing is
+    /// unfinished or while input is held back (backpressure is not the peer's delay).
+    pub(super) fn time_frame(&mut self, now: Instant) {
+        let core = &mut self.core;
+        if core.frame_clock.is_none() {
+            return;
+        }
+        let unfinished = core.framer.buffered_len() > 0
+            || core.framer.frame_len() > 0
+            || core.incoming.len() > 0;
+        let timed = unfinished && core.may_deliver() && !core.read_eof;
+        let Some(clock) = core.frame_clock.as_deref_mut() else {
+            return;
+        };
+        if !timed {
+            clock.deadline = None;
+        } else if clock.deadline.is_none() {
+            clock.deadline = now.checked_add(clock.timeout);
+        }
+    }
+
+    pub(super) fn notify_closed(&mut self) {
+        if self.core.state == State::Closed && !self.closed_notified {
+            self.closed_notified = true;
+            if let Some(reason) = self.core.close_reason.as_deref() {
+                self.protocol.closed(reason);
+            }
+        }
+    }
+}
