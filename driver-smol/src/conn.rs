@@ -7,10 +7,10 @@ use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
 use std::time::Instant;
 
+use async_io::Timer;
 use asynchat_core::driver::{PollStream, PollTimer};
 use asynchat_core::BytesMut;
-use smol::io::{AsyncRead, AsyncWrite};
-use smol::Timer;
+use futures_lite::io::{AsyncRead, AsyncWrite};
 
 /// The most one read takes (the core's largest read reservation by default).
 const SCRATCH: usize = 64 * 1024;
@@ -115,13 +115,13 @@ impl PollTimer for Deadline {
 /// (async-io's `poll_close` only flushes, so the peer would see the end of the stream only when
 /// the socket is finally dropped.)
 pub(crate) struct Tcp {
-    stream: Stream<smol::Async<std::net::TcpStream>>,
+    stream: Stream<async_io::Async<std::net::TcpStream>>,
     /// The last read returned less than it asked for: the socket held no more.
     drained: bool,
 }
 
 impl Tcp {
-    pub(crate) fn new(socket: smol::Async<std::net::TcpStream>) -> Self {
+    pub(crate) fn new(socket: async_io::Async<std::net::TcpStream>) -> Self {
         Self {
             stream: Stream(socket),
             drained: false,

@@ -3,9 +3,20 @@
 //! Drives [`asynchat_core::Chat`] connections on smol, and over any `futures-io`
 //! `AsyncRead + AsyncWrite` stream (so async-std users are served too): a protocol written
 //! against `asynchat-core` runs here unchanged. One task per connection, on the same loop as
-//! every async driver ([`asynchat_core::driver::poll_chat`]); deadlines on `smol::Timer`.
+//! every async driver ([`asynchat_core::driver::poll_chat`]). Built on `async-io` (sockets,
+//! deadlines on its `Timer`) and `futures-lite`; the executor is yours: the `*_on` functions
+//! take a [`Spawner`], and with the default `smol` feature `serve`, `serve_with` and
+//! `serve_unix` use smol's global executor.
+//!
+//! ## Features
+//!
+//! - `smol` (on by default): the functions that spawn on smol's global executor, and
+//!   [`Spawner`]`::smol`. Without it the crate depends on `async-io`, `futures-lite`, `bytes`
+//!   and `asynchat-core` only.
+//! - `tracing`: spans and events (see `asynchat-core`'s feature of the same name).
 //!
 //! ```no_run
+//! # #[cfg(feature = "smol")] {
 //! use asynchat_core::{Bytes, Config, Context, Protocol, Terminator};
 //!
 //! struct Echo;
@@ -24,9 +35,11 @@
 //!     server.wait().await;
 //!     Ok::<(), std::io::Error>(())
 //! })?;
+//! # }
 //! # Ok::<(), std::io::Error>(())
 //! ```
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod conn;
 mod serve;
@@ -36,5 +49,7 @@ pub use asynchat_core::driver::{
     Accepted, ConnHandle, ConnId, Connection, Handle, ServerHandle, ServerStats,
 };
 pub use asynchat_core::driver::{PeerAddr, Server};
-pub use serve::{connect, run, serve, serve_unix, serve_with};
+pub use serve::{connect, run, serve_on, serve_unix_on, serve_with_on, Spawner};
+#[cfg(feature = "smol")]
+pub use serve::{serve, serve_unix, serve_with};
 pub use udp::serve_udp;

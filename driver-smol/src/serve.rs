@@ -5,27 +5,59 @@ use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context as TaskContext, Poll};
 use std::time::Duration;
 
+use async_io::{Async, Timer};
 use asynchat_core::driver::{
     accept_loop, outside_server, run_chat, Accepted, Connection, Handle, PeerAddr, PollAccept,
     PollStream, Runtime, Server, Task,
 };
 use asynchat_core::{Chat, CloseReason, Config, Misuse, Protocol};
-use smol::io::{AsyncRead, AsyncWrite};
-use smol::{Async, Timer};
+use futures_lite::io::{AsyncRead, AsyncWrite};
 
 use crate::conn::{Deadline, Stream, Tcp};
 
-/// What serving needs of smol: its streams, timers, spawner and sleep; `accept` turns an
-/// accepted connection into the stream a protocol runs over.
-struct Smol<A, C, S> {
+/// Where a server's tasks run: any executor that can run a `Send` future to its end on its
+/// own (detached), such as smol's, async-executor's, async-std's or a thread pool of yours.
+#[derive(Clone)]
+pub struct Spawner(Arc<dyn Fn(Task) + Send + Sync>);
+
+impl std::fmt::Debug for Spawner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Spawner")
+    }
+}
+
+impl Spawner {
+    /// A spawner that hands each task to `spawn`, which must run it to its end, detached.
+    pub fn new(spawn: impl Fn(Task) + Send + Sync + 'static) -> Self {
+        Self(Arc::new(spawn))
+    }
+
+    /// smol's global executor.
+    #[cfg(feature = "smol")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "smol")))]
+    #[must_use]
+    pub fn smol() -> Self {
+        Self::new(|task| smol::spawn(task).detach())
+    }
+
+    fn spawn(&self, task: Task) {
+        (self.0)(task);
+    }
+}
+
+/// What serving needs of the futures-io world: its streams, async-io's timers, a spawner and
+/// sleep; `accept` turns an accepted connection into the stream a protocol runs over.
+struct FuturesIo<A, C, S> {
     accept: A,
+    spawner: Spawner,
     types: std::marker::PhantomData<fn(C) -> S>,
 }
 
-impl<A, C, S, Fut> Runtime for Smol<A, C, S>
+impl<A, C, S, Fut> Runtime for FuturesIo<A, C, S>
 where
     A: FnMut(C) -> Fut + Send + 'static,
     C: Send + 'static,
@@ -45,7 +77,7 @@ where
         Deadline::default()
     }
     fn spawn(&mut self, task: Task) {
-        smol::spawn(task).detach();
+        self.spawner.spawn(task);
     }
     fn sleep(&mut self, duration: Duration) -> Self::Sleep {
         Box::pin(async move {
@@ -100,6 +132,7 @@ impl PollAccept for Listening<UnixListener> {
 }
 
 fn start<L, P, F, S, Fut>(
+    spawner: &Spawner,
     listening: Listening<L>,
     config: Config,
     factory: F,
@@ -113,17 +146,17 @@ fn start<L, P, F, S, Fut>(
     S: PollStream + Send + 'static,
     Fut: Future<Output = io::Result<S>> + Send + 'static,
 {
-    smol::spawn(accept_loop(
+    spawner.spawn(Box::pin(accept_loop(
         listening,
         config,
         factory,
         handle.clone(),
-        Smol {
+        FuturesIo {
             accept,
+            spawner: spawner.clone(),
             types: std::marker::PhantomData,
         },
-    ))
-    .detach();
+    )));
 }
 
 /// The std listeners the futures-io driver accepts on, and the streams they give.
@@ -138,7 +171,52 @@ impl Accepts for UnixListener {
 }
 
 /// Accepts connections on `listener`, each running the protocol `factory` makes for it in a
-/// task of its own on smol's global executor. See [`Server`] for its lifetime.
+/// task of its own on smol's global executor: [`serve_on`] with [`Spawner::smol`].
+#[cfg(feature = "smol")]
+#[cfg_attr(docsrs, doc(cfg(feature = "smol")))]
+pub fn serve<P, F>(listener: Async<TcpListener>, config: Config, factory: F) -> io::Result<Server>
+where
+    P: Protocol + Send + 'static,
+    F: FnMut(&Accepted) -> P + Send + 'static,
+{
+    serve_on(&Spawner::smol(), listener, config, factory)
+}
+
+/// [`serve_with_on`] on smol's global executor.
+#[cfg(feature = "smol")]
+#[cfg_attr(docsrs, doc(cfg(feature = "smol")))]
+pub fn serve_with<P, F, S, Fut>(
+    listener: Async<TcpListener>,
+    config: Config,
+    factory: F,
+    accept: impl FnMut(Async<TcpStream>) -> Fut + Send + 'static,
+) -> io::Result<Server>
+where
+    P: Protocol + Send + 'static,
+    F: FnMut(&Accepted) -> P + Send + 'static,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    Fut: Future<Output = io::Result<S>> + Send + 'static,
+{
+    serve_with_on(&Spawner::smol(), listener, config, factory, accept)
+}
+
+/// [`serve_unix_on`] on smol's global executor.
+#[cfg(feature = "smol")]
+#[cfg_attr(docsrs, doc(cfg(feature = "smol")))]
+pub fn serve_unix<P, F>(
+    listener: Async<UnixListener>,
+    config: Config,
+    factory: F,
+) -> io::Result<Server<Option<std::path::PathBuf>>>
+where
+    P: Protocol + Send + 'static,
+    F: FnMut(&Accepted) -> P + Send + 'static,
+{
+    serve_unix_on(&Spawner::smol(), listener, config, factory)
+}
+
+/// Accepts connections on `listener`, each running the protocol `factory` makes for it in a
+/// task of its own, spawned by `spawner`. See [`Server`] for its lifetime.
 ///
 /// The factory sees each connection's [`Accepted`]: its handle and the server's. A factory
 /// whose protocol cannot run (an invalid first terminator) has that connection dropped and
@@ -150,7 +228,12 @@ impl Accepts for UnixListener {
 /// # Security
 ///
 /// Every connection gets the limits of `config`.
-pub fn serve<P, F>(listener: Async<TcpListener>, config: Config, factory: F) -> io::Result<Server>
+pub fn serve_on<P, F>(
+    spawner: &Spawner,
+    listener: Async<TcpListener>,
+    config: Config,
+    factory: F,
+) -> io::Result<Server>
 where
     P: Protocol + Send + 'static,
     F: FnMut(&Accepted) -> P + Send + 'static,
@@ -161,15 +244,23 @@ where
         let _ = stream.get_ref().set_nodelay(true);
         std::future::ready(Ok(Tcp::new(stream)))
     };
-    start(Listening(listener), config, factory, accept, &handle);
+    start(
+        spawner,
+        Listening(listener),
+        config,
+        factory,
+        accept,
+        &handle,
+    );
     Ok(Server::new(addr, handle))
 }
 
-/// [`serve`] with an acceptor of your own: `accept` turns each accepted TCP connection into
+/// [`serve_on`] with an acceptor of your own: `accept` turns each accepted TCP connection into
 /// the `futures-io` stream the protocol runs over, in that connection's task (a TLS handshake,
 /// a PROXY-protocol header). A failed `accept` closes that connection only, counted as an I/O
 /// close.
-pub fn serve_with<P, F, S, Fut>(
+pub fn serve_with_on<P, F, S, Fut>(
+    spawner: &Spawner,
     listener: Async<TcpListener>,
     config: Config,
     factory: F,
@@ -187,12 +278,20 @@ where
         let accepting = accept(stream);
         async move { accepting.await.map(Stream) }
     };
-    start(Listening(listener), config, factory, accept, &handle);
+    start(
+        spawner,
+        Listening(listener),
+        config,
+        factory,
+        accept,
+        &handle,
+    );
     Ok(Server::new(addr, handle))
 }
 
-/// Serves on a Unix-domain socket: [`serve`] for `Async<UnixListener>`.
-pub fn serve_unix<P, F>(
+/// Serves on a Unix-domain socket: [`serve_on`] for `Async<UnixListener>`.
+pub fn serve_unix_on<P, F>(
+    spawner: &Spawner,
     listener: Async<UnixListener>,
     config: Config,
     factory: F,
@@ -205,6 +304,7 @@ where
     let addr = addr.as_pathname().map(std::path::Path::to_path_buf);
     let handle = Handle::new();
     start(
+        spawner,
         Listening(listener),
         config,
         factory,

@@ -4,9 +4,9 @@ use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::task::{ready, Context as TaskContext, Poll};
 
+use async_io::Async;
 use asynchat_core::driver::{run_datagram_chat, PollDatagram};
 use asynchat_core::{DatagramChat, DatagramProtocol};
-use smol::Async;
 
 use crate::conn::Deadline;
 

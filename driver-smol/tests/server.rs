@@ -1,5 +1,6 @@
 //! A `Server`'s lifetime, as its docs state it: dropping it shuts the server down gracefully;
 //! `detach` lets it run until a handle stops it.
+#![cfg(feature = "smol")]
 
 use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
@@ -135,5 +136,23 @@ fn an_acceptor_prepares_each_stream_and_its_failure_closes_only_that_connection(
         greeted.read_exact(&mut reply).await.unwrap();
         assert_eq!(&reply, b"welcome\nhi\n");
         assert_eq!(server.stats().closed.io, 1, "{:?}", server.stats());
+    });
+}
+
+#[test]
+fn serves_on_an_executor_that_is_not_smol() {
+    // A thread per task, each blocking on its future: async-io's reactor drives the sockets.
+    let spawner = asynchat_smol::Spawner::new(|task| {
+        std::thread::spawn(move || futures_lite::future::block_on(task));
+    });
+    futures_lite::future::block_on(async {
+        let listener = Async::<TcpListener>::bind(([127, 0, 0, 1], 0)).unwrap();
+        let server =
+            asynchat_smol::serve_on(&spawner, listener, Config::default(), |_| Echo).unwrap();
+        let mut c = Async::<TcpStream>::connect(server.addr()).await.unwrap();
+        echo_once(&mut c).await;
+        drop(c);
+        server.shutdown(Duration::from_secs(1));
+        server.wait().await;
     });
 }
