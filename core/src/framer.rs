@@ -603,8 +603,9 @@ impl Framer {
     /// Pulls the next whole frame; `Ok(None)` means more input is needed, or the stream is over.
     ///
     /// The frame is one `Bytes` slice of the receive buffer, without copying, however many reads
-    /// it took. Every kind of frame is held until complete, so all are bounded by
-    /// [`max_frame`](Self::max_frame): a counted frame longer than it fails at once.
+    /// it took. Every kind of frame is held until complete, so all are bounded: delimited and
+    /// until-EOF frames by [`max_frame`](Self::max_frame), counted ones by
+    /// [`max_counted_frame`](Self::max_counted_frame), checked where the count is set.
     ///
     /// Errors: [`PeerError::FrameTooLong`]; [`PeerError::Truncated`] (once) when the input ended
     /// inside a frame, with the count of its bytes ([`take_buffered`](Self::take_buffered)

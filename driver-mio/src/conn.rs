@@ -27,6 +27,10 @@ pub(crate) trait Entry {
         let _ = reason;
         self.on_close(cx, false);
     }
+    /// Whether bytes pushed through a handle have somewhere to go (a stream connection).
+    fn takes_pushes(&self) -> bool {
+        false
+    }
     /// Why a stream connection closed (for the server's counters); `None` for other entries
     /// or while open.
     fn close_reason(&self) -> Option<CloseReason> {
@@ -292,6 +296,10 @@ impl<P: Protocol, S: StreamIo> Entry for StreamConn<P, S> {
 
     fn close_reason(&self) -> Option<CloseReason> {
         self.chat.close_reason().cloned()
+    }
+
+    fn takes_pushes(&self) -> bool {
+        true
     }
 
     fn on_close_because(&mut self, cx: &mut Cx<'_>, reason: CloseReason) {

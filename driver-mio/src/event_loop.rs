@@ -17,7 +17,7 @@ use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
 
 use crate::conn::{Cx, Entry, StreamConn};
 use crate::dispatcher::{Dispatcher, RawEntry};
-use crate::handle::{Command, Handle, Key, Shared};
+use crate::handle::{Command, Handle, Key, Role, Shared};
 use crate::io::PipePair;
 use crate::udp::UdpEntry;
 use asynchat_core::driver::{
@@ -408,7 +408,15 @@ impl EventLoop {
             kind,
         });
         let id = Key { key, generation };
-        self.shared.arrived(id);
+        let role = match &self.slots[key].kind {
+            Kind::Entry(entry) if accepted => {
+                debug_assert!(entry.takes_pushes());
+                Role::Accepted
+            }
+            Kind::Entry(entry) if entry.takes_pushes() => Role::Stream,
+            _ => Role::Other,
+        };
+        self.shared.arrived(id, role);
         id
     }
 
@@ -562,7 +570,10 @@ impl EventLoop {
             generation: self.next_generation.wrapping_add(1).max(1),
         };
         // Live from here: the factory (and `connected`) may hand the connection's handle on.
-        self.shared.arrived(id);
+        self.shared.arrived(id, Role::Accepted);
+        // Counted before the factory runs, as on every driver (a factory that limits the
+        // connections it takes sees itself in the count).
+        self.shared.counters.accepted();
         let handle = self.handle();
         let accepted = Accepted::new(handle.conn(id.id()), peer, handle.server());
         let Some(Slot {
@@ -577,15 +588,14 @@ impl EventLoop {
         let Some(entry) = (listener.make)(accepted, stream, now) else {
             crate::trace::event!(warn, conn = %id.id(), peer = %peer_name,
                 "connection refused: the factory's protocol cannot start");
-            // Counted, never silent: the factory's protocol could not start.
+            // Counted, never silent: the factory's protocol could not start. Its id is spent:
+            // a handle the factory kept must not reach the next connection in the slot.
             self.shared.left(id);
-            self.shared.counters.accepted();
             self.shared.counters.refused();
+            self.next_generation = id.generation;
             return;
         };
         crate::trace::event!(debug, conn = %id.id(), peer = %peer_name, "accepted");
-        // Counted before the entry's first drive, which may already close it.
-        self.shared.counters.accepted();
         match self.add_entry(entry, true) {
             Ok(id2) => {
                 debug_assert_eq!(id.id(), id2, "the slab hands out its vacant key");
@@ -594,6 +604,7 @@ impl EventLoop {
                 // The socket could not be registered with the poller: dropped, and counted.
                 self.shared.left(id);
                 self.shared.counters.refused();
+                self.next_generation = id.generation;
             }
         }
     }

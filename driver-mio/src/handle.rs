@@ -81,17 +81,37 @@ pub(crate) enum Command {
 /// connection pushed to. One lock for both: a push checks the first and takes the second.
 #[derive(Default)]
 struct Book {
-    /// The generation of each slot's occupant, by slot number; 0 for a vacant slot.
-    live: Vec<u32>,
+    /// The generation of each slot's occupant and what it is, by slot number; generation 0
+    /// for a vacant slot.
+    live: Vec<(u32, Role)>,
     /// The push bound of every connection pushed to through a handle, by id: made by the
     /// first push (an idle connection nobody pushes to costs nothing here), removed by the
     /// loop when the connection closes.
     backlogs: HashMap<Key, Arc<Backlog>>,
 }
 
+/// What occupies a slot, as the handles need to know it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Role {
+    /// A listener, a UDP endpoint, a raw dispatcher: closed by id, never pushed to.
+    #[default]
+    Other,
+    /// A stream connection (a client, a pipe): takes pushes.
+    Stream,
+    /// A stream connection a listener accepted: takes pushes, and is one of the server's.
+    Accepted,
+}
+
 impl Book {
+    fn role(&self, id: Key) -> Option<Role> {
+        match self.live.get(id.key) {
+            Some(&(generation, role)) if generation == id.generation => Some(role),
+            _ => None,
+        }
+    }
+
     fn is_live(&self, id: Key) -> bool {
-        self.live.get(id.key) == Some(&id.generation)
+        self.role(id).is_some()
     }
 }
 
@@ -131,29 +151,29 @@ impl Shared {
     }
 
     /// Slot `id.key` is now `id`'s.
-    pub(crate) fn arrived(&self, id: Key) {
+    pub(crate) fn arrived(&self, id: Key, role: Role) {
         let mut book = self.book();
         if book.live.len() <= id.key {
-            book.live.resize(id.key + 1, 0);
+            book.live.resize(id.key + 1, (0, Role::Other));
         }
-        book.live[id.key] = id.generation;
+        book.live[id.key] = (id.generation, role);
     }
 
     /// `id` has gone: its slot is vacant, its bound forgotten.
     pub(crate) fn left(&self, id: Key) {
         let mut book = self.book();
-        if let Some(generation) = book.live.get_mut(id.key) {
-            if *generation == id.generation {
-                *generation = 0;
+        if let Some(slot) = book.live.get_mut(id.key) {
+            if slot.0 == id.generation {
+                *slot = (0, Role::Other);
             }
         }
         book.backlogs.remove(&id);
     }
 
-    /// Connection `id`'s bound, made on first use; `None` if it has gone.
+    /// Connection `id`'s bound, made on first use; `None` if it has gone, or takes no pushes.
     fn backlog(&self, id: Key) -> Option<Arc<Backlog>> {
         let mut book = self.book();
-        if !book.is_live(id) {
+        if !matches!(book.role(id), Some(Role::Stream | Role::Accepted)) {
             return None;
         }
         Some(
@@ -236,7 +256,7 @@ impl ServerControl for Shared {
     }
 
     fn conn(&self, id: ConnId) -> Option<ConnHandle> {
-        if !self.is_live(Key::of(id)) {
+        if self.book().role(Key::of(id)) != Some(Role::Accepted) {
             return None;
         }
         Some(ConnHandle::new(id, self.me.upgrade()?))
@@ -251,8 +271,8 @@ impl ServerControl for Shared {
             book.live
                 .iter()
                 .enumerate()
-                .filter(|(_, g)| **g != 0)
-                .map(|(key, &generation)| Key { key, generation })
+                .filter(|(_, (g, role))| *g != 0 && *role == Role::Accepted)
+                .map(|(key, &(generation, _))| Key { key, generation })
                 .collect()
         };
         for id in ids {
@@ -317,7 +337,8 @@ impl Handle {
     /// water marks ([`PushError::Full`]; see [`asynchat_core::backlog`]): the caller is never
     /// blocked, and decides whether to drop the data, retry later or drop the receiver
     /// ([`close_because`](Self::close_because)). [`PushError::Closed`] if the loop is gone; a
-    /// push to a connection that has closed is dropped by the loop.
+    /// push to a connection that has closed, or to an id that is not a stream connection (a
+    /// listener, a UDP endpoint), is refused with [`PushError::Closed`] too.
     pub fn push(&self, id: ConnId, data: impl Into<Bytes>) -> Result<(), PushError> {
         self.shared.push(Key::of(id), Push::Bytes(data.into()))
     }

@@ -111,17 +111,37 @@ impl PollTimer for Deadline {
     }
 }
 
-/// A TCP stream: as [`Stream`], but a graceful close really shuts the write side down (FIN).
-/// (async-io's `poll_close` only flushes, so the peer would see the end of the stream only when
-/// the socket is finally dropped.)
-pub(crate) struct Tcp {
-    stream: Stream<async_io::Async<std::net::TcpStream>>,
+/// A socket whose write side can be shut down on its own: TCP, or a Unix-domain stream.
+pub(crate) trait HalfClose {
+    fn shutdown_write(&self) -> io::Result<()>;
+}
+
+impl HalfClose for std::net::TcpStream {
+    fn shutdown_write(&self) -> io::Result<()> {
+        self.shutdown(std::net::Shutdown::Write)
+    }
+}
+
+impl HalfClose for std::os::unix::net::UnixStream {
+    fn shutdown_write(&self) -> io::Result<()> {
+        self.shutdown(std::net::Shutdown::Write)
+    }
+}
+
+/// A TCP or Unix-domain socket: as [`Stream`], but a graceful close really shuts the write side
+/// down (FIN). (async-io's `poll_close` only flushes, so the peer would see the end of the
+/// stream only when the socket is finally dropped.)
+pub(crate) struct Socket<T> {
+    stream: Stream<async_io::Async<T>>,
     /// The last read returned less than it asked for: the socket held no more.
     drained: bool,
 }
 
-impl Tcp {
-    pub(crate) fn new(socket: async_io::Async<std::net::TcpStream>) -> Self {
+/// A TCP connection's stream.
+pub(crate) type Tcp = Socket<std::net::TcpStream>;
+
+impl<T> Socket<T> {
+    pub(crate) fn new(socket: async_io::Async<T>) -> Self {
         Self {
             stream: Stream(socket),
             drained: false,
@@ -129,7 +149,11 @@ impl Tcp {
     }
 }
 
-impl PollStream for Tcp {
+impl<T> PollStream for Socket<T>
+where
+    T: HalfClose + std::io::Read + std::io::Write + std::os::fd::AsFd,
+    async_io::Async<T>: AsyncRead + AsyncWrite + Unpin,
+{
     fn poll_read_into(
         &mut self,
         cx: &mut TaskContext<'_>,
@@ -164,6 +188,6 @@ impl PollStream for Tcp {
     }
 
     fn poll_shutdown(&mut self, _cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(self.stream.0.get_ref().shutdown(std::net::Shutdown::Write))
+        Poll::Ready(self.stream.0.get_ref().shutdown_write())
     }
 }

@@ -17,7 +17,7 @@ use asynchat_core::driver::{
 use asynchat_core::{Chat, CloseReason, Config, Misuse, Protocol};
 use futures_lite::io::{AsyncRead, AsyncWrite};
 
-use crate::conn::{Deadline, Stream, Tcp};
+use crate::conn::{Deadline, Socket, Stream, Tcp};
 
 /// Where a server's tasks run: any executor that can run a `Send` future to its end on its
 /// own (detached), such as smol's, async-executor's, async-std's or a thread pool of yours.
@@ -275,6 +275,7 @@ where
     let addr = listener.get_ref().local_addr()?;
     let handle = Handle::new();
     let accept = move |stream: Async<TcpStream>| {
+        let _ = stream.get_ref().set_nodelay(true);
         let accepting = accept(stream);
         async move { accepting.await.map(Stream) }
     };
@@ -308,7 +309,7 @@ where
         Listening(listener),
         config,
         factory,
-        |stream: Async<UnixStream>| std::future::ready(Ok(Stream(stream))),
+        |stream: Async<UnixStream>| std::future::ready(Ok(Socket::new(stream))),
         &handle,
     );
     Ok(Server::new(addr, handle))

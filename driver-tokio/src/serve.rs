@@ -24,12 +24,6 @@ struct Tokio<A, C, S> {
     types: std::marker::PhantomData<fn(C) -> S>,
 }
 
-/// Accepted TCP streams get `TCP_NODELAY`: protocols write whole replies.
-fn nodelay(stream: TcpStream) -> std::future::Ready<io::Result<TcpStream>> {
-    let _ = stream.set_nodelay(true);
-    std::future::ready(Ok(stream))
-}
-
 impl<A, C, S, Fut> Runtime for Tokio<A, C, S>
 where
     A: FnMut(C) -> Fut + Send + 'static,
@@ -101,7 +95,9 @@ where
     P: Protocol + Send + 'static,
     F: FnMut(&Accepted) -> P + Send + 'static,
 {
-    serve_with(listener, config, factory, nodelay)
+    serve_with(listener, config, factory, |stream| {
+        std::future::ready(Ok(stream))
+    })
 }
 
 /// [`serve`] over a listener and an acceptor of your own: `accept` turns each accepted
@@ -124,6 +120,11 @@ where
     let addr = listener.local_addr()?;
     let handle = Handle::new();
     let listening = listener.into_listening();
+    let mut accept = accept;
+    let accept = move |conn: L::Conn| {
+        L::prepare(&conn);
+        accept(conn)
+    };
     tokio::spawn(accept_loop(
         listening,
         config,
@@ -162,6 +163,12 @@ pub trait Listener: sealed::Sealed + Send + 'static {
     fn local_addr(&self) -> io::Result<Self::Addr>;
     #[doc(hidden)]
     fn into_listening(self) -> impl PollAccept<Conn = Self::Conn> + Send + 'static;
+    /// Prepares an accepted connection before the acceptor sees it (TCP: `TCP_NODELAY`, since
+    /// protocols write whole replies and gain nothing from Nagle's delay).
+    #[doc(hidden)]
+    fn prepare(conn: &Self::Conn) {
+        let _ = conn;
+    }
 }
 
 mod sealed {
@@ -178,6 +185,9 @@ impl Listener for TcpListener {
     }
     fn into_listening(self) -> impl PollAccept<Conn = TcpStream> + Send + 'static {
         Listening(self)
+    }
+    fn prepare(conn: &TcpStream) {
+        let _ = conn.set_nodelay(true);
     }
 }
 

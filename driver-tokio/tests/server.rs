@@ -109,3 +109,36 @@ async fn an_acceptor_prepares_each_stream_and_its_failure_closes_only_that_conne
     assert_eq!(&reply, b"welcome\nhi\n");
     assert_eq!(server.stats().closed.io, 1, "{:?}", server.stats());
 }
+
+/// Panics on its first line: a bug in a protocol.
+struct Panics;
+
+impl Protocol for Panics {
+    fn first_terminator(&self) -> Terminator {
+        "\n".into()
+    }
+    fn found_terminator(&mut self, _: &mut Context<'_>, _: Bytes) {
+        panic!("a protocol bug");
+    }
+}
+
+#[tokio::test]
+async fn a_connection_whose_task_panics_is_still_counted_and_does_not_hold_the_server() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = asynchat_tokio::serve(listener, Config::default(), |_| Panics).unwrap();
+    let handle = server.handle();
+    let mut c = TcpStream::connect(server.addr()).await.unwrap();
+    c.write_all(b"boom\n").await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while handle.stats().closed.total() == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the panicked connection is counted as closed");
+    assert_eq!(handle.stats().active, 0);
+    server.shutdown(Duration::from_secs(1));
+    tokio::time::timeout(Duration::from_secs(5), server.wait())
+        .await
+        .expect("wait returns: nothing left registered");
+}

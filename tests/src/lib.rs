@@ -58,6 +58,8 @@ macro_rules! conformance_suite {
             a_protocol_stops_its_own_server,
             shutdown_with_a_deadline_against_a_client_that_never_reads,
             refused_and_failed_connections_are_counted,
+            stop_accepting_keeps_the_open_connections,
+            a_refused_connections_handle_never_reaches_the_next_one,
             serve_over_a_unix_socket,
             greeting_on_connect,
             graceful_close_with_unread_input_still_delivers_the_reply,

@@ -650,6 +650,65 @@ pub fn shutdown_with_a_deadline_against_a_client_that_never_reads<D: Driver>() {
     drop(stuck);
 }
 
+/// `stop_accepting` closes the listener only: an open connection goes on being served, and
+/// the server ends by itself when that connection does.
+pub fn stop_accepting_keeps_the_open_connections<D: Driver>() {
+    let log = log();
+    let server = probe_server::<D>("\r\n", Config::default(), &log);
+    let addr = server.addr;
+    let mut open = connect(addr);
+    open.write_all(b"before\r\n").unwrap();
+    assert_eq!(read_n(&mut open, 7), b"before\n");
+    server.handle().stop_accepting();
+    wait_for(|| std::net::TcpStream::connect(addr).is_err());
+    open.write_all(b"after\r\n").unwrap();
+    assert_eq!(read_n(&mut open, 6), b"after\n", "still served");
+    drop(open);
+    let start = Instant::now();
+    server.join();
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "ended with its last connection"
+    );
+    assert_eq!(log.lock().unwrap().closed, [CloseReason::PeerClosed]);
+}
+
+/// A handle given to a factory whose protocol was refused stays that refused connection's: it
+/// never reaches the next connection, whichever slot that takes.
+pub fn a_refused_connections_handle_never_reaches_the_next_one<D: Driver>() {
+    let log = log();
+    let handles: Arc<Mutex<Vec<ConnHandle>>> = Arc::default();
+    let server = {
+        let (log, handles) = (log.clone(), handles.clone());
+        D::serve(Config::default(), move |a| {
+            let mut handles = handles.lock().unwrap();
+            handles.push(a.conn.clone());
+            // The first protocol cannot start (an empty delimiter); the next ones can.
+            let first: Terminator = if handles.len() == 1 {
+                Terminator::Delimiter(Bytes::new())
+            } else {
+                "\r\n".into()
+            };
+            Probe::new(first, &log)
+        })
+    };
+    let mut refused = connect(server.addr);
+    assert!(
+        closed_within(&mut refused, Duration::from_secs(5)),
+        "refused"
+    );
+    let mut next = connect(server.addr);
+    next.write_all(b"hello\r\n").unwrap();
+    assert_eq!(read_n(&mut next, 6), b"hello\n");
+    let stale = handles.lock().unwrap()[0].clone();
+    assert_eq!(stale.push("stray\r\n"), Err(PushError::Closed));
+    assert_ne!(stale.id(), handles.lock().unwrap()[1].id());
+    next.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut buf = [0u8; 16];
+    assert!(next.read(&mut buf).is_err(), "nothing stray arrived");
+}
+
 /// What a server refuses or loses is counted: a factory whose protocol cannot start, an
 /// over-long frame.
 pub fn refused_and_failed_connections_are_counted<D: Driver>() {
@@ -708,6 +767,21 @@ pub fn serve_over_a_unix_socket<D: Driver>() {
     assert!(matches!(peers.lock().unwrap()[0], PeerAddr::Unix(_)));
     drop(c);
     wait_for(|| server.handle().stats().closed.total() == 1);
+    // A graceful close from the server's side ends the stream at once (the write side is
+    // shut down), not when the lingering read gives up.
+    let mut c = UnixStream::connect(&path).unwrap();
+    c.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    c.write_all(b"bye\r\n").unwrap();
+    let start = Instant::now();
+    let mut all = Vec::new();
+    c.read_to_end(&mut all).unwrap();
+    assert_eq!(all, b"bye\n");
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "the end came with the reply"
+    );
+    drop(c);
+    wait_for(|| server.handle().stats().closed.total() == 2);
     server.handle().shutdown(Duration::from_secs(1));
     server.join();
     let _ = std::fs::remove_dir_all(&dir);

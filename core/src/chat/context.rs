@@ -79,7 +79,7 @@ impl Context<'_> {
     ///
     /// With the default collector, a count over [`Config::max_counted_frame`] closes the
     /// connection with [`Misuse::CountOverLimit`] (the protocol's responsibility, not the
-    /// peer's) before any of its bytes is held; check
+    /// peer's) as soon as the collector holds its first byte, before the rest arrives; check
     /// [`max_counted_frame`](Self::max_counted_frame) first to answer the peer instead.
     pub fn set_count(&mut self, n: u64) {
         let set = self.core.framer.switch_to(Terminator::Count(n));

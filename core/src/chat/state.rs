@@ -134,9 +134,6 @@ impl Core {
         }
     }
 
-    /// No frame is being timed: after a frame reached its terminator (the next one is timed
-    /// from its own first byte), when the deadline fired, or on close.
-    #[inline]
     /// Whether the default collector holds more than its bound: the line limit for a delimited
     /// or until-EOF frame (the peer's fault), the counted-frame bound for a count (the
     /// protocol's, checked against the whole count as soon as its first byte is held).
@@ -161,6 +158,9 @@ impl Core {
         (held > limit).then(|| PeerError::FrameTooLong { limit }.into())
     }
 
+    /// No frame is being timed: after a frame reached its terminator (the next one is timed
+    /// from its own first byte), when the deadline fired, or on close.
+    #[inline]
     pub(super) fn clear_frame_deadline(&mut self) {
         if let Some(clock) = &mut self.frame_clock {
             clock.deadline = None;

@@ -1237,7 +1237,12 @@ pub struct Handle {
 struct ServerState {
     registry: Registry<std::sync::Arc<MailboxSender>>,
     counters: Counters,
+    /// Stop accepting.
     stop: Signal,
+    /// Wind the connections down (a shutdown): implies `stop`.
+    drain: Signal,
+    /// The shutdown deadline passed: what is still open is being closed.
+    forced: Signal,
     /// Set by the accept task once the server has wound down.
     finished: Signal,
     deadline: std::sync::Mutex<Option<std::time::Duration>>,
@@ -1251,10 +1256,15 @@ impl ServerControl for ServerState {
     }
 
     fn shutdown(&self, deadline: std::time::Duration) {
-        *self
-            .deadline
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(deadline);
+        {
+            let mut current = self
+                .deadline
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            // The shorter deadline wins (a second, impatient shutdown), as on mio.
+            *current = Some(current.map_or(deadline, |d| d.min(deadline)));
+        }
+        self.drain.set();
         self.stop.set();
     }
 
@@ -1329,6 +1339,27 @@ impl Handle {
         self.state.stop.poll_set(cx)
     }
 
+    /// Ready once the server was told to shut down (not only to stop accepting).
+    pub fn poll_draining(&self, cx: &mut TaskContext<'_>) -> Poll<()> {
+        self.state.drain.poll_set(cx)
+    }
+
+    /// Whether the server was told to shut down.
+    #[must_use]
+    pub fn is_draining(&self) -> bool {
+        self.state.drain.is_set()
+    }
+
+    /// Ready once the shutdown deadline has passed and what was left is being closed.
+    pub fn poll_forced(&self, cx: &mut TaskContext<'_>) -> Poll<()> {
+        self.state.forced.poll_set(cx)
+    }
+
+    /// Marks the shutdown deadline passed (driver side: [`wind_down`] does).
+    pub fn force(&self) {
+        self.state.forced.set();
+    }
+
     /// Marks the server wound down (driver side: the end of its accept task).
     pub fn finish(&self) {
         self.state.finished.set();
@@ -1390,16 +1421,17 @@ impl Handle {
     /// Forgets a connection that has ended for `reason` (driver side), counting it; the last
     /// one wakes whoever waits for the server to be idle.
     pub fn unregister(&self, id: ConnId, reason: Option<&CloseReason>) {
-        self.state.registry.remove(id.into_raw());
+        // Counted first: whoever sees the registry empty must see the close counted too.
         self.state.counters.closed(reason);
+        self.state.registry.remove(id.into_raw());
         self.unregistered();
     }
 
     /// Forgets a connection whose protocol could not start (driver side): counted as refused,
     /// not as closed.
     pub fn refuse(&self, id: ConnId) {
-        self.state.registry.remove(id.into_raw());
         self.state.counters.refused();
+        self.state.registry.remove(id.into_raw());
         self.unregistered();
     }
 

@@ -119,6 +119,18 @@ impl Protocol for ReplyProtocol {
     }
 }
 
+/// A protocol dropped without closing (its task dropped, its runtime shut down) still ends the
+/// queue: a waiting reader learns it instead of waiting forever.
+impl Drop for ReplyProtocol {
+    fn drop(&mut self) {
+        let mut queue = self.shared.lock();
+        if queue.closed.is_none() {
+            queue.closed = Some(CloseReason::Aborted);
+        }
+        self.shared.wake(queue);
+    }
+}
+
 impl Replies {
     /// The next frame if one has arrived.
     #[must_use]
@@ -210,7 +222,10 @@ impl From<PushError> for RequestError {
 /// A client connection's handle and its replies: send a request, get its reply frame.
 ///
 /// Replies come in the order requests were sent (a protocol that pipelines), so requests from
-/// several tasks at once must not interleave on one requester.
+/// several tasks at once must not interleave on one requester. A request that timed out, or
+/// whose future was dropped, leaves its reply in the queue, where the next request would take
+/// it: after a [`RequestError::TimedOut`], drain [`replies`](Self::replies) or drop the
+/// connection.
 #[derive(Debug, Clone)]
 pub struct Requester {
     conn: ConnHandle,
@@ -291,6 +306,17 @@ mod tests {
             Ok(Bytes::from("late"))
         );
         writer.join().unwrap();
+        // The protocol was dropped with its harness: the queue says so instead of waiting.
+        assert!(matches!(
+            replies.next_blocking(Duration::from_secs(5)),
+            Err(RequestError::Closed(CloseReason::Aborted))
+        ));
+    }
+
+    #[test]
+    fn a_reply_that_does_not_come_times_out() {
+        let (protocol, replies) = replies("\n");
+        let _peer = Harness::new(protocol);
         assert_eq!(
             replies.next_blocking(Duration::from_millis(10)),
             Err(RequestError::TimedOut)

@@ -141,22 +141,39 @@ pub async fn accept_loop<L, R, P, F>(
                 crate::trace::event!(debug, conn = %id, peer = %accepted.peer, "accepted");
                 #[cfg(feature = "tracing")]
                 let span = tracing::debug_span!("conn", id = %id, peer = %accepted.peer);
-                let accepting = runtime.accepting(conn);
+                let mut accepting = Box::pin(runtime.accepting(conn));
                 let timer = runtime.timer();
-                let conns = handle.clone();
+                let mut registered = Registered {
+                    handle: handle.clone(),
+                    id,
+                };
+                let mut chat = chat;
                 let task = async move {
-                    match accepting.await {
+                    // An acceptor that stalls (a handshake the peer never finishes) must not hold
+                    // a shutdown past its deadline: the forced close ends it too.
+                    let accepted = std::future::poll_fn(|cx| {
+                        if registered.handle.poll_forced(cx).is_ready() {
+                            return Poll::Ready(Err(io::Error::new(
+                                io::ErrorKind::TimedOut,
+                                "closed by the shutdown deadline while accepting",
+                            )));
+                        }
+                        accepting.as_mut().poll(cx)
+                    })
+                    .await;
+                    match accepted {
                         Ok(stream) => {
                             let on_end = |reason: &CloseReason| {
                                 crate::trace::event!(debug, %reason, "closed");
-                                conns.unregister(id, Some(reason));
+                                registered.done(Some(reason));
                             };
                             run_chat(chat, stream, timer, commands, on_end).await;
                         }
                         Err(e) => {
                             crate::trace::event!(info, error = %e, "the acceptor failed");
-                            let reason = CloseReason::Io(std::sync::Arc::new(e));
-                            conns.unregister(id, Some(&reason));
+                            // The protocol hears of it, as of a failed connect.
+                            chat.handle_error(e);
+                            registered.done(chat.close_reason());
                         }
                     }
                 };
@@ -164,6 +181,13 @@ pub async fn accept_loop<L, R, P, F>(
                 let task = tracing::Instrument::instrument(task, span);
                 runtime.spawn(Box::pin(task));
             }
+            // A peer that gave up before its connection was accepted, or a signal: not the
+            // listener's failure, nothing to wait for.
+            Some(Err(error))
+                if matches!(
+                    error.kind(),
+                    io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+                ) => {}
             Some(Err(error)) => {
                 crate::trace::event!(warn, %error, pause = ?backoff, "accept failed: backing off");
                 let _ = error;
@@ -184,8 +208,41 @@ pub async fn accept_loop<L, R, P, F>(
         }
     }
     drop(listener);
-    wind_down(&handle, |deadline| runtime.sleep(deadline)).await;
+    crate::trace::event!(info, "stopped accepting");
+    // Stopped accepting only: the open connections go on until they end, or until a shutdown
+    // winds them down.
+    let drain = std::future::poll_fn(|cx| {
+        if handle.poll_draining(cx).is_ready() {
+            return Poll::Ready(true);
+        }
+        handle.poll_idle(cx).map(|()| false)
+    })
+    .await;
+    if drain {
+        wind_down(&handle, |deadline| runtime.sleep(deadline)).await;
+    }
     handle.finish();
+}
+
+/// A connection's place in its server: given up once, when it ends, even if its task panics or
+/// is dropped (a connection that vanished without a reason is counted as aborted).
+struct Registered {
+    handle: Handle,
+    id: super::ConnId,
+}
+
+impl Registered {
+    fn done(&mut self, reason: Option<&CloseReason>) {
+        self.handle.unregister(self.id, reason);
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        if self.handle.conn(self.id).is_some() {
+            self.handle.unregister(self.id, None);
+        }
+    }
 }
 
 /// A running server of an async driver (tokio, the futures-io driver): its address, its
@@ -249,8 +306,10 @@ impl<A> Server<A> {
         self.handle.shutdown(deadline);
     }
 
-    /// Waits until the server has stopped accepting (after [`shutdown`](Self::shutdown) or a
-    /// handle's) and wound down: woken by its accept task, no polling.
+    /// Waits until the server has stopped accepting and its last connection has gone: after
+    /// [`shutdown`](Self::shutdown) (or a handle's), once it has wound down; after
+    /// [`ServerHandle::stop_accepting`], once its connections have ended by themselves. Woken
+    /// by its accept task, no polling.
     pub async fn wait(self) {
         self.handle.finished().await;
     }
@@ -264,7 +323,8 @@ impl<A> Server<A> {
 
 impl<A> Drop for Server<A> {
     fn drop(&mut self) {
-        if !self.detached && !self.handle.is_finished() {
+        // A shutdown already asked for keeps its own deadline.
+        if !self.detached && !self.handle.is_finished() && !self.handle.is_draining() {
             self.handle.shutdown(DEFAULT_SHUTDOWN_DEADLINE);
         }
     }

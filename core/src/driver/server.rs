@@ -306,6 +306,7 @@ pub async fn wind_down<T: Future<Output = ()>>(
                 "shutdown deadline passed: closing what is left"
             );
             forced = true;
+            handle.force();
             handle.close_all();
             return handle.poll_idle(cx);
         }
