@@ -46,7 +46,7 @@ mod serve;
 mod udp;
 
 pub use asynchat_core::driver::{
-    Accepted, ConnHandle, ConnId, Connection, Handle, ServerHandle, ServerStats,
+    Accepted, ConnHandle, ConnId, Connection, ServerHandle, ServerStats,
 };
 pub use asynchat_core::driver::{PeerAddr, Server};
 pub use serve::{connect, run, serve_on, serve_unix_on, serve_with_on, Spawner};

@@ -53,7 +53,7 @@ mod serve;
 mod udp;
 
 pub use asynchat_core::driver::{
-    Accepted, ConnHandle, ConnId, Connection, Handle, ServerHandle, ServerStats,
+    Accepted, ConnHandle, ConnId, Connection, ServerHandle, ServerStats,
 };
 pub use asynchat_core::driver::{PeerAddr, Server};
 pub use serve::{connect, run, serve, serve_unix, serve_with, Listener};

@@ -1221,7 +1221,9 @@ mod tests {
 }
 
 /// The shared state of an async driver's server: its connections, counters and shutdown
-/// (driver side). Protocols see it through a [`ServerHandle`]; see [`Handle::server`].
+/// (driver side: the drivers do not re-export it). Protocols and users see it through a
+/// [`ServerHandle`]; see [`Handle::server`]. (mio's own `Handle` is its loop's, a different
+/// type that hands out the same [`ConnHandle`] and [`ServerHandle`].)
 ///
 /// Drivers [`register`](Self::register) each connection as it starts (its task polls the
 /// returned receiver through [`poll_chat`]) and [`unregister`](Self::unregister) it when it
