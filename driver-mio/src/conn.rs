@@ -279,6 +279,12 @@ impl<P: Protocol, S: StreamIo> Entry for StreamConn<P, S> {
     }
 
     fn on_close(&mut self, cx: &mut Cx<'_>, graceful: bool) {
+        if matches!(self.phase, Phase::Lingering(_)) && !graceful {
+            // Closed already, only draining the peer: a close now (a shutdown's deadline)
+            // ends that too.
+            self.phase = Phase::Finished;
+            return;
+        }
         if !matches!(self.phase, Phase::Live | Phase::Connecting) {
             return;
         }

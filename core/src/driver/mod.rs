@@ -353,7 +353,7 @@ where
         .is_some_and(crate::CloseReason::is_graceful)
     {
         let _ = std::future::poll_fn(|cx| io.poll_shutdown(cx)).await;
-        linger(&mut io, &mut timer).await;
+        linger(&mut io, &mut timer, &mut commands, open).await;
     }
     // `poll_chat` is ready only once the chat is closed, and a closed chat has its reason.
     let reason = chat.close_reason().cloned().unwrap_or(CloseReason::Aborted);
@@ -367,10 +367,27 @@ pub const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 /// Reads and discards until the peer closes (or fails), for at most [`LINGER`]: unread input at
 /// close makes the kernel reset the connection, which can destroy the reply still in flight
 /// (Apache's "lingering close").
-async fn linger<S: PollStream, T: PollTimer>(io: &mut S, timer: &mut T) {
+/// A close commanded meanwhile (a shutdown whose deadline passed) ends it at once.
+async fn linger<S: PollStream, T: PollTimer, C: PollCommands>(
+    io: &mut S,
+    timer: &mut T,
+    commands: &mut C,
+    mut commands_open: bool,
+) {
     let until = timer.now() + LINGER;
     let mut scratch = BytesMut::new();
     std::future::poll_fn(|cx| loop {
+        while commands_open {
+            match commands.poll_command(cx) {
+                Poll::Ready(Some(Command::Close | Command::CloseBecause(_))) => {
+                    return Poll::Ready(());
+                }
+                // Nothing else can be done for a connection already closed.
+                Poll::Ready(Some(_)) => {}
+                Poll::Ready(None) => commands_open = false,
+                Poll::Pending => break,
+            }
+        }
         scratch.clear();
         scratch.reserve(16 * 1024);
         match io.poll_read_into(cx, &mut scratch) {
