@@ -670,7 +670,13 @@ pub fn stop_accepting_keeps_the_open_connections<D: Driver>() {
         start.elapsed() < Duration::from_secs(5),
         "ended with its last connection"
     );
-    assert_eq!(log.lock().unwrap().closed, [CloseReason::PeerClosed]);
+    // Probe connects made before the listener closed were accepted too: each ended as its
+    // peer closed, as did the open connection.
+    let closed = log.lock().unwrap().closed.clone();
+    assert!(
+        !closed.is_empty() && closed.iter().all(|r| *r == CloseReason::PeerClosed),
+        "{closed:?}"
+    );
 }
 
 /// A handle given to a factory whose protocol was refused stays that refused connection's: it
