@@ -285,7 +285,8 @@ where
             tx.send((addr, handle.clone())).expect("report address");
             tokio::select! {
                 () = &mut finished => {}
-                _ = stop_rx => match handle {
+                // A stop sender dropped without sending (`Server::join`) is not a stop.
+                Ok(()) = stop_rx => match handle {
                     Some(handle) => {
                         handle.shutdown(TEARDOWN);
                         finished.await;
@@ -418,7 +419,10 @@ where
                     false
                 },
                 async {
-                    let _ = stop_rx.recv().await;
+                    // A stop sender dropped without sending (`Server::join`) is not a stop.
+                    if stop_rx.recv().await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
                     true
                 },
             )
