@@ -90,23 +90,33 @@ where
 /// wait for readiness.
 struct Listening<L>(Async<L>);
 
+/// Accepts on `listener` until it would block, then waits for readiness; `accept` is the
+/// listener's own non-blocking accept, naming the peer.
+fn poll_accept_on<L, S: std::os::fd::AsFd>(
+    listener: &Async<L>,
+    cx: &mut TaskContext<'_>,
+    accept: impl Fn(&L) -> io::Result<(S, PeerAddr)>,
+) -> Poll<io::Result<(Async<S>, PeerAddr)>> {
+    loop {
+        match accept(listener.get_ref()) {
+            Ok((stream, peer)) => return Poll::Ready(Async::new(stream).map(|s| (s, peer))),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                ready!(listener.poll_readable(cx))?;
+            }
+            Err(e) => return Poll::Ready(Err(e)),
+        }
+    }
+}
+
 impl PollAccept for Listening<TcpListener> {
     type Conn = Async<TcpStream>;
     fn poll_accept(
         &mut self,
         cx: &mut TaskContext<'_>,
     ) -> Poll<io::Result<(Async<TcpStream>, PeerAddr)>> {
-        loop {
-            match self.0.get_ref().accept() {
-                Ok((stream, peer)) => {
-                    return Poll::Ready(Async::new(stream).map(|s| (s, PeerAddr::Tcp(peer))));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    ready!(self.0.poll_readable(cx))?;
-                }
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-        }
+        poll_accept_on(&self.0, cx, |l| {
+            l.accept().map(|(s, peer)| (s, PeerAddr::Tcp(peer)))
+        })
     }
 }
 
@@ -116,18 +126,12 @@ impl PollAccept for Listening<UnixListener> {
         &mut self,
         cx: &mut TaskContext<'_>,
     ) -> Poll<io::Result<(Async<UnixStream>, PeerAddr)>> {
-        loop {
-            match self.0.get_ref().accept() {
-                Ok((stream, peer)) => {
-                    let path = peer.as_pathname().map(std::path::Path::to_path_buf);
-                    return Poll::Ready(Async::new(stream).map(|s| (s, PeerAddr::Unix(path))));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    ready!(self.0.poll_readable(cx))?;
-                }
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-        }
+        poll_accept_on(&self.0, cx, |l| {
+            l.accept().map(|(s, peer)| {
+                let path = peer.as_pathname().map(std::path::Path::to_path_buf);
+                (s, PeerAddr::Unix(path))
+            })
+        })
     }
 }
 
