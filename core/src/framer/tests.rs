@@ -1,3 +1,4 @@
+use super::search::find_byte;
 use super::*;
 
 /// Feeds `chunks`, pulling events after each, then EOF; returns every event.
@@ -279,6 +280,27 @@ fn skip_policy_discards_the_frame_and_carries_on() {
     assert_eq!(f.poll_event(), Ok(Some(data("abc"))));
     assert_eq!(f.poll_event(), Err(PeerError::FrameTooLong { limit: 3 }));
     assert_eq!(drain(&mut f), vec![data("xy"), T]);
+}
+
+#[test]
+fn count_zero_ends_a_discarded_frame_without_discarding_forever() {
+    let mut f = Framer::new("\n")
+        .unwrap()
+        .with_max_frame(3)
+        .with_over_long_policy(OverLongPolicy::Skip);
+    f.feed(b"abcdef").unwrap();
+    assert_eq!(f.poll_frame(), Err(PeerError::FrameTooLong { limit: 3 }));
+    // The protocol ends the over-long frame itself: an empty frame, once. The bytes after it
+    // are framed again, not dropped: under a line terminator they are already too long.
+    f.set_terminator(0u64).unwrap();
+    assert_eq!(f.poll_frame(), Ok(Some(Bytes::new())));
+    assert_eq!(f.buffered_len(), 6);
+    f.set_terminator("\n").unwrap();
+    assert_eq!(f.poll_frame(), Err(PeerError::FrameTooLong { limit: 3 }));
+    // And that discard ends at its line's end.
+    f.feed(b"gh\nok\n").unwrap();
+    assert_eq!(f.poll_frame(), Ok(Some(Bytes::from("ok"))));
+    assert_eq!(f.poll_frame(), Ok(None));
 }
 
 #[test]

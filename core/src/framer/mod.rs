@@ -1,14 +1,23 @@
 //! Incremental terminator detection: Python's `async_chat.handle_read` and `find_prefix_at_end`,
 //! in linear time and without copies.
+//!
+//! The [`Framer`] and its settings are here; the three ways frames come out each have a file
+//! (`events`: Python's data-then-terminator stream; `frames`: whole `Bytes` frames; `lending`:
+//! frames lent as slices), and `search` holds the compiled terminator and its search.
+
+mod events;
+mod frames;
+mod lending;
+mod search;
 
 use std::cmp::min;
 
 use bytes::{Buf, Bytes, BytesMut};
-use memchr::memmem;
 
 use crate::error::{Misuse, PeerError};
 use crate::spare;
 use crate::terminator::Terminator;
+use search::{Matcher, Search, BYTE_VALUES};
 
 /// Default [`Framer::max_frame`]: 64 KiB, the size of one read in Python's `async_chat`
 /// (`ac_in_buffer_size`). Long enough for any line-based protocol's lines (SMTP allows 1000, HTTP
@@ -64,144 +73,19 @@ pub enum Event {
     },
 }
 
-/// Every byte value, so a one-byte delimiter can be handed out as a static `Bytes`.
-static BYTE_VALUES: [u8; 256] = {
-    let mut all = [0u8; 256];
-    let mut i = 0;
-    while i < 256 {
-        all[i] = i as u8;
-        i += 1;
-    }
-    all
-};
-
-/// A multi-byte delimiter and its searcher, built once when the terminator is set.
-#[derive(Debug, Clone)]
-struct Sequence {
-    delim: Bytes,
-    finder: memmem::Finder<'static>,
-}
-
-/// The compiled form of a [`Terminator`], kept small (16 bytes): it lives in every connection.
-#[derive(Debug, Clone)]
-enum Matcher {
-    Byte(u8),
-    Seq(Box<Sequence>),
-    Count(u64),
-    Eof,
-}
-
-impl Matcher {
-    fn compile(t: Terminator) -> Self {
-        match t {
-            Terminator::Delimiter(delim) if delim.len() == 1 => Self::Byte(delim[0]),
-            Terminator::Delimiter(delim) => Self::Seq(Box::new(Sequence {
-                finder: memmem::Finder::new(&delim[..]).into_owned(),
-                delim,
-            })),
-            Terminator::Count(n) => Self::Count(n),
-            Terminator::Eof => Self::Eof,
-        }
-    }
-
-    fn delimiter(&self) -> Option<&[u8]> {
-        match self {
-            Self::Byte(b) => Some(std::slice::from_ref(&BYTE_VALUES[usize::from(*b)])),
-            Self::Seq(seq) => Some(&seq.delim),
-            Self::Count(_) | Self::Eof => None,
-        }
-    }
-}
-
-/// The delimiter search: what to look for and where to resume.
-#[derive(Debug, Clone)]
-struct Search {
-    matcher: Matcher,
-    /// No delimiter match starts in `buf[..scan]`: the next search starts here.
-    scan: usize,
-    /// Bytes handed to the searcher, to prove in tests that nothing is scanned twice.
-    #[cfg(test)]
-    scanned: usize,
-}
-
-impl Search {
-    /// Searches `buf[scan..]` for the delimiter; on a miss, records how far the search got.
-    /// Takes the buffer apart from the search state, so that a chat can search a buffer it has
-    /// taken out of the framer (see [`Framer::lend_buffer`]).
-    #[inline(always)]
-    fn find(&mut self, buf: &[u8]) -> Option<usize> {
-        let start = min(self.scan, buf.len());
-        let hay = &buf[start..];
-        #[cfg(test)]
-        {
-            self.scanned += hay.len();
-        }
-        let (found, delim_len) = match &self.matcher {
-            Matcher::Byte(byte) => (find_byte(*byte, hay), 1),
-            Matcher::Seq(seq) => (seq.finder.find(hay), seq.delim.len()),
-            Matcher::Count(_) | Matcher::Eof => return None,
-        };
-        match found {
-            Some(i) => Some(start + i),
-            None => {
-                // A match may still start in the last delim_len - 1 bytes, once more arrive.
-                self.scan = (buf.len() + 1).saturating_sub(delim_len).max(start);
-                None
-            }
-        }
-    }
-
-    /// The next delimiter frame of `buf` from `start`, if it is whole and at most `room` bytes
-    /// long: its range, and where the frame after it starts. Otherwise the search result the
-    /// slow path should reuse (`None` if no search was made, else the frame's length if a
-    /// delimiter was found).
-    #[inline(always)]
-    fn whole_frame(
-        &mut self,
-        buf: &[u8],
-        start: usize,
-        room: u64,
-    ) -> Result<(std::ops::Range<usize>, usize), Option<Option<usize>>> {
-        let Some(delim_len) = self.matcher.delimiter().map(<[u8]>::len) else {
-            return Err(None);
-        };
-        self.scan = self.scan.max(start);
-        let found = self.find(buf);
-        if let Some(i) = found {
-            if (i - start) as u64 <= room {
-                let next = i + delim_len;
-                self.scan = next;
-                return Ok((start..i, next));
-            }
-        }
-        Err(Some(found.map(|i| i - start)))
-    }
-}
-
-/// Bytes searched with the inlined SSE2 searcher before handing over to `memchr`'s AVX2 one.
-#[cfg(target_arch = "x86_64")]
-const NEAR: usize = 256;
-
-/// The first `byte` in `hay`: the next [`NEAR`] bytes with `memchr`'s SSE2 searcher on x86-64,
-/// the rest with `memchr::memchr`.
-///
-/// `memchr::memchr` picks its AVX2 searcher through a function pointer and sets up a 128-byte
-/// loop: for the next delimiter of a line protocol, usually a few dozen bytes away, that costs
-/// about twice the search (71 instructions a call for 64-byte lines, counted by
-/// `scripts/instructions-per-line`). SSE2 is part of x86-64, so that searcher needs no detection
-/// and is inlined; AVX2 still takes over for long lines, where its wider loop pays.
-#[inline(always)]
-fn find_byte(byte: u8, hay: &[u8]) -> Option<usize> {
-    #[cfg(target_arch = "x86_64")]
-    if let Some(near) = memchr::arch::x86_64::sse2::memchr::One::new(byte) {
-        if hay.len() <= NEAR {
-            return near.find(hay);
-        }
-        return near
-            .find(&hay[..NEAR])
-            .or_else(|| memchr::memchr(byte, &hay[NEAR..]).map(|i| NEAR + i));
-    }
-    memchr::memchr(byte, hay)
+/// What the framer owes before it frames on: one thing at a time, so that a method that checks
+/// the phase cannot miss a second flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Framing; the fast paths apply.
+    Steady,
+    /// A frame's end was found (a delimiter or count consumed, or `Count(0)` set) after its last
+    /// data: [`Event::Terminator`], or an empty frame, is owed.
+    OwesTerminator,
+    /// Dropping the rest of an over-long frame ([`OverLongPolicy::Skip`]).
+    Discarding,
+    /// Failed on an over-long frame ([`OverLongPolicy::Fail`]): nothing more is framed.
+    Failed,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -272,15 +156,10 @@ pub struct Framer {
     max_frame: usize,
     max_counted_frame: u64,
     policy: OverLongPolicy,
-    /// A delimiter or count was found and consumed after the last `Data`; `Terminator` is owed.
-    pending_terminator: bool,
-    /// Dropping the rest of an over-long frame (`OverLongPolicy::Skip`).
-    discarding: bool,
+    phase: Phase,
     /// The `Eof` terminator has fired for this stream's end.
     eof_fired: bool,
     input: Input,
-    /// Failed on an over-long frame ([`OverLongPolicy::Fail`]).
-    failed: bool,
     /// A prefix of `buf` already handed out by `poll_frame_ref` (frames and their delimiters),
     /// dropped by the next other call: one `advance` per read instead of one split per frame.
     consumed: usize,
@@ -301,7 +180,7 @@ impl std::fmt::Debug for Framer {
             .field("max_counted_frame", &self.max_counted_frame)
             .field("policy", &self.policy)
             .field("input", &self.input)
-            .field("failed", &self.failed)
+            .field("phase", &self.phase)
             .finish_non_exhaustive()
     }
 }
@@ -340,11 +219,9 @@ impl Framer {
             max_frame: DEFAULT_MAX_FRAME,
             max_counted_frame: DEFAULT_MAX_COUNTED_FRAME,
             policy: OverLongPolicy::Fail,
-            pending_terminator: false,
-            discarding: false,
+            phase: Phase::Steady,
             eof_fired: false,
             input: Input::Open,
-            failed: false,
             consumed: 0,
             lent: None,
         }
@@ -411,7 +288,8 @@ impl Framer {
     ///
     /// Setting the delimiter already in force is free (its searcher is kept). A new
     /// [`Terminator::Count`] starts counting from its value; `Count(0)` ends the current frame at
-    /// once (an empty frame if nothing of it was delivered).
+    /// once (an empty frame if nothing of it was delivered), an over-long frame being
+    /// discarded ([`OverLongPolicy::Skip`]) included: the bytes after it are framed anew.
     ///
     /// Fails, leaving the terminator unchanged, with [`Misuse::EmptyDelimiter`], or with
     /// [`Misuse::CountOverLimit`] for a count above
@@ -447,7 +325,9 @@ impl Framer {
             // Zero more bytes: the frame is complete now (Python's `set_terminator(0)` would
             // never fire; its "no terminator" is `None`, our `Eof`). Owed once: a count that
             // runs down is `Count(0)` as well, and only an explicit one ends a frame.
-            self.pending_terminator = true;
+            if self.phase != Phase::Failed {
+                self.phase = Phase::OwesTerminator;
+            }
         }
         self.search.matcher = Matcher::compile(t);
         self.search.scan = 0;
@@ -479,7 +359,7 @@ impl Framer {
         if self.input != Input::Open {
             return Err(Misuse::FeedAfterEof);
         }
-        if !self.failed {
+        if self.phase != Phase::Failed {
             self.buf.extend_from_slice(data);
         }
         Ok(())
@@ -530,7 +410,7 @@ impl Framer {
         if self.buf.len() < before {
             self.search.scan = 0;
         }
-        if self.failed {
+        if self.phase == Phase::Failed {
             self.buf.clear();
         }
         Ok(result)
@@ -543,241 +423,6 @@ impl Framer {
     pub fn feed_eof(&mut self) {
         if self.input == Input::Open {
             self.input = Input::Ended;
-        }
-    }
-
-    /// Pulls the next event; `Ok(None)` means more input is needed (or, after [`Event::End`],
-    /// that the stream is over).
-    ///
-    /// Errors: [`PeerError::FrameTooLong`] when a delimited frame exceeds
-    /// [`max_frame`](Self::max_frame). Before the error, exactly `max_frame` bytes of the frame
-    /// have been delivered as data, whatever the chunking. Counted and until-EOF frames are
-    /// streamed and not limited here.
-    #[inline]
-    pub fn poll_event(&mut self) -> Result<Option<Event>, PeerError> {
-        self.settle();
-        let mut searched = None;
-        if self.is_steady() && self.search.matcher.delimiter().is_some() {
-            let found = self.find();
-            if let Some(i) = found {
-                if i > 0 && i as u64 <= self.room() {
-                    self.frame_len += i as u64;
-                    self.pending_terminator = true;
-                    return Ok(Some(Event::Data(self.split_frame(i))));
-                }
-            }
-            searched = Some(found);
-        }
-        self.poll_event_slow(searched)
-    }
-
-    /// Everything but the common case; `searched` as in [`Self::poll_frame_slow`].
-    #[inline(never)]
-    fn poll_event_slow(
-        &mut self,
-        searched: Option<Option<usize>>,
-    ) -> Result<Option<Event>, PeerError> {
-        if self.failed {
-            return Err(self.too_long());
-        }
-        if self.pending_terminator {
-            self.pending_terminator = false;
-            self.frame_len = 0;
-            return Ok(Some(Event::Terminator));
-        }
-        while self.discarding {
-            if !self.discard_step() {
-                return Ok(self.end_if_eof());
-            }
-        }
-        match self.search.matcher {
-            Matcher::Byte(_) | Matcher::Seq(_) => {
-                let found = searched.unwrap_or_else(|| self.find());
-                self.delimited_event(found)
-            }
-            Matcher::Count(remaining) => Ok(self.counted_event(remaining)),
-            Matcher::Eof => Ok(self.until_eof_event()),
-        }
-    }
-
-    /// Pulls the next whole frame; `Ok(None)` means more input is needed, or the stream is over.
-    ///
-    /// The frame is one `Bytes` slice of the receive buffer, without copying, however many reads
-    /// it took. Every kind of frame is held until complete, so all are bounded: delimited and
-    /// until-EOF frames by [`max_frame`](Self::max_frame), counted ones by
-    /// [`max_counted_frame`](Self::max_counted_frame), checked where the count is set.
-    ///
-    /// Errors: [`PeerError::FrameTooLong`]; [`PeerError::Truncated`] (once) when the input ended
-    /// inside a frame, with the count of its bytes ([`take_buffered`](Self::take_buffered)
-    /// returns them). An [`Terminator::Eof`] frame is returned at the end of
-    /// the input, even when empty.
-    #[inline]
-    pub fn poll_frame(&mut self) -> Result<Option<Bytes>, PeerError> {
-        // The common case, inlined into the caller so the frame stays in registers: a delimiter
-        // found in a healthy framer.
-        self.settle();
-        let mut searched = None;
-        if self.is_steady() && self.search.matcher.delimiter().is_some() {
-            let found = self.find();
-            if let Some(i) = found {
-                if i as u64 <= self.room() {
-                    return Ok(Some(self.split_frame(i)));
-                }
-            }
-            searched = Some(found);
-        }
-        self.poll_frame_slow(searched)
-    }
-
-    /// Pulls the next whole frame as a slice of the receive buffer: no `Bytes`, no reference
-    /// count, no copy. For code that parses a frame in place and does not keep it (use
-    /// [`poll_frame`](Self::poll_frame) to keep frames); otherwise the same as `poll_frame`.
-    ///
-    /// The buffer space of frames taken this way is reclaimed by the next call of any other
-    /// method, once per read rather than once per frame: the fastest way to frame.
-    ///
-    /// ```
-    /// use asynchat_core::Framer;
-    ///
-    /// let mut framer = Framer::new("\r\n")?;
-    /// framer.feed(b"SET a 1\r\nGET a\r\n")?;
-    /// let mut verbs = Vec::new();
-    /// while let Some(line) = framer.poll_frame_ref()? {
-    ///     verbs.push(line.split(|b| *b == b' ').next().unwrap_or_default().to_vec());
-    /// }
-    /// assert_eq!(verbs, [b"SET".to_vec(), b"GET".to_vec()]);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    #[inline]
-    pub fn poll_frame_ref(&mut self) -> Result<Option<&[u8]>, PeerError> {
-        let searched = match self.whole_frame() {
-            Ok(frame) => return Ok(Some(&self.buf[frame])),
-            Err(searched) => searched,
-        };
-        self.settle();
-        match self.poll_frame_slow(searched)? {
-            Some(frame) => Ok(Some(&self.lent.insert(Box::new(frame))[..])),
-            None => Ok(None),
-        }
-    }
-
-    /// Takes the buffer out (every byte handed out so far dropped), so that a chat can lend
-    /// frames straight from it while the protocol holds the framer through its context (which
-    /// may change the terminator). Until [`restore_buffer`](Self::restore_buffer) the framer's
-    /// buffer is empty: only its settings (terminator, `max_frame`) may change meanwhile.
-    pub(crate) fn lend_buffer(&mut self) -> BytesMut {
-        self.settle();
-        std::mem::take(&mut self.buf)
-    }
-
-    /// The next delimiter frame of a lent buffer, from `start`, if it is whole and within
-    /// `max_frame`: its range and where the frame after it starts. `None` when only the other
-    /// polls can say what comes next (a partial frame, an over-long one, a count, the end).
-    ///
-    /// Only while [`lends_frames`](Self::lends_frames): that holds for as long as the buffer is
-    /// lent (nothing a protocol's context can reach changes it), so it is checked once per lend.
-    #[inline]
-    pub(crate) fn whole_frame_in(
-        &mut self,
-        buf: &[u8],
-        start: usize,
-    ) -> Option<(std::ops::Range<usize>, usize)> {
-        if !self.lends_frames() {
-            // The lent frame's callback ended a frame at once (`Count(0)`).
-            return None;
-        }
-        self.search
-            .whole_frame(buf, start, self.max_frame as u64)
-            .ok()
-    }
-
-    /// Whether the next frame may be lent whole: it has not begun as data events (a frame
-    /// begun so must end as an event too), and no terminator or discard is owed.
-    #[inline]
-    pub(crate) fn lends_frames(&self) -> bool {
-        self.frame_len == 0 && self.is_steady()
-    }
-
-    /// Whether polling can only find nothing: every byte delivered, the input open, a
-    /// delimiter in force and no terminator owed.
-    #[inline]
-    pub(crate) fn is_drained(&self) -> bool {
-        self.buf.len() == self.consumed
-            && self.input == Input::Open
-            && self.lends_frames()
-            && self.search.matcher.delimiter().is_some()
-    }
-
-    /// Puts back a buffer taken by [`lend_buffer`](Self::lend_buffer), its first `delivered`
-    /// bytes handed out (dropped with the next call, as after
-    /// [`poll_frame_ref`](Self::poll_frame_ref)).
-    pub(crate) fn restore_buffer(&mut self, buf: BytesMut, delivered: usize) {
-        debug_assert!(self.buf.is_empty() && self.consumed == 0, "lent twice");
-        self.buf = buf;
-        self.consumed = delivered.min(self.buf.len());
-    }
-
-    /// The fast path of the borrowed polls: the range of a whole delimiter frame (marked as
-    /// handed out), or the search result the slow path should reuse (`None` if no search was
-    /// made, else the frame's length if a delimiter was found).
-    #[inline(always)]
-    fn whole_frame(&mut self) -> Result<std::ops::Range<usize>, Option<Option<usize>>> {
-        if !self.is_steady() {
-            return Err(None);
-        }
-        let room = self.room();
-        let (frame, next) = self.search.whole_frame(&self.buf, self.consumed, room)?;
-        self.consumed = next;
-        Ok(frame)
-    }
-
-    /// Drops what [`poll_frame_ref`](Self::poll_frame_ref) has handed out.
-    #[inline(always)]
-    fn settle(&mut self) {
-        if self.consumed != 0 {
-            if self.consumed == self.buf.len() {
-                // Cleared, not advanced: the whole allocation stays usable for the next read.
-                self.buf.clear();
-            } else {
-                self.buf.advance(self.consumed);
-            }
-            self.search.scan = self.search.scan.saturating_sub(self.consumed);
-            self.consumed = 0;
-        }
-        self.lent = None;
-    }
-
-    /// Everything but the common case. `searched` is the fast path's search result, if it made
-    /// one, so that no byte is searched twice.
-    #[inline(never)]
-    fn poll_frame_slow(
-        &mut self,
-        searched: Option<Option<usize>>,
-    ) -> Result<Option<Bytes>, PeerError> {
-        if self.failed {
-            return Err(self.too_long());
-        }
-        if self.pending_terminator {
-            // A frame begun with poll_event: its rest was already delivered as data.
-            self.pending_terminator = false;
-            self.frame_len = 0;
-            return Ok(Some(Bytes::new()));
-        }
-        while self.discarding {
-            if !self.discard_step() {
-                if self.input == Input::Ended {
-                    self.input = Input::Finished;
-                }
-                return Ok(None);
-            }
-        }
-        match self.search.matcher {
-            Matcher::Byte(_) | Matcher::Seq(_) => {
-                let found = searched.unwrap_or_else(|| self.find());
-                self.delimited_frame(found)
-            }
-            Matcher::Count(remaining) => self.counted_frame(remaining),
-            Matcher::Eof => self.until_eof_frame(),
         }
     }
 
@@ -817,20 +462,29 @@ impl Framer {
     /// Whether a frame's end is known but not yet delivered.
     #[inline]
     pub(crate) fn owes_terminator(&self) -> bool {
-        self.pending_terminator
+        self.phase == Phase::OwesTerminator
     }
 
     /// If the terminator of the frame just delivered as data is owed, consumes it: what the
     /// next [`poll_event`](Self::poll_event) would have returned as [`Event::Terminator`].
     #[inline]
     pub(crate) fn take_owed_terminator(&mut self) -> bool {
-        if self.pending_terminator {
-            self.pending_terminator = false;
+        if self.phase == Phase::OwesTerminator {
+            self.phase = Phase::Steady;
             self.frame_len = 0;
             true
         } else {
             false
         }
+    }
+
+    /// The first step of the slow paths: the error of a failed framer, else whether an owed
+    /// terminator was taken (see [`take_owed_terminator`](Self::take_owed_terminator)).
+    fn take_owed(&mut self) -> Result<bool, PeerError> {
+        if self.phase == Phase::Failed {
+            return Err(self.too_long());
+        }
+        Ok(self.take_owed_terminator())
     }
 
     /// Bytes of the current frame already delivered as [`Event::Data`].
@@ -854,13 +508,13 @@ impl Framer {
     /// Whether the framer failed ([`OverLongPolicy::Fail`]) and will frame nothing more.
     #[must_use]
     pub fn is_failed(&self) -> bool {
-        self.failed
+        self.phase == Phase::Failed
     }
 
     /// No error, no owed terminator, not discarding: the state in which the fast paths apply.
     #[inline(always)]
     fn is_steady(&self) -> bool {
-        !self.pending_terminator && !self.discarding && !self.failed
+        self.phase == Phase::Steady
     }
 
     /// Splits off a frame of `len` bytes and drops the delimiter after it.
@@ -923,10 +577,10 @@ impl Framer {
         self.frame_len = 0;
         match self.policy {
             OverLongPolicy::Fail => {
-                self.failed = true;
+                self.phase = Phase::Failed;
                 self.buf = BytesMut::new();
             }
-            OverLongPolicy::Skip => self.discarding = true,
+            OverLongPolicy::Skip => self.phase = Phase::Discarding,
         }
         e
     }
@@ -955,81 +609,6 @@ impl Framer {
         }
     }
 
-    /// Hands out the first `n` buffered bytes as frame content.
-    fn deliver(&mut self, n: usize) -> Event {
-        self.search.scan = self.search.scan.saturating_sub(n);
-        self.frame_len += n as u64;
-        Event::Data(self.hand_out(n))
-    }
-
-    fn end_if_eof(&mut self) -> Option<Event> {
-        if self.input != Input::Ended {
-            return None;
-        }
-        self.input = Input::Finished;
-        let unterminated = std::mem::take(&mut self.frame_len);
-        Some(Event::End { unterminated })
-    }
-
-    fn delimited_event(&mut self, found: Option<usize>) -> Result<Option<Event>, PeerError> {
-        let content = match found {
-            Some(i) => i,
-            None => self.buf.len() - self.held_back(),
-        };
-        let room = self.room();
-        if content as u64 > room {
-            if room == 0 {
-                return Err(self.over_long());
-            }
-            // Deliver exactly up to the limit, so the error comes at the same byte whatever the
-            // chunking was.
-            return Ok(Some(self.deliver(room as usize)));
-        }
-        if found.is_some() {
-            let data = self.split_frame(content);
-            if content == 0 {
-                self.frame_len = 0;
-                return Ok(Some(Event::Terminator));
-            }
-            self.frame_len += content as u64;
-            self.pending_terminator = true;
-            return Ok(Some(Event::Data(data)));
-        }
-        if content > 0 {
-            return Ok(Some(self.deliver(content)));
-        }
-        Ok(self.end_if_eof())
-    }
-
-    fn counted_event(&mut self, remaining: u64) -> Option<Event> {
-        let len = self.buf.len();
-        if len == 0 {
-            return self.end_if_eof();
-        }
-        if remaining == 0 {
-            // Python's falsy terminator: everything is data, no terminator ever fires.
-            return Some(self.deliver(len));
-        }
-        let n = min(remaining, len as u64);
-        self.search.matcher = Matcher::Count(remaining - n);
-        if n == remaining {
-            self.pending_terminator = true;
-        }
-        Some(self.deliver(n as usize))
-    }
-
-    fn until_eof_event(&mut self) -> Option<Event> {
-        if !self.buf.is_empty() {
-            return Some(self.deliver(self.buf.len()));
-        }
-        if self.input == Input::Ended && !self.eof_fired {
-            self.eof_fired = true;
-            self.frame_len = 0;
-            return Some(Event::Terminator);
-        }
-        self.end_if_eof()
-    }
-
     /// Drops input of an over-long frame; `true` once its terminator has been passed.
     fn discard_step(&mut self) -> bool {
         match self.search.matcher {
@@ -1038,7 +617,7 @@ impl Framer {
                     let delim_len = self.delimiter_len();
                     self.buf.advance(i + delim_len);
                     self.search.scan = 0;
-                    self.discarding = false;
+                    self.phase = Phase::Steady;
                     return true;
                 }
                 let drop = self.buf.len() - self.held_back();
@@ -1051,84 +630,12 @@ impl Framer {
                 self.buf.advance(n as usize);
                 self.search.matcher = Matcher::Count(remaining - n);
                 if n == remaining {
-                    self.discarding = false;
+                    self.phase = Phase::Steady;
                     return true;
                 }
             }
         }
         false
-    }
-
-    /// The input ended with no complete frame left: report what remains of a partial one.
-    fn end_of_frames(&mut self) -> Result<Option<Bytes>, PeerError> {
-        self.input = Input::Finished;
-        if self.buf.is_empty() && self.frame_len == 0 {
-            return Ok(None);
-        }
-        let unterminated = self.frame_len + self.buf.len() as u64;
-        self.frame_len = 0;
-        Err(PeerError::Truncated { unterminated })
-    }
-
-    fn delimited_frame(&mut self, found: Option<usize>) -> Result<Option<Bytes>, PeerError> {
-        if let Some(i) = found {
-            if i as u64 > self.room() {
-                return Err(self.over_long());
-            }
-            self.frame_len = 0;
-            return Ok(Some(self.split_frame(i)));
-        }
-        match self.input {
-            Input::Ended => self.end_of_frames(),
-            Input::Finished => Ok(None),
-            Input::Open => {
-                let len = self.buf.len();
-                if len as u64 > self.room() && (len - self.held_back()) as u64 > self.room() {
-                    return Err(self.over_long());
-                }
-                Ok(None)
-            }
-        }
-    }
-
-    fn counted_frame(&mut self, remaining: u64) -> Result<Option<Bytes>, PeerError> {
-        let room = self.max_counted_frame.saturating_sub(self.frame_len);
-        if remaining > room {
-            // Only if the bound was lowered after the count was set.
-            self.frame_len = 0;
-            self.failed = true;
-            self.buf = BytesMut::new();
-            return Err(PeerError::FrameTooLong {
-                limit: usize::try_from(self.max_counted_frame).unwrap_or(usize::MAX),
-            });
-        }
-        if remaining == 0 && self.buf.len() as u64 > self.room() {
-            return Err(self.over_long());
-        }
-        if remaining > 0 && self.buf.len() as u64 >= remaining {
-            self.search.matcher = Matcher::Count(0);
-            self.frame_len = 0;
-            return Ok(Some(self.hand_out(remaining as usize)));
-        }
-        match self.input {
-            Input::Ended => self.end_of_frames(),
-            Input::Open | Input::Finished => Ok(None),
-        }
-    }
-
-    fn until_eof_frame(&mut self) -> Result<Option<Bytes>, PeerError> {
-        if self.buf.len() as u64 > self.room() {
-            return Err(self.over_long());
-        }
-        if self.input == Input::Ended && !self.eof_fired {
-            self.eof_fired = true;
-            self.frame_len = 0;
-            return Ok(Some(self.hand_out(self.buf.len())));
-        }
-        if self.input == Input::Ended {
-            self.input = Input::Finished;
-        }
-        Ok(None)
     }
 }
 
