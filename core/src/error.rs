@@ -25,7 +25,7 @@ pub enum PeerError {
     /// count in [`Event::End`](crate::Event::End)).
     Truncated {
         /// Bytes of the unfinished frame; those the framer still holds are in
-        /// [`Framer::take_buffered`](crate::Framer::take_buffered).
+        /// [`Framer::take_unprocessed`](crate::Framer::take_unprocessed).
         unterminated: u64,
     },
 }

@@ -100,8 +100,8 @@ pub mod framer;
 /// The manual: how the crate is designed and why, in chapters (documentation only).
 pub mod manual;
 pub mod outbox;
+mod pool;
 pub mod producer;
-mod spare;
 pub mod terminator;
 pub mod testing;
 mod timers;

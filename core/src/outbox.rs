@@ -8,8 +8,8 @@ use std::io::IoSlice;
 use bytes::{Buf, Bytes, BytesMut};
 
 use crate::error::{Error, Misuse};
+use crate::pool;
 use crate::producer::Producer;
-use crate::spare;
 
 /// Default high water mark: above it the connection stops reading (64 KiB, as Netty).
 pub const DEFAULT_HIGH_WATER: usize = 64 * 1024;
@@ -24,7 +24,8 @@ const PULL_TARGET: usize = 64 * 1024;
 /// cannot keep a connection busy forever without output.
 const MAX_EMPTY_CHUNKS: u32 = 1024;
 
-enum Item {
+/// One item of the queue: bytes kept as pushed, copies appended together, or a producer.
+pub(crate) enum Item {
     Data(Bytes),
     /// Copies appended together: slices ([`Outbox::push_slice`]) and, with a coalescing
     /// threshold ([`Outbox::with_coalescing`]), small pushes. Never split into `Bytes`, so a
@@ -293,7 +294,7 @@ impl Outbox {
     #[inline(never)]
     fn new_tail(&mut self, len: usize) {
         self.seal_tail();
-        spare::take(&mut self.tail, COPY_CHUNK.max(len));
+        pool::take_buffer(&mut self.tail, COPY_CHUNK.max(len));
     }
 
     /// Moves what the tail copy buffer holds into the queue, so that a push not copied can go
@@ -310,7 +311,7 @@ impl Outbox {
     #[inline]
     fn enqueue(&mut self, item: Item) {
         if self.items.capacity() == 0 {
-            self.items = spare_queue();
+            self.items = pool::take_queue();
         }
         self.items.push_back(item);
     }
@@ -356,8 +357,8 @@ impl Outbox {
     /// Drops everything queued, producers included, and cancels
     /// [`close_when_done`](Self::close_when_done) (as Python's `discard_buffers`).
     pub fn discard(&mut self) {
-        give_queue(std::mem::take(&mut self.items));
-        spare::give(&mut self.tail);
+        pool::give_queue(std::mem::take(&mut self.items));
+        pool::give_buffer(&mut self.tail);
         self.queued = 0;
         self.overhead = 0;
         self.closing = false;
@@ -507,7 +508,7 @@ impl Outbox {
                     self.queued -= self.tail.len();
                     // Given back whole (the pool clears it), not advanced: its whole
                     // allocation stays usable.
-                    spare::give(&mut self.tail);
+                    pool::give_buffer(&mut self.tail);
                     break;
                 }
             };
@@ -516,7 +517,7 @@ impl Outbox {
             match self.items.pop_front() {
                 Some(Item::Copied(mut written)) => {
                     self.overhead -= copied_overhead(&written);
-                    spare::give(&mut written);
+                    pool::give_buffer(&mut written);
                 }
                 Some(_) => self.overhead -= ITEM_OVERHEAD,
                 None => {}
@@ -524,7 +525,7 @@ impl Outbox {
         }
         if self.items.is_empty() && self.items.capacity() != 0 {
             // An idle connection should not keep the queue's memory.
-            give_queue(std::mem::take(&mut self.items));
+            pool::give_queue(std::mem::take(&mut self.items));
         }
         self.update_watermark();
     }
@@ -534,35 +535,6 @@ impl Outbox {
 /// change: advancing a `BytesMut` takes from its length and its capacity alike).
 fn copied_overhead(buf: &BytesMut) -> usize {
     buf.capacity() - buf.len()
-}
-
-/// Queues of more slots than this go back to the allocator rather than to the spare slot.
-const MAX_SPARE_SLOTS: usize = 256;
-
-thread_local! {
-    /// An emptied queue kept for the next connection on this thread to fill, for the same
-    /// reason as [`spare`]'s buffers: an outbox gives up its queue whenever it drains, and a
-    /// busy connection would otherwise regrow one (4, 8, 16... slots) on every event.
-    static SPARE_QUEUE: std::cell::Cell<VecDeque<Item>> = const { std::cell::Cell::new(VecDeque::new()) };
-}
-
-/// An empty queue: this thread's spare one, if any.
-fn spare_queue() -> VecDeque<Item> {
-    SPARE_QUEUE
-        .try_with(std::cell::Cell::take)
-        .unwrap_or_default()
-}
-
-/// Keeps an (empty) queue as this thread's spare one, unless it is large or there is one.
-fn give_queue(queue: VecDeque<Item>) {
-    let cap = queue.capacity();
-    if cap == 0 || cap > MAX_SPARE_SLOTS || !queue.is_empty() {
-        return;
-    }
-    let _ = SPARE_QUEUE.try_with(|spare| {
-        let kept = spare.take();
-        spare.set(if kept.capacity() == 0 { queue } else { kept });
-    });
 }
 
 #[cfg(test)]

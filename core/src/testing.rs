@@ -226,7 +226,7 @@ impl<P: Protocol> Harness<P> {
 
     /// Bytes the peer sent that the connection has not read yet.
     #[must_use]
-    pub fn unread_input(&self) -> usize {
+    pub fn unprocessed_len(&self) -> usize {
         self.inbound.len()
     }
 

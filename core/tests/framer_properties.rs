@@ -113,7 +113,7 @@ fn run_frames(
             }
             Ok(None) => return,
             Err(PeerError::Truncated { unterminated }) => {
-                out.unterminated = f.take_buffered().to_vec();
+                out.unterminated = f.take_unprocessed().to_vec();
                 assert_eq!(unterminated, out.unterminated.len() as u64);
             }
             Err(e) => {
@@ -256,9 +256,9 @@ proptest! {
                 3 => { let _ = f.poll_frame(); let _ = f.poll_frame_ref(); }
                 4 => { f.set_terminator(t).unwrap(); }
                 5 => { if bytes.len() % 7 == 0 { f.feed_eof(); } }
-                _ => { fed -= f.take_buffered().len().min(fed); }
+                _ => { fed -= f.take_unprocessed().len().min(fed); }
             }
-            prop_assert!(f.buffered_len() <= fed);
+            prop_assert!(f.unprocessed_len() <= fed);
         }
     }
 }

@@ -107,7 +107,7 @@ fn run_ours(case: &Case) -> Ours {
             }
         }
     }
-    let held = f.clone().take_buffered().to_vec();
+    let held = f.clone().take_unprocessed().to_vec();
     f.feed_eof();
     let mut after_eof = Vec::new();
     while let Some(ev) = f.poll_event().unwrap() {

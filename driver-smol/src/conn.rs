@@ -8,18 +8,9 @@ use std::task::{Context as TaskContext, Poll};
 use std::time::Instant;
 
 use async_io::Timer;
-use asynchat_core::driver::{PollStream, PollTimer};
+use asynchat_core::driver::{read_initialized, PollStream, PollTimer};
 use asynchat_core::BytesMut;
 use futures_lite::io::{AsyncRead, AsyncWrite};
-
-/// The most one read takes (the core's largest read reservation by default).
-const SCRATCH: usize = 64 * 1024;
-
-thread_local! {
-    /// Where reads land before they are copied into a connection's buffer (see
-    /// `poll_read_into`). One per thread; no connection holds it between reads.
-    static SCRATCH_BUF: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
-}
 
 /// Any `futures-io` `AsyncRead + AsyncWrite` stream.
 pub(crate) struct Stream<S>(pub(crate) S);
@@ -32,25 +23,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Stream<S> {
         cx: &mut TaskContext<'_>,
         buf: &mut BytesMut,
     ) -> (Poll<io::Result<usize>>, bool) {
-        // futures-io reads into initialised memory only, and this crate has no `unsafe` to
-        // declare the buffer's spare capacity initialised after a read. Zeroing that capacity
-        // before each read cost a memset of the whole reservation (4 KiB or more, for lines of
-        // a few dozen bytes). Instead, read into a per-thread buffer zeroed once, and copy in
-        // only what arrived (as much as the reservation allows, so reads still adapt).
-        let want = (buf.capacity() - buf.len()).clamp(1, SCRATCH);
-        // Taken, not borrowed: a stream whose read drives another connection on this thread
-        // gets a buffer of its own instead of a conflict.
-        let mut scratch = SCRATCH_BUF.take();
-        if scratch.len() < want {
-            scratch.resize(SCRATCH, 0);
-        }
-        let read = Pin::new(&mut self.0).poll_read(cx, &mut scratch[..want]);
-        let mut short = false;
-        if let Poll::Ready(Ok(n)) = &read {
-            buf.extend_from_slice(&scratch[..(*n).min(want)]);
-            short = *n < want;
-        }
-        SCRATCH_BUF.set(scratch);
+        // futures-io reads into initialised memory only, and this crate has no `unsafe`: the
+        // core's per-thread scratch spares zeroing each connection's reservation.
+        let mut asked = 0;
+        let read = read_initialized(buf, |scratch| {
+            asked = scratch.len();
+            Pin::new(&mut self.0).poll_read(cx, scratch)
+        });
+        let short = matches!(read, Poll::Ready(Ok(n)) if n < asked);
         (read, short)
     }
 }

@@ -174,9 +174,9 @@ fn check_streamed(f: &Framer) {
         Terminator::Count(_) | Terminator::Eof => 0,
     };
     assert!(
-        f.buffered_len() <= held,
+        f.unprocessed_len() <= held,
         "{} bytes held back under {:?}",
-        f.buffered_len(),
+        f.unprocessed_len(),
         f.terminator()
     );
 }
@@ -233,7 +233,7 @@ fn run_events(
     }
     f.feed_eof();
     if pull(&mut f, &mut out) {
-        assert_eq!(f.buffered_len(), 0, "bytes left after End");
+        assert_eq!(f.unprocessed_len(), 0, "bytes left after End");
         assert!(out.end.is_some(), "no End after EOF");
         assert_eq!(f.poll_event(), Ok(None), "an event after End");
     }
@@ -275,7 +275,7 @@ fn run_frames(
             Err(PeerError::Truncated { unterminated }) => {
                 assert!(!truncated, "Truncated twice");
                 truncated = true;
-                out.unterminated = f.take_buffered().to_vec();
+                out.unterminated = f.take_unprocessed().to_vec();
                 assert_eq!(unterminated, out.unterminated.len() as u64, "the count told");
             }
             Err(e) => panic!("unexpected error with a 1 MiB limit: {e:?}"),

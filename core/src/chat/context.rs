@@ -203,7 +203,7 @@ impl Context<'_> {
             // Inside `found_frame` the frame is lent from the buffer, so the rest cannot be
             // split off it: copied instead (an upgrade happens once per connection).
             Some(rest) => Bytes::copy_from_slice(rest),
-            None => self.core.framer.take_buffered(),
+            None => self.core.framer.take_unprocessed(),
         }
     }
 

@@ -230,10 +230,10 @@ impl<P: Protocol> Chat<P> {
         if !self.takes_input() {
             return None;
         }
-        let before = self.core.framer.buffered_len();
+        let before = self.core.framer.unprocessed_len();
         let reserve = self.core.next_read as usize;
         let result = self.core.framer.read_with_kept(reserve, read).ok()?;
-        let got = self.core.framer.buffered_len().saturating_sub(before);
+        let got = self.core.framer.unprocessed_len().saturating_sub(before);
         // Adapt the next reservation to the traffic: small for chatty request/response (a small
         // buffer comes from the allocator's caches), large for bulk transfers.
         if got >= reserve {
@@ -246,7 +246,7 @@ impl<P: Protocol> Chat<P> {
             self.core.next_read =
                 (self.core.next_read / 2).max((MIN_READ as u32).min(self.core.read_size));
         }
-        if self.core.framer.buffered_len() != before {
+        if self.core.framer.unprocessed_len() != before {
             self.after_read(now);
         }
         Some(result)
@@ -272,7 +272,7 @@ impl<P: Protocol> Chat<P> {
         self.core.touch(now);
         if self.core.state == State::Closing {
             // Draining: read so the peer is not reset mid-flush, but deliver nothing.
-            drop(self.core.framer.take_buffered());
+            drop(self.core.framer.take_unprocessed());
             return;
         }
         self.dispatch(now);
@@ -541,7 +541,7 @@ impl<P: Protocol> Chat<P> {
     /// not delivered, and the output not yet written. No callback runs.
     pub fn into_parts(mut self) -> Parts<P> {
         Parts {
-            unprocessed: self.core.framer.take_buffered(),
+            unprocessed: self.core.framer.take_unprocessed(),
             protocol: self.protocol,
             outbox: self.core.outbox,
         }

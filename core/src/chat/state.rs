@@ -209,7 +209,7 @@ impl<P: Protocol> Chat<P> {
         if core.frame_clock.is_none() {
             return;
         }
-        let unfinished = core.framer.buffered_len() > 0
+        let unfinished = core.framer.unprocessed_len() > 0
             || core.framer.frame_len() > 0
             || core.incoming.len() > 0;
         let timed = unfinished && core.may_deliver() && !core.read_eof;

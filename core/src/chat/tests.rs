@@ -388,14 +388,14 @@ fn backpressure_stops_reading_above_high_and_resumes_below_low() {
     h.set_peer_reading(false);
     h.send("big 5000\nsecond\nthird\n");
     assert!(!h.interest().readable, "above the high water mark");
-    assert!(h.unread_input() > 0 || !log(&l).contains(&"frame second".to_string()));
+    assert!(h.unprocessed_len() > 0 || !log(&l).contains(&"frame second".to_string()));
     assert!(
         !log(&l).contains(&"frame second".to_string()),
         "delivery paused too"
     );
     h.set_write_chunk(100).set_peer_reading(true);
     assert!(log(&l).contains(&"frame third".to_string()));
-    assert_eq!(h.unread_input(), 0);
+    assert_eq!(h.unprocessed_len(), 0);
     assert!(h.take_output().ends_with(b"second\nthird\n"));
 }
 
@@ -818,7 +818,7 @@ fn take_unprocessed_in_a_lent_frame_hands_over_exactly_the_bytes_after_it() {
             "borrowed {borrowed}"
         );
         assert_eq!(
-            h.chat().core.framer.buffered_len(),
+            h.chat().core.framer.unprocessed_len(),
             0,
             "nothing left behind: borrowed {borrowed}"
         );

@@ -21,6 +21,7 @@ pub mod reply;
 pub mod serve;
 pub mod server;
 
+pub use crate::pool::read_initialized;
 pub use client::{outside_server, Connection};
 pub use handle::{CommandSink, ConnHandle, ConnId};
 pub use serve::{

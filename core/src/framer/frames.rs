@@ -14,7 +14,7 @@ impl Framer {
     /// [`max_counted_frame`](Self::max_counted_frame), checked where the count is set.
     ///
     /// Errors: [`PeerError::FrameTooLong`]; [`PeerError::Truncated`] (once) when the input ended
-    /// inside a frame, with the count of its bytes ([`take_buffered`](Self::take_buffered)
+    /// inside a frame, with the count of its bytes ([`take_unprocessed`](Self::take_unprocessed)
     /// returns them). An [`Terminator::Eof`](crate::Terminator::Eof) frame is returned at the end of
     /// the input, even when empty.
     #[inline]

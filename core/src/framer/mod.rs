@@ -15,7 +15,7 @@ use std::cmp::min;
 use bytes::{Buf, Bytes, BytesMut};
 
 use crate::error::{Misuse, PeerError};
-use crate::spare;
+use crate::pool;
 use crate::terminator::Terminator;
 use search::{Matcher, Search, BYTE_VALUES};
 
@@ -174,7 +174,7 @@ impl std::fmt::Debug for Framer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Framer")
             .field("terminator", &self.terminator())
-            .field("buffered", &self.buffered_len())
+            .field("unprocessed", &self.unprocessed_len())
             .field("frame_len", &self.frame_len)
             .field("max_frame", &self.max_frame)
             .field("max_counted_frame", &self.max_counted_frame)
@@ -401,7 +401,7 @@ impl Framer {
         }
         let before = self.buf.len();
         if self.buf.capacity() == 0 {
-            spare::take(&mut self.buf, reserve);
+            pool::take_buffer(&mut self.buf, reserve);
             self.shared = false;
         } else {
             self.buf.reserve(reserve);
@@ -430,7 +430,7 @@ impl Framer {
     /// WebSocket, another framing stack): none is lost, none will be delivered twice.
     ///
     /// A partial delimiter held back is included. The framer stays usable for bytes fed later.
-    pub fn take_buffered(&mut self) -> Bytes {
+    pub fn take_unprocessed(&mut self) -> Bytes {
         self.settle();
         self.search.scan = 0;
         let len = self.buf.len();
@@ -439,7 +439,7 @@ impl Framer {
 
     /// Bytes received but not yet delivered.
     #[must_use]
-    pub fn buffered_len(&self) -> usize {
+    pub fn unprocessed_len(&self) -> usize {
         self.buf.len() - self.consumed
     }
 
@@ -605,7 +605,7 @@ impl Framer {
         if std::mem::take(&mut self.shared) {
             self.buf = BytesMut::new();
         } else {
-            spare::give(&mut self.buf);
+            pool::give_buffer(&mut self.buf);
         }
     }
 

@@ -243,7 +243,7 @@ fn over_long_fails_after_exactly_max_bytes_whatever_the_chunking() {
         // Stays failed: later input is ignored and the error repeats.
         f.feed(b"more\n").unwrap();
         assert_eq!(f.poll_event(), Err(PeerError::FrameTooLong { limit: 10 }));
-        assert_eq!(f.buffered_len(), 0);
+        assert_eq!(f.unprocessed_len(), 0);
     }
 }
 
@@ -267,7 +267,7 @@ fn skip_policy_discards_the_frame_and_carries_on() {
     assert_eq!(f.poll_frame(), Ok(None));
     f.feed(b" still\r").unwrap();
     assert_eq!(f.poll_frame(), Ok(None));
-    assert!(f.buffered_len() <= 1, "discarded bytes are not kept");
+    assert!(f.unprocessed_len() <= 1, "discarded bytes are not kept");
     f.feed(b"\nnext\r\n").unwrap();
     assert_eq!(f.poll_frame().unwrap(), Some(Bytes::from("next")));
 
@@ -294,7 +294,7 @@ fn count_zero_ends_a_discarded_frame_without_discarding_forever() {
     // are framed again, not dropped: under a line terminator they are already too long.
     f.set_terminator(0u64).unwrap();
     assert_eq!(f.poll_frame(), Ok(Some(Bytes::new())));
-    assert_eq!(f.buffered_len(), 6);
+    assert_eq!(f.unprocessed_len(), 6);
     f.set_terminator("\n").unwrap();
     assert_eq!(f.poll_frame(), Err(PeerError::FrameTooLong { limit: 3 }));
     // And that discard ends at its line's end.
@@ -338,7 +338,7 @@ fn whole_frame_api_bounds_counts_and_reports_truncation() {
         f.poll_frame(),
         Err(PeerError::Truncated { unterminated: 2 })
     );
-    assert_eq!(f.take_buffered(), Bytes::from("ef"));
+    assert_eq!(f.take_unprocessed(), Bytes::from("ef"));
     assert_eq!(f.poll_frame(), Ok(None));
     assert!(f.is_finished());
 
@@ -373,10 +373,10 @@ fn take_buffered_hands_over_every_undelivered_byte() {
     assert_eq!(f.poll_event().unwrap(), Some(data("STARTTLS")));
     assert_eq!(f.poll_event().unwrap(), Some(T));
     assert_eq!(
-        f.take_buffered(),
+        f.take_unprocessed(),
         Bytes::from_static(b"\x16\x03\x01 tls bytes\r")
     );
-    assert_eq!(f.buffered_len(), 0);
+    assert_eq!(f.unprocessed_len(), 0);
     assert_eq!(f.poll_event().unwrap(), None);
 }
 
@@ -446,7 +446,7 @@ fn a_count_beyond_4_gib_streams_in_bounded_memory() {
                 other => panic!("unexpected {other:?}"),
             }
         }
-        assert_eq!(f.buffered_len(), 0);
+        assert_eq!(f.unprocessed_len(), 0);
     }
     assert_eq!(delivered, 64 << 20);
     assert_eq!(f.terminator(), Terminator::Count(body - delivered));
@@ -468,7 +468,7 @@ fn borrowed_frames_reclaim_space_once_per_read_and_mix_with_other_calls() {
     assert_eq!(f.poll_frame_ref().unwrap(), Some(&b"two"[..]));
     assert_eq!(f.poll_frame_ref().unwrap(), None);
     assert_eq!(
-        f.buffered_len(),
+        f.unprocessed_len(),
         3,
         "only the partial frame counts as buffered"
     );
@@ -479,7 +479,7 @@ fn borrowed_frames_reclaim_space_once_per_read_and_mix_with_other_calls() {
     f.set_terminator(5u64).unwrap();
     // Counted frames come through the slow path, lent from an owned frame.
     assert_eq!(f.poll_frame_ref().unwrap(), Some(&b"hello"[..]));
-    assert_eq!(f.take_buffered(), Bytes::new());
+    assert_eq!(f.take_unprocessed(), Bytes::new());
     // Limits apply the same way.
     let mut f = Framer::new("\n").unwrap().with_max_frame(3);
     f.feed(b"abc\nabcd\n").unwrap();
