@@ -4,11 +4,13 @@ use crate::handle::Push;
 use std::io;
 use std::time::Instant;
 
-use asynchat_core::driver::LINGER;
-use asynchat_core::{Chat, CloseReason, Protocol};
+use std::task::Context as TaskContext;
+
+use asynchat_core::driver::{poll_chat, poll_discard, NoCommands, LINGER};
+use asynchat_core::{BytesMut, Chat, CloseReason, Protocol};
 use mio::{Interest, Registry, Token};
 
-use crate::io::{drain, read_ready, write_ready, ReadEnd, StreamIo, WriteEnd};
+use crate::io::{no_waker, Polled, Readiness, StreamIo, Turn};
 
 /// What the loop can ask of an entry, whatever its protocol and socket types.
 pub(crate) trait Entry {
@@ -75,15 +77,7 @@ pub(crate) struct StreamConn<P, S> {
     phase: Phase,
     /// Whether the socket is registered for writability (only while output is pending).
     write_registered: bool,
-    /// The last read stopped at `WouldBlock`: with edge-triggered readiness there is nothing
-    /// to read until the next readable event, so reading again would only cost a syscall.
-    read_drained: bool,
-    /// The last write stopped at `WouldBlock`: no use writing until the next writable event.
-    write_blocked: bool,
-    /// An event reported the peer's end of stream (or an error). It is reported once: a pass
-    /// that stops at its turn budget before reading to the end must remember it, or a later
-    /// short read would pass for a drained socket and the end would never be read.
-    hung_up: bool,
+    ready: Readiness,
 }
 
 impl<P: Protocol, S: StreamIo> StreamConn<P, S> {
@@ -95,9 +89,7 @@ impl<P: Protocol, S: StreamIo> StreamConn<P, S> {
             io,
             phase: Phase::Live,
             write_registered: false,
-            read_drained: false,
-            write_blocked: false,
-            hung_up: false,
+            ready: Readiness::default(),
         }
     }
 
@@ -108,9 +100,7 @@ impl<P: Protocol, S: StreamIo> StreamConn<P, S> {
             io,
             phase: Phase::Connecting,
             write_registered: true,
-            read_drained: false,
-            write_blocked: false,
-            hung_up: false,
+            ready: Readiness::default(),
         }
     }
 
@@ -118,68 +108,42 @@ impl<P: Protocol, S: StreamIo> StreamConn<P, S> {
         crate::io::interest(self.write_registered)
     }
 
-    /// Moves bytes both ways until nothing more moves or the turn's budget
-    /// ([`Chat::turn_budget`]) is spent either way, then settles registration and closing.
-    /// A direction is tried only if it may make progress: readable/writable readiness was
-    /// reported, or we stopped it ourselves (backpressure, budget) rather than at `WouldBlock`.
+    /// Moves bytes both ways with the core's connection loop until nothing more moves or the
+    /// turn's budget ([`Chat::turn_budget`]) is spent either way, then settles registration
+    /// and closing. A direction is tried only if it may make progress: readable/writable
+    /// readiness was reported, or it stopped for a reason of ours (backpressure, budget)
+    /// rather than at `WouldBlock`. Handles apply their commands before this (see
+    /// [`Entry::on_push`]), so the loop polls none.
     fn drive(&mut self, cx: &mut Cx<'_>, readable: bool, writable: bool) {
-        self.read_drained &= !readable;
-        self.write_blocked &= !writable;
-        self.hung_up |= cx.hangup;
-        let budget = self.chat.turn_budget();
-        let (mut read_total, mut written_total) = (0usize, 0usize);
-        let mut spent = false;
-        loop {
-            // Reading first: what it queues is written in the same turn.
-            let mut read = 0;
-            let mut eof = false;
-            if !self.read_drained {
-                let left = budget.saturating_sub(read_total);
-                match read_ready(&mut self.chat, &mut self.io, cx.now, !self.hung_up, left) {
-                    Ok((n, end)) => {
-                        read = n;
-                        read_total += n;
-                        eof = end == ReadEnd::Eof;
-                        spent |= end == ReadEnd::Budget;
-                        self.read_drained = matches!(end, ReadEnd::WouldBlock | ReadEnd::Eof);
-                    }
-                    Err(e) => {
-                        self.chat.handle_error(e);
-                        break;
-                    }
-                }
-            }
-            if self.chat.is_closed() {
-                break;
-            }
-            let mut written = 0;
-            if !self.write_blocked {
-                let left = budget.saturating_sub(written_total);
-                match write_ready(&mut self.chat, &mut self.io, left) {
-                    Ok((n, end)) => {
-                        written = n;
-                        written_total += n;
-                        spent |= end == WriteEnd::Budget;
-                        self.write_blocked = end == WriteEnd::WouldBlock;
-                    }
-                    Err(e) => {
-                        self.chat.handle_error(e);
-                        break;
-                    }
-                }
-            }
-            if self.chat.is_closed() || spent {
-                break;
-            }
-            // Go round again only while the socket may hold more input: reading stopped for
-            // backpressure, which the write may have lifted. A drained socket has nothing more
-            // until the next edge, and everything queued has been written or met `WouldBlock`.
-            if self.read_drained || (written == 0 && read == 0 && !eof) {
-                break;
-            }
-        }
-        cx.yielded = spent && !self.chat.is_closed();
+        self.ready.read_drained &= !readable;
+        self.ready.write_blocked &= !writable;
+        self.ready.hung_up |= cx.hangup;
+        let mut turn = Turn::new(cx.now);
+        let mut stream = Polled {
+            io: &mut self.io,
+            ready: &mut self.ready,
+        };
+        let _ = poll_chat(
+            &mut self.chat,
+            &mut stream,
+            &mut turn,
+            &mut NoCommands,
+            &mut false,
+            &mut TaskContext::from_waker(no_waker()),
+        );
+        cx.yielded = turn.yielded && !self.chat.is_closed();
         self.settle(cx);
+    }
+
+    /// One step of a lingering close: `true` once the peer has closed or failed.
+    fn discard(&mut self) -> bool {
+        let mut stream = Polled {
+            io: &mut self.io,
+            ready: &mut self.ready,
+        };
+        let mut scratch = BytesMut::new();
+        let mut task = TaskContext::from_waker(no_waker());
+        poll_discard(&mut stream, &mut task, &mut scratch).is_ready()
     }
 
     /// After I/O: registers write interest only while output is pending, and closes.
@@ -187,7 +151,10 @@ impl<P: Protocol, S: StreamIo> StreamConn<P, S> {
         if self.chat.is_closed() && matches!(self.phase, Phase::Live | Phase::Connecting) {
             let graceful = self.chat.close_reason().is_some_and(|r| r.is_graceful());
             self.phase = Phase::Finished;
-            if graceful && self.io.shutdown_write().is_ok() && !drain(&mut self.io) {
+            // Read once whatever the last edge said: the peer's end may have been reported
+            // while the chat, closing, no longer read.
+            self.ready.read_drained = false;
+            if graceful && self.io.shutdown_write().is_ok() && !self.discard() {
                 self.phase = Phase::Lingering(cx.now + LINGER);
             }
         }
@@ -246,7 +213,8 @@ impl<P: Protocol, S: StreamIo> Entry for StreamConn<P, S> {
             }
             Phase::Live => self.drive(cx, readable, writable),
             Phase::Lingering(_) => {
-                if drain(&mut self.io) {
+                self.ready.read_drained &= !readable;
+                if self.discard() {
                     self.phase = Phase::Finished;
                 }
             }
@@ -257,13 +225,11 @@ impl<P: Protocol, S: StreamIo> Entry for StreamConn<P, S> {
     fn on_timeout(&mut self, cx: &mut Cx<'_>) {
         match self.phase {
             Phase::Lingering(at) if at <= cx.now => self.phase = Phase::Finished,
-            Phase::Live | Phase::Connecting => {
+            // The core's loop fires a live connection's due deadline itself.
+            Phase::Live => self.drive(cx, false, false),
+            Phase::Connecting => {
                 self.chat.handle_timeout(cx.now);
-                if self.phase == Phase::Live {
-                    self.drive(cx, false, false);
-                } else {
-                    self.settle(cx);
-                }
+                self.settle(cx);
             }
             _ => {}
         }

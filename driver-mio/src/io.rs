@@ -1,11 +1,15 @@
-//! Moving bytes between a non-blocking stream and a `Chat`: reads straight into the framer's
-//! buffer until `WouldBlock`, vectored writes from the outbox until `WouldBlock`, `EINTR` retried.
+//! Non-blocking sockets and the loop's clock adapted to the core's connection loop
+//! ([`poll_chat`](asynchat_core::driver::poll_chat)): the read and write passes are the core's,
+//! on every driver; what is mio's is readiness kept between edge-triggered events.
 
 use std::io::{self, IoSlice, Write};
 use std::net::Shutdown;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context as TaskContext, Poll, Wake, Waker};
 use std::time::Instant;
 
-use asynchat_core::{BytesMut, Chat, Protocol};
+use asynchat_core::driver::{read_initialized, PollStream, PollTimer};
+use asynchat_core::BytesMut;
 use mio::event::Source;
 use mio::net::TcpStream;
 
@@ -81,132 +85,145 @@ impl StreamIo for mio::net::UnixStream {
     }
 }
 
-/// What a read pass ended with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ReadEnd {
-    /// The socket has nothing more for now.
-    WouldBlock,
-    /// The chat does not want input now (backpressure, paused, closed).
-    NotWanted,
-    /// The peer ended its side.
-    Eof,
-    /// The turn's budget is spent; the socket may hold more.
-    Budget,
+/// What a connection remembers of its socket's readiness between events: edge-triggered
+/// readiness reports each edge once.
+#[derive(Debug, Default)]
+pub(crate) struct Readiness {
+    /// The last read stopped at `WouldBlock`, or was short: there is nothing to read until the
+    /// next readable event, so reading again would only cost a system call.
+    pub(crate) read_drained: bool,
+    /// The last write stopped at `WouldBlock`: no use writing until the next writable event.
+    pub(crate) write_blocked: bool,
+    /// An event reported the peer's end of stream (or an error). It is reported once: a pass
+    /// that stops at its turn budget before reading to the end must remember it, or a later
+    /// short read would pass for a drained socket and the end would never be read.
+    pub(crate) hung_up: bool,
+    /// The last read filled less than the room it was given.
+    short: bool,
 }
 
-/// Reads until `WouldBlock`, EOF, the chat stops wanting input, or `budget` bytes have been
-/// read. Returns bytes read and why it stopped; an I/O error is returned for the caller to
-/// report to the chat.
-///
-/// With `short_read_drains`, a read that fills less than the room it was given also ends the
-/// pass as `WouldBlock`: a stream socket hands over everything it holds, so it is drained, and
-/// edge-triggered readiness reports whatever arrives next. That spares the `recv` that would
-/// only fail with `WouldBlock` (one system call in three for request/response traffic;
-/// tokio's `PollEvented` does the same). Not when the event reported the peer's end or an
-/// error: no new edge would come for those, so they must be read to the end.
-pub(crate) fn read_ready<P: Protocol, S: StreamIo>(
-    chat: &mut Chat<P>,
-    io: &mut S,
-    now: Instant,
-    short_read_drains: bool,
-    budget: usize,
-) -> io::Result<(usize, ReadEnd)> {
-    let mut total = 0;
-    loop {
-        if total >= budget {
-            return Ok((total, ReadEnd::Budget));
+/// A socket as the core's connection loop ([`poll_chat`](asynchat_core::driver::poll_chat))
+/// sees it: `WouldBlock` is `Pending`. No waker is kept: the loop's readiness events bring the
+/// connection back.
+pub(crate) struct Polled<'a, S> {
+    pub(crate) io: &'a mut S,
+    pub(crate) ready: &'a mut Readiness,
+}
+
+impl<S: StreamIo> PollStream for Polled<'_, S> {
+    fn poll_read_into(
+        &mut self,
+        _: &mut TaskContext<'_>,
+        buf: &mut BytesMut,
+    ) -> Poll<io::Result<usize>> {
+        if self.ready.read_drained {
+            return Poll::Pending;
         }
-        if !chat.interest().readable {
-            return Ok((total, ReadEnd::NotWanted));
-        }
-        let read = chat.handle_read_with(now, |buf| {
-            let room = buf.capacity() - buf.len();
-            io.read_into(buf).map(|n| (n, n < room))
-        });
-        match read {
-            None => return Ok((total, ReadEnd::NotWanted)),
-            Some(Ok((0, _))) => {
-                chat.handle_eof(now);
-                return Ok((total, ReadEnd::Eof));
+        let room = buf.capacity() - buf.len();
+        match self.io.read_into(buf) {
+            Ok(n) => {
+                self.ready.short = n < room;
+                Poll::Ready(Ok(n))
             }
-            Some(Ok((n, short))) => {
-                total += n;
-                if short && short_read_drains {
-                    return Ok((total, ReadEnd::WouldBlock));
-                }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.ready.read_drained = true;
+                Poll::Pending
             }
-            Some(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => {
-                return Ok((total, ReadEnd::WouldBlock))
-            }
-            Some(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
-            Some(Err(e)) => return Err(e),
+            Err(e) => Poll::Ready(Err(e)),
         }
     }
-}
 
-/// What a write pass ended with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum WriteEnd {
-    /// Nothing more to write now.
-    Done,
-    /// The socket takes no more for now.
-    WouldBlock,
-    /// The turn's budget is spent; output is still pending.
-    Budget,
-}
+    /// A read that filled less than its room drained the socket (a stream socket hands over
+    /// everything it holds), and the next edge reports whatever arrives: that spares the
+    /// `recv` that would only fail with `WouldBlock` (one system call in three for
+    /// request/response traffic; tokio's `PollEvented` does the same). Not after the peer's end
+    /// or an error was reported: no new edge comes for those, so they are read to the end.
+    fn poll_read_ready(&mut self, _: &mut TaskContext<'_>) -> Option<Poll<io::Result<()>>> {
+        if self.ready.short && !self.ready.hung_up {
+            self.ready.read_drained = true;
+            return Some(Poll::Pending);
+        }
+        None
+    }
 
-/// Writes until the outbox is empty, the socket would block, or `budget` bytes have been
-/// written. Returns bytes written and why it stopped.
-pub(crate) fn write_ready<P: Protocol, S: StreamIo>(
-    chat: &mut Chat<P>,
-    io: &mut S,
-    budget: usize,
-) -> io::Result<(usize, WriteEnd)> {
-    let mut total = 0;
-    loop {
-        if total >= budget {
-            return Ok((total, WriteEnd::Budget));
+    fn poll_write_vectored(
+        &mut self,
+        _: &mut TaskContext<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        if self.ready.write_blocked {
+            return Poll::Pending;
         }
         // One slice (short replies copied together) goes as a plain write, on a socket `send`:
         // the kernel's `writev` passes through the file layer (position lock check, fsnotify)
         // on every call.
-        let Some(result) = chat.transmit_with(|slices| match slices {
-            [one] => io.write(one),
-            _ => io.write_vectored(slices),
-        }) else {
-            return Ok((total, WriteEnd::Done));
+        let written = match bufs {
+            [one] => self.io.write(one),
+            _ => self.io.write_vectored(bufs),
         };
-        match result {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => {
-                total += n;
-                chat.handle_written(n);
-                if !chat.interest().writable {
-                    // All written: asking the outbox again would only find it empty.
-                    return Ok((total, WriteEnd::Done));
-                }
-            }
+        match written {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                return Ok((total, WriteEnd::WouldBlock))
+                self.ready.write_blocked = true;
+                Poll::Pending
             }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+            written => Poll::Ready(written),
+        }
+    }
+
+    fn poll_shutdown(&mut self, _: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(self.io.shutdown_write())
+    }
+}
+
+/// A waker that does nothing, for polling the core's loop from readiness events (its own
+/// `Waker::noop` is newer than this crate's minimum Rust).
+pub(crate) fn no_waker() -> &'static Waker {
+    struct Nobody;
+    impl Wake for Nobody {
+        fn wake(self: Arc<Self>) {}
+    }
+    static NO_WAKER: OnceLock<Waker> = OnceLock::new();
+    NO_WAKER.get_or_init(|| Waker::from(Arc::new(Nobody)))
+}
+
+/// The loop's clock for one turn, as the core's connection loop sees it: a deadline is due
+/// once the turn's time has reached it, once per turn (the loop's timer heap, not a waker,
+/// brings a connection back for its deadlines, and fires one re-armed for "now" next turn),
+/// and a connection that yields is re-driven next turn.
+pub(crate) struct Turn {
+    pub(crate) now: Instant,
+    /// Set when the connection stopped at its turn budget with work left.
+    pub(crate) yielded: bool,
+    /// A deadline came due in this turn.
+    pub(crate) fired: bool,
+}
+
+impl Turn {
+    pub(crate) fn new(now: Instant) -> Self {
+        Self {
+            now,
+            yielded: false,
+            fired: false,
         }
     }
 }
 
-/// Reads and discards until `WouldBlock`; `true` once the peer has closed or failed.
-pub(crate) fn drain<S: StreamIo>(io: &mut S) -> bool {
-    let mut scratch = BytesMut::with_capacity(16 * 1024);
-    loop {
-        scratch.clear();
-        match io.read_into(&mut scratch) {
-            Ok(0) => return true,
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
-            Err(_) => return true,
+impl PollTimer for Turn {
+    fn now(&self) -> Instant {
+        self.now
+    }
+
+    fn poll_until(&mut self, _: &mut TaskContext<'_>, at: Instant) -> Poll<()> {
+        if at <= self.now && !self.fired {
+            self.fired = true;
+            Poll::Ready(())
+        } else {
+            Poll::Pending
         }
+    }
+
+    fn yield_turn(&mut self, _: &mut TaskContext<'_>) {
+        self.yielded = true;
     }
 }
 
@@ -286,12 +303,14 @@ impl Write for PipePair {
 
 impl StreamIo for PipePair {
     fn read_into(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
-        // Pipes have no `recv` into uninitialised memory: zero the spare capacity first.
-        let start = buf.len();
-        buf.resize(buf.capacity().max(start + 1), 0);
-        let result = std::io::Read::read(&mut self.input, &mut buf[start..]);
-        buf.truncate(start + *result.as_ref().unwrap_or(&0));
-        result
+        // Pipes have no `recv` into uninitialised memory: the core's per-thread scratch spares
+        // zeroing the reservation.
+        match read_initialized(buf, |scratch| {
+            Poll::Ready(std::io::Read::read(&mut self.input, scratch))
+        }) {
+            Poll::Ready(result) => result,
+            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+        }
     }
 
     fn shutdown_write(&mut self) -> io::Result<()> {

@@ -33,6 +33,16 @@
 //! | `file_dispatcher` | [`EventLoop::attach_pipe`], [`EventLoop::attach_stdio`] |
 //! | (missing: cross-thread wake-up) | [`Handle`]: push, close, shut down or stop from anywhere |
 //! | (missing: several cores) | [`MultiLoop`]: N loops on N threads sharing a port (`SO_REUSEPORT`) |
+//!
+//! The read and write passes, deadlines, the turn budget, the lingering close's reads and the
+//! UDP loop are the core's ([`asynchat_core::driver::poll_chat`],
+//! [`poll_datagram_chat`](asynchat_core::driver::poll_datagram_chat),
+//! [`poll_discard`](asynchat_core::driver::poll_discard)), shared with `asynchat-tokio` and
+//! `asynchat-smol`, called here on each readiness event. What is mio's: the loop (one
+//! `mio::Poll`, a timer heap, a command queue woken by `mio::Waker`), readiness remembered
+//! between edge-triggered events, write interest only while output is pending, the slot book
+//! behind [`ConnId`]s, accept back-off on `EMFILE`, pipes and raw [`Dispatcher`]s, and reads
+//! into uninitialised memory through `recv` (the crate's one `unsafe` block).
 
 #![deny(unsafe_op_in_unsafe_fn)]
 

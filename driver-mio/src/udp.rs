@@ -4,13 +4,18 @@ use crate::handle::Push;
 use std::io;
 use std::time::Instant;
 
-use asynchat_core::{Bytes, DatagramChat, DatagramProtocol};
+use std::net::SocketAddr;
+use std::task::{Context as TaskContext, Poll};
+
+use asynchat_core::driver::{poll_datagram_chat, PollDatagram};
+use asynchat_core::{DatagramChat, DatagramProtocol};
 use mio::net::UdpSocket;
 use mio::{Interest, Registry, Token};
 
 use crate::conn::{Cx, Entry};
+use crate::io::{no_waker, Turn};
 
-use asynchat_core::driver::{MAX_RECV_ERRORS, UDP_RECV_BUFFER as RECV_BUFFER};
+use asynchat_core::driver::UDP_RECV_BUFFER as RECV_BUFFER;
 
 pub(crate) struct UdpEntry<P> {
     chat: DatagramChat<P>,
@@ -31,46 +36,17 @@ impl<P: DatagramProtocol> UdpEntry<P> {
         }
     }
 
-    /// Sends what is queued and receives what has arrived, until neither moves.
+    /// Sends what is queued and receives what has arrived with the core's datagram loop,
+    /// until neither moves; then registers write interest only while sends are pending.
     fn drive(&mut self, cx: &mut Cx<'_>) {
-        loop {
-            let mut moved = false;
-            while let Some(d) = self.chat.poll_transmit() {
-                match self.socket.send_to(&d.payload, d.peer) {
-                    Ok(_) => {
-                        self.chat.handle_sent();
-                        moved = true;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    // Any other error loses this datagram only, as UDP may.
-                    Err(_) => self.chat.handle_sent(),
-                }
-            }
-            let mut errors = 0;
-            while self.chat.interest().readable {
-                match self.socket.recv_from(&mut self.buf) {
-                    Ok((n, peer)) => {
-                        let payload = Bytes::copy_from_slice(&self.buf[..n]);
-                        self.chat.handle_datagram(cx.now, peer, payload);
-                        moved = true;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    // ICMP errors from earlier sends (ECONNREFUSED...) surface here once each:
-                    // not fatal. One that keeps coming back ends this pass instead of spinning.
-                    Err(_) => {
-                        errors += 1;
-                        if errors == MAX_RECV_ERRORS {
-                            break;
-                        }
-                    }
-                }
-            }
-            if !moved || self.chat.is_closed() {
-                break;
-            }
-        }
+        let mut turn = Turn::new(cx.now);
+        let _ = poll_datagram_chat(
+            &mut self.chat,
+            &mut Polled(&mut self.socket),
+            &mut turn,
+            &mut self.buf,
+            &mut TaskContext::from_waker(no_waker()),
+        );
         self.finished = self.chat.is_closed();
         let want_write = self.chat.interest().writable;
         if want_write != self.write_registered && !self.finished {
@@ -88,6 +64,37 @@ impl<P: DatagramProtocol> UdpEntry<P> {
     }
 }
 
+/// A mio UDP socket as the core's datagram loop sees it: `WouldBlock` is `Pending` (readiness
+/// events, not a waker, bring the endpoint back).
+struct Polled<'a>(&'a mut UdpSocket);
+
+/// `WouldBlock` as `Pending`.
+fn pending_if_blocked<T>(result: io::Result<T>) -> Poll<io::Result<T>> {
+    match result {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Poll::Pending,
+        result => Poll::Ready(result),
+    }
+}
+
+impl PollDatagram for Polled<'_> {
+    fn poll_send_to(
+        &mut self,
+        _: &mut TaskContext<'_>,
+        payload: &[u8],
+        peer: SocketAddr,
+    ) -> Poll<io::Result<usize>> {
+        pending_if_blocked(self.0.send_to(payload, peer))
+    }
+
+    fn poll_recv_from(
+        &mut self,
+        _: &mut TaskContext<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<(usize, SocketAddr)>> {
+        pending_if_blocked(self.0.recv_from(buf))
+    }
+}
+
 impl<P: DatagramProtocol> Entry for UdpEntry<P> {
     fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
         registry.register(&mut self.socket, token, Interest::READABLE)
@@ -102,7 +109,7 @@ impl<P: DatagramProtocol> Entry for UdpEntry<P> {
     }
 
     fn on_timeout(&mut self, cx: &mut Cx<'_>) {
-        self.chat.handle_timeout(cx.now);
+        // The core's loop fires the due deadline.
         self.drive(cx);
     }
 

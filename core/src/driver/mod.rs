@@ -247,21 +247,30 @@ where
                 None => progress |= chat.is_closed(),
             }
         }
+        let mut fired = false;
         match deadline(timer, cx, chat.poll_timeout(), &mut timers_fired) {
             Deadline::Due => {
                 now = timer.now();
                 chat.handle_timeout(now);
-                progress = true;
+                fired = true;
             }
             Deadline::Yield => break Poll::Pending,
             Deadline::NotYet => {}
         }
-        if !progress {
-            if chat.is_closed() {
-                break Poll::Ready(());
-            }
+        if chat.is_closed() {
+            break Poll::Ready(());
+        }
+        // Round again only if something moved and something may still move: a source that
+        // said `Pending` has registered the waker, and a stream that knows it is drained said
+        // so (`poll_read_ready`), so the round that would only find that out is spared. A
+        // deadline just fired is polled again, so that the timer is set for the next one.
+        let interest = chat.interest();
+        let may_move = fired
+            || (interest.readable && !read_blocked && may_read)
+            || (interest.writable && !write_blocked && may_write)
+            || (*commands_open && !commands_blocked);
+        if !(progress || fired) || !may_move {
             // Stopped by the budget, not by the stream: come back after the others.
-            let interest = chat.interest();
             let read_owed = interest.readable && !read_blocked && !may_read;
             let write_owed = interest.writable && !write_blocked && !may_write;
             if read_owed || write_owed {
@@ -377,7 +386,7 @@ async fn linger<S: PollStream, T: PollTimer, C: PollCommands>(
 ) {
     let until = timer.now() + LINGER;
     let mut scratch = BytesMut::new();
-    std::future::poll_fn(|cx| loop {
+    std::future::poll_fn(|cx| {
         while commands_open {
             match commands.poll_command(cx) {
                 Poll::Ready(Some(Command::Close | Command::CloseBecause(_))) => {
@@ -389,16 +398,32 @@ async fn linger<S: PollStream, T: PollTimer, C: PollCommands>(
                 Poll::Pending => break,
             }
         }
-        scratch.clear();
-        scratch.reserve(16 * 1024);
-        match io.poll_read_into(cx, &mut scratch) {
-            Poll::Ready(Ok(0) | Err(_)) => return Poll::Ready(()),
-            Poll::Ready(Ok(_)) => continue,
-            Poll::Pending => {}
+        if poll_discard(io, cx, &mut scratch).is_ready() {
+            return Poll::Ready(());
         }
-        return timer.poll_until(cx, until);
+        timer.poll_until(cx, until)
     })
     .await;
+}
+
+/// Reads and discards what `io` holds, into `scratch` (reused, 16 KiB), until the stream has
+/// nothing more for now (`Pending`) or the peer has closed or failed (`Ready`): one step of a
+/// lingering close, for [`run_chat`] and for drivers that linger on readiness events.
+pub fn poll_discard<S: PollStream + ?Sized>(
+    io: &mut S,
+    cx: &mut TaskContext<'_>,
+    scratch: &mut BytesMut,
+) -> Poll<()> {
+    loop {
+        scratch.clear();
+        scratch.reserve(16 * 1024);
+        match io.poll_read_into(cx, scratch) {
+            Poll::Ready(Ok(0)) => return Poll::Ready(()),
+            Poll::Ready(Err(e)) if e.kind() != io::ErrorKind::Interrupted => return Poll::Ready(()),
+            Poll::Ready(_) => {}
+            Poll::Pending => return Poll::Pending,
+        }
+    }
 }
 
 /// A non-blocking datagram socket, as a runtime's async UDP socket sees it.
@@ -426,8 +451,8 @@ pub const MAX_RECV_ERRORS: u32 = 16;
 /// (65 535 bytes less the headers).
 pub const UDP_RECV_BUFFER: usize = 64 * 1024;
 
-/// A UDP endpoint's whole task: runs `chat` on `socket` until the protocol closes it. A send
-/// that fails loses that datagram only, as UDP may; deadlines fire at most once per poll.
+/// A UDP endpoint's whole task: runs `chat` on `socket` until the protocol closes it, with
+/// [`poll_datagram_chat`].
 pub async fn run_datagram_chat<P, S, T>(
     mut chat: crate::DatagramChat<P>,
     mut socket: S,
@@ -438,55 +463,79 @@ pub async fn run_datagram_chat<P, S, T>(
     T: PollTimer,
 {
     let mut buf = vec![0u8; UDP_RECV_BUFFER];
-    std::future::poll_fn(|cx| {
-        let mut errors = 0;
-        let mut timers_fired = false;
-        loop {
-            if chat.is_closed() {
-                return Poll::Ready(());
-            }
-            let now = timer.now();
-            let mut progress = false;
-            while let Some(d) = chat.poll_transmit() {
-                match socket.poll_send_to(cx, &d.payload, d.peer) {
-                    Poll::Ready(_) => {
-                        chat.handle_sent();
-                        progress = true;
-                    }
-                    Poll::Pending => break,
-                }
-            }
-            if chat.interest().readable {
-                match socket.poll_recv_from(cx, &mut buf) {
-                    Poll::Ready(Ok((n, peer))) => {
-                        chat.handle_datagram(now, peer, Bytes::copy_from_slice(&buf[..n]));
-                        progress = true;
-                    }
-                    Poll::Ready(Err(_)) => {
-                        errors += 1;
-                        if errors == MAX_RECV_ERRORS {
-                            cx.waker().wake_by_ref();
-                            return Poll::Pending;
-                        }
-                        progress = true;
-                    }
-                    Poll::Pending => {}
-                }
-            }
-            match deadline(&mut timer, cx, chat.poll_timeout(), &mut timers_fired) {
-                Deadline::Due => {
-                    chat.handle_timeout(timer.now());
+    std::future::poll_fn(|cx| poll_datagram_chat(&mut chat, &mut socket, &mut timer, &mut buf, cx))
+        .await;
+}
+
+/// Moves every datagram that can move and fires deadlines, as [`poll_chat`] does for a
+/// stream: `Ready(())` once the chat is closed, `Pending` once every source it polled has
+/// registered the task's waker (or, after [`MAX_RECV_ERRORS`] receive errors or a deadline
+/// re-armed for "now", the task has yielded). A send that fails loses that datagram only, as
+/// UDP may; deadlines fire at most once per call. `buf` receives datagrams
+/// ([`UDP_RECV_BUFFER`] bytes holds any).
+pub fn poll_datagram_chat<P, S, T>(
+    chat: &mut crate::DatagramChat<P>,
+    socket: &mut S,
+    timer: &mut T,
+    buf: &mut [u8],
+    cx: &mut TaskContext<'_>,
+) -> Poll<()>
+where
+    P: crate::DatagramProtocol,
+    S: PollDatagram + ?Sized,
+    T: PollTimer + ?Sized,
+{
+    let mut errors = 0;
+    let mut timers_fired = false;
+    loop {
+        if chat.is_closed() {
+            return Poll::Ready(());
+        }
+        let now = timer.now();
+        let mut progress = false;
+        while let Some(d) = chat.poll_transmit() {
+            match socket.poll_send_to(cx, &d.payload, d.peer) {
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Poll::Ready(_) => {
+                    chat.handle_sent();
                     progress = true;
                 }
-                Deadline::Yield => return Poll::Pending,
-                Deadline::NotYet => {}
-            }
-            if !progress {
-                return Poll::Pending;
+                Poll::Pending => break,
             }
         }
-    })
-    .await;
+        if chat.interest().readable {
+            match socket.poll_recv_from(cx, buf) {
+                Poll::Ready(Ok((n, peer))) => {
+                    let payload = Bytes::copy_from_slice(&buf[..n.min(buf.len())]);
+                    chat.handle_datagram(now, peer, payload);
+                    progress = true;
+                }
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => progress = true,
+                // ICMP errors from earlier sends (ECONNREFUSED...) surface here once each: not
+                // fatal. One that keeps coming back ends this pass instead of spinning.
+                Poll::Ready(Err(_)) => {
+                    errors += 1;
+                    if errors == MAX_RECV_ERRORS {
+                        timer.yield_turn(cx);
+                        return Poll::Pending;
+                    }
+                    progress = true;
+                }
+                Poll::Pending => {}
+            }
+        }
+        match deadline(timer, cx, chat.poll_timeout(), &mut timers_fired) {
+            Deadline::Due => {
+                chat.handle_timeout(timer.now());
+                progress = true;
+            }
+            Deadline::Yield => return Poll::Pending,
+            Deadline::NotYet => {}
+        }
+        if !progress {
+            return Poll::Pending;
+        }
+    }
 }
 
 /// A new connection, as seen by a server's protocol factory, on every driver.
