@@ -52,6 +52,14 @@ pub enum Misuse {
         /// The counted-frame bound, in bytes.
         limit: u64,
     },
+    /// The protocol ended this many frames in a row with `Count(0)`, each from its own
+    /// callback, and no input was consumed in between: it would deliver empty frames forever
+    /// (for instance by setting `Count(0)` in every `found_terminator`). The chat closes the
+    /// connection instead of spinning.
+    EndlessEmptyFrames {
+        /// Empty frames delivered in a row before the connection was closed.
+        frames: u32,
+    },
 }
 
 /// Any error of this crate.
@@ -125,6 +133,13 @@ impl fmt::Display for Misuse {
                     f,
                     "a count of {count} bytes is over the counted-frame bound of {limit} \
                      (max_counted_frame): raise it, check the length first, or stream the frame"
+                );
+            }
+            Self::EndlessEmptyFrames { frames } => {
+                return write!(
+                    f,
+                    "{frames} empty frames in a row ended by Count(0) without consuming input: \
+                     the protocol sets Count(0) again in every callback"
                 );
             }
         })

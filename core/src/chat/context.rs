@@ -81,6 +81,10 @@ impl Context<'_> {
     /// connection with [`Misuse::CountOverLimit`] (the protocol's responsibility, not the
     /// peer's) as soon as the collector holds its first byte, before the rest arrives; check
     /// [`max_counted_frame`](Self::max_counted_frame) first to answer the peer instead.
+    ///
+    /// `Count(0)` set again in every callback, with no input consumed in between, would
+    /// deliver empty frames forever: after 1024 of them the connection closes with
+    /// [`Misuse::EndlessEmptyFrames`].
     pub fn set_count(&mut self, n: u64) {
         let set = self.core.framer.switch_to(Terminator::Count(n));
         debug_assert!(set.is_ok(), "a count is always a valid terminator");

@@ -4,8 +4,13 @@
 use std::time::Instant;
 
 use super::{Chat, CloseReason, Context, Protocol};
-use crate::error::PeerError;
+use crate::error::{Misuse, PeerError};
 use crate::framer::{Event, OverLongPolicy};
+
+/// Frames ended in a row by `Count(0)` with no input consumed, after which the protocol is
+/// taken to loop ([`Misuse::EndlessEmptyFrames`]): far more than any protocol ends on purpose
+/// (each empty frame is its own callback that chose `Count(0)` again).
+const MAX_EMPTY_FRAMES: u32 = 1024;
 
 impl<P: Protocol> Chat<P> {
     pub(super) fn callback<R>(
@@ -43,6 +48,9 @@ impl<P: Protocol> Chat<P> {
             self.dispatch_borrowed(now);
             self.core.framer.is_drained()
         };
+        // Frames ended where no input was consumed since the last one: only a `Count(0)` set
+        // again and again does that, and past a bound it is a loop, not a protocol.
+        let (mut empty_run, mut empty_at) = (0u32, usize::MAX);
         while !drained && self.core.may_deliver() {
             match self.core.framer.poll_event() {
                 Ok(Some(Event::Data(data))) => {
@@ -55,7 +63,21 @@ impl<P: Protocol> Chat<P> {
                         self.deliver_terminator(now);
                     }
                 }
-                Ok(Some(Event::Terminator)) => self.deliver_terminator(now),
+                Ok(Some(Event::Terminator)) => {
+                    let at = self.core.framer.unprocessed_len();
+                    if at == empty_at {
+                        empty_run += 1;
+                    } else {
+                        (empty_run, empty_at) = (0, at);
+                    }
+                    if empty_run >= MAX_EMPTY_FRAMES {
+                        let error = Misuse::EndlessEmptyFrames { frames: empty_run };
+                        crate::trace::event!(warn, %error, "protocol loops");
+                        self.core.close_because(CloseReason::Error(error.into()));
+                    } else {
+                        self.deliver_terminator(now);
+                    }
+                }
                 Ok(Some(Event::End { unterminated })) => {
                     self.callback(now, |p, ctx| p.peer_closed(ctx, unterminated));
                 }

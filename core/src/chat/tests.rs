@@ -319,6 +319,42 @@ fn count_zero_delivers_an_empty_frame_at_once() {
 }
 
 #[test]
+fn a_protocol_that_sets_count_zero_in_every_callback_is_closed_not_spun() {
+    /// After its first line, ends every frame at once, forever.
+    struct Spin(std::rc::Rc<std::cell::Cell<u32>>);
+    impl Protocol for Spin {
+        fn first_terminator(&self) -> Terminator {
+            "\n".into()
+        }
+        fn found_terminator(&mut self, ctx: &mut Context<'_>, _: Bytes) {
+            self.0.set(self.0.get() + 1);
+            ctx.set_count(0);
+        }
+    }
+    let frames = std::rc::Rc::new(std::cell::Cell::new(0));
+    let mut h = Harness::new(Spin(frames.clone()));
+    h.send("go\nmore\n");
+    assert_eq!(
+        h.close_reason(),
+        Some(&CloseReason::Error(
+            Misuse::EndlessEmptyFrames { frames: 1024 }.into()
+        ))
+    );
+    // The line, then the empty frames up to the bound.
+    assert_eq!(frames.get(), 1 + 1024);
+}
+
+#[test]
+fn many_zero_length_bodies_in_one_read_are_not_a_loop() {
+    let (p, _) = Script::with_log();
+    let mut h = Harness::new(p);
+    h.take_output();
+    h.send("count 0\n".repeat(5000));
+    assert_eq!(h.state(), State::Open);
+    assert_eq!(h.take_output(), "\n".repeat(5000));
+}
+
+#[test]
 fn a_count_that_ran_down_collects_the_rest_and_fires_nothing_more() {
     /// Counts frames; names no new terminator after its first count.
     struct Once(std::rc::Rc<std::cell::Cell<u32>>);
