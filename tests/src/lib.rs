@@ -57,6 +57,7 @@ macro_rules! conformance_suite {
             requests_and_replies_through_the_helper,
             a_protocol_stops_its_own_server,
             shutdown_with_a_deadline_against_a_client_that_never_reads,
+            a_second_shutdown_brings_the_deadline_forward,
             refused_and_failed_connections_are_counted,
             stop_accepting_keeps_the_open_connections,
             a_refused_connections_handle_never_reaches_the_next_one,

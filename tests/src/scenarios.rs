@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use asynchat_core::{
-    Bytes, CloseReason, Config, Context, DatagramContext, DatagramProtocol, PeerError, Protocol,
-    Terminator,
+    Bytes, CloseReason, Config, Context, DatagramContext, DatagramProtocol, Misuse, PeerError,
+    Protocol, Terminator,
 };
 
 use crate::driver::Driver;
@@ -650,6 +650,32 @@ pub fn shutdown_with_a_deadline_against_a_client_that_never_reads<D: Driver>() {
     drop((stuck, reader));
 }
 
+/// A second shutdown with a shorter deadline, while the first is winding down, brings the end
+/// forward: the wind-down's timer is re-armed, not left at the first deadline.
+pub fn a_second_shutdown_brings_the_deadline_forward<D: Driver>() {
+    let log = log();
+    let server = probe_server::<D>("\r\n", Config::default(), &log);
+    let mut stuck = connect(server.addr);
+    stuck.write_all(b"big 16000000\r\n").unwrap();
+    wait_for(|| log.lock().unwrap().frames == 1);
+    let handle = server.handle().clone();
+    let start = Instant::now();
+    handle.shutdown(Duration::from_secs(60));
+    std::thread::sleep(Duration::from_millis(200));
+    let deadline = Duration::from_millis(300);
+    handle.shutdown(deadline);
+    // A later, longer deadline changes nothing.
+    handle.shutdown(Duration::from_secs(30));
+    server.join();
+    let took = start.elapsed();
+    assert!(
+        took < Duration::from_millis(200) + deadline + Duration::from_millis(300),
+        "shut down in {took:?}, the second deadline being {deadline:?}"
+    );
+    assert_eq!(handle.stats().closed.aborted, 1, "{:?}", handle.stats());
+    drop(stuck);
+}
+
 /// `stop_accepting` closes the listener only: an open connection goes on being served, and
 /// the server ends by itself when that connection does.
 pub fn stop_accepting_keeps_the_open_connections<D: Driver>() {
@@ -718,14 +744,20 @@ pub fn a_refused_connections_handle_never_reaches_the_next_one<D: Driver>() {
 /// What a server refuses or loses is counted: a factory whose protocol cannot start, an
 /// over-long frame.
 pub fn refused_and_failed_connections_are_counted<D: Driver>() {
-    struct Invalid;
+    /// A protocol that cannot start; it reports how it heard of its end.
+    struct Invalid(Arc<Mutex<Vec<CloseReason>>>);
     impl Protocol for Invalid {
         fn first_terminator(&self) -> Terminator {
             Terminator::Delimiter(Bytes::new())
         }
         fn found_terminator(&mut self, _: &mut Context<'_>, _: Bytes) {}
+        fn closed(&mut self, reason: &CloseReason) {
+            self.0.lock().unwrap().push(reason.clone());
+        }
     }
-    let server = D::serve(Config::default(), |_| Invalid);
+    let heard: Arc<Mutex<Vec<CloseReason>>> = Arc::default();
+    let told = heard.clone();
+    let server = D::serve(Config::default(), move |_| Invalid(told.clone()));
     let mut refused = connect(server.addr);
     assert!(
         closed_within(&mut refused, Duration::from_secs(5)),
@@ -733,6 +765,11 @@ pub fn refused_and_failed_connections_are_counted<D: Driver>() {
     );
     wait_for(|| server.handle().stats().refused == 1);
     assert_eq!(server.handle().stats().accepted, 1);
+    assert_eq!(
+        *heard.lock().unwrap(),
+        [CloseReason::Error(Misuse::EmptyDelimiter.into())],
+        "the refused protocol hears why, once"
+    );
 
     let log = log();
     let server = probe_server::<D>("\r\n", Config::default().max_frame(16), &log);

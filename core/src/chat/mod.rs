@@ -134,14 +134,26 @@ pub struct Parts<P> {
 impl<P: Protocol> Chat<P> {
     /// A connection in state [`State::Connecting`], with the default [`Config`].
     ///
-    /// Fails with [`Misuse::EmptyDelimiter`] if the protocol's first terminator is empty.
+    /// Fails as [`with_config`](Self::with_config) does.
     pub fn new(protocol: P) -> Result<Self, Misuse> {
         Self::with_config(protocol, &Config::default())
     }
 
     /// A connection in state [`State::Connecting`] with the given limits.
-    pub fn with_config(protocol: P, config: &Config) -> Result<Self, Misuse> {
-        let framer = Framer::unbounded(protocol.first_terminator())?
+    ///
+    /// Fails with [`Misuse::EmptyDelimiter`] if the protocol's first terminator is empty. The
+    /// protocol hears of it first, through [`Protocol::closed`] with
+    /// [`CloseReason::Error`] of that misuse: every protocol a connection was made for hears
+    /// of its end exactly once, a connection refused for it included.
+    pub fn with_config(mut protocol: P, config: &Config) -> Result<Self, Misuse> {
+        let framer = match Framer::unbounded(protocol.first_terminator()) {
+            Ok(framer) => framer,
+            Err(misuse) => {
+                protocol.closed(&CloseReason::Error(misuse.into()));
+                return Err(misuse);
+            }
+        };
+        let framer = framer
             .with_max_frame(config.max_frame)
             .with_max_counted_frame(config.max_counted_frame)
             .with_over_long_policy(config.over_long);

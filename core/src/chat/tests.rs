@@ -570,15 +570,26 @@ fn upgrade_takes_unprocessed_bytes_and_output() {
 }
 
 #[test]
-fn empty_first_terminator_is_a_typed_error() {
-    struct Bad;
+fn empty_first_terminator_is_a_typed_error_the_protocol_hears() {
+    struct Bad(std::rc::Rc<std::cell::RefCell<Vec<CloseReason>>>);
     impl Protocol for Bad {
         fn first_terminator(&self) -> Terminator {
             Terminator::from("")
         }
         fn found_terminator(&mut self, _: &mut Context<'_>, _: Bytes) {}
+        fn closed(&mut self, reason: &CloseReason) {
+            self.0.borrow_mut().push(reason.clone());
+        }
     }
-    assert_eq!(Chat::new(Bad).err(), Some(Misuse::EmptyDelimiter));
+    let heard = std::rc::Rc::default();
+    assert_eq!(
+        Chat::new(Bad(std::rc::Rc::clone(&heard))).err(),
+        Some(Misuse::EmptyDelimiter)
+    );
+    assert_eq!(
+        *heard.borrow(),
+        [CloseReason::Error(Misuse::EmptyDelimiter.into())]
+    );
 }
 
 #[test]

@@ -1314,9 +1314,16 @@ struct ServerState {
     forced: Signal,
     /// Set by the accept task once the server has wound down.
     finished: Signal,
-    deadline: std::sync::Mutex<Option<std::time::Duration>>,
+    deadline: std::sync::Mutex<ShutdownDeadline>,
     /// Woken when the last connection unregisters.
     idle: std::sync::Mutex<Vec<std::task::Waker>>,
+}
+
+/// When a shutdown must be over, and the wind-down to tell when a later call brings it closer.
+#[derive(Default)]
+struct ShutdownDeadline {
+    at: Option<Instant>,
+    rearm: Option<std::task::Waker>,
 }
 
 impl ServerControl for ServerState {
@@ -1330,8 +1337,17 @@ impl ServerControl for ServerState {
                 .deadline
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            // The shorter deadline wins (a second, impatient shutdown), as on mio.
-            *current = Some(current.map_or(deadline, |d| d.min(deadline)));
+            // The earlier deadline wins (a second, impatient shutdown), as on mio, and a wind-down
+            // already under way re-arms its timer for it. One too far off to name is no deadline
+            // sooner than one already set.
+            if let Some(at) = Instant::now().checked_add(deadline) {
+                if current.at.is_none_or(|now_at| at < now_at) {
+                    current.at = Some(at);
+                    if let Some(waker) = current.rearm.take() {
+                        waker.wake();
+                    }
+                }
+            }
         }
         self.drain.set();
         self.stop.set();
@@ -1449,11 +1465,36 @@ impl Handle {
     /// [`shutdown`](Self::shutdown) said, else [`DEFAULT_SHUTDOWN_DEADLINE`].
     #[must_use]
     pub fn shutdown_deadline(&self) -> std::time::Duration {
+        self.shutdown_at().map_or(DEFAULT_SHUTDOWN_DEADLINE, |at| {
+            at.saturating_duration_since(Instant::now())
+        })
+    }
+
+    /// When the shutdown must be over, if one was asked for with a deadline.
+    #[must_use]
+    pub fn shutdown_at(&self) -> Option<Instant> {
+        self.lock_deadline().at
+    }
+
+    /// Ready with the shutdown's deadline once it is earlier than `armed` (a later
+    /// [`shutdown`](Self::shutdown) with a shorter deadline); otherwise the task is woken when
+    /// that happens. Driver side: [`wind_down`] re-arms its timer with it.
+    pub fn poll_earlier_deadline(&self, cx: &mut TaskContext<'_>, armed: Instant) -> Poll<Instant> {
+        let mut deadline = self.lock_deadline();
+        match deadline.at {
+            Some(at) if at < armed => Poll::Ready(at),
+            _ => {
+                deadline.rearm = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+
+    fn lock_deadline(&self) -> std::sync::MutexGuard<'_, ShutdownDeadline> {
         self.state
             .deadline
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .unwrap_or(DEFAULT_SHUTDOWN_DEADLINE)
     }
 
     /// Ready once no connection is registered; woken by the last one to unregister.

@@ -8,11 +8,10 @@
 
 use std::fmt;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context as TaskContext, Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::chat::CloseReason;
 use crate::error::Error;
@@ -284,22 +283,34 @@ impl ServerHandle {
 
 /// Winds a server down once `stopped` is set (driver side, in its accept task): asks every
 /// connection to flush and close, then closes what is left when `deadline` (a timer of the
-/// driver's runtime, started by `start_timer` once the deadline is known) fires. Returns when
-/// no connection is left.
+/// driver's runtime, started by `start_timer` once the deadline is known, and again whenever a
+/// later shutdown brings the deadline forward) fires. Returns when no connection is left.
 pub async fn wind_down<T: Future<Output = ()>>(
     handle: &super::Handle,
-    start_timer: impl FnOnce(Duration) -> T,
+    start_timer: impl FnMut(Duration) -> T,
 ) {
     crate::trace::event!(info, connections = handle.connections(), deadline = ?handle.shutdown_deadline(),
         "stopped accepting: closing every connection when done");
     handle.close_all_when_done();
+    let mut start_timer = start_timer;
+    let mut armed = handle.shutdown_at();
     let mut timer = Box::pin(start_timer(handle.shutdown_deadline()));
     let mut forced = false;
     std::future::poll_fn(|cx| {
         if handle.poll_idle(cx).is_ready() {
             return Poll::Ready(());
         }
-        if !forced && Pin::new(&mut timer).poll(cx).is_ready() {
+        // Polled until `Pending`, so that a later shutdown wakes the task.
+        while let (false, Some(at)) = (forced, armed) {
+            let Poll::Ready(earlier) = handle.poll_earlier_deadline(cx, at) else {
+                break;
+            };
+            let until = earlier.saturating_duration_since(Instant::now());
+            crate::trace::event!(info, deadline = ?until, "shutdown deadline brought forward");
+            armed = Some(earlier);
+            timer.set(start_timer(until));
+        }
+        if !forced && timer.as_mut().poll(cx).is_ready() {
             crate::trace::event!(
                 warn,
                 left = handle.connections(),
