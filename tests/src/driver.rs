@@ -271,42 +271,6 @@ fn tokio_runtime(multi_thread: bool) -> tokio::runtime::Runtime {
     builder.enable_all().build().expect("tokio runtime")
 }
 
-/// Runs `start` (which returns the address it serves, its handle, and the server running to
-/// its end) on a runtime of its own thread, until the server has finished or is stopped.
-fn tokio_server<Fut>(multi_thread: bool, start: impl FnOnce() -> Fut + Send + 'static) -> Server
-where
-    Fut: Future<Output = (SocketAddr, Option<ServerHandle>, Finished)>,
-{
-    let (tx, rx) = std::sync::mpsc::channel();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let thread = std::thread::spawn(move || {
-        tokio_runtime(multi_thread).block_on(async move {
-            let (addr, handle, mut finished) = start().await;
-            tx.send((addr, handle.clone())).expect("report address");
-            tokio::select! {
-                () = &mut finished => {}
-                // A stop sender dropped without sending (`Server::join`) is not a stop.
-                Ok(()) = stop_rx => match handle {
-                    Some(handle) => {
-                        handle.shutdown(TEARDOWN);
-                        finished.await;
-                    }
-                    None => drop(finished),
-                },
-            }
-        });
-    });
-    let (addr, handle) = rx.recv().expect("server started");
-    Server::new(
-        addr,
-        handle,
-        Box::new(move || {
-            let _ = stop_tx.send(());
-        }),
-        thread,
-    )
-}
-
 macro_rules! tokio_driver {
     ($ty:ty, $name:literal, $multi:literal) => {
         impl Driver for $ty {
@@ -317,7 +281,7 @@ macro_rules! tokio_driver {
                 P: Protocol + Send + 'static,
                 F: FnMut(&Accepted) -> P + Send + 'static,
             {
-                tokio_server($multi, move || async move {
+                server_thread(tokio_block_on($multi), move || async move {
                     let listener = tokio::net::TcpListener::bind(crate::LOCALHOST)
                         .await
                         .expect("bind");
@@ -334,7 +298,7 @@ macro_rules! tokio_driver {
                 P: Protocol + Send + 'static,
                 F: FnMut(&Accepted) -> P + Send + 'static,
             {
-                tokio_server($multi, move || async move {
+                server_thread(tokio_block_on($multi), move || async move {
                     let listener = tokio::net::UnixListener::bind(path).expect("bind");
                     let server =
                         asynchat_tokio::serve_unix(listener, config, factory).expect("serve");
@@ -345,7 +309,7 @@ macro_rules! tokio_driver {
             }
 
             fn serve_udp<P: DatagramProtocol + Send + 'static>(protocol: P) -> Server {
-                tokio_server($multi, move || async move {
+                server_thread(tokio_block_on($multi), move || async move {
                     let socket = tokio::net::UdpSocket::bind(crate::LOCALHOST)
                         .await
                         .expect("bind");
@@ -401,16 +365,20 @@ tokio_driver!(TokioMultiThread, "tokio (multi-thread)", true);
 #[derive(Debug)]
 pub struct Smol;
 
-/// Runs `start` in a thread of its own with `smol::block_on`, until the server has finished or
-/// is stopped.
-fn smol_server<Fut>(start: impl FnOnce() -> Fut + Send + 'static) -> Server
+/// Runs `start` (which returns the address it serves, its handle, and the server running to
+/// its end) on a thread of its own, with `block_on` (the runtime's), until the server has
+/// finished or is stopped. The stop channel and the race are smol's, which run on any runtime.
+fn server_thread<Fut>(
+    block_on: impl FnOnce(Pin<Box<dyn Future<Output = ()>>>) + Send + 'static,
+    start: impl FnOnce() -> Fut + Send + 'static,
+) -> Server
 where
-    Fut: Future<Output = (SocketAddr, Option<ServerHandle>, Finished)>,
+    Fut: Future<Output = (SocketAddr, Option<ServerHandle>, Finished)> + 'static,
 {
     let (tx, rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = smol::channel::bounded::<()>(1);
     let thread = std::thread::spawn(move || {
-        smol::block_on(async move {
+        block_on(Box::pin(async move {
             let (addr, handle, mut finished) = start().await;
             tx.send((addr, handle.clone())).expect("report address");
             let stopped = smol::future::or(
@@ -436,7 +404,7 @@ where
                     None => drop(finished),
                 }
             }
-        });
+        }));
     });
     let (addr, handle) = rx.recv().expect("server started");
     Server::new(
@@ -449,6 +417,11 @@ where
     )
 }
 
+/// A tokio runtime's `block_on`, for [`server_thread`].
+fn tokio_block_on(multi_thread: bool) -> impl FnOnce(Pin<Box<dyn Future<Output = ()>>>) + Send {
+    move |future| tokio_runtime(multi_thread).block_on(future)
+}
+
 impl Driver for Smol {
     const NAME: &'static str = "smol";
 
@@ -457,7 +430,7 @@ impl Driver for Smol {
         P: Protocol + Send + 'static,
         F: FnMut(&Accepted) -> P + Send + 'static,
     {
-        smol_server(move || async move {
+        server_thread(smol::block_on, move || async move {
             let listener =
                 smol::Async::<std::net::TcpListener>::bind(crate::LOCALHOST).expect("bind");
             let server = asynchat_smol::serve(listener, config, factory).expect("serve");
@@ -473,7 +446,7 @@ impl Driver for Smol {
         P: Protocol + Send + 'static,
         F: FnMut(&Accepted) -> P + Send + 'static,
     {
-        smol_server(move || async move {
+        server_thread(smol::block_on, move || async move {
             let listener =
                 smol::Async::<std::os::unix::net::UnixListener>::bind(path).expect("bind");
             let server = asynchat_smol::serve_unix(listener, config, factory).expect("serve");
@@ -484,7 +457,7 @@ impl Driver for Smol {
     }
 
     fn serve_udp<P: DatagramProtocol + Send + 'static>(protocol: P) -> Server {
-        smol_server(move || async move {
+        server_thread(smol::block_on, move || async move {
             let socket = smol::Async::<std::net::UdpSocket>::bind(crate::LOCALHOST).expect("bind");
             let addr = socket.get_ref().local_addr().expect("address");
             // Dropping the task (with `finished`) cancels it.
