@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use async_io::{Async, Timer};
 use asynchat_core::driver::{
-    accept_loop, outside_server, run_chat, Accepted, Connection, Handle, PeerAddr, PollAccept,
-    PollStream, Runtime, Server, Task,
+    accept_loop, outside_server, run_chat, run_chat_after, Accepted, Connection, Handle, PeerAddr,
+    PollAccept, PollStream, Runtime, Server, Task,
 };
-use asynchat_core::{Chat, CloseReason, Config, Misuse, Protocol};
+use asynchat_core::{Chat, Config, Misuse, Protocol};
 use futures_lite::io::{AsyncRead, AsyncWrite};
 
 use crate::conn::{Deadline, Socket, Stream, Tcp};
@@ -330,29 +330,19 @@ pub fn connect<P>(addr: SocketAddr, protocol: P, config: Config) -> Result<Conne
 where
     P: Protocol + Send + 'static,
 {
-    let mut chat = Chat::with_config(protocol, &config)?;
+    let chat = Chat::with_config(protocol, &config)?;
     let (handle, commands) = outside_server(config.high_water);
-    Ok(Connection::new(handle, async move {
-        match Async::<TcpStream>::connect(addr).await {
-            Ok(stream) => {
-                asynchat_core::driver::client::connected(&addr, Ok(()));
-                let _ = stream.get_ref().set_nodelay(true);
-                run_chat(
-                    chat,
-                    Tcp::new(stream),
-                    Deadline::default(),
-                    commands,
-                    |_| (),
-                )
-                .await
-            }
-            Err(e) => {
-                asynchat_core::driver::client::connected(&addr, Err(&e));
-                chat.handle_error(e);
-                chat.close_reason().cloned().unwrap_or(CloseReason::Aborted)
-            }
-        }
-    }))
+    let stream = async move {
+        let connected = Async::<TcpStream>::connect(addr).await;
+        asynchat_core::driver::client::connected(&addr, connected.as_ref().map(|_| ()));
+        let stream = connected?;
+        let _ = stream.get_ref().set_nodelay(true);
+        Ok(Tcp::new(stream))
+    };
+    Ok(Connection::new(
+        handle,
+        run_chat_after(chat, stream, Deadline::default(), commands, |_| ()),
+    ))
 }
 
 /// Runs `protocol` over an already connected `futures-io` stream until it closes: a Unix

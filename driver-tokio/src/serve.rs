@@ -8,10 +8,10 @@ use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
 use asynchat_core::driver::{
-    accept_loop, outside_server, run_chat, Accepted, Connection, Handle, PeerAddr, PollAccept,
-    Runtime, Server, Task,
+    accept_loop, outside_server, run_chat, run_chat_after, Accepted, Connection, Handle, PeerAddr,
+    PollAccept, Runtime, Server, Task,
 };
-use asynchat_core::{Chat, CloseReason, Config, Misuse, Protocol};
+use asynchat_core::{Chat, Config, Misuse, Protocol};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 
@@ -213,22 +213,19 @@ pub fn connect<P>(addr: SocketAddr, protocol: P, config: Config) -> Result<Conne
 where
     P: Protocol + Send + 'static,
 {
-    let mut chat = Chat::with_config(protocol, &config)?;
+    let chat = Chat::with_config(protocol, &config)?;
     let (handle, commands) = outside_server(config.high_water);
-    Ok(Connection::new(handle, async move {
-        match TcpStream::connect(addr).await {
-            Ok(stream) => {
-                asynchat_core::driver::client::connected(&addr, Ok(()));
-                let _ = stream.set_nodelay(true);
-                run_chat(chat, Stream(stream), Timer::default(), commands, |_| ()).await
-            }
-            Err(e) => {
-                asynchat_core::driver::client::connected(&addr, Err(&e));
-                chat.handle_error(e);
-                chat.close_reason().cloned().unwrap_or(CloseReason::Aborted)
-            }
-        }
-    }))
+    let stream = async move {
+        let connected = TcpStream::connect(addr).await;
+        asynchat_core::driver::client::connected(&addr, connected.as_ref().map(|_| ()));
+        let stream = connected?;
+        let _ = stream.set_nodelay(true);
+        Ok(Stream(stream))
+    };
+    Ok(Connection::new(
+        handle,
+        run_chat_after(chat, stream, Timer::default(), commands, |_| ()),
+    ))
 }
 
 /// Runs `protocol` over an already connected stream — TCP, a Unix socket, a TLS stream,

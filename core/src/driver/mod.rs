@@ -5,6 +5,7 @@
 //! Nothing here performs I/O or reads a clock by itself: the adapters do, when polled (the time
 //! comes from [`PollTimer::now`]).
 
+use std::future::Future;
 use std::io::{self, IoSlice};
 use std::task::{Context as TaskContext, Poll};
 use std::time::Instant;
@@ -337,38 +338,95 @@ fn deadline<T: PollTimer + ?Sized>(
 /// runs [`poll_chat`] until the chat closes, and after a graceful close shuts the write side
 /// down and drains the peer's input for at most [`LINGER`]; then runs `on_end` with the close
 /// reason (a driver unregisters and counts the connection there), and returns the reason.
-pub async fn run_chat<P, S, T, C>(
-    mut chat: Chat<P>,
-    mut io: S,
-    mut timer: T,
-    mut commands: C,
+pub fn run_chat<P, S, T, C>(
+    chat: Chat<P>,
+    io: S,
+    timer: T,
+    commands: C,
     on_end: impl FnOnce(&CloseReason),
-) -> CloseReason
+) -> impl Future<Output = CloseReason>
 where
     P: Protocol,
     S: PollStream,
     T: PollTimer,
     C: PollCommands,
 {
-    if chat.state() == crate::State::Connecting {
-        chat.handle_connected(timer.now());
-    }
-    let mut open = true;
-    std::future::poll_fn(|cx| {
-        poll_chat(&mut chat, &mut io, &mut timer, &mut commands, &mut open, cx)
+    run_chat_after(chat, std::future::ready(Ok(io)), timer, commands, on_end)
+}
+
+/// [`run_chat`] on a stream still to come: an acceptor's handshake, a connect. If `stream`
+/// fails, the chat closes with that error (its protocol hears of it in `closed`, as of a failed
+/// connect), and `on_end` runs with that reason.
+///
+/// One future for the whole connection: a task that awaited the stream and then
+/// [`run_chat`] would hold the chat, the timer and the command source twice (once as its own
+/// captures, once inside the future it awaits), which costs every idle connection hundreds of
+/// bytes.
+pub fn run_chat_after<P, S, T, C>(
+    chat: Chat<P>,
+    stream: impl Future<Output = io::Result<S>>,
+    timer: T,
+    commands: C,
+    on_end: impl FnOnce(&CloseReason),
+) -> impl Future<Output = CloseReason>
+where
+    P: Protocol,
+    S: PollStream,
+    T: PollTimer,
+    C: PollCommands,
+{
+    connection(chat, stream, timer, commands, |reason| {
+        on_end(&reason);
+        reason
     })
-    .await;
-    if chat
-        .close_reason()
-        .is_some_and(crate::CloseReason::is_graceful)
-    {
-        let _ = std::future::poll_fn(|cx| io.poll_shutdown(cx)).await;
-        linger(&mut io, &mut timer, &mut commands, open).await;
+}
+
+/// The body of [`run_chat_after`], ending with `on_end(reason)`, whatever it returns: a
+/// server's task returns `()` without a second future around this one.
+///
+/// An `async` block over captures used in place, not an `async fn`: an `async fn` moves each
+/// argument into a local of its own, and the future then holds the chat twice.
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an async fn would hold every argument twice"
+)]
+pub(crate) fn connection<P, S, T, C, R>(
+    mut chat: Chat<P>,
+    stream: impl Future<Output = io::Result<S>>,
+    mut timer: T,
+    mut commands: C,
+    on_end: impl FnOnce(CloseReason) -> R,
+) -> impl Future<Output = R>
+where
+    P: Protocol,
+    S: PollStream,
+    T: PollTimer,
+    C: PollCommands,
+{
+    async move {
+        match stream.await {
+            Ok(mut io) => {
+                if chat.state() == crate::State::Connecting {
+                    chat.handle_connected(timer.now());
+                }
+                let mut open = true;
+                std::future::poll_fn(|cx| {
+                    poll_chat(&mut chat, &mut io, &mut timer, &mut commands, &mut open, cx)
+                })
+                .await;
+                if chat
+                    .close_reason()
+                    .is_some_and(crate::CloseReason::is_graceful)
+                {
+                    let _ = std::future::poll_fn(|cx| io.poll_shutdown(cx)).await;
+                    linger(&mut io, &mut timer, &mut commands, open).await;
+                }
+            }
+            Err(e) => chat.handle_error(e),
+        }
+        // `poll_chat` is ready only once the chat is closed, and a closed chat has its reason.
+        on_end(chat.close_reason().cloned().unwrap_or(CloseReason::Aborted))
     }
-    // `poll_chat` is ready only once the chat is closed, and a closed chat has its reason.
-    let reason = chat.close_reason().cloned().unwrap_or(CloseReason::Aborted);
-    on_end(&reason);
-    reason
 }
 
 /// How long a graceful close drains the peer's input after shutting the write side down.

@@ -15,7 +15,7 @@ use std::time::Duration;
 use crate::chat::{Chat, CloseReason, Config, Protocol};
 
 use super::{
-    run_chat, wind_down, Accepted, Handle, PollStream, PollTimer, ServerHandle, ServerStats,
+    wind_down, Accepted, Handle, PollStream, PollTimer, ServerHandle, ServerStats,
     DEFAULT_SHUTDOWN_DEADLINE,
 };
 
@@ -141,42 +141,35 @@ pub async fn accept_loop<L, R, P, F>(
                 crate::trace::event!(debug, conn = %id, peer = %accepted.peer, "accepted");
                 #[cfg(feature = "tracing")]
                 let span = tracing::debug_span!("conn", id = %id, peer = %accepted.peer);
+                // Boxed: the acceptor's future may be `!Unpin`; the box goes once the stream is had.
                 let mut accepting = Box::pin(runtime.accepting(conn));
                 let timer = runtime.timer();
                 let mut registered = Registered {
                     handle: handle.clone(),
                     id,
                 };
-                let mut chat = chat;
-                let task = async move {
-                    // An acceptor that stalls (a handshake the peer never finishes) must not hold
-                    // a shutdown past its deadline: the forced close ends it too.
-                    let accepted = std::future::poll_fn(|cx| {
-                        if registered.handle.poll_forced(cx).is_ready() {
-                            return Poll::Ready(Err(io::Error::new(
-                                io::ErrorKind::TimedOut,
-                                "closed by the shutdown deadline while accepting",
-                            )));
-                        }
-                        accepting.as_mut().poll(cx)
-                    })
-                    .await;
-                    match accepted {
-                        Ok(stream) => {
-                            let on_end = |reason: &CloseReason| {
-                                crate::trace::event!(debug, %reason, "closed");
-                                registered.done(Some(reason));
-                            };
-                            run_chat(chat, stream, timer, commands, on_end).await;
-                        }
-                        Err(e) => {
-                            crate::trace::event!(info, error = %e, "the acceptor failed");
-                            // The protocol hears of it, as of a failed connect.
-                            chat.handle_error(e);
-                            registered.done(chat.close_reason());
-                        }
+                let forced = handle.clone();
+                // An acceptor that stalls (a handshake the peer never finishes) must not hold a
+                // shutdown past its deadline: the forced close ends it too.
+                let stream = std::future::poll_fn(move |cx| {
+                    if forced.poll_forced(cx).is_ready() {
+                        return Poll::Ready(Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "closed by the shutdown deadline while accepting",
+                        )));
                     }
+                    let accepted = accepting.as_mut().poll(cx);
+                    if let Poll::Ready(Err(e)) = &accepted {
+                        crate::trace::event!(info, error = %e, "the acceptor failed");
+                        let _ = e;
+                    }
+                    accepted
+                });
+                let on_end = move |reason: CloseReason| {
+                    crate::trace::event!(debug, %reason, "closed");
+                    registered.done(Some(&reason));
                 };
+                let task = super::connection(chat, stream, timer, commands, on_end);
                 #[cfg(feature = "tracing")]
                 let task = tracing::Instrument::instrument(task, span);
                 runtime.spawn(Box::pin(task));
