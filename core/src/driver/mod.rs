@@ -980,6 +980,37 @@ mod tests {
         }
     }
 
+    /// A connection's future holds its chat once: a task that awaited a second future, or
+    /// an `async fn` that moved its arguments into locals, held it two or three times, which
+    /// every idle connection paid for.
+    #[test]
+    fn a_connection_future_holds_its_chat_once() {
+        let chat = Chat::new(StormEcho(0)).unwrap();
+        let chat_size = std::mem::size_of_val(&chat);
+        let stream = std::future::ready(Ok(Memory::default()));
+        let timer = Frozen(Instant::now());
+        let served = connection(chat, stream, timer, NoCommands, |_| ());
+        // The chat, the test stream twice (the future that yields it, then the stream itself:
+        // 80 bytes each), a timer, the lingering close's state: under twice the chat. A second
+        // copy of the chat would make it three times.
+        let bound = 2 * chat_size + 100;
+        let size = std::mem::size_of_val(&served);
+        assert!(
+            size < bound,
+            "a connection future of {size} bytes for a chat of {chat_size}"
+        );
+        let chat = Chat::new(StormEcho(0)).unwrap();
+        let client = run_chat(
+            chat,
+            Memory::default(),
+            Frozen(Instant::now()),
+            NoCommands,
+            |_| (),
+        );
+        let size = std::mem::size_of_val(&client);
+        assert!(size < bound, "run_chat: {size} bytes");
+    }
+
     /// A chat connected at `now`, and a stream holding `input` for it.
     fn connected<P: crate::Protocol>(protocol: P, now: Instant, input: &[u8]) -> (Chat<P>, Memory) {
         let mut chat = Chat::new(protocol).unwrap();
