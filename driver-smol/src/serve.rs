@@ -323,7 +323,7 @@ where
 /// [`ConnHandle`](asynchat_core::driver::ConnHandle) at once, and the connection itself to await
 /// or spawn (`smol::spawn(connection).detach()`), which connects, runs until the connection
 /// closes, and returns why. A failed connect (refused, unreachable...) reaches the protocol's
-/// `closed`, and the result, as [`CloseReason::Io`].
+/// `closed`, and the result, as [`CloseReason::Io`](asynchat_core::CloseReason::Io).
 ///
 /// Fails with [`Misuse`] if the protocol's first terminator is invalid (nothing is started).
 pub fn connect<P>(addr: SocketAddr, protocol: P, config: Config) -> Result<Connection, Misuse>

@@ -206,7 +206,7 @@ impl Listener for UnixListener {
 /// A client connection to `addr` running `protocol`: its [`ConnHandle`](asynchat_core::driver::ConnHandle) at once, and the
 /// connection itself to await or spawn (`tokio::spawn(connection)`), which connects, runs until
 /// the connection closes, and returns why. A failed connect (refused, unreachable...) reaches
-/// the protocol's `closed`, and the result, as [`CloseReason::Io`].
+/// the protocol's `closed`, and the result, as [`CloseReason::Io`](asynchat_core::CloseReason::Io).
 ///
 /// Fails with [`Misuse`] if the protocol's first terminator is invalid (nothing is started).
 pub fn connect<P>(addr: SocketAddr, protocol: P, config: Config) -> Result<Connection, Misuse>
