@@ -28,7 +28,47 @@ pub enum PeerError {
         /// [`Framer::take_unprocessed`](crate::Framer::take_unprocessed).
         unterminated: u64,
     },
+    /// The peer's TLS failed: not TLS at all, a handshake it broke off or never finished, a
+    /// certificate refused, a fatal alert.
+    Tls(TlsError),
 }
+
+/// How a peer's TLS failed, as the TLS layer (feature `rustls`) reports it. Always compiled, so
+/// code that matches close reasons need not know whether TLS is built in.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsError {
+    /// The peer's bytes were not TLS records: plaintext, or garbage instead of a ClientHello.
+    NotTls,
+    /// The stream ended before the handshake finished.
+    TruncatedHandshake,
+    /// The handshake did not finish within its timeout.
+    HandshakeTimedOut,
+    /// The peer sent a fatal alert; its description.
+    Alert(String),
+    /// The peer's certificate was refused; why.
+    BadCertificate(String),
+    /// The peer broke the TLS protocol otherwise (an unexpected or corrupt message, no cipher
+    /// suite or protocol version in common...); the TLS library's description.
+    Protocol(String),
+}
+
+impl fmt::Display for TlsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotTls => f.write_str("the peer did not speak TLS"),
+            Self::TruncatedHandshake => f.write_str("the stream ended during the TLS handshake"),
+            Self::HandshakeTimedOut => {
+                f.write_str("the TLS handshake did not finish within its timeout")
+            }
+            Self::Alert(alert) => write!(f, "the peer sent a fatal TLS alert: {alert}"),
+            Self::BadCertificate(why) => write!(f, "the peer's certificate was refused: {why}"),
+            Self::Protocol(why) => write!(f, "TLS failed: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for TlsError {}
 
 /// The API was called in a way that cannot work: a bug in the calling program, not in the peer.
 #[non_exhaustive]
@@ -118,6 +158,7 @@ impl fmt::Display for PeerError {
                 f,
                 "stream ended inside a frame ({unterminated} bytes unterminated)"
             ),
+            Self::Tls(e) => e.fmt(f),
         }
     }
 }

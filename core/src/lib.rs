@@ -105,13 +105,15 @@ pub mod producer;
 pub mod terminator;
 pub mod testing;
 mod timers;
+#[cfg(feature = "rustls")]
+pub mod tls;
 mod trace;
 
 pub use bytes::{Bytes, BytesMut};
 
 pub use chat::{Chat, CloseReason, Config, Context, Interest, Parts, Protocol, State, Timer};
 pub use datagram::{Datagram, DatagramChat, DatagramContext, DatagramProtocol};
-pub use error::{Error, Fault, Misuse, PeerError};
+pub use error::{Error, Fault, Misuse, PeerError, TlsError};
 pub use framer::{Event, Framer, OverLongPolicy, DEFAULT_MAX_COUNTED_FRAME, DEFAULT_MAX_FRAME};
 pub use outbox::Outbox;
 pub use terminator::Terminator;

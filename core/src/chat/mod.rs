@@ -30,7 +30,7 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::error::Misuse;
+use crate::error::{Misuse, PeerError};
 use crate::framer::Framer;
 use crate::outbox::Outbox;
 use crate::timers::Timers;
@@ -325,8 +325,20 @@ impl<P: Protocol> Chat<P> {
 
     /// The socket failed (connect refused, reset, broken pipe...): the connection closes with
     /// [`CloseReason::Io`] and queued output is dropped.
+    ///
+    /// An error that carries a [`TlsError`](crate::TlsError) (as the TLS layer's do) is the
+    /// peer's: the reason is [`CloseReason::Error`] with [`PeerError::Tls`], counted with the
+    /// peer's other errors.
     pub fn handle_error(&mut self, error: io::Error) {
-        self.core.close_because(CloseReason::Io(Arc::new(error)));
+        let tls = error
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<crate::TlsError>())
+            .cloned();
+        let reason = match tls {
+            Some(tls) => CloseReason::Error(PeerError::Tls(tls).into()),
+            None => CloseReason::Io(Arc::new(error)),
+        };
+        self.core.close_because(reason);
         self.notify_closed();
     }
 

@@ -61,6 +61,15 @@ pub trait PollStream {
         let _ = cx;
         None
     }
+
+    /// Writes out what the stream itself still holds once the chat has nothing more to write
+    /// (a TLS layer's records, encrypted from bytes it already took): `Ready(Ok(()))` when it
+    /// holds nothing. [`poll_chat`] calls it whenever the chat's output is empty, so that
+    /// nothing waits for the next push. The default holds nothing.
+    fn poll_flush(&mut self, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        let _ = cx;
+        Poll::Ready(Ok(()))
+    }
 }
 
 /// A timer that can be moved to a new instant, and the runtime's clock.
@@ -246,6 +255,13 @@ where
                 // Only producers with nothing to give yet: nothing was tried. Or the last one
                 // ran out, which ends a closing connection: go round to see it closed.
                 None => progress |= chat.is_closed(),
+            }
+        }
+        if !chat.interest().writable && !write_blocked && !chat.is_closed() {
+            match io.poll_flush(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => chat.handle_error(e),
+                Poll::Pending => write_blocked = true,
             }
         }
         let mut fired = false;
