@@ -59,6 +59,21 @@ use crate::error::Misuse;
 /// How many slices the harness offers per write, like a driver's `writev`.
 const SLICES: usize = 64;
 
+/// A protocol that echoes each line (`\n`-terminated) back, terminator included: the smallest
+/// server there is, for driver tests and examples that need a peer to talk to.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LineEcho;
+
+impl Protocol for LineEcho {
+    fn first_terminator(&self) -> crate::Terminator {
+        "\n".into()
+    }
+    fn found_terminator(&mut self, ctx: &mut Context<'_>, line: Bytes) {
+        ctx.push(line);
+        ctx.push("\n");
+    }
+}
+
 /// Plays the peer of one connection, with a virtual clock.
 pub struct Harness<P> {
     chat: Chat<P>,

@@ -8,20 +8,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use asynchat_core::{Bytes, Context, Protocol, Terminator};
 use asynchat_mio::EventLoop;
 
-struct Echo;
-
-impl Protocol for Echo {
-    fn first_terminator(&self) -> Terminator {
-        "\n".into()
-    }
-    fn found_terminator(&mut self, ctx: &mut Context<'_>, line: Bytes) {
-        ctx.push(line);
-        ctx.push("\n");
-    }
-}
+use asynchat_core::testing::LineEcho as Echo;
 
 fn open_fds() -> u64 {
     std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64)

@@ -6,20 +6,10 @@ use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use asynchat_core::{Bytes, Config, Context, Protocol, Terminator};
+use asynchat_core::Config;
 use asynchat_mio::MultiLoop;
 
-struct Echo;
-
-impl Protocol for Echo {
-    fn first_terminator(&self) -> Terminator {
-        "\n".into()
-    }
-    fn found_terminator(&mut self, ctx: &mut Context<'_>, line: Bytes) {
-        ctx.push(line);
-        ctx.push("\n");
-    }
-}
+use asynchat_core::testing::LineEcho as Echo;
 
 #[test]
 fn two_loops_share_a_port_and_both_serve() {

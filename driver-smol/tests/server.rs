@@ -5,21 +5,11 @@
 use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
-use asynchat_core::{Bytes, Config, Context, Protocol, Terminator};
+use asynchat_core::Config;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::Async;
 
-struct Echo;
-
-impl Protocol for Echo {
-    fn first_terminator(&self) -> Terminator {
-        "\n".into()
-    }
-    fn found_terminator(&mut self, ctx: &mut Context<'_>, line: Bytes) {
-        ctx.push(line);
-        ctx.push("\n");
-    }
-}
+use asynchat_core::testing::LineEcho as Echo;
 
 async fn echo_once(c: &mut Async<TcpStream>) {
     c.write_all(b"hi\n").await.unwrap();

@@ -50,6 +50,9 @@
 pub mod codec;
 mod conn;
 mod serve;
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+pub mod tls;
 mod udp;
 
 pub use asynchat_core::driver::{
@@ -57,4 +60,6 @@ pub use asynchat_core::driver::{
 };
 pub use asynchat_core::driver::{PeerAddr, Server};
 pub use serve::{connect, run, serve, serve_unix, serve_with, Listener};
+#[cfg(feature = "tls")]
+pub use tls::{connect_tls, serve_tls};
 pub use udp::serve_udp;

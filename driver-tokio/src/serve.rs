@@ -3,13 +3,12 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
 use asynchat_core::driver::{
     accept_loop, outside_server, run_chat, run_chat_after, Accepted, Connection, Handle, PeerAddr,
-    PollAccept, Runtime, Server, Task,
+    PollAccept, PollStream, Runtime, Server, Task,
 };
 use asynchat_core::{Chat, Config, Misuse, Protocol};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -17,8 +16,8 @@ use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 
 use crate::conn::{Stream, Timer};
 
-/// What serving needs of tokio: its streams, timers, spawner and sleep; `accept` turns an
-/// accepted connection into the stream a protocol runs over.
+/// What serving needs of tokio: its timers, spawner and sleep; `accept` turns an accepted
+/// connection into the stream a protocol runs over (a tokio stream adapted, or TLS over one).
 struct Tokio<A, C, S> {
     accept: A,
     types: std::marker::PhantomData<fn(C) -> S>,
@@ -28,18 +27,17 @@ impl<A, C, S, Fut> Runtime for Tokio<A, C, S>
 where
     A: FnMut(C) -> Fut + Send + 'static,
     C: Send + 'static,
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: PollStream + Send + 'static,
     Fut: Future<Output = io::Result<S>> + Send + 'static,
 {
-    type Stream = Stream<S>;
+    type Stream = S;
     type Conn = C;
-    type Accepting = Pin<Box<dyn Future<Output = io::Result<Stream<S>>> + Send>>;
+    type Accepting = Fut;
     type Timer = Timer;
     type Sleep = tokio::time::Sleep;
 
-    fn accepting(&mut self, conn: C) -> Self::Accepting {
-        let accepting = (self.accept)(conn);
-        Box::pin(async move { accepting.await.map(Stream) })
+    fn accepting(&mut self, conn: C) -> Fut {
+        (self.accept)(conn)
     }
     fn timer(&mut self) -> Timer {
         Timer::default()
@@ -115,6 +113,28 @@ where
     P: Protocol + Send + 'static,
     F: FnMut(&Accepted) -> P + Send + 'static,
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    Fut: Future<Output = io::Result<S>> + Send + 'static,
+{
+    let mut accept = accept;
+    serve_polled(listener, config, factory, move |conn| {
+        let accepting = accept(conn);
+        async move { accepting.await.map(Stream) }
+    })
+}
+
+/// [`serve_with`] for an acceptor that yields the stream as the core polls it: a tokio stream
+/// adapted, or TLS over one.
+pub(crate) fn serve_polled<L, P, F, S, Fut>(
+    listener: L,
+    config: Config,
+    factory: F,
+    accept: impl FnMut(L::Conn) -> Fut + Send + 'static,
+) -> io::Result<Server<L::Addr>>
+where
+    L: Listener,
+    P: Protocol + Send + 'static,
+    F: FnMut(&Accepted) -> P + Send + 'static,
+    S: PollStream + Send + 'static,
     Fut: Future<Output = io::Result<S>> + Send + 'static,
 {
     let addr = listener.local_addr()?;

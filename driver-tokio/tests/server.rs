@@ -7,17 +7,7 @@ use asynchat_core::{Bytes, Config, Context, Protocol, Terminator};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-struct Echo;
-
-impl Protocol for Echo {
-    fn first_terminator(&self) -> Terminator {
-        "\n".into()
-    }
-    fn found_terminator(&mut self, ctx: &mut Context<'_>, line: Bytes) {
-        ctx.push(line);
-        ctx.push("\n");
-    }
-}
+use asynchat_core::testing::LineEcho as Echo;
 
 async fn echo_once(c: &mut TcpStream) {
     c.write_all(b"hi\n").await.unwrap();

@@ -44,17 +44,7 @@ fn subscriber(captured: &Captured) -> impl tracing::Subscriber + Send + Sync {
         .finish()
 }
 
-struct Echo;
-
-impl Protocol for Echo {
-    fn first_terminator(&self) -> Terminator {
-        "\n".into()
-    }
-    fn found_terminator(&mut self, ctx: &mut Context<'_>, line: Bytes) {
-        ctx.push(line);
-        ctx.push("\n");
-    }
-}
+use asynchat_core::testing::LineEcho as Echo;
 
 struct Invalid;
 

@@ -59,7 +59,15 @@ pub struct Config {
     /// connection yields to the others and resumes in a later turn. Frames delivered per turn
     /// are bounded by the bytes read. See [`DEFAULT_TURN_BUDGET`].
     pub turn_budget: usize,
+    /// How long a TLS handshake may take before the connection is closed with
+    /// [`TlsError::HandshakeTimedOut`](crate::TlsError::HandshakeTimedOut) (servers and clients
+    /// the drivers run over TLS). See [`DEFAULT_HANDSHAKE_TIMEOUT`].
+    pub handshake_timeout: Duration,
 }
+
+/// Default [`Config::handshake_timeout`]: 10 s, ample for a handshake across the world, short
+/// enough that a peer that never finishes one holds its connection briefly.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Default for Config {
     fn default() -> Self {
@@ -75,6 +83,7 @@ impl Default for Config {
             frame_timeout: None,
             coalesce_below: 0,
             turn_budget: DEFAULT_TURN_BUDGET,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
         }
     }
 }
@@ -139,6 +148,12 @@ impl Config {
     #[must_use]
     pub fn turn_budget(mut self, n: usize) -> Self {
         self.turn_budget = n.max(1);
+        self
+    }
+    /// Sets [`handshake_timeout`](Self::handshake_timeout).
+    #[must_use]
+    pub fn handshake_timeout(mut self, d: Duration) -> Self {
+        self.handshake_timeout = d;
         self
     }
 }

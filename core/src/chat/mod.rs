@@ -43,7 +43,7 @@ mod protocol;
 mod reason;
 mod state;
 
-pub use config::Config;
+pub use config::{Config, DEFAULT_HANDSHAKE_TIMEOUT};
 pub use context::Context;
 pub use protocol::{Protocol, Timer};
 pub use reason::{CloseReason, Interest};

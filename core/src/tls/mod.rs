@@ -41,9 +41,7 @@ pub use config::{client_config, server_config_from_pem, ConfigError};
 pub use rustls;
 pub use stream::{accept, connect, TlsStream};
 
-/// How long [`accept`] and [`connect`] wait for the handshake by default: a peer that never
-/// finishes it is closed with [`TlsError::HandshakeTimedOut`](crate::TlsError::HandshakeTimedOut).
-pub const DEFAULT_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+pub use crate::chat::DEFAULT_HANDSHAKE_TIMEOUT;
 
 #[cfg(test)]
 mod tests;
