@@ -89,6 +89,7 @@
 //! Every limit has a finite default: see [`Config`], [`Framer`] and [`Outbox`]. No input makes
 //! this crate panic; bad input is a typed error that closes only its own connection.
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
 pub mod backlog;
@@ -106,6 +107,7 @@ pub mod terminator;
 pub mod testing;
 mod timers;
 #[cfg(feature = "rustls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
 pub mod tls;
 mod trace;
 

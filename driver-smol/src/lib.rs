@@ -43,6 +43,9 @@
 
 mod conn;
 mod serve;
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+pub mod tls;
 mod udp;
 
 pub use asynchat_core::driver::{
@@ -52,4 +55,8 @@ pub use asynchat_core::driver::{PeerAddr, Server};
 pub use serve::{connect, run, serve_on, serve_unix_on, serve_with_on, Spawner};
 #[cfg(feature = "smol")]
 pub use serve::{serve, serve_unix, serve_with};
+#[cfg(all(feature = "tls", feature = "smol"))]
+pub use tls::serve_tls;
+#[cfg(feature = "tls")]
+pub use tls::{connect_tls, serve_tls_on};
 pub use udp::serve_udp;

@@ -88,7 +88,7 @@ where
 
 /// An `Async` listener as the core's accept loop polls it: accept until it would block, then
 /// wait for readiness.
-struct Listening<L>(Async<L>);
+pub(crate) struct Listening<L>(pub(crate) Async<L>);
 
 /// Accepts on `listener` until it would block, then waits for readiness; `accept` is the
 /// listener's own non-blocking accept, naming the peer.
@@ -135,7 +135,7 @@ impl PollAccept for Listening<UnixListener> {
     }
 }
 
-fn start<L, P, F, S, Fut>(
+pub(crate) fn start<L, P, F, S, Fut>(
     spawner: &Spawner,
     listening: Listening<L>,
     config: Config,
@@ -164,7 +164,7 @@ fn start<L, P, F, S, Fut>(
 }
 
 /// The std listeners the futures-io driver accepts on, and the streams they give.
-trait Accepts {
+pub(crate) trait Accepts {
     type Stream: Send + 'static;
 }
 impl Accepts for TcpListener {

@@ -12,7 +12,11 @@ use std::pin::Pin;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use asynchat_core::driver::{Accepted, ConnHandle, ServerHandle};
+use asynchat_core::tls::rustls::pki_types::ServerName;
+use asynchat_core::tls::rustls::{ClientConfig, ServerConfig};
 use asynchat_core::{Config, DatagramProtocol, Protocol};
 
 /// A driver under test: it serves protocols on 127.0.0.1 from a background thread.
@@ -491,5 +495,101 @@ impl Driver for Smol {
             let stream = smol::Async::new(stream).expect("register");
             smol::block_on(asynchat_smol::run(protocol, stream, config).expect("valid protocol"));
         })
+    }
+}
+
+/// A driver that serves and connects over TLS (the core's TLS layer, feature `rustls`).
+pub trait TlsDriver: Driver {
+    /// Serves over TLS on an ephemeral port.
+    fn serve_tls<P, F>(tls: Arc<ServerConfig>, config: Config, factory: F) -> Server
+    where
+        P: Protocol + Send + 'static,
+        F: FnMut(&Accepted) -> P + Send + 'static;
+
+    /// Runs `protocol` as a TLS client of `addr` (the server named `name`) on a thread of its
+    /// own until it closes: the connection's handle, and the thread.
+    fn run_tls_client<P: Protocol + Send + 'static>(
+        addr: SocketAddr,
+        name: ServerName<'static>,
+        tls: Arc<ClientConfig>,
+        protocol: P,
+    ) -> (ConnHandle, JoinHandle<()>);
+}
+
+macro_rules! tokio_tls_driver {
+    ($name:ident, $multi:expr) => {
+        impl TlsDriver for $name {
+            fn serve_tls<P, F>(tls: Arc<ServerConfig>, config: Config, factory: F) -> Server
+            where
+                P: Protocol + Send + 'static,
+                F: FnMut(&Accepted) -> P + Send + 'static,
+            {
+                server_thread(tokio_block_on($multi), move || async move {
+                    let listener = tokio::net::TcpListener::bind(crate::LOCALHOST)
+                        .await
+                        .expect("bind");
+                    let server =
+                        asynchat_tokio::serve_tls(listener, tls, config, factory).expect("serve");
+                    let addr = server.addr();
+                    let handle = server.handle();
+                    let finished: Finished = Box::pin(server.wait());
+                    (addr, Some(handle), finished)
+                })
+            }
+
+            fn run_tls_client<P: Protocol + Send + 'static>(
+                addr: SocketAddr,
+                name: ServerName<'static>,
+                tls: Arc<ClientConfig>,
+                protocol: P,
+            ) -> (ConnHandle, JoinHandle<()>) {
+                let connection =
+                    asynchat_tokio::connect_tls(addr, name, tls, protocol, Config::default())
+                        .expect("a valid protocol");
+                let handle = connection.handle();
+                let thread = std::thread::spawn(move || {
+                    tokio_runtime($multi).block_on(async move {
+                        tokio::spawn(connection).await.expect("the client's task");
+                    });
+                });
+                (handle, thread)
+            }
+        }
+    };
+}
+
+tokio_tls_driver!(TokioCurrentThread, false);
+tokio_tls_driver!(TokioMultiThread, true);
+
+impl TlsDriver for Smol {
+    fn serve_tls<P, F>(tls: Arc<ServerConfig>, config: Config, factory: F) -> Server
+    where
+        P: Protocol + Send + 'static,
+        F: FnMut(&Accepted) -> P + Send + 'static,
+    {
+        server_thread(smol::block_on, move || async move {
+            let listener =
+                smol::Async::<std::net::TcpListener>::bind(crate::LOCALHOST).expect("bind");
+            let server = asynchat_smol::serve_tls(listener, tls, config, factory).expect("serve");
+            let addr = server.addr();
+            let handle = server.handle();
+            let finished: Finished = Box::pin(server.wait());
+            (addr, Some(handle), finished)
+        })
+    }
+
+    fn run_tls_client<P: Protocol + Send + 'static>(
+        addr: SocketAddr,
+        name: ServerName<'static>,
+        tls: Arc<ClientConfig>,
+        protocol: P,
+    ) -> (ConnHandle, JoinHandle<()>) {
+        let connection = asynchat_smol::connect_tls(addr, name, tls, protocol, Config::default())
+            .expect("a valid protocol");
+        let handle = connection.handle();
+        let thread = std::thread::spawn(move || {
+            smol::block_on(connection);
+        });
+        (handle, thread)
     }
 }

@@ -15,10 +15,11 @@ pub mod peer;
 pub mod probe;
 pub mod scenarios;
 pub mod storms;
+pub mod tls;
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
-pub use driver::{Driver, Mio, Server, Smol, TokioCurrentThread, TokioMultiThread};
+pub use driver::{Driver, Mio, Server, Smol, TlsDriver, TokioCurrentThread, TokioMultiThread};
 
 /// The README's examples, compiled (and run, unless marked `no_run`) as doctests of this crate,
 /// which depends on the core and the drivers alike.

@@ -79,7 +79,7 @@ pub fn server_config_from_pem(
 /// self-signed certificate) and asks for the ALPN protocols `alpn`.
 ///
 /// For public servers, build the root store from `webpki-roots` instead (feature
-/// `webpki-roots`: [`client_config_with_webpki_roots`]).
+/// `webpki-roots`: `client_config_with_webpki_roots`).
 pub fn client_config(ca_pem: &[u8], alpn: &[&[u8]]) -> Result<ClientConfig, ConfigError> {
     let mut roots = RootCertStore::empty();
     for cert in certificates(ca_pem)? {

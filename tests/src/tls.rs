@@ -1,0 +1,249 @@
+//! The TLS scenarios, for every [`TlsDriver`]: a rustls client and `openssl s_client` against
+//! a TLS echo server, and peers that are not TLS or never finish a handshake, each closed alone
+//! with a typed reason.
+
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use asynchat_core::testing::LineEcho;
+use asynchat_core::tls::rustls::pki_types::ServerName;
+use asynchat_core::tls::{client_config, server_config_from_pem};
+use asynchat_core::{
+    Bytes, CloseReason, Config, Context, PeerError, Protocol, Terminator, TlsError,
+};
+
+use crate::driver::{Server, TlsDriver};
+use crate::peer::{connect, IO_TIMEOUT};
+
+/// A certificate for `localhost` and `127.0.0.1`, as PEM, also written to a file for openssl.
+#[derive(Debug)]
+pub struct Certificate {
+    /// The certificate, PEM.
+    pub cert: String,
+    /// Its private key, PEM.
+    pub key: String,
+    /// Where the certificate is written.
+    pub path: std::path::PathBuf,
+}
+
+impl Certificate {
+    /// A fresh self-signed certificate.
+    #[must_use]
+    pub fn new() -> Self {
+        let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+        let made = rcgen::generate_simple_self_signed(names).expect("a certificate");
+        let (cert, key) = (made.cert.pem(), made.signing_key.serialize_pem());
+        let path = std::env::temp_dir().join(format!(
+            "asynchat-tls-{}-{:x}.pem",
+            std::process::id(),
+            fnv(cert.as_bytes())
+        ));
+        std::fs::write(&path, &cert).expect("write the certificate");
+        Self { cert, key, path }
+    }
+}
+
+impl Default for Certificate {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for Certificate {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn fnv(bytes: &[u8]) -> u64 {
+    crate::peer::fnv1a(bytes.iter().copied())
+}
+
+/// A TLS line-echo server with the ALPN protocol `echo`.
+fn echo_server<D: TlsDriver>(cert: &Certificate, config: Config) -> Server {
+    let tls = server_config_from_pem(cert.cert.as_bytes(), cert.key.as_bytes(), &[b"echo"])
+        .expect("server config");
+    D::serve_tls(Arc::new(tls), config, |_| LineEcho)
+}
+
+/// Sends `ping` once connected, keeps the reply line, closes.
+struct Ping(Arc<Mutex<Vec<Bytes>>>);
+
+impl Protocol for Ping {
+    fn first_terminator(&self) -> Terminator {
+        "\n".into()
+    }
+    fn connected(&mut self, ctx: &mut Context<'_>) {
+        ctx.push("ping\n");
+    }
+    fn found_terminator(&mut self, ctx: &mut Context<'_>, line: Bytes) {
+        self.0.lock().unwrap().push(line);
+        ctx.close_when_done();
+    }
+}
+
+/// The driver's own TLS client against its TLS server, by name and by address.
+pub fn a_tls_client_and_server_echo<D: TlsDriver>() {
+    let cert = Certificate::new();
+    let server = echo_server::<D>(&cert, Config::default());
+    let tls = Arc::new(client_config(cert.cert.as_bytes(), &[b"echo"]).expect("client config"));
+    for name in ["localhost", "127.0.0.1"] {
+        let lines = Arc::default();
+        let name = ServerName::try_from(name).expect("a name").to_owned();
+        let (_, thread) =
+            D::run_tls_client(server.addr, name, tls.clone(), Ping(Arc::clone(&lines)));
+        thread.join().expect("the client");
+        assert_eq!(*lines.lock().unwrap(), [Bytes::from("ping")]);
+    }
+    drop(server);
+}
+
+/// `openssl s_client`, verifying the certificate and asking for ALPN `echo`, gets its line back.
+pub fn openssl_s_client_echoes<D: TlsDriver>() {
+    let cert = Certificate::new();
+    let server = echo_server::<D>(&cert, Config::default());
+    let mut child = Command::new("openssl")
+        .args(["s_client", "-quiet", "-no_ign_eof", "-alpn", "echo"])
+        .args(["-servername", "localhost", "-verify_hostname", "localhost"])
+        .arg("-verify_return_error")
+        .arg("-connect")
+        .arg(server.addr.to_string())
+        .arg("-CAfile")
+        .arg(&cert.path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("openssl (the openssl package)");
+    // Kept open until the reply is in: at the end of its input s_client would quit.
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(b"hello over tls\n").expect("write");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut got = Vec::new();
+    let mut buf = [0; 64];
+    let deadline = Instant::now() + IO_TIMEOUT;
+    while !got.ends_with(b"\n") && Instant::now() < deadline {
+        match stdout.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    drop(stdin);
+    let _ = child.kill();
+    let mut said = String::new();
+    let _ = child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut said);
+    let _ = child.wait();
+    assert_eq!(got, b"hello over tls\n", "openssl said: {said}");
+    drop(server);
+}
+
+/// Waits until `server` has counted `n` peer errors, for at most 5 s; how long it took.
+fn peer_errors(server: &Server, n: u64) -> Duration {
+    let start = Instant::now();
+    while server.handle().stats().closed.peer_errors < n {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            server.handle().stats()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    start.elapsed()
+}
+
+/// Plaintext instead of a ClientHello closes that connection only: its protocol hears
+/// `PeerError::Tls(NotTls)`, the peer gets an alert at most, never plaintext, and the server
+/// goes on serving.
+pub fn plaintext_instead_of_a_client_hello_closes_that_connection_only<D: TlsDriver>() {
+    /// Reports how it heard of its end.
+    struct Logged(Arc<Mutex<Vec<CloseReason>>>);
+    impl Protocol for Logged {
+        fn first_terminator(&self) -> Terminator {
+            "\n".into()
+        }
+        fn found_terminator(&mut self, ctx: &mut Context<'_>, line: Bytes) {
+            ctx.push(line);
+            ctx.push("\n");
+        }
+        fn closed(&mut self, reason: &CloseReason) {
+            self.0.lock().unwrap().push(reason.clone());
+        }
+    }
+    let cert = Certificate::new();
+    let reasons: Arc<Mutex<Vec<CloseReason>>> = Arc::default();
+    let heard = reasons.clone();
+    let tls = server_config_from_pem(cert.cert.as_bytes(), cert.key.as_bytes(), &[])
+        .expect("server config");
+    let server = D::serve_tls(Arc::new(tls), Config::default(), move |_| {
+        Logged(heard.clone())
+    });
+    let mut plain = connect(server.addr);
+    plain
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("write");
+    let mut answer = Vec::new();
+    let _ = plain.read_to_end(&mut answer);
+    assert!(answer.is_empty() || answer[0] == 21, "{answer:?}");
+    peer_errors(&server, 1);
+    assert_eq!(
+        *reasons.lock().unwrap(),
+        [CloseReason::Error(PeerError::Tls(TlsError::NotTls).into())]
+    );
+    // A TLS client is served after it.
+    let client = Arc::new(client_config(cert.cert.as_bytes(), &[]).expect("client config"));
+    let lines = Arc::default();
+    let name = ServerName::try_from("localhost").expect("a name");
+    let (_, thread) = D::run_tls_client(server.addr, name, client, Ping(Arc::clone(&lines)));
+    thread.join().expect("the client");
+    assert_eq!(*lines.lock().unwrap(), [Bytes::from("ping")]);
+    drop(server);
+}
+
+/// A client that connects and never sends a ClientHello is closed at the handshake timeout,
+/// as a peer error, while another client is served.
+pub fn a_client_that_never_finishes_the_handshake_is_closed_at_the_timeout<D: TlsDriver>() {
+    let cert = Certificate::new();
+    let timeout = Duration::from_millis(300);
+    let server = echo_server::<D>(&cert, Config::default().handshake_timeout(timeout));
+    let silent = connect(server.addr);
+    let waited = peer_errors(&server, 1);
+    assert!(
+        waited < timeout + Duration::from_millis(500),
+        "closed after {waited:?}"
+    );
+    let client = Arc::new(client_config(cert.cert.as_bytes(), &[]).expect("client config"));
+    let lines = Arc::default();
+    let name = ServerName::try_from("localhost").expect("a name");
+    let (_, thread) = D::run_tls_client(server.addr, name, client, Ping(Arc::clone(&lines)));
+    thread.join().expect("the client");
+    assert_eq!(*lines.lock().unwrap(), [Bytes::from("ping")]);
+    drop(silent);
+    drop(server);
+}
+
+/// Instantiates every TLS scenario as a `#[test]` for a [`TlsDriver`].
+#[macro_export]
+macro_rules! tls_suite {
+    ($driver:ty) => {
+        $crate::tls_suite!(@tests $driver;
+            a_tls_client_and_server_echo,
+            openssl_s_client_echoes,
+            plaintext_instead_of_a_client_hello_closes_that_connection_only,
+            a_client_that_never_finishes_the_handshake_is_closed_at_the_timeout,
+        );
+    };
+    (@tests $driver:ty; $($name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                $crate::tls::$name::<$driver>();
+            }
+        )*
+    };
+}
