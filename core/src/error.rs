@@ -100,6 +100,13 @@ pub enum Misuse {
         /// Empty frames delivered in a row before the connection was closed.
         frames: u32,
     },
+    /// [`Context::start_tls`](crate::Context::start_tls) was called with more than 64 KiB of
+    /// output queued: the switch to TLS would come after all of it, and a STARTTLS reply is a
+    /// line. Push the reply, then switch, with the output before it written first.
+    StartTlsBehindOutput {
+        /// Bytes queued when the switch was asked for.
+        queued: usize,
+    },
 }
 
 /// Any error of this crate.
@@ -174,6 +181,13 @@ impl fmt::Display for Misuse {
                     f,
                     "a count of {count} bytes is over the counted-frame bound of {limit} \
                      (max_counted_frame): raise it, check the length first, or stream the frame"
+                );
+            }
+            Self::StartTlsBehindOutput { queued } => {
+                return write!(
+                    f,
+                    "STARTTLS asked for behind {queued} bytes of output (at most 65535): \
+                     write the output before it first"
                 );
             }
             Self::EndlessEmptyFrames { frames } => {

@@ -104,7 +104,14 @@ pub struct Outbox {
     /// Pushes shorter than this are copied into a shared buffer instead of queued as they are.
     /// (u32: a threshold of 4 GiB would make no sense, and every connection carries the field.)
     coalesce_below: u32,
+    /// Bytes still offered before a barrier ([`set_barrier`](Self::set_barrier)), or
+    /// [`NO_BARRIER`]. (u16: it sits in what would be padding, and a barrier is set behind a
+    /// one-line reply.)
+    barrier: u16,
 }
+
+/// [`Outbox::barrier`] when none is set.
+const NO_BARRIER: u16 = u16::MAX;
 
 impl Default for Outbox {
     fn default() -> Self {
@@ -142,6 +149,7 @@ impl Outbox {
             above_high: false,
             closing: false,
             coalesce_below: 0,
+            barrier: NO_BARRIER,
         }
     }
 
@@ -418,6 +426,70 @@ impl Outbox {
             return 0;
         }
         self.pull(dst.len());
+        if self.barrier != NO_BARRIER {
+            let max = usize::from(self.barrier);
+            return self.fill_upto(dst, max);
+        }
+        self.fill(dst)
+    }
+
+    /// Offers nothing past the bytes queued now until [`lift_barrier`](Self::lift_barrier):
+    /// for a chat switching to TLS, whose plaintext must end where the switch is. `false`, and
+    /// no barrier, if more than 65 534 bytes are queued.
+    pub(crate) fn set_barrier(&mut self) -> bool {
+        match u16::try_from(self.queued) {
+            Ok(queued) if queued != NO_BARRIER => {
+                self.barrier = queued;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Bytes still offered before the barrier, if one is set.
+    pub(crate) fn barrier_left(&self) -> Option<u16> {
+        (self.barrier != NO_BARRIER).then_some(self.barrier)
+    }
+
+    /// Offers everything again.
+    pub(crate) fn lift_barrier(&mut self) {
+        self.barrier = NO_BARRIER;
+    }
+
+    /// [`fill`](Self::fill), the slices holding at most `max` bytes (a barrier's).
+    #[cold]
+    fn fill_upto<'a>(&'a self, dst: &mut [IoSlice<'a>], max: usize) -> usize {
+        if max == 0 {
+            return 0;
+        }
+        let mut left = max;
+        let mut n = 0;
+        for data in self
+            .items
+            .iter()
+            .map(Item::bytes)
+            .chain(std::iter::once(Some(&self.tail[..])))
+        {
+            let Some(data) = data else {
+                return n;
+            };
+            if data.is_empty() {
+                continue;
+            }
+            let take = data.len().min(left);
+            dst[n] = IoSlice::new(&data[..take]);
+            n += 1;
+            left -= take;
+            if left == 0 || n == dst.len() {
+                return n;
+            }
+        }
+        n
+    }
+
+    /// Fills `dst` from the queue as [`poll_slices`](Self::poll_slices) does, producers pulled.
+    #[inline(always)]
+    fn fill<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
         let mut n = 0;
         for item in &self.items {
             let Some(data) = item.bytes() else {
@@ -484,6 +556,11 @@ impl Outbox {
     /// Drops the first `n` bytes of output, after a write took them. Counts beyond what is
     /// queued are ignored.
     pub fn advance(&mut self, mut n: usize) {
+        if self.barrier != NO_BARRIER {
+            self.barrier = self
+                .barrier
+                .saturating_sub(u16::try_from(n).unwrap_or(u16::MAX));
+        }
         while n > 0 {
             let len = match self.items.front_mut() {
                 Some(Item::Data(front)) if front.len() > n => {

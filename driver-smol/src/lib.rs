@@ -55,8 +55,8 @@ pub use asynchat_core::driver::{PeerAddr, Server};
 pub use serve::{connect, run, serve_on, serve_unix_on, serve_with_on, Spawner};
 #[cfg(feature = "smol")]
 pub use serve::{serve, serve_unix, serve_with};
-#[cfg(all(feature = "tls", feature = "smol"))]
-pub use tls::serve_tls;
 #[cfg(feature = "tls")]
-pub use tls::{connect_tls, serve_tls_on};
+pub use tls::{connect_tls, serve_starttls_on, serve_tls_on};
+#[cfg(all(feature = "tls", feature = "smol"))]
+pub use tls::{serve_starttls, serve_tls};
 pub use udp::serve_udp;

@@ -88,7 +88,7 @@ where
 
 /// An `Async` listener as the core's accept loop polls it: accept until it would block, then
 /// wait for readiness.
-pub(crate) struct Listening<L>(pub(crate) Async<L>);
+struct Listening<L>(Async<L>);
 
 /// Accepts on `listener` until it would block, then waits for readiness; `accept` is the
 /// listener's own non-blocking accept, naming the peer.
@@ -135,7 +135,7 @@ impl PollAccept for Listening<UnixListener> {
     }
 }
 
-pub(crate) fn start<L, P, F, S, Fut>(
+fn start<L, P, F, S, Fut>(
     spawner: &Spawner,
     listening: Listening<L>,
     config: Config,
@@ -164,7 +164,7 @@ pub(crate) fn start<L, P, F, S, Fut>(
 }
 
 /// The std listeners the futures-io driver accepts on, and the streams they give.
-pub(crate) trait Accepts {
+trait Accepts {
     type Stream: Send + 'static;
 }
 impl Accepts for TcpListener {
@@ -276,12 +276,33 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     Fut: Future<Output = io::Result<S>> + Send + 'static,
 {
+    serve_tcp_polled(spawner, listener, config, factory, move |stream| {
+        let accepting = accept(stream);
+        async move { accepting.await.map(Stream) }
+    })
+}
+
+/// Serves TCP with an acceptor that yields the stream as the core polls it (a futures-io
+/// stream adapted, TLS over the socket, a socket that may switch to TLS), `TCP_NODELAY` set on
+/// each accepted connection first.
+pub(crate) fn serve_tcp_polled<P, F, S, Fut>(
+    spawner: &Spawner,
+    listener: Async<TcpListener>,
+    config: Config,
+    factory: F,
+    mut accept: impl FnMut(Async<TcpStream>) -> Fut + Send + 'static,
+) -> io::Result<Server>
+where
+    P: Protocol + Send + 'static,
+    F: FnMut(&Accepted) -> P + Send + 'static,
+    S: PollStream + Send + 'static,
+    Fut: Future<Output = io::Result<S>> + Send + 'static,
+{
     let addr = listener.get_ref().local_addr()?;
     let handle = Handle::new();
     let accept = move |stream: Async<TcpStream>| {
         let _ = stream.get_ref().set_nodelay(true);
-        let accepting = accept(stream);
-        async move { accepting.await.map(Stream) }
+        accept(stream)
     };
     start(
         spawner,

@@ -9,15 +9,15 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 
 use async_io::Async;
-use asynchat_core::driver::{outside_server, run_chat_after, Accepted, Connection, Handle, Server};
+use asynchat_core::driver::{outside_server, run_chat_after, Accepted, Connection, Server};
 use asynchat_core::tls::rustls::pki_types::ServerName;
 use asynchat_core::tls::rustls::{ClientConfig, ServerConfig};
 use asynchat_core::{Chat, Config, Misuse, Protocol};
 
-pub use asynchat_core::tls::{client_config, server_config_from_pem, TlsStream};
+pub use asynchat_core::tls::{client_config, server_config_from_pem, StartTls, TlsStream};
 
 use crate::conn::{Deadline, Tcp};
-use crate::serve::{start, Listening, Spawner};
+use crate::serve::{serve_tcp_polled, Spawner};
 
 /// [`serve_on`](crate::serve_on) over TLS: each accepted connection's handshake runs in its own
 /// task (spawned by `spawner`), then `factory`'s protocol runs over the plaintext.
@@ -32,22 +32,45 @@ where
     P: Protocol + Send + 'static,
     F: FnMut(&Accepted) -> P + Send + 'static,
 {
-    let addr = listener.get_ref().local_addr()?;
-    let handle = Handle::new();
     let timeout = config.handshake_timeout;
-    let accept = move |stream: Async<TcpStream>| {
-        let _ = stream.get_ref().set_nodelay(true);
+    serve_tcp_polled(spawner, listener, config, factory, move |stream| {
         asynchat_core::tls::accept(Tcp::new(stream), tls.clone(), Deadline::default(), timeout)
-    };
-    start(
-        spawner,
-        Listening(listener),
-        config,
-        factory,
-        accept,
-        &handle,
-    );
-    Ok(Server::new(addr, handle))
+    })
+}
+
+/// [`serve_on`](crate::serve_on) for a protocol that switches to TLS in band (STARTTLS): each
+/// connection starts in plaintext, and switches when its protocol calls
+/// [`Context::start_tls`](asynchat_core::Context::start_tls).
+pub fn serve_starttls_on<P, F>(
+    spawner: &Spawner,
+    listener: Async<TcpListener>,
+    tls: Arc<ServerConfig>,
+    config: Config,
+    factory: F,
+) -> io::Result<Server>
+where
+    P: Protocol + Send + 'static,
+    F: FnMut(&Accepted) -> P + Send + 'static,
+{
+    serve_tcp_polled(spawner, listener, config, factory, move |stream| {
+        std::future::ready(Ok(StartTls::server(Tcp::new(stream), tls.clone())))
+    })
+}
+
+/// [`serve_starttls_on`] on smol's global executor.
+#[cfg(feature = "smol")]
+#[cfg_attr(docsrs, doc(cfg(feature = "smol")))]
+pub fn serve_starttls<P, F>(
+    listener: Async<TcpListener>,
+    tls: Arc<ServerConfig>,
+    config: Config,
+    factory: F,
+) -> io::Result<Server>
+where
+    P: Protocol + Send + 'static,
+    F: FnMut(&Accepted) -> P + Send + 'static,
+{
+    serve_starttls_on(&Spawner::smol(), listener, tls, config, factory)
 }
 
 /// [`serve_tls_on`] on smol's global executor.

@@ -61,5 +61,5 @@ pub use asynchat_core::driver::{
 pub use asynchat_core::driver::{PeerAddr, Server};
 pub use serve::{connect, run, serve, serve_unix, serve_with, Listener};
 #[cfg(feature = "tls")]
-pub use tls::{connect_tls, serve_tls};
+pub use tls::{connect_tls, serve_starttls, serve_tls};
 pub use udp::serve_udp;

@@ -15,7 +15,7 @@ use asynchat_core::{Chat, Config, Misuse, Protocol};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-pub use asynchat_core::tls::{client_config, server_config_from_pem, TlsStream};
+pub use asynchat_core::tls::{client_config, server_config_from_pem, StartTls, TlsStream};
 
 use crate::conn::{Stream, Timer};
 use crate::serve::{serve_polled, Listener};
@@ -37,6 +37,26 @@ where
     let timeout = config.handshake_timeout;
     serve_polled(listener, config, factory, move |conn| {
         asynchat_core::tls::accept(Stream(conn), tls.clone(), Timer::default(), timeout)
+    })
+}
+
+/// [`serve`](crate::serve) for a protocol that switches to TLS in band (STARTTLS): each
+/// connection starts in plaintext, and switches when its protocol calls
+/// [`Context::start_tls`](asynchat_core::Context::start_tls).
+pub fn serve_starttls<L, P, F>(
+    listener: L,
+    tls: Arc<ServerConfig>,
+    config: Config,
+    factory: F,
+) -> io::Result<Server<L::Addr>>
+where
+    L: Listener,
+    L::Conn: AsyncRead + AsyncWrite + Unpin,
+    P: Protocol + Send + 'static,
+    F: FnMut(&Accepted) -> P + Send + 'static,
+{
+    serve_polled(listener, config, factory, move |conn| {
+        std::future::ready(Ok(StartTls::server(Stream(conn), tls.clone())))
     })
 }
 

@@ -506,6 +506,12 @@ pub trait TlsDriver: Driver {
         P: Protocol + Send + 'static,
         F: FnMut(&Accepted) -> P + Send + 'static;
 
+    /// Serves a STARTTLS protocol on an ephemeral port: plaintext until the protocol switches.
+    fn serve_starttls<P, F>(tls: Arc<ServerConfig>, config: Config, factory: F) -> Server
+    where
+        P: Protocol + Send + 'static,
+        F: FnMut(&Accepted) -> P + Send + 'static;
+
     /// Runs `protocol` as a TLS client of `addr` (the server named `name`) on a thread of its
     /// own until it closes: the connection's handle, and the thread.
     fn run_tls_client<P: Protocol + Send + 'static>(
@@ -530,6 +536,24 @@ macro_rules! tokio_tls_driver {
                         .expect("bind");
                     let server =
                         asynchat_tokio::serve_tls(listener, tls, config, factory).expect("serve");
+                    let addr = server.addr();
+                    let handle = server.handle();
+                    let finished: Finished = Box::pin(server.wait());
+                    (addr, Some(handle), finished)
+                })
+            }
+
+            fn serve_starttls<P, F>(tls: Arc<ServerConfig>, config: Config, factory: F) -> Server
+            where
+                P: Protocol + Send + 'static,
+                F: FnMut(&Accepted) -> P + Send + 'static,
+            {
+                server_thread(tokio_block_on($multi), move || async move {
+                    let listener = tokio::net::TcpListener::bind(crate::LOCALHOST)
+                        .await
+                        .expect("bind");
+                    let server = asynchat_tokio::serve_starttls(listener, tls, config, factory)
+                        .expect("serve");
                     let addr = server.addr();
                     let handle = server.handle();
                     let finished: Finished = Box::pin(server.wait());
@@ -571,6 +595,23 @@ impl TlsDriver for Smol {
             let listener =
                 smol::Async::<std::net::TcpListener>::bind(crate::LOCALHOST).expect("bind");
             let server = asynchat_smol::serve_tls(listener, tls, config, factory).expect("serve");
+            let addr = server.addr();
+            let handle = server.handle();
+            let finished: Finished = Box::pin(server.wait());
+            (addr, Some(handle), finished)
+        })
+    }
+
+    fn serve_starttls<P, F>(tls: Arc<ServerConfig>, config: Config, factory: F) -> Server
+    where
+        P: Protocol + Send + 'static,
+        F: FnMut(&Accepted) -> P + Send + 'static,
+    {
+        server_thread(smol::block_on, move || async move {
+            let listener =
+                smol::Async::<std::net::TcpListener>::bind(crate::LOCALHOST).expect("bind");
+            let server =
+                asynchat_smol::serve_starttls(listener, tls, config, factory).expect("serve");
             let addr = server.addr();
             let handle = server.handle();
             let finished: Finished = Box::pin(server.wait());

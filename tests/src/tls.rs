@@ -227,6 +227,63 @@ pub fn a_client_that_never_finishes_the_handshake_is_closed_at_the_timeout<D: Tl
     drop(server);
 }
 
+/// SMTP's STARTTLS in miniature: logs each command; `STARTTLS` answers and switches.
+struct Smtpish(Arc<Mutex<Vec<String>>>);
+
+impl Protocol for Smtpish {
+    fn first_terminator(&self) -> Terminator {
+        "\r\n".into()
+    }
+    fn connected(&mut self, ctx: &mut Context<'_>) {
+        ctx.push("220 ready\r\n");
+    }
+    fn found_terminator(&mut self, ctx: &mut Context<'_>, line: Bytes) {
+        let line = String::from_utf8_lossy(&line).into_owned();
+        if line == "STARTTLS" {
+            ctx.push("220 go ahead\r\n");
+            ctx.start_tls();
+        } else {
+            ctx.push(format!("250 {line}\r\n"));
+        }
+        self.0.lock().unwrap().push(line);
+    }
+    fn tls_started(&mut self, _: &mut Context<'_>) {
+        self.0.lock().unwrap().push("tls".into());
+    }
+}
+
+/// STARTTLS with `RSET` pipelined behind it in the same plaintext write (CVE-2011-0411's
+/// injection): the command never runs, inside TLS or out; the session then works inside TLS.
+pub fn starttls_ignores_plaintext_pipelined_after_the_command<D: TlsDriver>() {
+    let cert = Certificate::new();
+    let log: Arc<Mutex<Vec<String>>> = Arc::default();
+    let heard = log.clone();
+    let tls = server_config_from_pem(cert.cert.as_bytes(), cert.key.as_bytes(), &[])
+        .expect("server config");
+    let server = D::serve_starttls(Arc::new(tls), Config::default(), move |_| {
+        Smtpish(heard.clone())
+    });
+    let mut tcp = connect(server.addr);
+    assert_eq!(crate::peer::read_n(&mut tcp, 11), b"220 ready\r\n");
+    tcp.write_all(b"STARTTLS\r\nRSET\r\n").expect("write");
+    assert_eq!(crate::peer::read_n(&mut tcp, 14), b"220 go ahead\r\n");
+    let client = Arc::new(client_config(cert.cert.as_bytes(), &[]).expect("client config"));
+    let name = ServerName::try_from("localhost").expect("a name");
+    let session = asynchat_core::tls::rustls::ClientConnection::new(client, name).expect("client");
+    let mut tls = asynchat_core::tls::rustls::StreamOwned::new(session, tcp);
+    tls.write_all(b"NOOP\r\n").expect("write inside TLS");
+    let mut reply = [0; 10];
+    tls.read_exact(&mut reply).expect("the reply inside TLS");
+    assert_eq!(&reply, b"250 NOOP\r\n");
+    assert_eq!(
+        *log.lock().unwrap(),
+        ["STARTTLS", "tls", "NOOP"],
+        "RSET never ran"
+    );
+    drop(tls);
+    drop(server);
+}
+
 /// Instantiates every TLS scenario as a `#[test]` for a [`TlsDriver`].
 #[macro_export]
 macro_rules! tls_suite {
@@ -236,6 +293,7 @@ macro_rules! tls_suite {
             openssl_s_client_echoes,
             plaintext_instead_of_a_client_hello_closes_that_connection_only,
             a_client_that_never_finishes_the_handshake_is_closed_at_the_timeout,
+            starttls_ignores_plaintext_pipelined_after_the_command,
         );
     };
     (@tests $driver:ty; $($name:ident),* $(,)?) => {

@@ -211,6 +211,49 @@ impl Context<'_> {
         }
     }
 
+    /// Switches the connection to TLS in band (STARTTLS: SMTP's RFC 3207, IMAP, POP3, FTP's
+    /// `AUTH TLS`), once the output queued so far (the "go ahead" reply) is written.
+    ///
+    /// Every byte received and not yet delivered is discarded now, never delivered: bytes a
+    /// peer pipelined in plaintext after the command must not count as part of the encrypted
+    /// session (the command injection of CVE-2011-0411). No input is read or delivered until
+    /// the driver has put TLS in place; then the protocol hears
+    /// [`Protocol::tls_started`], where it resets what it learnt in plaintext (RFC 3207 §4.2).
+    /// The output queued as bytes before the call is written in plaintext, and no write goes
+    /// past it; output pushed afterwards (and producers not yet pulled) goes out inside TLS.
+    ///
+    /// At most 64 KiB may be queued when it is called (the reply is a line); more closes the
+    /// connection with [`Misuse::StartTlsBehindOutput`]. Asked for once: later calls do nothing. A driver that cannot put TLS in place (no TLS
+    /// configuration for this connection) closes it with an I/O error of kind `Unsupported`.
+    pub fn start_tls(&mut self) {
+        if self.core.tls != super::state::TlsPhase::Plain || self.core.state != State::Open {
+            return;
+        }
+        let dropped = self.take_unprocessed().len() + self.core.incoming.take().len();
+        crate::trace::event!(
+            debug,
+            dropped,
+            "STARTTLS: plaintext after the command discarded"
+        );
+        let _ = dropped;
+        if !self.core.outbox.set_barrier() {
+            // A go-ahead reply is a line; more than this before the switch is a protocol that
+            // lost track of its output.
+            let queued = self.core.outbox.queued_bytes();
+            self.close_because(CloseReason::Error(
+                Misuse::StartTlsBehindOutput { queued }.into(),
+            ));
+            return;
+        }
+        self.core.tls = super::state::TlsPhase::Requested;
+    }
+
+    /// Whether the connection has switched to TLS in band ([`start_tls`](Self::start_tls)).
+    #[must_use]
+    pub fn is_tls_started(&self) -> bool {
+        self.core.tls == super::state::TlsPhase::Started
+    }
+
     /// Stops delivering input and reading from the peer until
     /// [`resume_reading`](Self::resume_reading).
     pub fn pause_reading(&mut self) {

@@ -171,6 +171,7 @@ impl<P: Protocol> Chat<P> {
                 close_reason: None,
                 read_eof: false,
                 paused_by_protocol: false,
+                tls: state::TlsPhase::Plain,
                 read_size: u32::try_from(config.read_size.max(1)).unwrap_or(u32::MAX),
                 next_read: u32::try_from(config.read_size.clamp(1, MIN_READ)).unwrap_or(u32::MAX),
                 turn_budget: u32::try_from(config.turn_budget.max(1)).unwrap_or(u32::MAX),
@@ -307,6 +308,29 @@ impl<P: Protocol> Chat<P> {
         self.dispatch(now);
     }
 
+    /// Whether the protocol asked for TLS ([`Context::start_tls`]) and everything to be written
+    /// in plaintext before it has been: the driver now puts TLS in place over its stream, then
+    /// calls [`handle_tls_started`](Self::handle_tls_started).
+    #[must_use]
+    pub fn wants_tls(&self) -> bool {
+        self.core.tls == state::TlsPhase::Requested
+            && self.core.state == State::Open
+            && self.core.outbox.barrier_left() == Some(0)
+    }
+
+    /// TLS is in place over the stream, after [`wants_tls`](Self::wants_tls): input is read
+    /// and delivered again, inside TLS, and the protocol hears [`Protocol::tls_started`].
+    pub fn handle_tls_started(&mut self, now: Instant) {
+        if self.core.tls != state::TlsPhase::Requested {
+            return;
+        }
+        self.core.tls = state::TlsPhase::Started;
+        self.core.outbox.lift_barrier();
+        crate::trace::event!(debug, "TLS started in band");
+        self.callback(now, |p, ctx| p.tls_started(ctx));
+        self.dispatch(now);
+    }
+
     /// `n` bytes of the last [`poll_transmit`](Self::poll_transmit) batch were written.
     pub fn handle_written(&mut self, n: usize) {
         let was_writable = self.core.outbox.is_writable();
@@ -414,7 +438,8 @@ impl<P: Protocol> Chat<P> {
             },
             State::Open => Interest {
                 readable: !core.read_eof && core.may_deliver(),
-                writable: pending_output,
+                // Waiting for the switch to TLS: what is queued goes out after it.
+                writable: pending_output && core.outbox.barrier_left() != Some(0),
             },
             State::Closing => Interest {
                 readable: !core.read_eof,

@@ -114,6 +114,13 @@ pub trait Protocol {
         }
     }
 
+    /// TLS is in place after [`Context::start_tls`]: everything from here on is inside it.
+    /// Forget what the peer said in plaintext (RFC 3207 §4.2: an SMTP server discards its
+    /// knowledge of the client, EHLO included). The default does nothing.
+    fn tls_started(&mut self, ctx: &mut Context<'_>) {
+        let _ = ctx;
+    }
+
     /// The connection is closed; called exactly once, last.
     fn closed(&mut self, reason: &CloseReason) {
         let _ = reason;

@@ -39,6 +39,20 @@ pub enum State {
     Closed,
 }
 
+/// Where a connection stands with an in-band switch to TLS (STARTTLS): one more machine,
+/// orthogonal to the others but for the read side, which it holds while `Requested`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum TlsPhase {
+    /// Plaintext, no switch asked for (or a connection that was TLS from the start).
+    Plain,
+    /// The protocol asked for TLS: no input is read or delivered until the driver has put
+    /// TLS in place, once the bytes queued before the request are written (the outbox's
+    /// barrier: no write goes past them, what was queued after goes inside TLS).
+    Requested,
+    /// The driver has put TLS in place: everything from here on is inside it.
+    Started,
+}
+
 /// Everything of a connection but the protocol, so that callbacks can borrow both.
 #[derive(Debug)]
 pub(super) struct Core {
@@ -50,6 +64,7 @@ pub(super) struct Core {
     pub(super) close_reason: Option<Box<CloseReason>>,
     pub(super) read_eof: bool,
     pub(super) paused_by_protocol: bool,
+    pub(super) tls: TlsPhase,
     /// The most a read reserves, and what the next read reserves: reads start at
     /// [`MIN_READ`], double while they fill the buffer and halve when they come back mostly
     /// empty. (u32: a read of 4 GiB is never wanted, and the chat stays small.)
@@ -173,7 +188,10 @@ impl Core {
 
     /// Whether input may be handed to the protocol now.
     pub(super) fn may_deliver(&self) -> bool {
-        self.state == State::Open && !self.paused_by_protocol && self.outbox.is_writable()
+        self.state == State::Open
+            && !self.paused_by_protocol
+            && self.tls != TlsPhase::Requested
+            && self.outbox.is_writable()
     }
 }
 

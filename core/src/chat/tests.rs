@@ -1079,3 +1079,65 @@ fn a_producer_past_the_hard_limit_closes_the_connection() {
         }))
     );
 }
+
+#[test]
+fn starttls_behind_more_than_64_kib_of_output_is_the_protocols_misuse() {
+    struct Late;
+    impl Protocol for Late {
+        fn first_terminator(&self) -> Terminator {
+            "\n".into()
+        }
+        fn found_terminator(&mut self, ctx: &mut Context<'_>, _: Bytes) {
+            ctx.push(vec![b'x'; 70_000]);
+            ctx.start_tls();
+        }
+    }
+    let mut h = Harness::new(Late);
+    h.set_peer_reading(false);
+    h.send("STARTTLS\n");
+    assert_eq!(
+        h.close_reason(),
+        Some(&CloseReason::Error(
+            Misuse::StartTlsBehindOutput { queued: 70_000 }.into()
+        ))
+    );
+}
+
+#[test]
+fn starttls_holds_input_until_the_driver_switches() {
+    let (p, l) = Script::with_log();
+    let mut h = Harness::new(StartTlsOnce(p));
+    h.take_output();
+    h.send("starttls\nnot this\n");
+    assert!(
+        h.chat().wants_tls(),
+        "the reply is written: the switch is due"
+    );
+    h.send("nor this\n");
+    assert!(!log(&l).iter().any(|e| e.contains("this")), "{:?}", log(&l));
+    let now = h.now();
+    h.chat_mut().handle_tls_started(now);
+    h.send("inside\n");
+    assert!(
+        log(&l).contains(&"frame inside".to_string()),
+        "{:?}",
+        log(&l)
+    );
+}
+
+/// A `Script` that switches to TLS on `starttls`.
+struct StartTlsOnce(Script);
+
+impl Protocol for StartTlsOnce {
+    fn first_terminator(&self) -> Terminator {
+        self.0.first_terminator()
+    }
+    fn found_terminator(&mut self, ctx: &mut Context<'_>, line: Bytes) {
+        if line == "starttls" {
+            ctx.push("220 go ahead\n");
+            ctx.start_tls();
+            return;
+        }
+        self.0.found_terminator(ctx, line);
+    }
+}

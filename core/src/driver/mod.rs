@@ -70,6 +70,17 @@ pub trait PollStream {
         let _ = cx;
         Poll::Ready(Ok(()))
     }
+
+    /// Puts TLS in place over the stream, for a chat that asked for it in band
+    /// ([`Chat::wants_tls`], STARTTLS): everything read and written from now on goes through
+    /// it. The default cannot, and says so with an error of kind `Unsupported`, which closes
+    /// the connection. `tls::StartTls` (feature `rustls`) can.
+    fn start_tls(&mut self) -> io::Result<()> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "STARTTLS: this connection has no TLS configuration",
+        ))
+    }
 }
 
 /// A timer that can be moved to a new instant, and the runtime's clock.
@@ -262,6 +273,13 @@ where
                 Poll::Ready(Ok(())) => {}
                 Poll::Ready(Err(e)) => chat.handle_error(e),
                 Poll::Pending => write_blocked = true,
+            }
+            if chat.wants_tls() && !write_blocked {
+                match io.start_tls() {
+                    Ok(()) => chat.handle_tls_started(now),
+                    Err(e) => chat.handle_error(e),
+                }
+                progress = true;
             }
         }
         let mut fired = false;

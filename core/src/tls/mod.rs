@@ -33,12 +33,14 @@
 //! ```
 
 mod config;
+mod starttls;
 mod stream;
 
 #[cfg(feature = "webpki-roots")]
 pub use config::client_config_with_webpki_roots;
 pub use config::{client_config, server_config_from_pem, ConfigError};
 pub use rustls;
+pub use starttls::StartTls;
 pub use stream::{accept, connect, TlsStream};
 
 pub use crate::chat::DEFAULT_HANDSHAKE_TIMEOUT;

@@ -292,3 +292,135 @@ fn a_chat_closes_on_a_tls_failure_with_the_peers_typed_reason() {
         Some(&CloseReason::Error(PeerError::Tls(TlsError::NotTls).into()))
     );
 }
+
+/// SMTP's STARTTLS in miniature: logs each command; `STARTTLS` answers and switches.
+struct Smtpish(Arc<Mutex<Vec<String>>>);
+
+impl crate::Protocol for Smtpish {
+    fn first_terminator(&self) -> crate::Terminator {
+        "\r\n".into()
+    }
+    fn found_terminator(&mut self, ctx: &mut crate::Context<'_>, line: bytes::Bytes) {
+        let line = String::from_utf8_lossy(&line).into_owned();
+        match line.as_str() {
+            "STARTTLS" => {
+                ctx.push("220 go ahead\r\n");
+                ctx.start_tls();
+                // Pushed after the request: goes out inside TLS.
+                ctx.push("250 inside\r\n");
+            }
+            _ => ctx.push(format!("250 {line}\r\n")),
+        }
+        self.0.lock().unwrap().push(line);
+    }
+    fn tls_started(&mut self, _: &mut crate::Context<'_>) {
+        self.0.lock().unwrap().push("tls".into());
+    }
+}
+
+/// A clock stopped now.
+struct Stopped(Instant);
+impl PollTimer for Stopped {
+    fn now(&self) -> Instant {
+        self.0
+    }
+    fn poll_until(&mut self, _: &mut TaskContext<'_>, at: Instant) -> Poll<()> {
+        if at <= self.0 {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+/// Reads from a raw pipe end whatever is there.
+fn drain_raw(end: &mut End) -> Vec<u8> {
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    match end.poll_read_into(&mut cx(), &mut buf) {
+        Poll::Ready(Ok(_)) => buf.to_vec(),
+        _ => Vec::new(),
+    }
+}
+
+#[test]
+fn starttls_discards_pipelined_plaintext_and_switches_after_the_reply() {
+    let (cert, key) = certificate();
+    let server_tls = server_config_from_pem(cert.as_bytes(), key.as_bytes(), &[]).unwrap();
+    let client_tls = client_config(cert.as_bytes(), &[]).unwrap();
+    let (a, mut peer) = pair();
+    let log: Arc<Mutex<Vec<String>>> = Arc::default();
+    let mut chat = crate::Chat::new(Smtpish(Arc::clone(&log))).unwrap();
+    let now = Instant::now();
+    chat.handle_connected(now);
+    let mut io = super::StartTls::server(a, Arc::new(server_tls));
+    let mut timer = Stopped(now);
+    let mut open = false;
+    let mut run = |chat: &mut crate::Chat<Smtpish>, io: &mut super::StartTls<End>| {
+        let _ = crate::driver::poll_chat(
+            chat,
+            io,
+            &mut timer,
+            &mut crate::driver::NoCommands,
+            &mut open,
+            &mut cx(),
+        );
+    };
+    // The injection: a command pipelined in plaintext right behind STARTTLS.
+    let mut cx0 = cx();
+    let _ = peer.poll_write_vectored(&mut cx0, &[IoSlice::new(b"STARTTLS\r\nRSET\r\n")]);
+    run(&mut chat, &mut io);
+    assert_eq!(
+        drain_raw(&mut peer),
+        b"220 go ahead\r\n",
+        "only the reply, in plaintext"
+    );
+    assert!(io.tls().is_some(), "switched once the reply was written");
+    assert_eq!(*log.lock().unwrap(), ["STARTTLS", "tls"], "RSET never ran");
+    // The client's TLS over the same stream.
+    let name = ServerName::try_from("localhost").unwrap();
+    let mut client = TlsStream::client(peer, Arc::new(client_tls), name).unwrap();
+    for _ in 0..10 {
+        let _ = client.poll_handshake(&mut cx0);
+        run(&mut chat, &mut io);
+    }
+    assert!(!client.is_handshaking());
+    write_all(&mut client, b"NOOP\r\n");
+    run(&mut chat, &mut io);
+    let mut got = Vec::new();
+    for _ in 0..10 {
+        if let Ok(bytes) = read_now(&mut client) {
+            got.extend(bytes);
+        }
+        run(&mut chat, &mut io);
+    }
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        "250 inside\r\n250 NOOP\r\n",
+        "output queued after the request, then the reply, both inside TLS"
+    );
+    assert_eq!(*log.lock().unwrap(), ["STARTTLS", "tls", "NOOP"]);
+}
+
+#[test]
+fn starttls_on_a_stream_without_tls_closes_with_unsupported() {
+    let (a, mut peer) = pair();
+    let log = Arc::default();
+    let mut chat = crate::Chat::new(Smtpish(log)).unwrap();
+    let now = Instant::now();
+    chat.handle_connected(now);
+    let mut io = a;
+    let _ = peer.poll_write_vectored(&mut cx(), &[IoSlice::new(b"STARTTLS\r\n")]);
+    let _ = crate::driver::poll_chat(
+        &mut chat,
+        &mut io,
+        &mut Stopped(now),
+        &mut crate::driver::NoCommands,
+        &mut false,
+        &mut cx(),
+    );
+    match chat.close_reason() {
+        Some(crate::CloseReason::Io(e)) => assert_eq!(e.kind(), io::ErrorKind::Unsupported),
+        other => panic!("closed as {other:?}"),
+    }
+    assert_eq!(drain_raw(&mut peer), b"220 go ahead\r\n");
+}
