@@ -217,7 +217,9 @@ where
             break Poll::Ready(());
         }
         let mut progress = false;
-        while *commands_open && !commands_blocked {
+        // Not once the chat is closed: what is left (a shutdown's `Close`, say) is for the
+        // lingering close that follows, which it ends.
+        while *commands_open && !commands_blocked && !chat.is_closed() {
             match commands.poll_command(cx) {
                 Poll::Ready(Some(command)) => {
                     apply(chat, now, command);
@@ -1043,6 +1045,26 @@ mod tests {
         );
         let size = std::mem::size_of_val(&client);
         assert!(size < bound, "run_chat: {size} bytes");
+    }
+
+    /// A close that arrives with the graceful close it overrides (a shutdown whose deadline
+    /// has already passed) ends the lingering close too: `poll_chat` leaves it to the linger
+    /// instead of spending it on a chat that was already closed.
+    #[test]
+    fn a_close_queued_behind_close_when_done_ends_the_linger() {
+        let now = Instant::now();
+        let (chat, io) = connected(crate::testing::LineEcho, now, b"");
+        let (tx, rx) = mailbox(crate::outbox::DEFAULT_HIGH_WATER);
+        tx.send(Command::CloseWhenDone).unwrap();
+        tx.send(Command::Close).unwrap();
+        // The peer keeps its side open and the clock never reaches the linger's end.
+        let mut run = Box::pin(run_chat(chat, io, Frozen(now), rx, |_| ()));
+        let waker = Waker::from(Arc::new(Count(AtomicUsize::new(0))));
+        let mut cx = TaskContext::from_waker(&waker);
+        match run.as_mut().poll(&mut cx) {
+            Poll::Ready(reason) => assert_eq!(reason, CloseReason::Done),
+            Poll::Pending => panic!("still lingering: the Close was spent on a closed chat"),
+        }
     }
 
     /// A chat connected at `now`, and a stream holding `input` for it.
