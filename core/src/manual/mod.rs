@@ -10,6 +10,7 @@
 //! | [`performance`](crate::manual::performance) | why each optimisation exists, and what it costs |
 //! | [`limits`](crate::manual::limits) | every default and limit, where it is set, and what a peer that reaches it gets |
 //! | [`drivers`](crate::manual::drivers) | what each driver crate offers, and what in it is specific to its runtime |
+//! | [`tls`](crate::manual::tls) | the TLS layer, STARTTLS without losing or trusting a byte, and how TLS fails |
 //!
 //! These modules contain no code. They are part of the crate's documentation so that
 //! `cargo doc` builds them with the rest and checks every link they make to an item: when an
@@ -34,4 +35,8 @@ pub mod limits {
 
 pub mod drivers {
     #![doc = include_str!("drivers.md")]
+}
+
+pub mod tls {
+    #![doc = include_str!("tls.md")]
 }
