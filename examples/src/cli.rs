@@ -22,6 +22,16 @@ pub struct Common {
     /// Log one line per connection event to stderr.
     #[arg(short, long)]
     pub verbose: bool,
+    /// Serve over TLS with this PEM certificate chain (with `--tls-key`).
+    #[arg(long, requires = "tls_key", value_name = "FILE")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The PEM private key of `--tls-cert`.
+    #[arg(long, requires = "tls_cert", value_name = "FILE")]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// Serve over TLS with a certificate made at start for `localhost` and 127.0.0.1, for
+    /// trying TLS out; its PEM is written to FILE, for a client to trust.
+    #[arg(long, conflicts_with = "tls_cert", value_name = "FILE")]
+    pub tls_self_signed: Option<std::path::PathBuf>,
 }
 
 impl Common {
@@ -35,7 +45,38 @@ impl Common {
                 .unwrap_or_else(|| SocketAddr::from((Ipv4Addr::LOCALHOST, default_port))),
             config,
             verbose: self.verbose,
+            tls: None,
         }
+    }
+
+    /// The TLS configuration the flags ask for, offering the ALPN protocols `alpn`: `None`
+    /// without `--tls-cert` or `--tls-self-signed`.
+    ///
+    /// # Errors
+    ///
+    /// A certificate or key that cannot be read or used, or a self-signed one that cannot be
+    /// made or written.
+    pub fn tls(
+        &self,
+        alpn: &[&[u8]],
+    ) -> io::Result<Option<std::sync::Arc<asynchat_core::tls::rustls::ServerConfig>>> {
+        let (cert, key) = match (&self.tls_cert, &self.tls_key, &self.tls_self_signed) {
+            (Some(cert), Some(key), _) => (std::fs::read(cert)?, std::fs::read(key)?),
+            (_, _, Some(out)) => {
+                let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+                let made = rcgen::generate_simple_self_signed(names).map_err(io::Error::other)?;
+                let cert = made.cert.pem();
+                std::fs::write(out, &cert)?;
+                (
+                    cert.into_bytes(),
+                    made.signing_key.serialize_pem().into_bytes(),
+                )
+            }
+            _ => return Ok(None),
+        };
+        let config = asynchat_core::tls::server_config_from_pem(&cert, &key, alpn)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        Ok(Some(std::sync::Arc::new(config)))
     }
 }
 

@@ -75,6 +75,8 @@ pub struct Options {
     pub config: Config,
     /// Log one line per connection event to stderr.
     pub verbose: bool,
+    /// Serve over TLS with this configuration (implicit TLS: the handshake first).
+    pub tls: Option<Arc<asynchat_core::tls::rustls::ServerConfig>>,
 }
 
 impl Options {
@@ -86,6 +88,7 @@ impl Options {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             config: Config::default(),
             verbose: false,
+            tls: None,
         }
     }
 }
@@ -192,6 +195,13 @@ where
     let verbose = options.verbose;
     let config = options.config.clone();
     let listen = options.listen;
+    let tls = options.tls.clone();
+    if tls.is_some() && options.driver == DriverKind::Mio {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "TLS is not available on the mio driver yet: use --driver tokio or --driver smol",
+        ));
+    }
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let thread = match options.driver {
         DriverKind::Mio => std::thread::spawn(move || {
@@ -223,9 +233,13 @@ where
             runtime.block_on(async move {
                 let served = async {
                     let listener = tokio::net::TcpListener::bind(listen).await?;
-                    asynchat_tokio::serve(listener, config, move |a| {
+                    let factory = move |a: &asynchat_core::driver::Accepted| {
                         connection(&mut factory, a.peer.clone(), a.conn.clone(), verbose)
-                    })
+                    };
+                    match tls {
+                        Some(tls) => asynchat_tokio::serve_tls(listener, tls, config, factory),
+                        None => asynchat_tokio::serve(listener, config, factory),
+                    }
                 };
                 let Some(server) = or_report(&ready_tx, served.await) else {
                     return Ok(());
@@ -242,9 +256,13 @@ where
                 let Some(listener) = or_report(&ready_tx, listener) else {
                     return Ok(());
                 };
-                let served = asynchat_smol::serve(listener, config, move |a| {
+                let factory = move |a: &asynchat_core::driver::Accepted| {
                     connection(&mut factory, a.peer.clone(), a.conn.clone(), verbose)
-                });
+                };
+                let served = match tls {
+                    Some(tls) => asynchat_smol::serve_tls(listener, tls, config, factory),
+                    None => asynchat_smol::serve(listener, config, factory),
+                };
                 let Some(server) = or_report(&ready_tx, served) else {
                     return Ok(());
                 };

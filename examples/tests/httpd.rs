@@ -16,8 +16,10 @@ struct Site {
 }
 
 impl Site {
-    fn new() -> Self {
-        let base = std::env::temp_dir().join(format!("asynchat-httpd-{}", std::process::id()));
+    /// A site of its own for the test `name` (tests run side by side).
+    fn new(name: &str) -> Self {
+        let base =
+            std::env::temp_dir().join(format!("asynchat-httpd-{}-{name}", std::process::id()));
         let root = base.join("root");
         std::fs::create_dir_all(&root).unwrap();
         std::fs::write(root.join("index.html"), "<h1>asynchat-rs</h1>\n").unwrap();
@@ -67,7 +69,7 @@ fn status(url: &str) -> String {
 #[test]
 fn curl_against_httpd_on_every_driver() {
     require("curl", "apt-get install -y curl");
-    let site = Site::new();
+    let site = Site::new("plain");
     for driver in DRIVERS {
         let root = site.root.to_str().unwrap();
         let served = Served::start(env!("CARGO_BIN_EXE_httpd"), driver, &["--root", root]);
@@ -128,4 +130,86 @@ fn curl_against_httpd_on_every_driver() {
 
 fn same_contents(a: &Path, b: &Path) -> bool {
     std::fs::read(a).unwrap() == std::fs::read(b).unwrap()
+}
+
+/// HTTPS: `curl --cacert` against `httpd --tls-self-signed` on the drivers that serve TLS, with
+/// keep-alive reuse, ALPN `http/1.1` and the 64 MiB file streamed intact; mio refuses TLS with
+/// a message rather than serving plaintext.
+#[test]
+fn curl_over_https_against_httpd() {
+    require("curl", "apt-get install -y curl");
+    let site = Site::new("https");
+    let root = site.root.to_str().unwrap();
+    for driver in ["tokio", "smol"] {
+        let cert = site.base.join(format!("cert-{driver}.pem"));
+        let cert_arg = cert.to_str().unwrap();
+        let served = Served::start(
+            env!("CARGO_BIN_EXE_httpd"),
+            driver,
+            &["--root", root, "--tls-self-signed", cert_arg],
+        );
+        let url = format!("https://localhost:{}", served.addr.port());
+        let resolve = format!("localhost:{}:127.0.0.1", served.addr.port());
+        let tls = ["--cacert", cert_arg, "--resolve", &resolve];
+        let reuse = curl(
+            &[
+                &tls[..],
+                &[
+                    "-o",
+                    "/dev/null",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code} %{num_connects} %{http_version}\n",
+                    &format!("{url}/a.txt"),
+                    &format!("{url}/b.json"),
+                ],
+            ]
+            .concat(),
+        );
+        assert_eq!(reuse, "200 1 1.1\n200 0 1.1\n", "{driver}");
+        let verbose = Command::new("curl")
+            .args(["--silent", "--verbose", "-o", "/dev/null"])
+            .args(tls)
+            .arg(format!("{url}/"))
+            .output()
+            .expect("run curl");
+        let said = String::from_utf8_lossy(&verbose.stderr);
+        assert!(
+            said.contains("ALPN: server accepted http/1.1")
+                || said.contains("ALPN, server accepted to use http/1.1"),
+            "{driver}: {said}"
+        );
+        let fetched = site.base.join(format!("fetched-tls-{driver}"));
+        let got = curl(
+            &[
+                &tls[..],
+                &[
+                    "-o",
+                    fetched.to_str().unwrap(),
+                    "-w",
+                    "%{http_code} %{size_download}",
+                    &format!("{url}/big.bin"),
+                ],
+            ]
+            .concat(),
+        );
+        assert_eq!(got, format!("200 {BIG}"), "{driver}");
+        assert!(
+            std::fs::read(&fetched).unwrap() == std::fs::read(site.root.join("big.bin")).unwrap(),
+            "{driver}: the file arrived altered"
+        );
+    }
+    let refused = Command::new(env!("CARGO_BIN_EXE_httpd"))
+        .args(["--driver", "mio", "--listen", "127.0.0.1:0", "--root", root])
+        .arg("--tls-self-signed")
+        .arg(site.base.join("cert-mio.pem"))
+        .output()
+        .expect("run httpd");
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("TLS is not available on the mio driver"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
 }

@@ -23,7 +23,11 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     let room = Arc::new(Room::default());
-    let options = args.common.options(7070, chat::config());
+    let mut options = args.common.options(7070, chat::config());
+    options.tls = match args.common.tls(&[]) {
+        Ok(tls) => tls,
+        Err(e) => return cli::exit_code("chat", Err(e)),
+    };
     cli::exit_code(
         "chat",
         cli::serve_until_interrupted("chat", &options, move |link| {

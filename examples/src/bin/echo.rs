@@ -33,8 +33,14 @@ fn main() -> ExitCode {
     let result = if args.stdio {
         run::run_stdio(args.common.driver, echo, &Config::default())
     } else {
-        let options = args.common.options(7007, Config::default());
-        cli::serve_until_interrupted("echo", &options, move |_| echo.clone())
+        let mut options = args.common.options(7007, Config::default());
+        match args.common.tls(&[]) {
+            Ok(tls) => {
+                options.tls = tls;
+                cli::serve_until_interrupted("echo", &options, move |_| echo.clone())
+            }
+            Err(e) => Err(e),
+        }
     };
     cli::exit_code("echo", result)
 }

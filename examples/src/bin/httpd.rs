@@ -40,7 +40,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let options = args.common.options(8080, httpd::config());
+    let mut options = args.common.options(8080, httpd::config());
+    options.tls = match args.common.tls(&[b"http/1.1"]) {
+        Ok(tls) => tls,
+        Err(e) => return cli::exit_code("httpd", Err(e)),
+    };
     let stream_above = args.stream_above;
     let served = cli::serve_until_interrupted("httpd", &options, move |_| {
         Httpd::shared(root.clone()).stream_above(stream_above)

@@ -23,7 +23,11 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     let store = Store::new();
-    let options = args.common.options(6380, resp::config());
+    let mut options = args.common.options(6380, resp::config());
+    options.tls = match args.common.tls(&[]) {
+        Ok(tls) => tls,
+        Err(e) => return cli::exit_code("resp", Err(e)),
+    };
     cli::exit_code(
         "resp",
         cli::serve_until_interrupted("resp", &options, move |_| Resp::new(store.clone())),

@@ -46,7 +46,11 @@ fn main() -> ExitCode {
         },
         None => Arc::new(Print),
     };
-    let options = args.common.options(8025, smtpd::config());
+    let mut options = args.common.options(8025, smtpd::config());
+    options.tls = match args.common.tls(&[]) {
+        Ok(tls) => tls,
+        Err(e) => return cli::exit_code("smtpd", Err(e)),
+    };
     let (max_size, hostname) = (args.max_size, args.hostname);
     let served = cli::serve_until_interrupted("smtpd", &options, move |link| {
         let smtp = Smtp::shared(mailbox.clone())
