@@ -46,6 +46,7 @@ impl Common {
             config,
             verbose: self.verbose,
             tls: None,
+            starttls: false,
         }
     }
 

@@ -75,8 +75,12 @@ pub struct Options {
     pub config: Config,
     /// Log one line per connection event to stderr.
     pub verbose: bool,
-    /// Serve over TLS with this configuration (implicit TLS: the handshake first).
+    /// Serve over TLS with this configuration: from the first byte, or with `starttls` when
+    /// the protocol switches in band.
     pub tls: Option<Arc<asynchat_core::tls::rustls::ServerConfig>>,
+    /// With `tls`: connections start in plaintext and switch when their protocol asks
+    /// (STARTTLS), instead of a handshake first.
+    pub starttls: bool,
 }
 
 impl Options {
@@ -89,6 +93,7 @@ impl Options {
             config: Config::default(),
             verbose: false,
             tls: None,
+            starttls: false,
         }
     }
 }
@@ -196,6 +201,7 @@ where
     let config = options.config.clone();
     let listen = options.listen;
     let tls = options.tls.clone();
+    let starttls = options.starttls;
     if tls.is_some() && options.driver == DriverKind::Mio {
         return Err(io::Error::new(
             io::ErrorKind::Unsupported,
@@ -237,6 +243,9 @@ where
                         connection(&mut factory, a.peer.clone(), a.conn.clone(), verbose)
                     };
                     match tls {
+                        Some(tls) if starttls => {
+                            asynchat_tokio::serve_starttls(listener, tls, config, factory)
+                        }
                         Some(tls) => asynchat_tokio::serve_tls(listener, tls, config, factory),
                         None => asynchat_tokio::serve(listener, config, factory),
                     }
@@ -260,6 +269,9 @@ where
                     connection(&mut factory, a.peer.clone(), a.conn.clone(), verbose)
                 };
                 let served = match tls {
+                    Some(tls) if starttls => {
+                        asynchat_smol::serve_starttls(listener, tls, config, factory)
+                    }
                     Some(tls) => asynchat_smol::serve_tls(listener, tls, config, factory),
                     None => asynchat_smol::serve(listener, config, factory),
                 };
@@ -367,6 +379,11 @@ impl<P: Protocol> Protocol for Logged<P> {
     fn timeout(&mut self, ctx: &mut Context<'_>, timer: Timer) {
         self.log(format_args!("timer {timer:?}"));
         self.inner.timeout(ctx, timer);
+    }
+
+    fn tls_started(&mut self, ctx: &mut Context<'_>) {
+        self.log(format_args!("TLS started"));
+        self.inner.tls_started(ctx);
     }
 
     fn closed(&mut self, reason: &CloseReason) {

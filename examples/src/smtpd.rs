@@ -386,6 +386,21 @@ pub struct Smtp {
     rcpt_to: Vec<String>,
     incoming: Incoming,
     budget: DataBudget,
+    tls: TlsPolicy,
+    /// The session switched to TLS with `STARTTLS`.
+    in_tls: bool,
+}
+
+/// Whether a session offers `STARTTLS` (RFC 3207), and whether mail must wait for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TlsPolicy {
+    /// No `STARTTLS` (plaintext only, or TLS from the first byte).
+    #[default]
+    Off,
+    /// `STARTTLS` is advertised after `EHLO` and accepted.
+    Offer,
+    /// As `Offer`, and `MAIL` is refused (`530`) until the session is in TLS.
+    Require,
 }
 
 impl fmt::Debug for Smtp {
@@ -417,7 +432,17 @@ impl Smtp {
             rcpt_to: Vec::new(),
             incoming: Incoming::default(),
             budget: DataBudget::process_wide(),
+            tls: TlsPolicy::Off,
+            in_tls: false,
         }
+    }
+
+    /// Offers (or requires) `STARTTLS`; the server must run over a stream that can switch
+    /// (`serve_starttls`).
+    #[must_use]
+    pub fn starttls(mut self, policy: TlsPolicy) -> Self {
+        self.tls = policy;
+        self
     }
 
     /// Refuses messages over `bytes` bytes (`552`), and advertises it.
@@ -476,10 +501,25 @@ impl Smtp {
             }
             "EHLO" => {
                 self.greet(arg, true);
+                let starttls = if self.tls != TlsPolicy::Off && !self.in_tls {
+                    "250-STARTTLS\r\n"
+                } else {
+                    ""
+                };
                 format!(
-                    "250-{}\r\n250-SIZE {}\r\n250-8BITMIME\r\n250 HELP",
+                    "250-{}\r\n250-SIZE {}\r\n250-8BITMIME\r\n{starttls}250 HELP",
                     self.hostname, self.max_size
                 )
+            }
+            "STARTTLS" if self.tls == TlsPolicy::Off => "502 Command not implemented".to_owned(),
+            "STARTTLS" if self.in_tls => "503 TLS already active".to_owned(),
+            "STARTTLS" if !arg.is_empty() => "501 Syntax: STARTTLS".to_owned(),
+            "STARTTLS" => {
+                // RFC 3207: the reply, then TLS; whatever the client sent behind the command
+                // in plaintext is discarded by the chat, never run.
+                ctx.push("220 Ready to start TLS\r\n");
+                ctx.start_tls();
+                return;
             }
             "NOOP" if arg.is_empty() => "250 OK".to_owned(),
             "NOOP" => "501 Syntax: NOOP".to_owned(),
@@ -516,6 +556,9 @@ impl Smtp {
         let Phase::Ready { extended } = self.phase else {
             return "503 Error: send HELO first".to_owned();
         };
+        if self.tls == TlsPolicy::Require && !self.in_tls {
+            return "530 Must issue a STARTTLS command first".to_owned();
+        }
         if self.mail_from.is_some() {
             return "503 Error: nested MAIL command".to_owned();
         }
@@ -705,6 +748,15 @@ impl Protocol for Smtp {
                 incoming.matched = advance(incoming.matched, byte);
             }
         }
+    }
+
+    /// RFC 3207 §4.2: the server discards what it knew of the client from before TLS, its
+    /// greeting included.
+    fn tls_started(&mut self, _: &mut Context<'_>) {
+        self.in_tls = true;
+        self.phase = Phase::Greeted;
+        self.helo.clear();
+        self.reset_transaction();
     }
 
     fn found_terminator(&mut self, ctx: &mut Context<'_>, line: Bytes) {

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use asynchat_examples::cli::{self, Common};
-use asynchat_examples::smtpd::{self, Mailbox, Maildir, Print, Smtp};
+use asynchat_examples::smtpd::{self, Mailbox, Maildir, Print, Smtp, TlsPolicy};
 use clap::Parser;
 
 /// Accepts mail over SMTP and stores each message as a file (or prints it).
@@ -32,6 +32,13 @@ struct Args {
     /// The name the server gives itself.
     #[arg(long, default_value = "localhost")]
     hostname: String,
+    /// With a TLS certificate: offer STARTTLS after EHLO (RFC 3207) instead of TLS from the
+    /// first byte.
+    #[arg(long)]
+    starttls: bool,
+    /// As `--starttls`, and refuse MAIL until the session is in TLS.
+    #[arg(long)]
+    require_tls: bool,
 }
 
 fn main() -> ExitCode {
@@ -51,9 +58,22 @@ fn main() -> ExitCode {
         Ok(tls) => tls,
         Err(e) => return cli::exit_code("smtpd", Err(e)),
     };
+    let policy = match (args.starttls, args.require_tls) {
+        (_, true) => TlsPolicy::Require,
+        (true, false) => TlsPolicy::Offer,
+        (false, false) => TlsPolicy::Off,
+    };
+    if policy != TlsPolicy::Off && options.tls.is_none() {
+        let e = std::io::Error::other(
+            "--starttls and --require-tls need --tls-cert or --tls-self-signed",
+        );
+        return cli::exit_code("smtpd", Err(e));
+    }
+    options.starttls = policy != TlsPolicy::Off;
     let (max_size, hostname) = (args.max_size, args.hostname);
     let served = cli::serve_until_interrupted("smtpd", &options, move |link| {
         let smtp = Smtp::shared(mailbox.clone())
+            .starttls(policy)
             .max_size(max_size)
             .hostname(hostname.clone());
         match link.peer() {
