@@ -100,3 +100,51 @@ fn socket_echo_logs_connection_events_and_stops_on_ctrl_c() {
         assert!(events[2].contains("] closed: "), "{log}");
     }
 }
+
+/// `openssl s_client` against `echo --tls-cert --tls-key` (a certificate made here, as an
+/// operator's would be), on the drivers that serve TLS: the line comes back inside TLS.
+#[test]
+fn openssl_s_client_against_the_tls_echo() {
+    common::require("openssl", "apt-get install -y openssl");
+    let base = std::env::temp_dir().join(format!("asynchat-echo-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&base).unwrap();
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert, key) = (base.join("cert.pem"), base.join("key.pem"));
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    for driver in ["tokio", "smol"] {
+        let served = common::Served::start(
+            env!("CARGO_BIN_EXE_echo"),
+            driver,
+            &[
+                "--tls-cert",
+                cert.to_str().unwrap(),
+                "--tls-key",
+                key.to_str().unwrap(),
+            ],
+        );
+        let mut child = Command::new("openssl")
+            .args(["s_client", "-quiet", "-no_ign_eof", "-verify_return_error"])
+            .args(["-servername", "localhost", "-verify_hostname", "localhost"])
+            .arg("-connect")
+            .arg(served.addr.to_string())
+            .arg("-CAfile")
+            .arg(&cert)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run openssl");
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"hello, tls\n").unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        drop(stdin);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(line, "hello, tls\n", "{driver}");
+    }
+    let _ = std::fs::remove_dir_all(&base);
+}

@@ -156,3 +156,39 @@ fn small_values_do_not_pin_read_buffers() {
         eprintln!("{driver}: {per_value} B per value");
     }
 }
+
+/// `redis-cli --tls --cacert` against `resp --tls-self-signed`, on the drivers that serve TLS.
+#[test]
+fn redis_cli_over_tls() {
+    require("redis-cli", "apt-get install -y redis-tools");
+    for driver in ["tokio", "smol"] {
+        let cert = std::env::temp_dir().join(format!(
+            "asynchat-resp-tls-{driver}-{}.pem",
+            std::process::id()
+        ));
+        let cert_arg = cert.to_str().unwrap();
+        let served = Served::start(
+            env!("CARGO_BIN_EXE_resp"),
+            driver,
+            &["--tls-self-signed", cert_arg],
+        );
+        let port = served.addr.port();
+        let tls = ["--tls", "--cacert", cert_arg, "--sni", "localhost"];
+        let cli = |args: &[&str]| redis_cli(port, &[&tls[..], args].concat());
+        assert_eq!(cli(&["PING"]), "PONG\n", "{driver}");
+        assert_eq!(cli(&["SET", "k", "over tls"]), "OK\n", "{driver}");
+        assert_eq!(cli(&["GET", "k"]), "over tls\n", "{driver}");
+        // Plaintext against the TLS port gets no reply, and the server goes on.
+        let plain = Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "PING"])
+            .output()
+            .expect("run redis-cli");
+        assert!(
+            !String::from_utf8_lossy(&plain.stdout).contains("PONG"),
+            "{driver}: plaintext was answered"
+        );
+        assert_eq!(cli(&["GET", "k"]), "over tls\n", "{driver}: still serving");
+        drop(served);
+        let _ = std::fs::remove_file(&cert);
+    }
+}
