@@ -284,6 +284,47 @@ pub fn starttls_ignores_plaintext_pipelined_after_the_command<D: TlsDriver>() {
     drop(server);
 }
 
+/// The driver's TLS client against `openssl s_server -rev` (which answers each line reversed),
+/// the certificate verified against the name it was made for.
+pub fn a_tls_client_against_openssl_s_server<D: TlsDriver>() {
+    use std::io::BufRead;
+    let cert = Certificate::new();
+    let key = cert.path.with_extension("key");
+    std::fs::write(&key, &cert.key).expect("write the key");
+    let port = std::net::TcpListener::bind(crate::LOCALHOST)
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let mut server = Command::new("openssl")
+        .args(["s_server", "-rev", "-naccept", "1"])
+        .arg("-accept")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("-cert")
+        .arg(&cert.path)
+        .arg("-key")
+        .arg(&key)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("openssl (the openssl package)");
+    let mut out = std::io::BufReader::new(server.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    while out.read_line(&mut line).expect("s_server's output") > 0 && !line.contains("ACCEPT") {
+        line.clear();
+    }
+    let tls = Arc::new(client_config(cert.cert.as_bytes(), &[]).expect("client config"));
+    let lines = Arc::default();
+    let name = ServerName::try_from("localhost").expect("a name");
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let (_, thread) = D::run_tls_client(addr, name, tls, Ping(Arc::clone(&lines)));
+    thread.join().expect("the client");
+    let _ = server.kill();
+    let _ = server.wait();
+    let _ = std::fs::remove_file(&key);
+    assert_eq!(*lines.lock().unwrap(), [Bytes::from("gnip")]);
+}
+
 /// Instantiates every TLS scenario as a `#[test]` for a [`TlsDriver`].
 #[macro_export]
 macro_rules! tls_suite {
@@ -294,6 +335,7 @@ macro_rules! tls_suite {
             plaintext_instead_of_a_client_hello_closes_that_connection_only,
             a_client_that_never_finishes_the_handshake_is_closed_at_the_timeout,
             starttls_ignores_plaintext_pipelined_after_the_command,
+            a_tls_client_against_openssl_s_server,
         );
     };
     (@tests $driver:ty; $($name:ident),* $(,)?) => {
