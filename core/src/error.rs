@@ -100,9 +100,10 @@ pub enum Misuse {
         /// Empty frames delivered in a row before the connection was closed.
         frames: u32,
     },
-    /// [`Context::start_tls`](crate::Context::start_tls) was called with more than 64 KiB of
-    /// output queued: the switch to TLS would come after all of it, and a STARTTLS reply is a
-    /// line. Push the reply, then switch, with the output before it written first.
+    /// [`Context::start_tls`](crate::Context::start_tls) was called with more than 65 534 bytes,
+    /// or a producer, queued: the switch to TLS would have to wait for all of it (a producer's
+    /// output cannot be told from what was queued behind it), and a STARTTLS reply is a line.
+    /// Push the reply, then switch, with the output before it written first.
     StartTlsBehindOutput {
         /// Bytes queued when the switch was asked for.
         queued: usize,
@@ -186,8 +187,8 @@ impl fmt::Display for Misuse {
             Self::StartTlsBehindOutput { queued } => {
                 return write!(
                     f,
-                    "STARTTLS asked for behind {queued} bytes of output (at most 65535): \
-                     write the output before it first"
+                    "STARTTLS asked for behind {queued} bytes of output, or a producer (at most \
+                     65534 bytes, no producer): write the output before it first"
                 );
             }
             Self::EndlessEmptyFrames { frames } => {

@@ -370,6 +370,7 @@ impl Outbox {
         self.queued = 0;
         self.overhead = 0;
         self.closing = false;
+        self.barrier = NO_BARRIER;
         self.update_watermark();
     }
 
@@ -435,8 +436,17 @@ impl Outbox {
 
     /// Offers nothing past the bytes queued now until [`lift_barrier`](Self::lift_barrier):
     /// for a chat switching to TLS, whose plaintext must end where the switch is. `false`, and
-    /// no barrier, if more than 65 534 bytes are queued.
+    /// no barrier, if more than 65 534 bytes or a producer are queued.
     pub(crate) fn set_barrier(&mut self) -> bool {
+        // A producer's output is counted only as it is pulled, so a barrier counted in bytes
+        // could not tell its output from what was queued behind it.
+        if self
+            .items
+            .iter()
+            .any(|item| matches!(item, Item::Producer(_)))
+        {
+            return false;
+        }
         match u16::try_from(self.queued) {
             Ok(queued) if queued != NO_BARRIER => {
                 self.barrier = queued;

@@ -222,11 +222,16 @@ impl Context<'_> {
     /// The output queued as bytes before the call is written in plaintext, and no write goes
     /// past it; output pushed afterwards (and producers not yet pulled) goes out inside TLS.
     ///
-    /// At most 64 KiB may be queued when it is called (the reply is a line); more closes the
-    /// connection with [`Misuse::StartTlsBehindOutput`]. Asked for once: later calls do nothing. A driver that cannot put TLS in place (no TLS
+    /// At most 65 534 bytes, and no producer, may be queued when it is called (the reply is a
+    /// line); more closes the connection with [`Misuse::StartTlsBehindOutput`]. Asked for once:
+    /// later calls do nothing, as do calls once closing or after the peer's end of stream. A driver that cannot put TLS in place (no TLS
     /// configuration for this connection) closes it with an I/O error of kind `Unsupported`.
     pub fn start_tls(&mut self) {
-        if self.core.tls != super::state::TlsPhase::Plain || self.core.state != State::Open {
+        if self.core.tls != super::state::TlsPhase::Plain
+            || self.core.state != State::Open
+            || self.core.read_eof
+        {
+            // Already asked for, closing, or the peer has ended its side: TLS could not start.
             return;
         }
         let dropped = self.take_unprocessed().len() + self.core.incoming.take().len();

@@ -313,15 +313,17 @@ impl<P: Protocol> Chat<P> {
     /// calls [`handle_tls_started`](Self::handle_tls_started).
     #[must_use]
     pub fn wants_tls(&self) -> bool {
+        // Closing too: a graceful close asked for meanwhile flushes the rest inside TLS.
         self.core.tls == state::TlsPhase::Requested
-            && self.core.state == State::Open
+            && matches!(self.core.state, State::Open | State::Closing)
             && self.core.outbox.barrier_left() == Some(0)
     }
 
     /// TLS is in place over the stream, after [`wants_tls`](Self::wants_tls): input is read
     /// and delivered again, inside TLS, and the protocol hears [`Protocol::tls_started`].
     pub fn handle_tls_started(&mut self, now: Instant) {
-        if self.core.tls != state::TlsPhase::Requested {
+        if !self.wants_tls() {
+            // Not asked for, or the plaintext before the switch is not all written yet.
             return;
         }
         self.core.tls = state::TlsPhase::Started;
@@ -443,7 +445,7 @@ impl<P: Protocol> Chat<P> {
             },
             State::Closing => Interest {
                 readable: !core.read_eof,
-                writable: pending_output,
+                writable: pending_output && core.outbox.barrier_left() != Some(0),
             },
             State::Closed => Interest::default(),
         }
@@ -589,6 +591,8 @@ impl<P: Protocol> Chat<P> {
     /// Takes the connection apart for a protocol upgrade: the protocol, every byte received and
     /// not delivered, and the output not yet written. No callback runs.
     pub fn into_parts(mut self) -> Parts<P> {
+        // A switch to TLS that will not happen now: the new owner writes as it likes.
+        self.core.outbox.lift_barrier();
         Parts {
             unprocessed: self.core.framer.take_unprocessed(),
             protocol: self.protocol,

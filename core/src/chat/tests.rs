@@ -1141,3 +1141,81 @@ impl Protocol for StartTlsOnce {
         self.0.found_terminator(ctx, line);
     }
 }
+
+#[test]
+fn starttls_behind_a_producer_is_refused_as_misuse() {
+    struct Streaming;
+    impl Protocol for Streaming {
+        fn first_terminator(&self) -> Terminator {
+            "\n".into()
+        }
+        fn found_terminator(&mut self, ctx: &mut Context<'_>, _: Bytes) {
+            ctx.push_producer(crate::producer::SimpleProducer::new(Bytes::from("body"), 2));
+            ctx.push("220 go ahead\n");
+            ctx.start_tls();
+        }
+    }
+    let mut h = Harness::new(Streaming);
+    h.set_peer_reading(false);
+    h.send("STARTTLS\n");
+    assert!(
+        matches!(
+            h.close_reason(),
+            Some(CloseReason::Error(Error::Misuse(
+                Misuse::StartTlsBehindOutput { .. }
+            )))
+        ),
+        "{:?}",
+        h.close_reason()
+    );
+}
+
+#[test]
+fn a_graceful_close_while_tls_is_requested_still_switches_then_flushes() {
+    let (p, _) = Script::with_log();
+    let mut h = Harness::new(StartTlsOnce(p));
+    h.take_output();
+    h.set_peer_reading(false);
+    h.send("starttls\n");
+    h.with_context(|_, ctx| {
+        ctx.push("after the switch\n");
+        ctx.close_when_done();
+    });
+    assert!(!h.chat().wants_tls(), "the reply is not written yet");
+    h.set_peer_reading(true);
+    assert_eq!(
+        h.take_output(),
+        "220 go ahead\n",
+        "only the reply before the switch"
+    );
+    assert!(h.chat().wants_tls(), "closing does not cancel the switch");
+    let now = h.now();
+    h.chat_mut().handle_tls_started(now);
+    h.set_peer_reading(false);
+    h.set_peer_reading(true);
+    assert_eq!(h.take_output(), "after the switch\n");
+    assert_eq!(h.close_reason(), Some(&CloseReason::Done));
+}
+
+#[test]
+fn into_parts_lifts_a_barrier_left_by_a_switch_that_will_not_happen() {
+    let (p, _) = Script::with_log();
+    let mut h = Harness::new(StartTlsOnce(p));
+    h.take_output();
+    h.set_peer_reading(false);
+    h.send("starttls\n");
+    h.with_context(|_, ctx| ctx.push("more\n"));
+    let chat = std::mem::replace(
+        h.chat_mut(),
+        Chat::new(StartTlsOnce(Script::with_log().0)).unwrap(),
+    );
+    let mut parts = chat.into_parts();
+    let mut slices = [std::io::IoSlice::new(&[]); 4];
+    let n = parts.outbox.poll_slices(&mut slices);
+    let offered: usize = slices[..n].iter().map(|s| s.len()).sum();
+    assert_eq!(
+        offered,
+        "220 go ahead\nmore\n".len(),
+        "everything is offered again"
+    );
+}

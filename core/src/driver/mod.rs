@@ -235,6 +235,7 @@ where
         }
         let may_read = read_total < budget;
         let may_write = written_total < budget;
+        let mut nothing_to_write = false;
         // Reading first: what it queues is written in the same turn. The read buffer is kept
         // until this call returns, so the read that finds nothing reuses it.
         if chat.interest().readable && !read_blocked && may_read {
@@ -267,10 +268,16 @@ where
                 Some(Poll::Pending) => write_blocked = true,
                 // Only producers with nothing to give yet: nothing was tried. Or the last one
                 // ran out, which ends a closing connection: go round to see it closed.
-                None => progress |= chat.is_closed(),
+                None => {
+                    progress |= chat.is_closed();
+                    nothing_to_write = true;
+                }
             }
         }
-        if !chat.interest().writable && !write_blocked && !chat.is_closed() {
+        // What the stream holds itself (TLS records) goes out whenever the chat has nothing
+        // to write now, a producer waiting for more included.
+        let flush = !chat.interest().writable || nothing_to_write;
+        if flush && !write_blocked && !chat.is_closed() {
             match io.poll_flush(cx) {
                 Poll::Ready(Ok(())) => {}
                 Poll::Ready(Err(e)) => chat.handle_error(e),
@@ -454,8 +461,12 @@ where
                     .close_reason()
                     .is_some_and(crate::CloseReason::is_graceful)
                 {
-                    let _ = std::future::poll_fn(|cx| io.poll_shutdown(cx)).await;
-                    linger(&mut io, &mut timer, &mut commands, open).await;
+                    // Bounded as the linger is: a stream that must write before it shuts down
+                    // (TLS records, close_notify) to a peer that no longer reads cannot hold
+                    // the task.
+                    if shut_down(&mut io, &mut timer, &mut commands, &mut open).await {
+                        linger(&mut io, &mut timer, &mut commands, open).await;
+                    }
                 }
             }
             Err(e) => chat.handle_error(e),
@@ -463,6 +474,45 @@ where
         // `poll_chat` is ready only once the chat is closed, and a closed chat has its reason.
         on_end(chat.close_reason().cloned().unwrap_or(CloseReason::Aborted))
     }
+}
+
+/// Shuts the write side down, for at most [`LINGER`] and until a close is commanded (a
+/// shutdown's deadline): `true` once it is done, `false` if it was cut short.
+async fn shut_down<S: PollStream, T: PollTimer, C: PollCommands>(
+    io: &mut S,
+    timer: &mut T,
+    commands: &mut C,
+    commands_open: &mut bool,
+) -> bool {
+    let until = timer.now() + LINGER;
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(done) = io.poll_shutdown(cx) {
+            return Poll::Ready(done.is_ok());
+        }
+        if close_commanded(commands, commands_open, cx) || timer.poll_until(cx, until).is_ready() {
+            return Poll::Ready(false);
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// Whether a `Close` (or `CloseBecause`) is among the commands waiting; the others are dropped,
+/// as nothing else can be done for a connection already closed.
+fn close_commanded<C: PollCommands>(
+    commands: &mut C,
+    commands_open: &mut bool,
+    cx: &mut TaskContext<'_>,
+) -> bool {
+    while *commands_open {
+        match commands.poll_command(cx) {
+            Poll::Ready(Some(Command::Close | Command::CloseBecause(_))) => return true,
+            Poll::Ready(Some(_)) => {}
+            Poll::Ready(None) => *commands_open = false,
+            Poll::Pending => break,
+        }
+    }
+    false
 }
 
 /// How long a graceful close drains the peer's input after shutting the write side down.
@@ -481,16 +531,8 @@ async fn linger<S: PollStream, T: PollTimer, C: PollCommands>(
     let until = timer.now() + LINGER;
     let mut scratch = BytesMut::new();
     std::future::poll_fn(|cx| {
-        while commands_open {
-            match commands.poll_command(cx) {
-                Poll::Ready(Some(Command::Close | Command::CloseBecause(_))) => {
-                    return Poll::Ready(());
-                }
-                // Nothing else can be done for a connection already closed.
-                Poll::Ready(Some(_)) => {}
-                Poll::Ready(None) => commands_open = false,
-                Poll::Pending => break,
-            }
+        if close_commanded(commands, &mut commands_open, cx) {
+            return Poll::Ready(());
         }
         if poll_discard(io, cx, &mut scratch).is_ready() {
             return Poll::Ready(());

@@ -40,6 +40,8 @@ pub struct TlsStream<S> {
     spoke_tls: bool,
     /// `close_notify` has been queued.
     closing: bool,
+    /// rustls holds plaintext not read out yet (as of the last processing).
+    plaintext_waiting: bool,
 }
 
 impl<S> std::fmt::Debug for TlsStream<S> {
@@ -116,6 +118,7 @@ impl<S: PollStream> TlsStream<S> {
             eof: false,
             spoke_tls: false,
             closing: false,
+            plaintext_waiting: false,
         }
     }
 
@@ -134,8 +137,14 @@ impl<S: PollStream> TlsStream<S> {
                         Poll::Pending => return Poll::Pending,
                     }
                 }
+                let held = self.incoming.len();
                 if let Err(e) = self.feed(cx) {
                     return Poll::Ready(Err(e));
+                }
+                if held != 0 && self.incoming.len() == held {
+                    return Poll::Ready(Err(tls_error(TlsError::Protocol(
+                        "TLS input stalled during the handshake".into(),
+                    ))));
                 }
             } else {
                 return Poll::Pending;
@@ -192,16 +201,24 @@ impl<S: PollStream> TlsStream<S> {
         while !self.incoming.is_empty() {
             let mut rest: &[u8] = &self.incoming;
             let before = rest.len();
-            if self.tls.read_tls(&mut rest).is_err() {
-                // Its buffer is full: the plaintext must be read first.
-                break;
+            if let Err(e) = self.tls.read_tls(&mut rest) {
+                if self.plaintext_waiting {
+                    // Its buffer is full: the plaintext must be read first.
+                    break;
+                }
+                // Full with nothing to read out: records that never make a message (a
+                // handshake message declared larger than it arrives), which would spin.
+                return Err(tls_error(TlsError::Protocol(e.to_string())));
             }
             let used = before - rest.len();
             self.incoming.advance(used);
-            if let Err(e) = self.tls.process_new_packets() {
-                let error = classify(&e, self.spoke_tls);
-                let _ = self.flush_records(cx);
-                return Err(tls_error(error));
+            match self.tls.process_new_packets() {
+                Ok(state) => self.plaintext_waiting = state.plaintext_bytes_to_read() > 0,
+                Err(e) => {
+                    let error = classify(&e, self.spoke_tls);
+                    let _ = self.flush_records(cx);
+                    return Err(tls_error(error));
+                }
             }
             // A first flight answered (or the handshake over) means the peer speaks TLS.
             self.spoke_tls |= self.tls.wants_write() || !self.tls.is_handshaking();
@@ -223,7 +240,9 @@ impl<S: PollStream> PollStream for TlsStream<S> {
             let tls = &mut self.tls;
             match read_initialized(buf, |scratch| Poll::Ready(tls.reader().read(scratch))) {
                 Poll::Ready(Ok(n)) => return Poll::Ready(Ok(n)),
-                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.plaintext_waiting = false;
+                }
                 // The peer's end without `close_notify`: the end all the same.
                 Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
                     return Poll::Ready(Ok(0));
@@ -271,8 +290,14 @@ impl<S: PollStream> PollStream for TlsStream<S> {
             return Poll::Ready(Err(e));
         }
         if n == 0 && bufs.iter().any(|b| !b.is_empty()) {
-            // rustls's own buffer is full (a handshake still under way): wait for the stream.
-            return Poll::Pending;
+            // rustls's own buffer is full, a handshake still under way: drive the handshake
+            // from here (the chat may not be reading), so that a waker is registered with
+            // whatever it waits for.
+            return match self.poll_handshake(cx) {
+                Poll::Ready(Ok(())) => Poll::Ready(self.tls.writer().write_vectored(bufs)),
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                Poll::Pending => Poll::Pending,
+            };
         }
         Poll::Ready(Ok(n))
     }
