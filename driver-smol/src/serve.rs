@@ -353,17 +353,21 @@ where
 {
     let chat = Chat::with_config(protocol, &config)?;
     let (handle, commands) = outside_server(config.high_water);
-    let stream = async move {
-        let connected = Async::<TcpStream>::connect(addr).await;
-        asynchat_core::driver::client::connected(&addr, connected.as_ref().map(|_| ()));
-        let stream = connected?;
-        let _ = stream.get_ref().set_nodelay(true);
-        Ok(Tcp::new(stream))
-    };
+    let stream = tcp_connect(addr);
     Ok(Connection::new(
         handle,
         run_chat_after(chat, stream, Deadline::default(), commands, |_| ()),
     ))
+}
+
+/// Connects to `addr` (traced), with `TCP_NODELAY`: the stream a client's chat runs over, in
+/// plaintext or under TLS.
+pub(crate) async fn tcp_connect(addr: SocketAddr) -> io::Result<Tcp> {
+    let connected = Async::<TcpStream>::connect(addr).await;
+    asynchat_core::driver::client::connected(&addr, connected.as_ref().map(|_| ()));
+    let stream = connected?;
+    let _ = stream.get_ref().set_nodelay(true);
+    Ok(Tcp::new(stream))
 }
 
 /// Runs `protocol` over an already connected `futures-io` stream until it closes: a Unix

@@ -5,7 +5,7 @@
 //! [`PeerError::Tls`](asynchat_core::PeerError::Tls) as the reason.
 
 use std::io;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 
 use async_io::Async;
@@ -17,7 +17,7 @@ use asynchat_core::{Chat, Config, Misuse, Protocol};
 pub use asynchat_core::tls::{client_config, server_config_from_pem, StartTls, TlsStream};
 
 use crate::conn::{Deadline, Tcp};
-use crate::serve::{serve_tcp_polled, Spawner};
+use crate::serve::{serve_tcp_polled, tcp_connect, Spawner};
 
 /// [`serve_on`](crate::serve_on) over TLS: each accepted connection's handshake runs in its own
 /// task (spawned by `spawner`), then `factory`'s protocol runs over the plaintext.
@@ -106,11 +106,8 @@ where
     let (handle, commands) = outside_server(config.high_water);
     let timeout = config.handshake_timeout;
     let stream = async move {
-        let connected = Async::<TcpStream>::connect(addr).await;
-        asynchat_core::driver::client::connected(&addr, connected.as_ref().map(|_| ()));
-        let stream = connected?;
-        let _ = stream.get_ref().set_nodelay(true);
-        asynchat_core::tls::connect(Tcp::new(stream), tls, name, Deadline::default(), timeout).await
+        let tcp = tcp_connect(addr).await?;
+        asynchat_core::tls::connect(tcp, tls, name, Deadline::default(), timeout).await
     };
     Ok(Connection::new(
         handle,

@@ -235,17 +235,21 @@ where
 {
     let chat = Chat::with_config(protocol, &config)?;
     let (handle, commands) = outside_server(config.high_water);
-    let stream = async move {
-        let connected = TcpStream::connect(addr).await;
-        asynchat_core::driver::client::connected(&addr, connected.as_ref().map(|_| ()));
-        let stream = connected?;
-        let _ = stream.set_nodelay(true);
-        Ok(Stream(stream))
-    };
+    let stream = tcp_connect(addr);
     Ok(Connection::new(
         handle,
         run_chat_after(chat, stream, Timer::default(), commands, |_| ()),
     ))
+}
+
+/// Connects to `addr` (traced), with `TCP_NODELAY`: the stream a client's chat runs over, in
+/// plaintext or under TLS.
+pub(crate) async fn tcp_connect(addr: SocketAddr) -> io::Result<Stream<TcpStream>> {
+    let connected = TcpStream::connect(addr).await;
+    asynchat_core::driver::client::connected(&addr, connected.as_ref().map(|_| ()));
+    let stream = connected?;
+    let _ = stream.set_nodelay(true);
+    Ok(Stream(stream))
 }
 
 /// Runs `protocol` over an already connected stream — TCP, a Unix socket, a TLS stream,

@@ -13,12 +13,11 @@ use asynchat_core::tls::rustls::pki_types::ServerName;
 use asynchat_core::tls::rustls::{ClientConfig, ServerConfig};
 use asynchat_core::{Chat, Config, Misuse, Protocol};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 
 pub use asynchat_core::tls::{client_config, server_config_from_pem, StartTls, TlsStream};
 
 use crate::conn::{Stream, Timer};
-use crate::serve::{serve_polled, Listener};
+use crate::serve::{serve_polled, tcp_connect, Listener};
 
 /// [`serve`](crate::serve) over TLS: each accepted connection's handshake runs in its own task,
 /// then `factory`'s protocol runs over the plaintext. The listener may be TCP or Unix.
@@ -77,11 +76,8 @@ where
     let (handle, commands) = outside_server(config.high_water);
     let timeout = config.handshake_timeout;
     let stream = async move {
-        let connected = TcpStream::connect(addr).await;
-        asynchat_core::driver::client::connected(&addr, connected.as_ref().map(|_| ()));
-        let stream = connected?;
-        let _ = stream.set_nodelay(true);
-        asynchat_core::tls::connect(Stream(stream), tls, name, Timer::default(), timeout).await
+        let tcp = tcp_connect(addr).await?;
+        asynchat_core::tls::connect(tcp, tls, name, Timer::default(), timeout).await
     };
     Ok(Connection::new(
         handle,

@@ -84,18 +84,29 @@ impl Protocol for Ping {
     }
 }
 
+/// Runs [`Ping`] as the driver's TLS client of `addr` (the server `name`, trusted as `tls`
+/// says) until it closes: the lines it got back.
+fn ping_over_tls<D: TlsDriver>(
+    addr: std::net::SocketAddr,
+    name: &str,
+    tls: Arc<asynchat_core::tls::rustls::ClientConfig>,
+) -> Vec<Bytes> {
+    let lines: Arc<Mutex<Vec<Bytes>>> = Arc::default();
+    let name = ServerName::try_from(name).expect("a name").to_owned();
+    let (_, thread) = D::run_tls_client(addr, name, tls, Ping(Arc::clone(&lines)));
+    thread.join().expect("the client");
+    let got = lines.lock().unwrap().clone();
+    got
+}
+
 /// The driver's own TLS client against its TLS server, by name and by address.
 pub fn a_tls_client_and_server_echo<D: TlsDriver>() {
     let cert = Certificate::new();
     let server = echo_server::<D>(&cert, Config::default());
     let tls = Arc::new(client_config(cert.cert.as_bytes(), &[b"echo"]).expect("client config"));
     for name in ["localhost", "127.0.0.1"] {
-        let lines = Arc::default();
-        let name = ServerName::try_from(name).expect("a name").to_owned();
-        let (_, thread) =
-            D::run_tls_client(server.addr, name, tls.clone(), Ping(Arc::clone(&lines)));
-        thread.join().expect("the client");
-        assert_eq!(*lines.lock().unwrap(), [Bytes::from("ping")]);
+        let got = ping_over_tls::<D>(server.addr, name, tls.clone());
+        assert_eq!(got, [Bytes::from("ping")]);
     }
     drop(server);
 }
@@ -197,11 +208,8 @@ pub fn plaintext_instead_of_a_client_hello_closes_that_connection_only<D: TlsDri
     );
     // A TLS client is served after it.
     let client = Arc::new(client_config(cert.cert.as_bytes(), &[]).expect("client config"));
-    let lines = Arc::default();
-    let name = ServerName::try_from("localhost").expect("a name");
-    let (_, thread) = D::run_tls_client(server.addr, name, client, Ping(Arc::clone(&lines)));
-    thread.join().expect("the client");
-    assert_eq!(*lines.lock().unwrap(), [Bytes::from("ping")]);
+    let got = ping_over_tls::<D>(server.addr, "localhost", client);
+    assert_eq!(got, [Bytes::from("ping")]);
     drop(server);
 }
 
@@ -218,11 +226,8 @@ pub fn a_client_that_never_finishes_the_handshake_is_closed_at_the_timeout<D: Tl
         "closed after {waited:?}"
     );
     let client = Arc::new(client_config(cert.cert.as_bytes(), &[]).expect("client config"));
-    let lines = Arc::default();
-    let name = ServerName::try_from("localhost").expect("a name");
-    let (_, thread) = D::run_tls_client(server.addr, name, client, Ping(Arc::clone(&lines)));
-    thread.join().expect("the client");
-    assert_eq!(*lines.lock().unwrap(), [Bytes::from("ping")]);
+    let got = ping_over_tls::<D>(server.addr, "localhost", client);
+    assert_eq!(got, [Bytes::from("ping")]);
     drop(silent);
     drop(server);
 }
@@ -314,15 +319,12 @@ pub fn a_tls_client_against_openssl_s_server<D: TlsDriver>() {
         line.clear();
     }
     let tls = Arc::new(client_config(cert.cert.as_bytes(), &[]).expect("client config"));
-    let lines = Arc::default();
-    let name = ServerName::try_from("localhost").expect("a name");
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let (_, thread) = D::run_tls_client(addr, name, tls, Ping(Arc::clone(&lines)));
-    thread.join().expect("the client");
+    let got = ping_over_tls::<D>(addr, "localhost", tls);
     let _ = server.kill();
     let _ = server.wait();
     let _ = std::fs::remove_file(&key);
-    assert_eq!(*lines.lock().unwrap(), [Bytes::from("gnip")]);
+    assert_eq!(got, [Bytes::from("gnip")]);
 }
 
 /// Instantiates every TLS scenario as a `#[test]` for a [`TlsDriver`].

@@ -968,7 +968,7 @@ impl Drop for MailboxReceiver {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
@@ -1023,7 +1023,7 @@ mod tests {
     }
 
     /// A clock stopped at `now`; any deadline at or before it has passed.
-    struct Frozen(Instant);
+    pub(crate) struct Frozen(pub(crate) Instant);
 
     impl PollTimer for Frozen {
         fn now(&self) -> Instant {

@@ -11,6 +11,7 @@ use bytes::BytesMut;
 use rustls::pki_types::ServerName;
 
 use super::{client_config, server_config_from_pem, TlsStream};
+use crate::driver::tests::Frozen;
 use crate::driver::{PollStream, PollTimer};
 use crate::error::TlsError;
 
@@ -318,21 +319,6 @@ impl crate::Protocol for Smtpish {
     }
 }
 
-/// A clock stopped now.
-struct Stopped(Instant);
-impl PollTimer for Stopped {
-    fn now(&self) -> Instant {
-        self.0
-    }
-    fn poll_until(&mut self, _: &mut TaskContext<'_>, at: Instant) -> Poll<()> {
-        if at <= self.0 {
-            Poll::Ready(())
-        } else {
-            Poll::Pending
-        }
-    }
-}
-
 /// Reads from a raw pipe end whatever is there.
 fn drain_raw(end: &mut End) -> Vec<u8> {
     let mut buf = BytesMut::with_capacity(64 * 1024);
@@ -353,7 +339,7 @@ fn starttls_discards_pipelined_plaintext_and_switches_after_the_reply() {
     let now = Instant::now();
     chat.handle_connected(now);
     let mut io = super::StartTls::server(a, Arc::new(server_tls));
-    let mut timer = Stopped(now);
+    let mut timer = Frozen(now);
     let mut open = false;
     let mut run = |chat: &mut crate::Chat<Smtpish>, io: &mut super::StartTls<End>| {
         let _ = crate::driver::poll_chat(
@@ -413,7 +399,7 @@ fn starttls_on_a_stream_without_tls_closes_with_unsupported() {
     let _ = crate::driver::poll_chat(
         &mut chat,
         &mut io,
-        &mut Stopped(now),
+        &mut Frozen(now),
         &mut crate::driver::NoCommands,
         &mut false,
         &mut cx(),
