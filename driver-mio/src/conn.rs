@@ -1,16 +1,15 @@
 //! A stream connection in the loop: a `Chat` and its socket.
 
-use crate::handle::Push;
 use std::io;
+use std::task::{Context as TaskContext, Poll};
 use std::time::Instant;
 
-use std::task::Context as TaskContext;
-
 use asynchat_core::driver::{poll_chat, poll_discard, NoCommands, LINGER};
-use asynchat_core::{BytesMut, Chat, CloseReason, Protocol};
+use asynchat_core::{BytesMut, Chat, CloseReason, Protocol, TlsError};
 use mio::{Interest, Registry, Token};
 
-use crate::io::{no_waker, Polled, Readiness, StreamIo, Turn};
+use crate::handle::Push;
+use crate::io::{no_waker, StreamIo, Transport, Turn};
 
 /// What the loop can ask of an entry, whatever its protocol and socket types.
 pub(crate) trait Entry {
@@ -64,43 +63,81 @@ pub(crate) struct Cx<'a> {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
-    Connecting,
+    /// A client's connect in progress; the deadline of the handshake that follows, if any
+    /// (counted from the connect, so that it bounds both).
+    Connecting(Option<Instant>),
+    /// The handshake (implicit TLS) runs; the protocol is told it is connected once it is over.
+    Handshaking(Instant),
     Live,
+    /// Closed gracefully: the stream's end (a TLS `close_notify`, a FIN) is being written.
+    ShuttingDown(Instant),
     /// Closed gracefully, write side shut down, draining input until EOF or the deadline.
     Lingering(Instant),
     Finished,
 }
 
-pub(crate) struct StreamConn<P, S> {
+impl Phase {
+    /// Before the close: the chat still runs.
+    fn is_open(self) -> bool {
+        matches!(
+            self,
+            Self::Connecting(_) | Self::Handshaking(_) | Self::Live
+        )
+    }
+}
+
+pub(crate) struct StreamConn<P, T> {
     chat: Chat<P>,
-    io: S,
+    stream: T,
     phase: Phase,
     /// Whether the socket is registered for writability (only while output is pending).
     write_registered: bool,
-    ready: Readiness,
 }
 
-impl<P: Protocol, S: StreamIo> StreamConn<P, S> {
-    /// An accepted connection: the chat is connected at once.
-    pub(crate) fn accepted(mut chat: Chat<P>, io: S, now: Instant) -> Self {
-        chat.handle_connected(now);
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The error a handshake that took too long closes its connection with.
+fn handshake_timed_out() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, TlsError::HandshakeTimedOut)
+}
+
+impl<P: Protocol, T: Transport> StreamConn<P, T> {
+    /// An accepted connection: the chat is connected at once, or after the stream's handshake,
+    /// which must be over by `handshake_deadline`.
+    pub(crate) fn accepted(
+        mut chat: Chat<P>,
+        stream: T,
+        now: Instant,
+        handshake_deadline: Instant,
+    ) -> Self {
+        let phase = if stream.handshakes() {
+            Phase::Handshaking(handshake_deadline)
+        } else {
+            chat.handle_connected(now);
+            Phase::Live
+        };
         Self {
             chat,
-            io,
-            phase: Phase::Live,
+            stream,
+            phase,
             write_registered: false,
-            ready: Readiness::default(),
         }
     }
 
-    /// A client whose connect is in progress.
-    pub(crate) fn connecting(chat: Chat<P>, io: S) -> Self {
+    /// A client whose connect is in progress; a handshake that follows must be over by
+    /// `handshake_deadline`.
+    pub(crate) fn connecting(chat: Chat<P>, stream: T, handshake_deadline: Instant) -> Self {
+        let deadline = stream.handshakes().then_some(handshake_deadline);
         Self {
             chat,
-            io,
-            phase: Phase::Connecting,
+            stream,
+            phase: Phase::Connecting(deadline),
             write_registered: true,
-            ready: Readiness::default(),
         }
     }
 
@@ -113,72 +150,123 @@ impl<P: Protocol, S: StreamIo> StreamConn<P, S> {
     /// and closing. A direction is tried only if it may make progress: readable/writable
     /// readiness was reported, or it stopped for a reason of ours (backpressure, budget)
     /// rather than at `WouldBlock`. Handles apply their commands before this (see
-    /// [`Entry::on_push`]), so the loop polls none.
+    /// [`Entry::on_push`]), so the loop polls none. A handshake still under way runs first.
     fn drive(&mut self, cx: &mut Cx<'_>, readable: bool, writable: bool) {
-        self.ready.read_drained &= !readable;
-        self.ready.write_blocked &= !writable;
-        self.ready.hung_up |= cx.hangup;
-        let mut turn = Turn::new(cx.now);
-        let mut stream = Polled {
-            io: &mut self.io,
-            ready: &mut self.ready,
-        };
-        let _ = poll_chat(
-            &mut self.chat,
-            &mut stream,
-            &mut turn,
-            &mut NoCommands,
-            &mut false,
-            &mut TaskContext::from_waker(no_waker()),
-        );
-        cx.yielded = turn.yielded && !self.chat.is_closed();
+        self.note_readiness(cx, readable, writable);
+        let mut task = TaskContext::from_waker(no_waker());
+        if let Phase::Handshaking(_) = self.phase {
+            match self.stream.poll_handshake(&mut task) {
+                Poll::Ready(Ok(())) => {
+                    self.phase = Phase::Live;
+                    self.chat.handle_connected(cx.now);
+                }
+                Poll::Ready(Err(e)) => self.chat.handle_error(e),
+                Poll::Pending => {}
+            }
+        }
+        if self.phase == Phase::Live {
+            let mut turn = Turn::new(cx.now);
+            let _ = poll_chat(
+                &mut self.chat,
+                &mut self.stream,
+                &mut turn,
+                &mut NoCommands,
+                &mut false,
+                &mut task,
+            );
+            cx.yielded = turn.yielded && !self.chat.is_closed();
+        }
         self.settle(cx);
     }
 
-    /// One step of a lingering close: `true` once the peer has closed or failed.
+    /// Remembers what the event reported: edge-triggered readiness reports each edge once.
+    fn note_readiness(&mut self, cx: &Cx<'_>, readable: bool, writable: bool) {
+        if let Some(socket) = self.stream.socket() {
+            socket.ready.read_drained &= !readable;
+            socket.ready.write_blocked &= !writable;
+            socket.ready.hung_up |= cx.hangup;
+        }
+    }
+
+    /// One step of a lingering close: `true` once the peer has closed or failed. What comes
+    /// now is not for the chat: it is read off the socket underneath, undeciphered.
     fn discard(&mut self) -> bool {
-        let mut stream = Polled {
-            io: &mut self.io,
-            ready: &mut self.ready,
+        let Some(socket) = self.stream.socket() else {
+            return true;
         };
         let mut scratch = BytesMut::new();
         let mut task = TaskContext::from_waker(no_waker());
-        poll_discard(&mut stream, &mut task, &mut scratch).is_ready()
+        poll_discard(socket, &mut task, &mut scratch).is_ready()
+    }
+
+    /// One step of a graceful close's shutdown: writes the stream's end, then lingers.
+    fn shut_down(&mut self, now: Instant) {
+        let mut task = TaskContext::from_waker(no_waker());
+        match self.stream.poll_shutdown(&mut task) {
+            Poll::Ready(Ok(())) => {
+                // Read once whatever the last edge said: the peer's end may have been reported
+                // while the chat, closing, no longer read.
+                if let Some(socket) = self.stream.socket() {
+                    socket.ready.read_drained = false;
+                }
+                self.phase = if self.discard() {
+                    Phase::Finished
+                } else {
+                    Phase::Lingering(now + LINGER)
+                };
+            }
+            Poll::Ready(Err(_)) => self.phase = Phase::Finished,
+            Poll::Pending => {}
+        }
     }
 
     /// After I/O: registers write interest only while output is pending, and closes.
     fn settle(&mut self, cx: &mut Cx<'_>) {
-        if self.chat.is_closed() && matches!(self.phase, Phase::Live | Phase::Connecting) {
+        if self.chat.is_closed() && self.phase.is_open() {
             let graceful = self.chat.close_reason().is_some_and(|r| r.is_graceful());
-            self.phase = Phase::Finished;
-            // Read once whatever the last edge said: the peer's end may have been reported
-            // while the chat, closing, no longer read.
-            self.ready.read_drained = false;
-            if graceful && self.io.shutdown_write().is_ok() && !self.discard() {
-                self.phase = Phase::Lingering(cx.now + LINGER);
+            if graceful {
+                self.phase = Phase::ShuttingDown(cx.now + LINGER);
+                self.shut_down(cx.now);
+            } else {
+                self.phase = Phase::Finished;
             }
         }
+        let chat_writes = self.phase == Phase::Live && self.chat.interest().writable;
+        let Some(socket) = self.stream.socket() else {
+            self.phase = Phase::Finished;
+            return;
+        };
+        // A write that stopped at `WouldBlock` waits for the writable edge, whoever made it:
+        // the chat, or the stream's own records (a TLS handshake, a `close_notify`).
         let want_write = match self.phase {
-            Phase::Connecting => true,
-            Phase::Live => self.chat.interest().writable,
+            Phase::Connecting(_) => true,
+            Phase::Handshaking(_) | Phase::ShuttingDown(_) => socket.ready.write_blocked,
+            Phase::Live => chat_writes || socket.ready.write_blocked,
             Phase::Lingering(_) | Phase::Finished => false,
         };
         if want_write != self.write_registered && self.phase != Phase::Finished {
             self.write_registered = want_write;
-            let interest = self.interest();
-            if let Err(e) = cx.registry.reregister(&mut self.io, cx.token, interest) {
+            let interest = crate::io::interest(want_write);
+            if let Err(e) = cx.registry.reregister(&mut socket.io, cx.token, interest) {
                 self.chat.handle_error(e);
                 self.phase = Phase::Finished;
             }
         }
     }
 
-    fn finish_connect(&mut self, cx: &mut Cx<'_>) {
-        match self.io.connect_result() {
-            Ok(true) => {
-                self.phase = Phase::Live;
-                self.chat.handle_connected(cx.now);
-            }
+    fn finish_connect(&mut self, cx: &mut Cx<'_>, handshake_deadline: Option<Instant>) {
+        let Some(socket) = self.stream.socket() else {
+            self.phase = Phase::Finished;
+            return;
+        };
+        match socket.io.connect_result() {
+            Ok(true) => match handshake_deadline {
+                Some(at) => self.phase = Phase::Handshaking(at),
+                None => {
+                    self.phase = Phase::Live;
+                    self.chat.handle_connected(cx.now);
+                }
+            },
             Ok(false) => {}
             Err(e) => {
                 self.chat.handle_error(e);
@@ -188,32 +276,42 @@ impl<P: Protocol, S: StreamIo> StreamConn<P, S> {
     }
 }
 
-impl<P: Protocol, S: StreamIo> Entry for StreamConn<P, S> {
+impl<P: Protocol, T: Transport> Entry for StreamConn<P, T> {
     fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
         let interest = self.interest();
-        registry.register(&mut self.io, token, interest)
+        match self.stream.socket() {
+            Some(socket) => registry.register(&mut socket.io, token, interest),
+            None => Err(io::ErrorKind::NotConnected.into()),
+        }
     }
 
     fn deregister(&mut self, registry: &Registry) {
         // The socket is about to be dropped, which removes it from epoll anyway.
-        let _ = registry.deregister(&mut self.io);
+        if let Some(socket) = self.stream.socket() {
+            let _ = registry.deregister(&mut socket.io);
+        }
     }
 
     fn on_ready(&mut self, cx: &mut Cx<'_>, readable: bool, writable: bool) {
         match self.phase {
-            Phase::Connecting => {
+            Phase::Connecting(handshake_deadline) => {
                 if readable || writable {
-                    self.finish_connect(cx);
+                    self.finish_connect(cx, handshake_deadline);
                 }
-                if self.phase == Phase::Live {
+                if matches!(self.phase, Phase::Live | Phase::Handshaking(_)) {
                     self.drive(cx, true, true);
                 } else {
                     self.settle(cx);
                 }
             }
-            Phase::Live => self.drive(cx, readable, writable),
+            Phase::Handshaking(_) | Phase::Live => self.drive(cx, readable, writable),
+            Phase::ShuttingDown(_) => {
+                self.note_readiness(cx, readable, writable);
+                self.shut_down(cx.now);
+                self.settle(cx);
+            }
             Phase::Lingering(_) => {
-                self.ready.read_drained &= !readable;
+                self.note_readiness(cx, readable, false);
                 if self.discard() {
                     self.phase = Phase::Finished;
                 }
@@ -224,11 +322,21 @@ impl<P: Protocol, S: StreamIo> Entry for StreamConn<P, S> {
 
     fn on_timeout(&mut self, cx: &mut Cx<'_>) {
         match self.phase {
-            Phase::Lingering(at) if at <= cx.now => self.phase = Phase::Finished,
+            Phase::ShuttingDown(at) | Phase::Lingering(at) if at <= cx.now => {
+                self.phase = Phase::Finished;
+            }
             // The core's loop fires a live connection's due deadline itself.
             Phase::Live => self.drive(cx, false, false),
-            Phase::Connecting => {
-                self.chat.handle_timeout(cx.now);
+            Phase::Handshaking(at) if at <= cx.now => {
+                self.chat.handle_error(handshake_timed_out());
+                self.settle(cx);
+            }
+            Phase::Connecting(handshake_deadline) => {
+                if handshake_deadline.is_some_and(|at| at <= cx.now) {
+                    self.chat.handle_error(handshake_timed_out());
+                } else {
+                    self.chat.handle_timeout(cx.now);
+                }
                 self.settle(cx);
             }
             _ => {}
@@ -236,7 +344,7 @@ impl<P: Protocol, S: StreamIo> Entry for StreamConn<P, S> {
     }
 
     fn on_push(&mut self, cx: &mut Cx<'_>, push: Push) {
-        if matches!(self.phase, Phase::Live | Phase::Connecting) {
+        if self.phase.is_open() {
             self.chat.with_context(cx.now, |_, ctx| match push {
                 Push::Bytes(data) => ctx.push(data),
                 Push::Producer(producer) => ctx.push_producer(producer),
@@ -245,13 +353,13 @@ impl<P: Protocol, S: StreamIo> Entry for StreamConn<P, S> {
     }
 
     fn on_close(&mut self, cx: &mut Cx<'_>, graceful: bool) {
-        if matches!(self.phase, Phase::Lingering(_)) && !graceful {
-            // Closed already, only draining the peer: a close now (a shutdown's deadline)
-            // ends that too.
+        if matches!(self.phase, Phase::ShuttingDown(_) | Phase::Lingering(_)) && !graceful {
+            // Closed already, only ending the stream or draining the peer: a close now (a
+            // shutdown's deadline) ends that too.
             self.phase = Phase::Finished;
             return;
         }
-        if !matches!(self.phase, Phase::Live | Phase::Connecting) {
+        if !self.phase.is_open() {
             return;
         }
         if graceful {
@@ -275,7 +383,7 @@ impl<P: Protocol, S: StreamIo> Entry for StreamConn<P, S> {
     }
 
     fn on_close_because(&mut self, cx: &mut Cx<'_>, reason: CloseReason) {
-        if !matches!(self.phase, Phase::Live | Phase::Connecting) {
+        if !self.phase.is_open() {
             return;
         }
         self.chat
@@ -289,9 +397,12 @@ impl<P: Protocol, S: StreamIo> Entry for StreamConn<P, S> {
 
     fn deadline(&self) -> Option<Instant> {
         match self.phase {
-            Phase::Lingering(at) => Some(at),
+            Phase::ShuttingDown(at) | Phase::Lingering(at) => Some(at),
             Phase::Finished => None,
-            Phase::Connecting | Phase::Live => self.chat.poll_timeout(),
+            Phase::Handshaking(at) => Some(at),
+            Phase::Connecting(handshake) => earliest(self.chat.poll_timeout(), handshake),
+            // The stream's own: the handshake after a switch to TLS in band.
+            Phase::Live => earliest(self.chat.poll_timeout(), self.stream.deadline()),
         }
     }
 

@@ -13,12 +13,12 @@ use asynchat_core::{Chat, Config, DatagramChat, DatagramProtocol, Protocol};
 use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
-use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
+use socket2::{Domain, Protocol as SockProtocol, Type};
 
 use crate::conn::{Cx, Entry, StreamConn};
 use crate::dispatcher::{Dispatcher, RawEntry};
 use crate::handle::{Command, Handle, Key, Role, Shared};
-use crate::io::PipePair;
+use crate::io::{PipePair, Socket, StreamIo, Transport};
 use crate::udp::UdpEntry;
 use asynchat_core::driver::{
     Accepted, ConnId, PeerAddr, MAX_ACCEPT_BACKOFF as MAX_BACKOFF,
@@ -41,8 +41,56 @@ pub struct Bound {
 
 type MakeConn = Box<dyn FnMut(Accepted, Incoming, Instant) -> Option<Box<dyn Entry>>>;
 
+/// What the connections of a listener run over.
+pub(crate) enum Over {
+    Plain,
+    /// Implicit TLS: the handshake first.
+    #[cfg(feature = "tls")]
+    Tls(Arc<asynchat_core::tls::rustls::ServerConfig>),
+    /// Plaintext until the protocol switches (STARTTLS).
+    #[cfg(feature = "tls")]
+    StartTls(Arc<asynchat_core::tls::rustls::ServerConfig>),
+}
+
+impl Over {
+    /// The loop's entry for an accepted connection on `io`.
+    fn entry<P: Protocol + 'static, S: StreamIo + 'static>(
+        &self,
+        chat: Chat<P>,
+        io: S,
+        now: Instant,
+        handshake_timeout: Duration,
+    ) -> Option<Box<dyn Entry>> {
+        let socket = Socket::new(io);
+        let handshake_deadline = now + handshake_timeout;
+        match self {
+            Self::Plain => Some(Box::new(StreamConn::accepted(
+                chat,
+                socket,
+                now,
+                handshake_deadline,
+            ))),
+            #[cfg(feature = "tls")]
+            Self::Tls(config) => {
+                crate::tls::accepted(chat, socket, config, now, handshake_deadline)
+            }
+            #[cfg(feature = "tls")]
+            Self::StartTls(config) => {
+                let stream = asynchat_core::tls::StartTls::server(socket, config.clone())
+                    .with_handshake_timeout(handshake_timeout);
+                Some(Box::new(StreamConn::accepted(
+                    chat,
+                    stream,
+                    now,
+                    handshake_deadline,
+                )))
+            }
+        }
+    }
+}
+
 /// A listening socket: TCP or Unix-domain.
-enum ListenSocket {
+pub(crate) enum ListenSocket {
     Tcp(TcpListener),
     Unix(mio::net::UnixListener),
 }
@@ -156,7 +204,7 @@ impl AsRawFd for EventLoop {
 /// A non-blocking listening socket with `SO_REUSEADDR` (as asyncore's `set_reuse_addr`), and
 /// `SO_REUSEPORT` when several loops share the port.
 pub(crate) fn bind_listener(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
-    let socket = Socket::new(
+    let socket = socket2::Socket::new(
         Domain::for_address(addr),
         Type::STREAM,
         Some(SockProtocol::TCP),
@@ -269,10 +317,20 @@ impl EventLoop {
         self.add_listen_socket(ListenSocket::Unix(socket), factory)
     }
 
-    fn add_listen_socket<P, F>(
+    fn add_listen_socket<P, F>(&mut self, socket: ListenSocket, factory: F) -> io::Result<ConnId>
+    where
+        P: Protocol + 'static,
+        F: FnMut(&Accepted) -> P + 'static,
+    {
+        self.add_listen_socket_over(socket, factory, Over::Plain)
+    }
+
+    /// A listener whose connections run over `over`: plaintext, or a TLS layer.
+    pub(crate) fn add_listen_socket_over<P, F>(
         &mut self,
         socket: ListenSocket,
         mut factory: F,
+        over: Over,
     ) -> io::Result<ConnId>
     where
         P: Protocol + 'static,
@@ -282,10 +340,11 @@ impl EventLoop {
         let make: MakeConn = Box::new(move |accepted, incoming, now| {
             // A protocol whose first terminator is invalid cannot run: the connection is dropped.
             let chat = Chat::with_config(factory(&accepted), &config).ok()?;
-            Some(match incoming {
-                Incoming::Tcp(stream) => Box::new(StreamConn::accepted(chat, stream, now)),
-                Incoming::Unix(stream) => Box::new(StreamConn::accepted(chat, stream, now)),
-            })
+            let timeout = config.handshake_timeout;
+            match incoming {
+                Incoming::Tcp(stream) => over.entry(chat, stream, now, timeout),
+                Incoming::Unix(stream) => over.entry(chat, stream, now, timeout),
+            }
         });
         let mut listener = Listener {
             socket,
@@ -311,9 +370,27 @@ impl EventLoop {
         addr: SocketAddr,
         protocol: P,
     ) -> io::Result<ConnId> {
+        self.connect_over(addr, protocol, Ok)
+    }
+
+    /// [`connect`](Self::connect) with the socket wrapped by `over` (a TLS client's layer).
+    pub(crate) fn connect_over<P, T>(
+        &mut self,
+        addr: SocketAddr,
+        protocol: P,
+        over: impl FnOnce(Socket<TcpStream>) -> io::Result<T>,
+    ) -> io::Result<ConnId>
+    where
+        P: Protocol + 'static,
+        T: Transport + 'static,
+    {
         let mut chat = Chat::with_config(protocol, &self.config)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        let stream = match TcpStream::connect(addr) {
+        let stream = TcpStream::connect(addr).and_then(|stream| {
+            let _ = stream.set_nodelay(true);
+            over(Socket::new(stream))
+        });
+        let stream = match stream {
             Ok(s) => s,
             Err(e) => {
                 let kind = e.kind();
@@ -322,8 +399,8 @@ impl EventLoop {
                 return Err(io::Error::new(kind, text));
             }
         };
-        let _ = stream.set_nodelay(true);
-        let entry = Box::new(StreamConn::connecting(chat, stream));
+        let handshake_deadline = Instant::now() + self.config.handshake_timeout;
+        let entry = Box::new(StreamConn::connecting(chat, stream, handshake_deadline));
         self.add_entry(entry, false)
     }
 
@@ -343,8 +420,14 @@ impl EventLoop {
             input,
             output: Some(output),
         };
+        let now = Instant::now();
         self.add_entry(
-            Box::new(StreamConn::accepted(chat, io, Instant::now())),
+            Box::new(StreamConn::accepted(
+                chat,
+                Socket::new(io),
+                now,
+                now + self.config.handshake_timeout,
+            )),
             false,
         )
     }

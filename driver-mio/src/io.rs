@@ -104,13 +104,23 @@ pub(crate) struct Readiness {
 
 /// A socket as the core's connection loop ([`poll_chat`](asynchat_core::driver::poll_chat))
 /// sees it: `WouldBlock` is `Pending`. No waker is kept: the loop's readiness events bring the
-/// connection back.
-pub(crate) struct Polled<'a, S> {
-    pub(crate) io: &'a mut S,
-    pub(crate) ready: &'a mut Readiness,
+/// connection back. It owns the socket, so a layer that keeps state across events (TLS) can
+/// sit on it.
+pub(crate) struct Socket<S> {
+    pub(crate) io: S,
+    pub(crate) ready: Readiness,
 }
 
-impl<S: StreamIo> PollStream for Polled<'_, S> {
+impl<S> Socket<S> {
+    pub(crate) fn new(io: S) -> Self {
+        Self {
+            io,
+            ready: Readiness::default(),
+        }
+    }
+}
+
+impl<S: StreamIo> PollStream for Socket<S> {
     fn poll_read_into(
         &mut self,
         _: &mut TaskContext<'_>,
@@ -172,6 +182,35 @@ impl<S: StreamIo> PollStream for Polled<'_, S> {
 
     fn poll_shutdown(&mut self, _: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(self.io.shutdown_write())
+    }
+}
+
+/// What a stream connection of the loop runs over: a socket, or a layer on one (TLS). The
+/// loop registers the socket underneath and keeps its readiness.
+pub(crate) trait Transport: PollStream {
+    type Io: StreamIo;
+
+    /// The socket underneath; `None` only once a layer has lost it (a failed switch to TLS),
+    /// which has closed the connection.
+    fn socket(&mut self) -> Option<&mut Socket<Self::Io>>;
+
+    /// Whether a handshake must finish before the protocol is told it is connected
+    /// (implicit TLS).
+    fn handshakes(&self) -> bool {
+        false
+    }
+
+    /// Runs that handshake.
+    fn poll_handshake(&mut self, _: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: StreamIo> Transport for Socket<S> {
+    type Io = S;
+
+    fn socket(&mut self) -> Option<&mut Self> {
+        Some(self)
     }
 }
 

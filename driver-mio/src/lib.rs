@@ -33,6 +33,7 @@
 //! | `file_dispatcher` | [`EventLoop::attach_pipe`], [`EventLoop::attach_stdio`] |
 //! | (missing: cross-thread wake-up) | [`Handle`]: push, close, shut down or stop from anywhere |
 //! | (missing: several cores) | [`MultiLoop`]: N loops on N threads sharing a port (`SO_REUSEPORT`) |
+//! | (missing: TLS; pyftpdlib wrapped sockets by hand) | `EventLoop::listen_tls`, `listen_starttls`, `connect_tls` (feature `tls`) |
 //!
 //! The read and write passes, deadlines, the turn budget, the lingering close's reads and the
 //! UDP loop are the core's ([`asynchat_core::driver::poll_chat`],
@@ -45,6 +46,7 @@
 //! into uninitialised memory through `recv` (the crate's one `unsafe` block).
 
 #![deny(unsafe_op_in_unsafe_fn)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod conn;
 mod dispatcher;
@@ -52,6 +54,8 @@ mod event_loop;
 mod handle;
 mod io;
 mod multi;
+#[cfg(feature = "tls")]
+mod tls;
 mod trace;
 mod udp;
 

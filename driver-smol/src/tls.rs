@@ -52,8 +52,11 @@ where
     P: Protocol + Send + 'static,
     F: FnMut(&Accepted) -> P + Send + 'static,
 {
+    let timeout = config.handshake_timeout;
     serve_tcp_polled(spawner, listener, config, factory, move |stream| {
-        std::future::ready(Ok(StartTls::server(Tcp::new(stream), tls.clone())))
+        std::future::ready(Ok(
+            StartTls::server(Tcp::new(stream), tls.clone()).with_handshake_timeout(timeout)
+        ))
     })
 }
 

@@ -54,8 +54,11 @@ where
     P: Protocol + Send + 'static,
     F: FnMut(&Accepted) -> P + Send + 'static,
 {
+    let timeout = config.handshake_timeout;
     serve_polled(listener, config, factory, move |conn| {
-        std::future::ready(Ok(StartTls::server(Stream(conn), tls.clone())))
+        std::future::ready(Ok(
+            StartTls::server(Stream(conn), tls.clone()).with_handshake_timeout(timeout)
+        ))
     })
 }
 

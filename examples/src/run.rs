@@ -202,20 +202,19 @@ where
     let listen = options.listen;
     let tls = options.tls.clone();
     let starttls = options.starttls;
-    if tls.is_some() && options.driver == DriverKind::Mio {
-        return Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "TLS is not available on the mio driver yet: use --driver tokio or --driver smol",
-        ));
-    }
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let thread = match options.driver {
         DriverKind::Mio => std::thread::spawn(move || {
             let started = (|| {
                 let mut event_loop = asynchat_mio::EventLoop::with_config(config)?;
-                let bound = event_loop.listen(listen, move |a| {
+                let factory = move |a: &asynchat_core::driver::Accepted| {
                     connection(&mut factory, a.peer.clone(), a.conn.clone(), verbose)
-                })?;
+                };
+                let bound = match tls {
+                    Some(tls) if starttls => event_loop.listen_starttls(listen, tls, factory)?,
+                    Some(tls) => event_loop.listen_tls(listen, tls, factory)?,
+                    None => event_loop.listen(listen, factory)?,
+                };
                 let handle = event_loop.handle();
                 let stopper = Stopper(Arc::new(move || {
                     let _ = handle.shutdown_within(DEFAULT_SHUTDOWN_DEADLINE);

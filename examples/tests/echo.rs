@@ -102,7 +102,7 @@ fn socket_echo_logs_connection_events_and_stops_on_ctrl_c() {
 }
 
 /// `openssl s_client` against `echo --tls-cert --tls-key` (a certificate made here, as an
-/// operator's would be), on the drivers that serve TLS: the line comes back inside TLS.
+/// operator's would be), on every driver: the line comes back inside TLS.
 #[test]
 fn openssl_s_client_against_the_tls_echo() {
     common::require("openssl", "apt-get install -y openssl");
@@ -112,7 +112,7 @@ fn openssl_s_client_against_the_tls_echo() {
     let (cert, key) = (base.join("cert.pem"), base.join("key.pem"));
     std::fs::write(&cert, made.cert.pem()).unwrap();
     std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
-    for driver in ["tokio", "smol"] {
+    for driver in DRIVERS {
         let served = common::Served::start(
             env!("CARGO_BIN_EXE_echo"),
             driver,

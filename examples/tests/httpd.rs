@@ -132,15 +132,14 @@ fn same_contents(a: &Path, b: &Path) -> bool {
     std::fs::read(a).unwrap() == std::fs::read(b).unwrap()
 }
 
-/// HTTPS: `curl --cacert` against `httpd --tls-self-signed` on the drivers that serve TLS, with
-/// keep-alive reuse, ALPN `http/1.1` and the 64 MiB file streamed intact; mio refuses TLS with
-/// a message rather than serving plaintext.
+/// HTTPS: `curl --cacert` against `httpd --tls-self-signed` on every driver, with keep-alive
+/// reuse, ALPN `http/1.1` and the 64 MiB file streamed intact.
 #[test]
 fn curl_over_https_against_httpd() {
     require("curl", "apt-get install -y curl");
     let site = Site::new("https");
     let root = site.root.to_str().unwrap();
-    for driver in ["tokio", "smol"] {
+    for driver in DRIVERS {
         let cert = site.base.join(format!("cert-{driver}.pem"));
         let cert_arg = cert.to_str().unwrap();
         let served = Served::start(
@@ -200,16 +199,4 @@ fn curl_over_https_against_httpd() {
             "{driver}: the file arrived altered"
         );
     }
-    let refused = Command::new(env!("CARGO_BIN_EXE_httpd"))
-        .args(["--driver", "mio", "--listen", "127.0.0.1:0", "--root", root])
-        .arg("--tls-self-signed")
-        .arg(site.base.join("cert-mio.pem"))
-        .output()
-        .expect("run httpd");
-    assert!(!refused.status.success());
-    assert!(
-        String::from_utf8_lossy(&refused.stderr).contains("TLS is not available on the mio driver"),
-        "{}",
-        String::from_utf8_lossy(&refused.stderr)
-    );
 }

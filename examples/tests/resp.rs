@@ -157,11 +157,11 @@ fn small_values_do_not_pin_read_buffers() {
     }
 }
 
-/// `redis-cli --tls --cacert` against `resp --tls-self-signed`, on the drivers that serve TLS.
+/// `redis-cli --tls --cacert` against `resp --tls-self-signed`, on every driver.
 #[test]
 fn redis_cli_over_tls() {
     require("redis-cli", "apt-get install -y redis-tools");
-    for driver in ["tokio", "smol"] {
+    for driver in DRIVERS {
         let cert = std::env::temp_dir().join(format!(
             "asynchat-resp-tls-{driver}-{}.pem",
             std::process::id()

@@ -155,7 +155,7 @@ fn swaks_delivers_and_an_over_size_message_gets_552_on_every_driver() {
     }
 }
 
-/// STARTTLS, checked by three clients nobody here wrote on the drivers that serve TLS:
+/// STARTTLS, checked by three clients nobody here wrote, on every driver:
 /// smtplib's `starttls()` (certificate verified, STARTTLS gone from EHLO inside TLS, mail
 /// delivered), `swaks --tls`, and `openssl s_client -starttls smtp`; then the injection:
 /// `STARTTLS\r\nMAIL FROM:<evil@x>\r\n` in one plaintext write must not run MAIL inside TLS.
@@ -165,7 +165,7 @@ fn starttls_with_smtplib_swaks_and_openssl_and_no_injected_command() {
     require("python3", "apt-get install -y python3");
     require("swaks", "apt-get install -y swaks");
     require("openssl", "apt-get install -y openssl");
-    for driver in ["tokio", "smol"] {
+    for driver in DRIVERS {
         let dir = maildir("starttls", driver);
         let cert = dir.with_extension("pem");
         let served = Served::start(

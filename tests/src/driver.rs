@@ -149,26 +149,11 @@ impl Driver for Mio {
         P: Protocol + Send + 'static,
         F: FnMut(&Accepted) -> P + Send + 'static,
     {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            let mut event_loop = asynchat_mio::EventLoop::with_config(config).expect("event loop");
-            let bound = event_loop
+        Self::serve_on_loop(config, true, move |event_loop| {
+            event_loop
                 .listen(crate::LOCALHOST, factory)
-                .expect("listen");
-            tx.send((bound.addr, event_loop.handle()))
-                .expect("report address");
-            event_loop.run().expect("run");
-        });
-        let (addr, handle) = rx.recv().expect("server started");
-        let server = handle.server();
-        Server::new(
-            addr,
-            Some(server),
-            Box::new(move || {
-                let _ = handle.stop();
-            }),
-            thread,
-        )
+                .map(|bound| bound.addr)
+        })
     }
 
     fn serve_unix<P, F>(path: PathBuf, config: Config, factory: F) -> Server
@@ -176,45 +161,17 @@ impl Driver for Mio {
         P: Protocol + Send + 'static,
         F: FnMut(&Accepted) -> P + Send + 'static,
     {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            let mut event_loop = asynchat_mio::EventLoop::with_config(config).expect("event loop");
-            event_loop.listen_unix(path, factory).expect("listen");
-            tx.send(event_loop.handle()).expect("report handle");
-            event_loop.run().expect("run");
-        });
-        let handle = rx.recv().expect("server started");
-        let server = handle.server();
-        Server::new(
-            UNSPECIFIED,
-            Some(server),
-            Box::new(move || {
-                let _ = handle.stop();
-            }),
-            thread,
-        )
+        Self::serve_on_loop(config, true, move |event_loop| {
+            event_loop.listen_unix(path, factory).map(|_| UNSPECIFIED)
+        })
     }
 
     fn serve_udp<P: DatagramProtocol + Send + 'static>(protocol: P) -> Server {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            let mut event_loop = asynchat_mio::EventLoop::new().expect("event loop");
-            let bound = event_loop
+        Self::serve_on_loop(Config::default(), false, move |event_loop| {
+            event_loop
                 .bind_udp(crate::LOCALHOST, protocol)
-                .expect("bind");
-            tx.send((bound.addr, event_loop.handle()))
-                .expect("report address");
-            event_loop.run().expect("run");
-        });
-        let (addr, handle) = rx.recv().expect("server started");
-        Server::new(
-            addr,
-            None,
-            Box::new(move || {
-                let _ = handle.stop();
-            }),
-            thread,
-        )
+                .map(|bound| bound.addr)
+        })
     }
 
     fn run_client<P: Protocol + Send + 'static>(
@@ -520,6 +477,83 @@ pub trait TlsDriver: Driver {
         tls: Arc<ClientConfig>,
         protocol: P,
     ) -> (ConnHandle, JoinHandle<()>);
+}
+
+impl Mio {
+    /// A loop on a thread of its own, serving what `listen` binds on it (at the address it
+    /// returns); `counted`: whether the server's counters cover it (not a UDP endpoint's).
+    fn serve_on_loop(
+        config: Config,
+        counted: bool,
+        listen: impl FnOnce(&mut asynchat_mio::EventLoop) -> std::io::Result<SocketAddr>
+            + Send
+            + 'static,
+    ) -> Server {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let mut event_loop = asynchat_mio::EventLoop::with_config(config).expect("event loop");
+            let addr = listen(&mut event_loop).expect("listen");
+            tx.send((addr, event_loop.handle()))
+                .expect("report address");
+            event_loop.run().expect("run");
+        });
+        let (addr, handle) = rx.recv().expect("server started");
+        let server = counted.then(|| handle.server());
+        Server::new(
+            addr,
+            server,
+            Box::new(move || {
+                let _ = handle.stop();
+            }),
+            thread,
+        )
+    }
+}
+
+impl TlsDriver for Mio {
+    fn serve_tls<P, F>(tls: Arc<ServerConfig>, config: Config, factory: F) -> Server
+    where
+        P: Protocol + Send + 'static,
+        F: FnMut(&Accepted) -> P + Send + 'static,
+    {
+        Self::serve_on_loop(config, true, move |event_loop| {
+            event_loop
+                .listen_tls(crate::LOCALHOST, tls, factory)
+                .map(|bound| bound.addr)
+        })
+    }
+
+    fn serve_starttls<P, F>(tls: Arc<ServerConfig>, config: Config, factory: F) -> Server
+    where
+        P: Protocol + Send + 'static,
+        F: FnMut(&Accepted) -> P + Send + 'static,
+    {
+        Self::serve_on_loop(config, true, move |event_loop| {
+            event_loop
+                .listen_starttls(crate::LOCALHOST, tls, factory)
+                .map(|bound| bound.addr)
+        })
+    }
+
+    fn run_tls_client<P: Protocol + Send + 'static>(
+        addr: SocketAddr,
+        name: ServerName<'static>,
+        tls: Arc<ClientConfig>,
+        protocol: P,
+    ) -> (ConnHandle, JoinHandle<()>) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let mut event_loop = asynchat_mio::EventLoop::new().expect("event loop");
+            // A failure is reported to the protocol's `closed`, which the test inspects.
+            let id = event_loop
+                .connect_tls(addr, name, tls, protocol)
+                .expect("a valid protocol");
+            tx.send(event_loop.handle().conn(id))
+                .expect("report handle");
+            event_loop.run().expect("run");
+        });
+        (rx.recv().expect("client started"), thread)
+    }
 }
 
 macro_rules! tokio_tls_driver {

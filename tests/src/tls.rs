@@ -156,8 +156,18 @@ pub fn openssl_s_client_echoes<D: TlsDriver>() {
 
 /// Waits until `server` has counted `n` peer errors, for at most 5 s; how long it took.
 fn peer_errors(server: &Server, n: u64) -> Duration {
+    closes_counted(server, |closed| closed.peer_errors, n)
+}
+
+/// Waits until `server` has counted `n` closes of the kind `what` picks, for at most 5 s; how
+/// long it took.
+fn closes_counted(
+    server: &Server,
+    what: fn(&asynchat_core::driver::ClosedStats) -> u64,
+    n: u64,
+) -> Duration {
     let start = Instant::now();
-    while server.handle().stats().closed.peer_errors < n {
+    while what(&server.handle().stats().closed) < n {
         assert!(
             start.elapsed() < Duration::from_secs(5),
             "{:?}",
@@ -168,32 +178,67 @@ fn peer_errors(server: &Server, n: u64) -> Duration {
     start.elapsed()
 }
 
-/// Plaintext instead of a ClientHello closes that connection only: its protocol hears
-/// `PeerError::Tls(NotTls)`, the peer gets an alert at most, never plaintext, and the server
-/// goes on serving.
-pub fn plaintext_instead_of_a_client_hello_closes_that_connection_only<D: TlsDriver>() {
-    /// Reports how it heard of its end.
-    struct Logged(Arc<Mutex<Vec<CloseReason>>>);
-    impl Protocol for Logged {
-        fn first_terminator(&self) -> Terminator {
-            "\n".into()
-        }
-        fn found_terminator(&mut self, ctx: &mut Context<'_>, line: Bytes) {
-            ctx.push(line);
-            ctx.push("\n");
-        }
-        fn closed(&mut self, reason: &CloseReason) {
-            self.0.lock().unwrap().push(reason.clone());
-        }
+/// A line echo that reports how it heard of its end.
+struct Logged(Arc<Mutex<Vec<CloseReason>>>);
+
+impl Protocol for Logged {
+    fn first_terminator(&self) -> Terminator {
+        "\n".into()
     }
-    let cert = Certificate::new();
+    fn found_terminator(&mut self, ctx: &mut Context<'_>, line: Bytes) {
+        ctx.push(line);
+        ctx.push("\n");
+    }
+    fn closed(&mut self, reason: &CloseReason) {
+        self.0.lock().unwrap().push(reason.clone());
+    }
+}
+
+/// A TLS echo server of [`Logged`] protocols: the server, and the reasons they heard.
+fn logged_server<D: TlsDriver>(
+    cert: &Certificate,
+    config: Config,
+) -> (Server, Arc<Mutex<Vec<CloseReason>>>) {
     let reasons: Arc<Mutex<Vec<CloseReason>>> = Arc::default();
     let heard = reasons.clone();
     let tls = server_config_from_pem(cert.cert.as_bytes(), cert.key.as_bytes(), &[])
         .expect("server config");
-    let server = D::serve_tls(Arc::new(tls), Config::default(), move |_| {
-        Logged(heard.clone())
-    });
+    let server = D::serve_tls(Arc::new(tls), config, move |_| Logged(heard.clone()));
+    (server, reasons)
+}
+
+/// A TLS client is still served by `server`.
+fn still_served<D: TlsDriver>(server: &Server, cert: &Certificate) {
+    let client = Arc::new(client_config(cert.cert.as_bytes(), &[]).expect("client config"));
+    let got = ping_over_tls::<D>(server.addr, "localhost", client);
+    assert_eq!(got, [Bytes::from("ping")]);
+}
+
+/// A rustls client session to `localhost` trusting `cert`, over a fresh TCP connection to
+/// `server` (the handshake runs at the first read or write).
+fn raw_tls_client(
+    server: &Server,
+    cert: &Certificate,
+) -> asynchat_core::tls::rustls::StreamOwned<
+    asynchat_core::tls::rustls::ClientConnection,
+    std::net::TcpStream,
+> {
+    asynchat_core::tls::rustls::StreamOwned::new(client_session(cert), connect(server.addr))
+}
+
+/// A rustls client session to `localhost` trusting `cert`, not connected yet.
+fn client_session(cert: &Certificate) -> asynchat_core::tls::rustls::ClientConnection {
+    let client = Arc::new(client_config(cert.cert.as_bytes(), &[]).expect("client config"));
+    let name = ServerName::try_from("localhost").expect("a name");
+    asynchat_core::tls::rustls::ClientConnection::new(client, name).expect("client")
+}
+
+/// Plaintext instead of a ClientHello closes that connection only: its protocol hears
+/// `PeerError::Tls(NotTls)`, the peer gets an alert at most, never plaintext, and the server
+/// goes on serving.
+pub fn plaintext_instead_of_a_client_hello_closes_that_connection_only<D: TlsDriver>() {
+    let cert = Certificate::new();
+    let (server, reasons) = logged_server::<D>(&cert, Config::default());
     let mut plain = connect(server.addr);
     plain
         .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -206,10 +251,59 @@ pub fn plaintext_instead_of_a_client_hello_closes_that_connection_only<D: TlsDri
         *reasons.lock().unwrap(),
         [CloseReason::Error(PeerError::Tls(TlsError::NotTls).into())]
     );
-    // A TLS client is served after it.
-    let client = Arc::new(client_config(cert.cert.as_bytes(), &[]).expect("client config"));
-    let got = ping_over_tls::<D>(server.addr, "localhost", client);
-    assert_eq!(got, [Bytes::from("ping")]);
+    still_served::<D>(&server, &cert);
+    drop(server);
+}
+
+/// A ClientHello cut short by the peer's end closes that connection only, with
+/// `PeerError::Tls(TruncatedHandshake)`.
+pub fn a_truncated_handshake_closes_that_connection_only<D: TlsDriver>() {
+    let cert = Certificate::new();
+    let (server, reasons) = logged_server::<D>(&cert, Config::default());
+    let mut hello = Vec::new();
+    client_session(&cert)
+        .write_tls(&mut hello)
+        .expect("a ClientHello");
+    let mut tcp = connect(server.addr);
+    tcp.write_all(&hello[..hello.len() / 2]).expect("write");
+    tcp.shutdown(std::net::Shutdown::Write).expect("shutdown");
+    let _ = tcp.read_to_end(&mut Vec::new());
+    peer_errors(&server, 1);
+    assert_eq!(
+        *reasons.lock().unwrap(),
+        [CloseReason::Error(
+            PeerError::Tls(TlsError::TruncatedHandshake).into()
+        )]
+    );
+    still_served::<D>(&server, &cert);
+    drop(server);
+}
+
+/// A peer that resets its connection in the middle of a TLS record, after a line was echoed:
+/// that connection closes with the reset as its typed reason, the others go on.
+pub fn a_reset_mid_record_closes_that_connection_only<D: TlsDriver>() {
+    let cert = Certificate::new();
+    let (server, reasons) = logged_server::<D>(&cert, Config::default());
+    let mut tls = raw_tls_client(&server, &cert);
+    tls.write_all(b"first\n").expect("write");
+    let mut echoed = [0; 6];
+    tls.read_exact(&mut echoed).expect("the echo");
+    assert_eq!(&echoed, b"first\n");
+    // An application-data record header announcing 100 bytes, and 10 of them.
+    let mut tcp = tls.sock;
+    tcp.write_all(&[23, 3, 3, 0, 100]).expect("write");
+    tcp.write_all(&[0x55; 10]).expect("write");
+    socket2::SockRef::from(&tcp)
+        .set_linger(Some(Duration::ZERO))
+        .expect("SO_LINGER");
+    drop(tcp);
+    closes_counted(&server, |closed| closed.io, 1);
+    let heard = reasons.lock().unwrap().clone();
+    assert!(
+        matches!(&heard[..], [CloseReason::Io(e)] if e.kind() == std::io::ErrorKind::ConnectionReset),
+        "{heard:?}"
+    );
+    still_served::<D>(&server, &cert);
     drop(server);
 }
 
@@ -289,6 +383,38 @@ pub fn starttls_ignores_plaintext_pipelined_after_the_command<D: TlsDriver>() {
     drop(server);
 }
 
+/// A client that sends STARTTLS and then no ClientHello is closed at the handshake timeout, as
+/// a peer error, while another connection is served.
+pub fn a_starttls_handshake_never_finished_is_closed_at_the_timeout<D: TlsDriver>() {
+    let cert = Certificate::new();
+    let timeout = Duration::from_millis(300);
+    let log: Arc<Mutex<Vec<String>>> = Arc::default();
+    let heard = log.clone();
+    let tls = server_config_from_pem(cert.cert.as_bytes(), cert.key.as_bytes(), &[])
+        .expect("server config");
+    let config = Config::default().handshake_timeout(timeout);
+    let server = D::serve_starttls(Arc::new(tls), config, move |_| Smtpish(heard.clone()));
+    let mut silent = connect(server.addr);
+    assert_eq!(crate::peer::read_n(&mut silent, 11), b"220 ready\r\n");
+    silent.write_all(b"STARTTLS\r\n").expect("write");
+    assert_eq!(crate::peer::read_n(&mut silent, 14), b"220 go ahead\r\n");
+    let waited = peer_errors(&server, 1);
+    assert!(
+        waited < timeout + Duration::from_millis(500),
+        "closed after {waited:?}"
+    );
+    assert!(
+        crate::peer::closed_within(&mut silent, Duration::from_secs(1)),
+        "the connection is closed"
+    );
+    let mut other = connect(server.addr);
+    assert_eq!(crate::peer::read_n(&mut other, 11), b"220 ready\r\n");
+    other.write_all(b"NOOP\r\n").expect("write");
+    assert_eq!(crate::peer::read_n(&mut other, 10), b"250 NOOP\r\n");
+    assert_eq!(*log.lock().unwrap(), ["STARTTLS", "tls", "NOOP"]);
+    drop(server);
+}
+
 /// The driver's TLS client against `openssl s_server -rev` (which answers each line reversed),
 /// the certificate verified against the name it was made for.
 pub fn a_tls_client_against_openssl_s_server<D: TlsDriver>() {
@@ -335,8 +461,11 @@ macro_rules! tls_suite {
             a_tls_client_and_server_echo,
             openssl_s_client_echoes,
             plaintext_instead_of_a_client_hello_closes_that_connection_only,
+            a_truncated_handshake_closes_that_connection_only,
+            a_reset_mid_record_closes_that_connection_only,
             a_client_that_never_finishes_the_handshake_is_closed_at_the_timeout,
             starttls_ignores_plaintext_pipelined_after_the_command,
+            a_starttls_handshake_never_finished_is_closed_at_the_timeout,
             a_tls_client_against_openssl_s_server,
         );
     };

@@ -74,12 +74,29 @@ pub trait PollStream {
     /// Puts TLS in place over the stream, for a chat that asked for it in band
     /// ([`Chat::wants_tls`], STARTTLS): everything read and written from now on goes through
     /// it. The default cannot, and says so with an error of kind `Unsupported`, which closes
-    /// the connection. `tls::StartTls` (feature `rustls`) can.
-    fn start_tls(&mut self) -> io::Result<()> {
+    /// the connection. `tls::StartTls` (feature `rustls`) can. `now` is the driver's clock, from
+    /// which the stream times the handshake it then runs (see [`deadline`](Self::deadline)).
+    fn start_tls(&mut self, now: Instant) -> io::Result<()> {
+        let _ = now;
         Err(io::Error::new(
             io::ErrorKind::Unsupported,
             "STARTTLS: this connection has no TLS configuration",
         ))
+    }
+
+    /// When the stream must hear of the time at the latest: the deadline of something it runs
+    /// itself, such as the handshake after a switch to TLS in band. [`poll_chat`] waits for it
+    /// as for the chat's own deadlines, then calls [`handle_deadline`](Self::handle_deadline).
+    /// The default has none.
+    fn deadline(&self) -> Option<Instant> {
+        None
+    }
+
+    /// The time is `now`, at or past [`deadline`](Self::deadline): an error (a handshake that
+    /// took too long) closes the connection.
+    fn handle_deadline(&mut self, now: Instant) -> io::Result<()> {
+        let _ = now;
+        Ok(())
     }
 }
 
@@ -284,7 +301,7 @@ where
                 Poll::Pending => write_blocked = true,
             }
             if chat.wants_tls() && !write_blocked {
-                match io.start_tls() {
+                match io.start_tls(now) {
                     Ok(()) => chat.handle_tls_started(now),
                     Err(e) => chat.handle_error(e),
                 }
@@ -292,10 +309,17 @@ where
             }
         }
         let mut fired = false;
-        match deadline(timer, cx, chat.poll_timeout(), &mut timers_fired) {
+        let next = match (chat.poll_timeout(), io.deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        match deadline(timer, cx, next, &mut timers_fired) {
             Deadline::Due => {
                 now = timer.now();
                 chat.handle_timeout(now);
+                if let Err(e) = io.handle_deadline(now) {
+                    chat.handle_error(e);
+                }
                 fired = true;
             }
             Deadline::Yield => break Poll::Pending,

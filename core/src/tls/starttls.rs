@@ -3,6 +3,7 @@
 use std::io::{self, IoSlice};
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use rustls::pki_types::ServerName;
@@ -20,9 +21,15 @@ enum Side {
 enum Phase<S> {
     Plain(S, Side),
     /// Boxed: a plaintext connection should not carry the room of a TLS session (a kilobyte).
-    Tls(Box<TlsStream<S>>),
+    Tls(Box<Switched<S>>),
     /// The switch failed: the stream is gone.
     Gone,
+}
+
+/// The stream once switched, and when its handshake must be over.
+struct Switched<S> {
+    tls: TlsStream<S>,
+    handshake_deadline: Option<Instant>,
 }
 
 /// A stream in plaintext until its chat calls for TLS ([`Context::start_tls`](crate::Context::start_tls)),
@@ -31,10 +38,15 @@ enum Phase<S> {
 ///
 /// The switch happens in [`PollStream::start_tls`], which the core's connection loop calls once
 /// the chat's plaintext output is written; the handshake then runs as the stream is read and
-/// written. Bytes the peer sent before the switch never reach TLS: the chat discarded them
-/// when it asked for the switch.
+/// written, and must be over within the handshake timeout
+/// ([`DEFAULT_HANDSHAKE_TIMEOUT`](super::DEFAULT_HANDSHAKE_TIMEOUT) unless
+/// [`with_handshake_timeout`](Self::with_handshake_timeout) says otherwise), or the connection
+/// closes with [`TlsError::HandshakeTimedOut`](crate::TlsError::HandshakeTimedOut). Bytes the
+/// peer sent before the switch never reach TLS: the chat discarded them when it asked for the
+/// switch.
 pub struct StartTls<S> {
     phase: Phase<S>,
+    handshake_timeout: Duration,
 }
 
 impl<S> std::fmt::Debug for StartTls<S> {
@@ -53,6 +65,7 @@ impl<S: PollStream> StartTls<S> {
     pub fn server(io: S, config: Arc<ServerConfig>) -> Self {
         Self {
             phase: Phase::Plain(io, Side::Server(config)),
+            handshake_timeout: super::DEFAULT_HANDSHAKE_TIMEOUT,
         }
     }
 
@@ -61,22 +74,41 @@ impl<S: PollStream> StartTls<S> {
     pub fn client(io: S, config: Arc<ClientConfig>, name: ServerName<'static>) -> Self {
         Self {
             phase: Phase::Plain(io, Side::Client(config, name)),
+            handshake_timeout: super::DEFAULT_HANDSHAKE_TIMEOUT,
         }
+    }
+
+    /// How long the handshake after the switch may take (drivers pass
+    /// [`Config::handshake_timeout`](crate::Config::handshake_timeout)).
+    #[must_use]
+    pub fn with_handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
     }
 
     /// The TLS session, once switched.
     #[must_use]
     pub fn tls(&self) -> Option<&TlsStream<S>> {
         match &self.phase {
-            Phase::Tls(tls) => Some(&**tls),
+            Phase::Tls(switched) => Some(&switched.tls),
             _ => None,
+        }
+    }
+
+    /// The stream underneath, plaintext or under TLS; `None` once a failed switch has lost it
+    /// (the connection is closing then).
+    pub fn get_mut(&mut self) -> Option<&mut S> {
+        match &mut self.phase {
+            Phase::Plain(io, _) => Some(io),
+            Phase::Tls(switched) => Some(switched.tls.get_mut()),
+            Phase::Gone => None,
         }
     }
 
     fn stream(&mut self) -> io::Result<&mut dyn PollStream> {
         match &mut self.phase {
             Phase::Plain(io, _) => Ok(io),
-            Phase::Tls(tls) => Ok(&mut **tls),
+            Phase::Tls(switched) => Ok(&mut switched.tls),
             Phase::Gone => Err(io::Error::new(
                 io::ErrorKind::NotConnected,
                 "the switch to TLS failed",
@@ -122,14 +154,21 @@ impl<S: PollStream> PollStream for StartTls<S> {
         }
     }
 
-    fn start_tls(&mut self) -> io::Result<()> {
+    fn start_tls(&mut self, now: Instant) -> io::Result<()> {
+        let handshake_deadline = now.checked_add(self.handshake_timeout);
+        let switched = |tls| {
+            Phase::Tls(Box::new(Switched {
+                tls,
+                handshake_deadline,
+            }))
+        };
         match std::mem::replace(&mut self.phase, Phase::Gone) {
             Phase::Plain(io, Side::Server(config)) => {
-                self.phase = Phase::Tls(Box::new(TlsStream::server(io, config)?));
+                self.phase = switched(TlsStream::server(io, config)?);
                 Ok(())
             }
             Phase::Plain(io, Side::Client(config, name)) => {
-                self.phase = Phase::Tls(Box::new(TlsStream::client(io, config, name)?));
+                self.phase = switched(TlsStream::client(io, config, name)?);
                 Ok(())
             }
             Phase::Tls(tls) => {
@@ -143,6 +182,22 @@ impl<S: PollStream> PollStream for StartTls<S> {
                 io::ErrorKind::NotConnected,
                 "the switch to TLS failed",
             )),
+        }
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        match &self.phase {
+            Phase::Tls(switched) if switched.tls.is_handshaking() => switched.handshake_deadline,
+            _ => None,
+        }
+    }
+
+    fn handle_deadline(&mut self, now: Instant) -> io::Result<()> {
+        match self.deadline() {
+            Some(at) if at <= now => {
+                Err(super::stream::tls_error(crate::TlsError::HandshakeTimedOut))
+            }
+            _ => Ok(()),
         }
     }
 }

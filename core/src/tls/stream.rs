@@ -342,7 +342,7 @@ impl<S: PollStream> Write for Below<'_, '_, S> {
 }
 
 /// A TLS failure as the I/O error the chat recognises ([`Chat::handle_error`](crate::Chat)).
-fn tls_error(error: TlsError) -> io::Error {
+pub(super) fn tls_error(error: TlsError) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, error)
 }
 

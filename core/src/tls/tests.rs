@@ -361,6 +361,11 @@ fn starttls_discards_pipelined_plaintext_and_switches_after_the_reply() {
         "only the reply, in plaintext"
     );
     assert!(io.tls().is_some(), "switched once the reply was written");
+    assert_eq!(
+        io.deadline(),
+        Some(now + super::DEFAULT_HANDSHAKE_TIMEOUT),
+        "the handshake is timed from the switch"
+    );
     assert_eq!(*log.lock().unwrap(), ["STARTTLS", "tls"], "RSET never ran");
     // The client's TLS over the same stream.
     let name = ServerName::try_from("localhost").unwrap();
@@ -370,6 +375,11 @@ fn starttls_discards_pipelined_plaintext_and_switches_after_the_reply() {
         run(&mut chat, &mut io);
     }
     assert!(!client.is_handshaking());
+    assert_eq!(
+        io.deadline(),
+        None,
+        "no deadline once the handshake is over"
+    );
     write_all(&mut client, b"NOOP\r\n");
     run(&mut chat, &mut io);
     let mut got = Vec::new();
@@ -409,4 +419,41 @@ fn starttls_on_a_stream_without_tls_closes_with_unsupported() {
         other => panic!("closed as {other:?}"),
     }
     assert_eq!(drain_raw(&mut peer), b"220 go ahead\r\n");
+}
+
+#[test]
+fn a_starttls_handshake_never_answered_closes_at_its_deadline() {
+    let (cert, key) = certificate();
+    let server_tls = server_config_from_pem(cert.as_bytes(), key.as_bytes(), &[]).unwrap();
+    let (a, mut peer) = pair();
+    let log: Arc<Mutex<Vec<String>>> = Arc::default();
+    let mut chat = crate::Chat::new(Smtpish(Arc::clone(&log))).unwrap();
+    let start = Instant::now();
+    chat.handle_connected(start);
+    let timeout = Duration::from_secs(3);
+    let mut io = super::StartTls::server(a, Arc::new(server_tls)).with_handshake_timeout(timeout);
+    let _ = peer.poll_write_vectored(&mut cx(), &[IoSlice::new(b"STARTTLS\r\n")]);
+    let mut poll_at = |chat: &mut crate::Chat<Smtpish>, at: Instant| {
+        let _ = crate::driver::poll_chat(
+            chat,
+            &mut io,
+            &mut Frozen(at),
+            &mut crate::driver::NoCommands,
+            &mut false,
+            &mut cx(),
+        );
+    };
+    poll_at(&mut chat, start);
+    assert_eq!(drain_raw(&mut peer), b"220 go ahead\r\n");
+    assert_eq!(*log.lock().unwrap(), ["STARTTLS", "tls"]);
+    assert_eq!(chat.poll_timeout(), None, "the chat itself has no deadline");
+    poll_at(&mut chat, start + timeout - Duration::from_millis(1));
+    assert!(!chat.is_closed(), "not before the deadline");
+    poll_at(&mut chat, start + timeout);
+    assert_eq!(
+        chat.close_reason(),
+        Some(&crate::CloseReason::Error(
+            crate::PeerError::Tls(crate::TlsError::HandshakeTimedOut).into()
+        ))
+    );
 }
