@@ -1,15 +1,21 @@
-//! The tour: every example on every driver, each checked by a built-in client and then measured.
+//! The tour: every example on every driver, in plaintext and over TLS, each checked by a
+//! built-in client and then measured.
 //!
-//! For each example × driver the server is started in this process on an ephemeral port, a
-//! client checks a scripted exchange byte for byte, then [`CLIENTS`] connections each keep
-//! [`DEPTH`] requests in flight for the measuring time and the completed requests per second
-//! are reported. `cargo run --release -p asynchat-examples --bin tour` prints the table.
+//! For each example × layer × driver the server is started in this process on an ephemeral
+//! port, a client checks a scripted exchange byte for byte, then [`CLIENTS`] connections each
+//! keep [`DEPTH`] requests in flight for the measuring time and the completed requests per
+//! second are reported. Over TLS the server has a certificate for `localhost` made at start,
+//! and the clients verify it. `cargo run --release -p asynchat-examples --bin tour` prints the
+//! table.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use asynchat_core::tls::rustls::pki_types::ServerName;
+use asynchat_core::tls::rustls::{ClientConfig, ClientConnection, ServerConfig, StreamOwned};
 
 use crate::chat::{self, Member, Room};
 use crate::echo::Echo;
@@ -27,57 +33,103 @@ pub const DEPTH: usize = 16;
 /// The examples, in the order of the table.
 pub const EXAMPLES: [&str; 5] = ["echo", "chat", "smtpd", "httpd", "resp"];
 
+/// A certificate for `localhost`, as the servers present it and the clients trust it.
+#[derive(Debug, Clone)]
+pub struct Tls {
+    server: Arc<ServerConfig>,
+    client: Arc<ClientConfig>,
+}
+
+impl Tls {
+    /// A fresh self-signed certificate (rcgen).
+    ///
+    /// # Errors
+    ///
+    /// The certificate or a configuration cannot be made.
+    pub fn new() -> io::Result<Self> {
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])
+            .map_err(io::Error::other)?;
+        let (cert, key) = (made.cert.pem(), made.signing_key.serialize_pem());
+        let server =
+            asynchat_core::tls::server_config_from_pem(cert.as_bytes(), key.as_bytes(), &[])
+                .map_err(io::Error::other)?;
+        let client =
+            asynchat_core::tls::client_config(cert.as_bytes(), &[]).map_err(io::Error::other)?;
+        Ok(Self {
+            server: Arc::new(server),
+            client: Arc::new(client),
+        })
+    }
+}
+
 /// One cell of the table.
 #[derive(Debug, Clone)]
 pub struct Outcome {
     /// The example.
     pub example: &'static str,
+    /// Whether it ran over TLS.
+    pub tls: bool,
     /// The driver.
     pub driver: DriverKind,
     /// Completed requests per second, or what went wrong.
     pub result: Result<f64, String>,
 }
 
-/// Runs every example on every driver, measuring each for `measure`; `site` is a scratch
-/// directory for the HTTP server's files.
+/// Runs every example on every driver, in plaintext and over TLS with `tls`, measuring each
+/// for `measure`; `site` is a scratch directory for the HTTP server's files.
 #[must_use]
-pub fn run(measure: Duration, site: &Path) -> Vec<Outcome> {
+pub fn run(measure: Duration, site: &Path, tls: &Tls) -> Vec<Outcome> {
     let mut outcomes = Vec::new();
     for example in EXAMPLES {
-        for driver in DriverKind::ALL {
-            let result = cell(example, driver, measure, site).map_err(|e| e.to_string());
-            outcomes.push(Outcome {
-                example,
-                driver,
-                result,
-            });
+        for layer in [None, Some(tls)] {
+            for driver in DriverKind::ALL {
+                let result = cell(example, driver, layer, measure, site).map_err(|e| e.to_string());
+                outcomes.push(Outcome {
+                    example,
+                    tls: layer.is_some(),
+                    driver,
+                    result,
+                });
+            }
         }
     }
     outcomes
 }
 
+impl Outcome {
+    /// The row it belongs to: the example, and how it ran.
+    fn row(&self) -> String {
+        if self.tls {
+            format!("{} tls", self.example)
+        } else {
+            self.example.to_owned()
+        }
+    }
+}
+
 /// Formats outcomes as a table, one row per example.
 #[must_use]
 pub fn table(outcomes: &[Outcome]) -> String {
-    let mut out = format!("{:<8}", "example");
+    let mut out = format!("{:<10}", "example");
     for driver in DriverKind::ALL {
         out.push_str(&format!(" {:>18}", driver.name()));
     }
-    out.push('\n');
-    for example in EXAMPLES {
-        out.push_str(&format!("{example:<8}"));
-        for o in outcomes.iter().filter(|o| o.example == example) {
-            let cell = match &o.result {
-                Ok(rate) => format!("ok {:>9.0} req/s", rate),
-                Err(_) => "FAILED".to_owned(),
-            };
-            out.push_str(&format!(" {cell:>18}"));
+    let mut row = String::new();
+    for o in outcomes {
+        if o.row() != row {
+            row = o.row();
+            out.push_str(&format!("\n{row:<10}"));
         }
-        out.push('\n');
+        let cell = match &o.result {
+            Ok(rate) => format!("ok {:>9.0} req/s", rate),
+            Err(_) => "FAILED".to_owned(),
+        };
+        out.push_str(&format!(" {cell:>18}"));
     }
+    out.push('\n');
     for o in outcomes {
         if let Err(e) = &o.result {
-            out.push_str(&format!("{} on {}: {e}\n", o.example, o.driver));
+            out.push_str(&format!("{} on {}: {e}\n", o.row(), o.driver));
         }
     }
     out
@@ -105,9 +157,16 @@ impl Mailbox for Discard {
     }
 }
 
-fn cell(example: &str, driver: DriverKind, measure: Duration, site: &Path) -> io::Result<f64> {
+fn cell(
+    example: &str,
+    driver: DriverKind,
+    tls: Option<&Tls>,
+    measure: Duration,
+    site: &Path,
+) -> io::Result<f64> {
     let options = |config| Options {
         config,
+        tls: tls.map(|tls| tls.server.clone()),
         ..Options::new(driver)
     };
     let (server, script) = match example {
@@ -122,7 +181,7 @@ fn cell(example: &str, driver: DriverKind, measure: Duration, site: &Path) -> io
                 reply: vec![b'x'; 62].into_iter().chain(*b"\r\n").collect(),
             },
         ),
-        "chat" => return chat_cell(driver, measure),
+        "chat" => return chat_cell(driver, tls, measure),
         "smtpd" => {
             let mailbox: Arc<dyn Mailbox> = Arc::new(Discard);
             let transaction =
@@ -187,31 +246,54 @@ fn cell(example: &str, driver: DriverKind, measure: Duration, site: &Path) -> io
         }
         other => return Err(io::Error::other(format!("no example {other}"))),
     };
-    let outcome = exchange(server.addr(), &script.check, &script.check_reply)
-        .and_then(|()| measure_rate(server.addr(), &script, measure));
+    let client = Client {
+        addr: server.addr(),
+        tls: tls.map(|tls| tls.client.clone()),
+    };
+    let outcome = exchange(&client, &script.check, &script.check_reply)
+        .and_then(|()| measure_rate(&client, &script, measure));
     server.shutdown()?;
     outcome
 }
 
-fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
-    let stream = TcpStream::connect(addr)?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    stream.set_nodelay(true)?;
-    Ok(stream)
+/// A connection of the tour's clients: plaintext, or TLS over it.
+trait Stream: Read + Write + Send {}
+
+impl<S: Read + Write + Send> Stream for S {}
+
+/// Where the tour's clients connect, and how.
+struct Client {
+    addr: SocketAddr,
+    /// Over TLS, trusting this configuration's certificate for `localhost`.
+    tls: Option<Arc<ClientConfig>>,
+}
+
+impl Client {
+    fn connect(&self) -> io::Result<Box<dyn Stream>> {
+        let stream = TcpStream::connect(self.addr)?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        stream.set_nodelay(true)?;
+        let Some(tls) = &self.tls else {
+            return Ok(Box::new(stream));
+        };
+        let name = ServerName::try_from("localhost").map_err(io::Error::other)?;
+        let session = ClientConnection::new(tls.clone(), name).map_err(io::Error::other)?;
+        Ok(Box::new(StreamOwned::new(session, stream)))
+    }
 }
 
 /// Sends `request` on a new connection and checks the reply, byte for byte.
-fn exchange(addr: SocketAddr, request: &[u8], expected: &[u8]) -> io::Result<()> {
-    let mut stream = connect(addr)?;
+fn exchange(client: &Client, request: &[u8], expected: &[u8]) -> io::Result<()> {
+    let mut stream = client.connect()?;
     stream.write_all(request)?;
-    expect(&mut stream, expected)
+    expect(&mut *stream, expected)
 }
 
 /// The field whose value the server's clock decides: its value is not compared, its length is.
 const DATE: &[u8] = b"\r\nDate: ";
 const DATE_VALUE_LEN: usize = "Thu, 01 Jan 1970 00:00:00 GMT".len();
 
-fn expect(stream: &mut TcpStream, expected: &[u8]) -> io::Result<()> {
+fn expect(stream: &mut dyn Stream, expected: &[u8]) -> io::Result<()> {
     let mut got = vec![0; expected.len()];
     stream.read_exact(&mut got)?;
     if got == expected {
@@ -243,7 +325,7 @@ fn expect(stream: &mut TcpStream, expected: &[u8]) -> io::Result<()> {
 
 /// [`CLIENTS`] connections each send [`DEPTH`] requests, read the replies, and again, until
 /// `measure` has passed. Returns requests per second.
-fn measure_rate(addr: SocketAddr, script: &Script, measure: Duration) -> io::Result<f64> {
+fn measure_rate(client: &Client, script: &Script, measure: Duration) -> io::Result<f64> {
     let batch = script.request.repeat(DEPTH);
     let replies = script.reply.repeat(DEPTH);
     let start = Instant::now();
@@ -251,13 +333,13 @@ fn measure_rate(addr: SocketAddr, script: &Script, measure: Duration) -> io::Res
         let workers: Vec<_> = (0..CLIENTS)
             .map(|_| {
                 scope.spawn(|| -> io::Result<u64> {
-                    let mut stream = connect(addr)?;
+                    let mut stream = client.connect()?;
                     stream.write_all(&script.opening)?;
-                    expect(&mut stream, &script.opening_reply)?;
+                    expect(&mut *stream, &script.opening_reply)?;
                     let mut done = 0;
                     while start.elapsed() < measure {
                         stream.write_all(&batch)?;
-                        expect(&mut stream, &replies)?;
+                        expect(&mut *stream, &replies)?;
                         done += DEPTH as u64;
                     }
                     Ok(done)
@@ -276,23 +358,28 @@ fn measure_rate(addr: SocketAddr, script: &Script, measure: Duration) -> io::Res
 }
 
 /// The chat room: three members join, then one talks and the two others must hear every line.
-fn chat_cell(driver: DriverKind, measure: Duration) -> io::Result<f64> {
+fn chat_cell(driver: DriverKind, tls: Option<&Tls>, measure: Duration) -> io::Result<f64> {
     let room = Arc::new(Room::default());
     let options = Options {
         config: chat::config(),
+        tls: tls.map(|tls| tls.server.clone()),
         ..Options::new(driver)
     };
     let server = run::start(&options, move |link| Member::join(&room, link.into_conn()))?;
+    let client = Client {
+        addr: server.addr(),
+        tls: tls.map(|tls| tls.client.clone()),
+    };
     let outcome = (|| {
         let welcome = b"* welcome: /nick NAME to join, /who to list, /quit to leave\n";
-        let mut members = Vec::new();
+        let mut members: Vec<(&str, Box<dyn Stream>)> = Vec::new();
         for name in ["ada", "bob", "eve"] {
-            let mut stream = connect(server.addr())?;
-            expect(&mut stream, welcome)?;
+            let mut stream = client.connect()?;
+            expect(&mut *stream, welcome)?;
             stream.write_all(format!("/nick {name}\n").as_bytes())?;
-            expect(&mut stream, format!("* you are {name}\n").as_bytes())?;
+            expect(&mut *stream, format!("* you are {name}\n").as_bytes())?;
             for (_, earlier) in &mut members {
-                expect(earlier, format!("* {name} joined\n").as_bytes())?;
+                expect(&mut **earlier, format!("* {name} joined\n").as_bytes())?;
             }
             members.push((name, stream));
         }
@@ -303,7 +390,7 @@ fn chat_cell(driver: DriverKind, measure: Duration) -> io::Result<f64> {
         while start.elapsed() < measure {
             members[0].1.write_all(&said)?;
             for (_, other) in &mut members[1..] {
-                expect(other, &heard)?;
+                expect(&mut **other, &heard)?;
             }
             lines += 2 * DEPTH as u64;
         }
@@ -343,14 +430,18 @@ mod tests {
     #[test]
     fn every_example_passes_its_check_on_every_driver() {
         let scratch = Scratch::new().unwrap();
-        let outcomes = run(Duration::from_millis(50), &scratch.0);
-        assert_eq!(outcomes.len(), EXAMPLES.len() * DriverKind::ALL.len());
+        let outcomes = run(Duration::from_millis(50), &scratch.0, &Tls::new().unwrap());
+        assert_eq!(outcomes.len(), EXAMPLES.len() * 2 * DriverKind::ALL.len());
+        assert_eq!(
+            outcomes.iter().filter(|o| o.tls).count(),
+            outcomes.len() / 2
+        );
         let table = table(&outcomes);
         for o in &outcomes {
             assert!(
                 o.result.as_ref().is_ok_and(|rate| *rate > 0.0),
                 "{} on {}: {:?}\n{table}",
-                o.example,
+                o.row(),
                 o.driver,
                 o.result
             );
@@ -360,7 +451,11 @@ mod tests {
     #[test]
     fn a_wrong_reply_is_reported_not_hidden() {
         let server = run::start(&Options::new(DriverKind::Mio), |_| Echo::new("\n")).unwrap();
-        let err = exchange(server.addr(), b"abc\n", b"abd\n").unwrap_err();
+        let client = Client {
+            addr: server.addr(),
+            tls: None,
+        };
+        let err = exchange(&client, b"abc\n", b"abd\n").unwrap_err();
         assert!(err
             .to_string()
             .contains("expected \"abd\\n\", got \"abc\\n\""));

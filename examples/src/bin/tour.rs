@@ -1,5 +1,5 @@
-//! `tour`: every example on every driver, checked by a built-in client and measured; prints a
-//! table of example × driver → ok and requests per second.
+//! `tour`: every example on every driver, in plaintext and over TLS, checked by a built-in
+//! client and measured; prints a table of example × driver → ok and requests per second.
 //!
 //! ```text
 //! cargo run --release -p asynchat-examples --bin tour
@@ -8,7 +8,7 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use asynchat_examples::tour::{self, Scratch};
+use asynchat_examples::tour::{self, Scratch, Tls};
 use clap::Parser;
 
 /// Runs every example on every driver and prints how each did.
@@ -33,15 +33,22 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let tls = match Tls::new() {
+        Ok(tls) => tls,
+        Err(e) => {
+            eprintln!("tour: a certificate for TLS: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     println!(
-        "{} examples × 3 drivers, {} connections × {} requests in flight, {:.1} s each\n",
+        "{} examples, in plaintext and over TLS, × 3 drivers, {} connections × {} requests in flight, {:.1} s each\n",
         tour::EXAMPLES.len(),
         tour::CLIENTS,
         tour::DEPTH,
         measure.as_secs_f64()
     );
     let start = Instant::now();
-    let outcomes = tour::run(measure, &scratch.0);
+    let outcomes = tour::run(measure, &scratch.0, &tls);
     print!("{}", tour::table(&outcomes));
     println!("\nfinished in {:.1} s", start.elapsed().as_secs_f64());
     if outcomes.iter().all(|o| o.result.is_ok()) {
