@@ -21,6 +21,28 @@ pub async fn tokio_framed_echo(listener: tokio::net::TcpListener) -> io::Result<
     }
 }
 
+/// [`tokio_framed_echo`] over TLS with tokio-rustls, the idiomatic way: each accepted
+/// connection's handshake in its own task (`TlsAcceptor`), then `Framed` with `LinesCodec` over
+/// the TLS stream, its lines forwarded into its encoder.
+pub async fn tokio_rustls_framed_echo(
+    listener: tokio::net::TcpListener,
+    tls: std::sync::Arc<asynchat_core::tls::rustls::ServerConfig>,
+) -> io::Result<()> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    loop {
+        let (socket, _) = listener.accept().await?;
+        let _ = socket.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        tokio::spawn(async move {
+            let Ok(stream) = acceptor.accept(socket).await else {
+                return;
+            };
+            let (sink, stream) = Framed::new(stream, LinesCodec::new()).split();
+            let _ = stream.forward(sink).await;
+        });
+    }
+}
+
 /// A line echo on smol with no framework: read into a buffer, write back every complete line,
 /// keep the rest.
 pub async fn smol_plain_echo(listener: smol::Async<std::net::TcpListener>) -> io::Result<()> {

@@ -1,10 +1,14 @@
 //! A line-echo load generator on mio: `connections` connections, each keeping `in_flight` lines of
 //! `line_len` bytes outstanding (a new line is sent for every echoed one), for a fixed time.
-//! One thread, so the server under test gets the other core of a 2-core machine.
+//! One thread, so the server under test gets the other core of a 2-core machine. In plaintext
+//! or over TLS (rustls, the same provider as the servers).
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use asynchat_core::tls::rustls::pki_types::ServerName;
 
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
@@ -24,6 +28,8 @@ pub struct Load {
     pub warmup: Duration,
     /// Time counted.
     pub duration: Duration,
+    /// Over TLS, trusting this configuration (the server is named `localhost`).
+    pub tls: Option<Arc<asynchat_core::tls::rustls::ClientConfig>>,
 }
 
 impl Load {
@@ -37,12 +43,13 @@ impl Load {
             line_len: 64,
             warmup: Duration::from_millis(500),
             duration,
+            tls: None,
         }
     }
 }
 
 /// What a run measured.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Report {
     /// Echoed lines counted.
     pub responses: u64,
@@ -51,6 +58,8 @@ pub struct Report {
     pub all_responses: u64,
     /// Time counted.
     pub elapsed: Duration,
+    /// Over TLS: the protocol version and cipher suite agreed on.
+    pub cipher_suite: Option<String>,
 }
 
 impl Report {
@@ -61,13 +70,94 @@ impl Report {
     }
 }
 
+/// A TLS client session over the load's connection.
+type Session = asynchat_core::tls::rustls::ClientConnection;
+
 struct Conn {
     stream: TcpStream,
+    /// Over TLS: the session, which takes plaintext and holds records until the socket does.
+    tls: Option<Box<Session>>,
     /// Bytes owed to the server (lines to send).
     owed: usize,
     /// Bytes sent so far, to know where in the line pattern the next byte is.
     sent: usize,
     writable: bool,
+}
+
+/// Errors that only mean "not now": the socket is drained, full, or not connected yet (the
+/// next readiness event comes for it).
+fn not_now(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::NotConnected | io::ErrorKind::Interrupted
+    )
+}
+
+impl Conn {
+    /// Reads until the socket is drained, handing `on_data` the bytes (plaintext, over TLS).
+    /// The server's end of stream is an error: the load never closes first.
+    fn receive(&mut self, buf: &mut [u8], mut on_data: impl FnMut(&[u8])) -> io::Result<()> {
+        let closed = || io::Error::new(io::ErrorKind::UnexpectedEof, "server closed");
+        loop {
+            let Some(tls) = &mut self.tls else {
+                match self.stream.read(buf) {
+                    Ok(0) => return Err(closed()),
+                    Ok(n) => on_data(&buf[..n]),
+                    Err(e) if not_now(&e) => return Ok(()),
+                    Err(e) => return Err(e),
+                }
+                continue;
+            };
+            match tls.read_tls(&mut self.stream) {
+                Ok(0) => return Err(closed()),
+                Ok(_) => {
+                    tls.process_new_packets().map_err(io::Error::other)?;
+                    loop {
+                        match tls.reader().read(buf) {
+                            Ok(0) => return Err(closed()),
+                            Ok(n) => on_data(&buf[..n]),
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+                Err(e) if not_now(&e) => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Sends from `data`: how many bytes were taken (0: none now).
+    fn send(&mut self, data: &[u8]) -> io::Result<usize> {
+        let written = match &mut self.tls {
+            None => self.stream.write(data),
+            Some(tls) => tls.writer().write(data),
+        };
+        match written {
+            Err(e) if not_now(&e) => Ok(0),
+            other => other,
+        }
+    }
+
+    /// Writes out the records a TLS session holds (a handshake flight, encrypted lines).
+    fn flush(&mut self) -> io::Result<()> {
+        let Some(tls) = &mut self.tls else {
+            return Ok(());
+        };
+        while tls.wants_write() {
+            match tls.write_tls(&mut self.stream) {
+                Ok(_) => {}
+                Err(e) if not_now(&e) => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether anything waits for the socket to be writable.
+    fn wants_write(&self) -> bool {
+        self.owed > 0 || self.tls.as_ref().is_some_and(|tls| tls.wants_write())
+    }
 }
 
 /// Runs `load` and reports the echoed lines per second. Fails if the server closes a connection.
@@ -91,8 +181,17 @@ pub fn run(load: &Load) -> io::Result<Report> {
             Token(i),
             Interest::READABLE | Interest::WRITABLE,
         )?;
+        let tls = match &load.tls {
+            Some(config) => {
+                let name = ServerName::try_from("localhost").map_err(io::Error::other)?;
+                let session = Session::new(config.clone(), name).map_err(io::Error::other)?;
+                Some(Box::new(session))
+            }
+            None => None,
+        };
         conns.push(Conn {
             stream,
+            tls,
             owed: load.in_flight * line_len,
             sent: 0,
             writable: true,
@@ -110,44 +209,28 @@ pub fn run(load: &Load) -> io::Result<Report> {
         for event in &events {
             let i = event.token().0;
             let conn = &mut conns[i];
-            loop {
-                match conn.stream.read(&mut buf) {
-                    Ok(0) => {
-                        return Err(io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            "server closed",
-                        ))
-                    }
-                    Ok(n) => {
-                        let lines = memchr::memchr_iter(b'\n', &buf[..n]).count();
-                        if now >= counting_from {
-                            responses += lines as u64;
-                        }
-                        all_responses += lines as u64;
-                        conn.owed += lines * line_len;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    // Not connected yet: readiness will come again.
-                    Err(e) if e.kind() == io::ErrorKind::NotConnected => break,
-                    Err(e) => return Err(e),
-                }
+            let mut lines = 0;
+            conn.receive(&mut buf, |data| {
+                lines += memchr::memchr_iter(b'\n', data).count();
+            })?;
+            if now >= counting_from {
+                responses += lines as u64;
             }
+            all_responses += lines as u64;
+            conn.owed += lines * line_len;
             while conn.owed > 0 {
                 let at = conn.sent % line_len;
                 let n = conn.owed.min(block.len() - at);
-                match conn.stream.write(&block[at..at + n]) {
-                    Ok(k) => {
+                match conn.send(&block[at..at + n])? {
+                    0 => break,
+                    k => {
                         conn.sent += k;
                         conn.owed -= k;
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::NotConnected => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
                 }
             }
-            let want = conn.owed > 0;
+            conn.flush()?;
+            let want = conn.wants_write();
             if want != conn.writable {
                 conn.writable = want;
                 let interest = if want {
@@ -160,9 +243,17 @@ pub fn run(load: &Load) -> io::Result<Report> {
             }
         }
     }
+    let cipher_suite = conns.first().and_then(|c| c.tls.as_ref()).map(|tls| {
+        format!(
+            "{:?}, {:?}",
+            tls.protocol_version(),
+            tls.negotiated_cipher_suite().map(|s| s.suite())
+        )
+    });
     Ok(Report {
         responses,
         all_responses,
         elapsed: end.saturating_duration_since(counting_from),
+        cipher_suite,
     })
 }

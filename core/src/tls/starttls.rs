@@ -147,6 +147,10 @@ impl<S: PollStream> PollStream for StartTls<S> {
         }
     }
 
+    fn poll_read_ready(&mut self, cx: &mut TaskContext<'_>) -> Option<Poll<io::Result<()>>> {
+        self.stream().ok()?.poll_read_ready(cx)
+    }
+
     fn poll_flush(&mut self, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
         match self.stream() {
             Ok(io) => io.poll_flush(cx),

@@ -302,6 +302,19 @@ impl<S: PollStream> PollStream for TlsStream<S> {
         Poll::Ready(Ok(n))
     }
 
+    /// Drained when rustls holds no plaintext and no records wait to be handed to it: then
+    /// only the stream underneath can bring more, and it may know without reading (a short
+    /// read, async-io's `poll_readable`), which spares the read that would find nothing.
+    fn poll_read_ready(&mut self, cx: &mut TaskContext<'_>) -> Option<Poll<io::Result<()>>> {
+        if self.eof || !self.incoming.is_empty() || self.tls.is_handshaking() {
+            return None;
+        }
+        match self.tls.process_new_packets() {
+            Ok(state) if state.plaintext_bytes_to_read() == 0 => self.io.poll_read_ready(cx),
+            _ => None,
+        }
+    }
+
     fn poll_flush(&mut self, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
         self.flush_records(cx)
     }

@@ -1,11 +1,13 @@
-//! The driver benchmark: a line-echo server on `asynchat-mio` against a hand-written minimal mio
-//! echo server, both run as child processes and driven by the same load generator in one run.
+//! The driver benchmark: a line-echo server on each driver against the plain server a user of
+//! that runtime would write (a hand-written minimal mio echo, tokio-util's `Framed`, plain smol;
+//! over TLS, tokio-rustls with `Framed`), all run as child processes and driven by the same load
+//! generator in one run.
 //!
 //! ```text
 //! cargo run --release -p asynchat-examples --bin echo_bench -- compare [SECONDS] [ROUNDS] [SERVERS]
 //! cargo run --release -p asynchat-examples --bin echo_bench -- idle [CONNECTIONS]
-//! cargo run --release -p asynchat-examples --bin echo_bench -- serve asynchat|raw
-//! cargo run --release -p asynchat-examples --bin echo_bench -- load ADDR [SECONDS]
+//! cargo run --release -p asynchat-examples --bin echo_bench -- serve KIND [CERT KEY]
+//! cargo run --release -p asynchat-examples --bin echo_bench -- load ADDR [SECONDS [CERT]]
 //! ```
 //!
 //! `compare` alternates the servers for ROUNDS rounds of SECONDS seconds (default 3 × 5 s) under
@@ -31,7 +33,11 @@ use asynchat_mio::EventLoop;
 /// every line zero-copy; `-copy`, it copies lines under 256 bytes into the connection's output
 /// buffer (`Context::push_slice`), as `Framed`'s encoder does; `-coalesce`, the outbox copies
 /// pushes under 256 bytes together (`Config::coalesce_below`).
-const PAIRS: [(&str, &str); 9] = [
+///
+/// Over TLS (`-tls`, `-tls-copy`, against tokio-rustls with `Framed`, `tokio-rustls`): the same certificate
+/// (ECDSA P-256, made at start), the same rustls configuration and provider (`ring`), so the
+/// same cipher suite, which the table names.
+const PAIRS: [(&str, &str); 15] = [
     ("asynchat", "raw"),
     ("asynchat-copy", "raw"),
     ("asynchat-coalesce", "raw"),
@@ -41,7 +47,68 @@ const PAIRS: [(&str, &str); 9] = [
     ("smol", "smol-plain"),
     ("smol-copy", "smol-plain"),
     ("smol-coalesce", "smol-plain"),
+    ("asynchat-tls", "tokio-rustls"),
+    ("asynchat-tls-copy", "tokio-rustls"),
+    ("tokio-tls", "tokio-rustls"),
+    ("tokio-tls-copy", "tokio-rustls"),
+    ("smol-tls", "tokio-rustls"),
+    ("smol-tls-copy", "tokio-rustls"),
 ];
+
+/// Whether a server kind speaks TLS.
+fn is_tls(kind: &str) -> bool {
+    kind.contains("-tls") || kind == "tokio-rustls"
+}
+
+/// The certificate the TLS servers of one run present, in files the server processes load,
+/// and the client configuration that trusts it. The files are removed on drop.
+struct BenchCert {
+    cert: std::path::PathBuf,
+    key: std::path::PathBuf,
+    client: std::sync::Arc<asynchat_core::tls::rustls::ClientConfig>,
+}
+
+impl BenchCert {
+    fn new() -> io::Result<Self> {
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])
+            .map_err(io::Error::other)?;
+        let (pem, key_pem) = (made.cert.pem(), made.signing_key.serialize_pem());
+        let base = std::env::temp_dir().join(format!("asynchat-bench-{}", std::process::id()));
+        let (cert, key) = (base.with_extension("crt"), base.with_extension("key"));
+        std::fs::write(&cert, &pem)?;
+        std::fs::write(&key, &key_pem)?;
+        let client =
+            asynchat_core::tls::client_config(pem.as_bytes(), &[]).map_err(io::Error::other)?;
+        Ok(Self {
+            cert,
+            key,
+            client: std::sync::Arc::new(client),
+        })
+    }
+}
+
+impl Drop for BenchCert {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.cert);
+        let _ = std::fs::remove_file(&self.key);
+    }
+}
+
+/// The server configuration from the certificate and key files `serve` was given.
+fn server_tls(
+    args: &[String],
+) -> io::Result<std::sync::Arc<asynchat_core::tls::rustls::ServerConfig>> {
+    let [cert, key] = args else {
+        return Err(io::Error::other("a TLS server kind needs CERT KEY"));
+    };
+    let config = asynchat_core::tls::server_config_from_pem(
+        &std::fs::read(cert)?,
+        &std::fs::read(key)?,
+        &[],
+    )
+    .map_err(io::Error::other)?;
+    Ok(std::sync::Arc::new(config))
+}
 
 /// What a server kind runs.
 enum Kind {
@@ -56,9 +123,11 @@ enum Kind {
 fn parse_kind(kind: &str) -> io::Result<(&str, Kind)> {
     let (runtime, variant) = kind.split_once('-').unwrap_or((kind, ""));
     let run = match (runtime, variant) {
-        ("raw", "") | ("tokio", "framed") | ("smol", "plain") => Kind::Baseline,
-        ("asynchat" | "tokio" | "smol", "") => Kind::Asynchat(Config::default(), Echo::default()),
-        ("asynchat" | "tokio" | "smol", "copy") => {
+        ("raw", "") | ("tokio", "framed" | "rustls") | ("smol", "plain") => Kind::Baseline,
+        ("asynchat" | "tokio" | "smol", "" | "tls") => {
+            Kind::Asynchat(Config::default(), Echo::default())
+        }
+        ("asynchat" | "tokio" | "smol", "copy" | "tls-copy") => {
             Kind::Asynchat(Config::default(), Echo::default().copy_below(256))
         }
         ("asynchat" | "tokio" | "smol", "coalesce") => {
@@ -73,7 +142,10 @@ fn main() -> io::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let arg = |i: usize, default: u64| args.get(i).and_then(|s| s.parse().ok()).unwrap_or(default);
     match args.first().map(String::as_str) {
-        Some("serve") => serve(args.get(1).map_or("asynchat", String::as_str)),
+        Some("serve") => serve(
+            args.get(1).map_or("asynchat", String::as_str),
+            args.get(2..).unwrap_or_default(),
+        ),
         Some("compare") => compare(
             Duration::from_secs(arg(1, 5)),
             arg(2, 3) as usize,
@@ -85,22 +157,35 @@ fn main() -> io::Result<()> {
                 .get(1)
                 .and_then(|a| a.parse().ok())
                 .ok_or_else(|| io::Error::other("load ADDR [SECONDS]"))?;
-            let report = loadgen::run(&loadgen::Load::standard(
-                addr,
-                Duration::from_secs(arg(2, 5)),
-            ))?;
+            // Over TLS when given the certificate the server presents.
+            let tls = match args.get(3) {
+                Some(cert) => Some(std::sync::Arc::new(
+                    asynchat_core::tls::client_config(&std::fs::read(cert)?, &[])
+                        .map_err(io::Error::other)?,
+                )),
+                None => None,
+            };
+            let report = loadgen::run(&loadgen::Load {
+                tls,
+                ..loadgen::Load::standard(addr, Duration::from_secs(arg(2, 5)))
+            })?;
             println!("{:.0} lines/s", report.per_second());
             Ok(())
         }
         _ => {
-            eprintln!("usage: echo_bench compare [SECONDS] [ROUNDS] [SERVER,...] | idle [CONNECTIONS] | serve asynchat|raw | load ADDR [SECONDS]");
+            eprintln!("usage: echo_bench compare [SECONDS] [ROUNDS] [SERVER,...] | idle [CONNECTIONS] | serve KIND [CERT KEY] | load ADDR [SECONDS [CERT]]");
             std::process::exit(2);
         }
     }
 }
 
-fn serve(kind: &str) -> io::Result<()> {
+fn serve(kind: &str, tls_files: &[String]) -> io::Result<()> {
     let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let tls = if is_tls(kind) {
+        Some(server_tls(tls_files)?)
+    } else {
+        None
+    };
     match parse_kind(kind)? {
         ("tokio", run) => {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -109,28 +194,43 @@ fn serve(kind: &str) -> io::Result<()> {
             rt.block_on(async {
                 let listener = tokio::net::TcpListener::bind(addr).await?;
                 announce(listener.local_addr()?)?;
-                match run {
-                    Kind::Asynchat(config, echo) => {
+                match (run, tls) {
+                    (Kind::Asynchat(config, echo), None) => {
                         asynchat_tokio::serve(listener, config, move |_| echo.clone())?
                             .wait()
                             .await;
                         Ok(())
                     }
-                    Kind::Baseline => baselines::tokio_framed_echo(listener).await,
+                    (Kind::Asynchat(config, echo), Some(tls)) => {
+                        asynchat_tokio::serve_tls(listener, tls, config, move |_| echo.clone())?
+                            .wait()
+                            .await;
+                        Ok(())
+                    }
+                    (Kind::Baseline, None) => baselines::tokio_framed_echo(listener).await,
+                    (Kind::Baseline, Some(tls)) => {
+                        baselines::tokio_rustls_framed_echo(listener, tls).await
+                    }
                 }
             })
         }
         ("smol", run) => smol::block_on(async {
             let listener = smol::Async::<std::net::TcpListener>::bind(addr)?;
             announce(listener.get_ref().local_addr()?)?;
-            match run {
-                Kind::Asynchat(config, echo) => {
+            match (run, tls) {
+                (Kind::Asynchat(config, echo), None) => {
                     asynchat_smol::serve(listener, config, move |_| echo.clone())?
                         .wait()
                         .await;
                     Ok(())
                 }
-                Kind::Baseline => baselines::smol_plain_echo(listener).await,
+                (Kind::Asynchat(config, echo), Some(tls)) => {
+                    asynchat_smol::serve_tls(listener, tls, config, move |_| echo.clone())?
+                        .wait()
+                        .await;
+                    Ok(())
+                }
+                (Kind::Baseline, _) => baselines::smol_plain_echo(listener).await,
             }
         }),
         (_, Kind::Baseline) => {
@@ -140,7 +240,10 @@ fn serve(kind: &str) -> io::Result<()> {
         }
         (_, Kind::Asynchat(config, echo)) => {
             let mut event_loop = EventLoop::with_config(config)?;
-            let bound = event_loop.listen(addr, move |_| echo.clone())?;
+            let bound = match tls {
+                Some(tls) => event_loop.listen_tls(addr, tls, move |_| echo.clone())?,
+                None => event_loop.listen(addr, move |_| echo.clone())?,
+            };
             announce(bound.addr)?;
             event_loop.run()
         }
@@ -160,11 +263,14 @@ struct Server {
 }
 
 impl Server {
-    fn start(kind: &str) -> io::Result<Self> {
-        let mut child = Command::new(std::env::current_exe()?)
-            .args(["serve", kind])
-            .stdout(Stdio::piped())
-            .spawn()?;
+    /// Starts a server of `kind`; a TLS kind presents `cert`.
+    fn start(kind: &str, cert: &BenchCert) -> io::Result<Self> {
+        let mut command = Command::new(std::env::current_exe()?);
+        command.args(["serve", kind]);
+        if is_tls(kind) {
+            command.arg(&cert.cert).arg(&cert.key);
+        }
+        let mut child = command.stdout(Stdio::piped()).spawn()?;
         let mut line = String::new();
         BufReader::new(child.stdout.take().expect("piped stdout")).read_line(&mut line)?;
         let addr = line
@@ -252,13 +358,22 @@ fn compare(seconds: Duration, rounds: usize, only: Option<&str>) -> io::Result<(
             kinds.push(kind);
         }
     }
+    let cert = BenchCert::new()?;
+    let mut suites: std::collections::HashMap<&str, String> = Default::default();
     let mut rates: std::collections::HashMap<&str, Vec<f64>> = Default::default();
     let mut cpu: std::collections::HashMap<&str, Vec<f64>> = Default::default();
     for round in 0..rounds.max(1) {
         for kind in &kinds {
-            let server = Server::start(kind)?;
+            let server = Server::start(kind, &cert)?;
             let before = server.cpu_time()?;
-            let report = loadgen::run(&loadgen::Load::standard(server.addr, seconds))?;
+            let load = loadgen::Load {
+                tls: is_tls(kind).then(|| cert.client.clone()),
+                ..loadgen::Load::standard(server.addr, seconds)
+            };
+            let report = loadgen::run(&load)?;
+            if let Some(suite) = &report.cipher_suite {
+                suites.insert(kind, suite.clone());
+            }
             let used = server.cpu_time()? - before;
             let ns_per_line = used.as_nanos() as f64 / report.all_responses.max(1) as f64;
             eprintln!(
@@ -295,10 +410,19 @@ fn compare(seconds: Duration, rounds: usize, only: Option<&str>) -> io::Result<(
             a / b
         );
     }
+    if !suites.is_empty() {
+        println!("\nAgreed over TLS (protocol version, cipher suite):");
+        for kind in &kinds {
+            if let Some(suite) = suites.get(kind) {
+                println!("- {kind}: {suite}");
+            }
+        }
+    }
     Ok(())
 }
 
 fn idle(connections: usize) -> io::Result<()> {
+    let cert = BenchCert::new()?;
     println!("| server | RSS before | RSS with {connections} idle | per idle connection |");
     println!("|---|---|---|---|");
     for kind in [
@@ -309,7 +433,7 @@ fn idle(connections: usize) -> io::Result<()> {
         "smol",
         "smol-plain",
     ] {
-        let server = Server::start(kind)?;
+        let server = Server::start(kind, &cert)?;
         std::thread::sleep(Duration::from_millis(200));
         let before = server.rss_bytes()?;
         let mut clients = Vec::with_capacity(connections);
