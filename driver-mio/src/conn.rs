@@ -63,11 +63,12 @@ pub(crate) struct Cx<'a> {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
-    /// A client's connect in progress; the deadline of the handshake that follows, if any
-    /// (counted from the connect, so that it bounds both).
+    /// A client's connect in progress; the deadline of the handshake that follows, if it has
+    /// one (counted from the connect, so that it bounds both).
     Connecting(Option<Instant>),
-    /// The handshake (implicit TLS) runs; the protocol is told it is connected once it is over.
-    Handshaking(Instant),
+    /// The handshake (implicit TLS) runs, until its deadline if it has one; the protocol is told
+    /// it is connected once it is over.
+    Handshaking(Option<Instant>),
     Live,
     /// Closed gracefully: the stream's end (a TLS `close_notify`, a FIN) is being written.
     ShuttingDown(Instant),
@@ -103,17 +104,18 @@ fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
 
 /// The error a handshake that took too long closes its connection with.
 fn handshake_timed_out() -> io::Error {
-    io::Error::new(io::ErrorKind::TimedOut, TlsError::HandshakeTimedOut)
+    // The kind the core's TLS layer gives every TLS failure.
+    io::Error::new(io::ErrorKind::InvalidData, TlsError::HandshakeTimedOut)
 }
 
 impl<P: Protocol, T: Transport> StreamConn<P, T> {
     /// An accepted connection: the chat is connected at once, or after the stream's handshake,
-    /// which must be over by `handshake_deadline`.
+    /// which must be over by `handshake_deadline` (`None`: no limit).
     pub(crate) fn accepted(
         mut chat: Chat<P>,
         stream: T,
         now: Instant,
-        handshake_deadline: Instant,
+        handshake_deadline: Option<Instant>,
     ) -> Self {
         let phase = if stream.handshakes() {
             Phase::Handshaking(handshake_deadline)
@@ -130,9 +132,13 @@ impl<P: Protocol, T: Transport> StreamConn<P, T> {
     }
 
     /// A client whose connect is in progress; a handshake that follows must be over by
-    /// `handshake_deadline`.
-    pub(crate) fn connecting(chat: Chat<P>, stream: T, handshake_deadline: Instant) -> Self {
-        let deadline = stream.handshakes().then_some(handshake_deadline);
+    /// `handshake_deadline` (`None`: no limit).
+    pub(crate) fn connecting(
+        chat: Chat<P>,
+        stream: T,
+        handshake_deadline: Option<Instant>,
+    ) -> Self {
+        let deadline = handshake_deadline.filter(|_| stream.handshakes());
         Self {
             chat,
             stream,
@@ -260,13 +266,13 @@ impl<P: Protocol, T: Transport> StreamConn<P, T> {
             return;
         };
         match socket.io.connect_result() {
-            Ok(true) => match handshake_deadline {
-                Some(at) => self.phase = Phase::Handshaking(at),
-                None => {
-                    self.phase = Phase::Live;
-                    self.chat.handle_connected(cx.now);
-                }
-            },
+            Ok(true) if self.stream.handshakes() => {
+                self.phase = Phase::Handshaking(handshake_deadline);
+            }
+            Ok(true) => {
+                self.phase = Phase::Live;
+                self.chat.handle_connected(cx.now);
+            }
             Ok(false) => {}
             Err(e) => {
                 self.chat.handle_error(e);
@@ -327,7 +333,7 @@ impl<P: Protocol, T: Transport> Entry for StreamConn<P, T> {
             }
             // The core's loop fires a live connection's due deadline itself.
             Phase::Live => self.drive(cx, false, false),
-            Phase::Handshaking(at) if at <= cx.now => {
+            Phase::Handshaking(Some(at)) if at <= cx.now => {
                 self.chat.handle_error(handshake_timed_out());
                 self.settle(cx);
             }
@@ -399,7 +405,7 @@ impl<P: Protocol, T: Transport> Entry for StreamConn<P, T> {
         match self.phase {
             Phase::ShuttingDown(at) | Phase::Lingering(at) => Some(at),
             Phase::Finished => None,
-            Phase::Handshaking(at) => Some(at),
+            Phase::Handshaking(at) => at,
             Phase::Connecting(handshake) => earliest(self.chat.poll_timeout(), handshake),
             // The stream's own: the handshake after a switch to TLS in band.
             Phase::Live => earliest(self.chat.poll_timeout(), self.stream.deadline()),

@@ -62,7 +62,7 @@ impl Over {
         handshake_timeout: Duration,
     ) -> Option<Box<dyn Entry>> {
         let socket = Socket::new(io);
-        let handshake_deadline = now + handshake_timeout;
+        let handshake_deadline = now.checked_add(handshake_timeout);
         match self {
             Self::Plain => Some(Box::new(StreamConn::accepted(
                 chat,
@@ -399,7 +399,7 @@ impl EventLoop {
                 return Err(io::Error::new(kind, text));
             }
         };
-        let handshake_deadline = Instant::now() + self.config.handshake_timeout;
+        let handshake_deadline = Instant::now().checked_add(self.config.handshake_timeout);
         let entry = Box::new(StreamConn::connecting(chat, stream, handshake_deadline));
         self.add_entry(entry, false)
     }
@@ -422,12 +422,7 @@ impl EventLoop {
         };
         let now = Instant::now();
         self.add_entry(
-            Box::new(StreamConn::accepted(
-                chat,
-                Socket::new(io),
-                now,
-                now + self.config.handshake_timeout,
-            )),
+            Box::new(StreamConn::accepted(chat, Socket::new(io), now, None)),
             false,
         )
     }

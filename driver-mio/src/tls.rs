@@ -54,7 +54,7 @@ pub(crate) fn accepted<P: Protocol + 'static, S: StreamIo + 'static>(
     socket: Socket<S>,
     config: &Arc<ServerConfig>,
     now: Instant,
-    handshake_deadline: Instant,
+    handshake_deadline: Option<Instant>,
 ) -> Option<Box<dyn Entry>> {
     match TlsStream::server(socket, config.clone()) {
         Ok(stream) => Some(Box::new(StreamConn::accepted(

@@ -85,12 +85,17 @@ struct Conn {
 }
 
 /// Errors that only mean "not now": the socket is drained, full, or not connected yet (the
-/// next readiness event comes for it).
+/// next readiness event comes for it). An interrupted call is not one of them: it is retried,
+/// as an edge already reported will not be reported again.
 fn not_now(e: &io::Error) -> bool {
     matches!(
         e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::NotConnected | io::ErrorKind::Interrupted
+        io::ErrorKind::WouldBlock | io::ErrorKind::NotConnected
     )
+}
+
+fn interrupted(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::Interrupted
 }
 
 impl Conn {
@@ -103,6 +108,7 @@ impl Conn {
                 match self.stream.read(buf) {
                     Ok(0) => return Err(closed()),
                     Ok(n) => on_data(&buf[..n]),
+                    Err(e) if interrupted(&e) => {}
                     Err(e) if not_now(&e) => return Ok(()),
                     Err(e) => return Err(e),
                 }
@@ -121,6 +127,7 @@ impl Conn {
                         }
                     }
                 }
+                Err(e) if interrupted(&e) => {}
                 Err(e) if not_now(&e) => return Ok(()),
                 Err(e) => return Err(e),
             }
@@ -129,13 +136,16 @@ impl Conn {
 
     /// Sends from `data`: how many bytes were taken (0: none now).
     fn send(&mut self, data: &[u8]) -> io::Result<usize> {
-        let written = match &mut self.tls {
-            None => self.stream.write(data),
-            Some(tls) => tls.writer().write(data),
-        };
-        match written {
-            Err(e) if not_now(&e) => Ok(0),
-            other => other,
+        loop {
+            let written = match &mut self.tls {
+                None => self.stream.write(data),
+                Some(tls) => tls.writer().write(data),
+            };
+            match written {
+                Err(e) if interrupted(&e) => {}
+                Err(e) if not_now(&e) => return Ok(0),
+                other => return other,
+            }
         }
     }
 
@@ -147,6 +157,7 @@ impl Conn {
         while tls.wants_write() {
             match tls.write_tls(&mut self.stream) {
                 Ok(_) => {}
+                Err(e) if interrupted(&e) => {}
                 Err(e) if not_now(&e) => break,
                 Err(e) => return Err(e),
             }

@@ -111,6 +111,19 @@ pub fn a_tls_client_and_server_echo<D: TlsDriver>() {
     drop(server);
 }
 
+/// `Duration::MAX` as the handshake timeout means no limit: a server and a client with it
+/// still talk (no deadline overflows the clock).
+pub fn a_handshake_timeout_of_duration_max_means_no_limit<D: TlsDriver>() {
+    let cert = Certificate::new();
+    let server = echo_server::<D>(&cert, Config::default().handshake_timeout(Duration::MAX));
+    let tls = Arc::new(client_config(cert.cert.as_bytes(), &[b"echo"]).expect("client config"));
+    assert_eq!(
+        ping_over_tls::<D>(server.addr, "localhost", tls),
+        [Bytes::from("ping")]
+    );
+    drop(server);
+}
+
 /// `openssl s_client`, verifying the certificate and asking for ALPN `echo`, gets its line back.
 pub fn openssl_s_client_echoes<D: TlsDriver>() {
     let cert = Certificate::new();
@@ -214,16 +227,21 @@ fn still_served<D: TlsDriver>(server: &Server, cert: &Certificate) {
     assert_eq!(got, [Bytes::from("ping")]);
 }
 
-/// A rustls client session to `localhost` trusting `cert`, over a fresh TCP connection to
-/// `server` (the handshake runs at the first read or write).
-fn raw_tls_client(
-    server: &Server,
-    cert: &Certificate,
-) -> asynchat_core::tls::rustls::StreamOwned<
+/// A rustls client over a blocking TCP connection.
+type RawClient = asynchat_core::tls::rustls::StreamOwned<
     asynchat_core::tls::rustls::ClientConnection,
     std::net::TcpStream,
-> {
-    asynchat_core::tls::rustls::StreamOwned::new(client_session(cert), connect(server.addr))
+>;
+
+/// A rustls client of `server` (trusting `cert`, to `localhost`) whose first line has been
+/// echoed: the handshake is over.
+fn echoed_once(server: &Server, cert: &Certificate) -> RawClient {
+    let mut tls = RawClient::new(client_session(cert), connect(server.addr));
+    tls.write_all(b"first\n").expect("write");
+    let mut echoed = [0; 6];
+    tls.read_exact(&mut echoed).expect("the echo");
+    assert_eq!(&echoed, b"first\n");
+    tls
 }
 
 /// A rustls client session to `localhost` trusting `cert`, not connected yet.
@@ -284,11 +302,7 @@ pub fn a_truncated_handshake_closes_that_connection_only<D: TlsDriver>() {
 pub fn a_reset_mid_record_closes_that_connection_only<D: TlsDriver>() {
     let cert = Certificate::new();
     let (server, reasons) = logged_server::<D>(&cert, Config::default());
-    let mut tls = raw_tls_client(&server, &cert);
-    tls.write_all(b"first\n").expect("write");
-    let mut echoed = [0; 6];
-    tls.read_exact(&mut echoed).expect("the echo");
-    assert_eq!(&echoed, b"first\n");
+    let tls = echoed_once(&server, &cert);
     // An application-data record header announcing 100 bytes, and 10 of them.
     let mut tcp = tls.sock;
     tcp.write_all(&[23, 3, 3, 0, 100]).expect("write");
@@ -304,6 +318,32 @@ pub fn a_reset_mid_record_closes_that_connection_only<D: TlsDriver>() {
         "{heard:?}"
     );
     still_served::<D>(&server, &cert);
+    drop(server);
+}
+
+/// A client whose last line and `close_notify` arrive in one flight, with no FIN behind them
+/// (the client waits for the server's `close_notify`): the line is echoed, and the session
+/// ends as the peer's close, not at some timeout.
+pub fn a_close_notify_right_behind_the_data_ends_the_session<D: TlsDriver>() {
+    let cert = Certificate::new();
+    let (server, reasons) = logged_server::<D>(&cert, Config::default());
+    let mut tls = echoed_once(&server, &cert);
+    // Both records are encrypted before either is written: one flight.
+    tls.conn.writer().write_all(b"last\n").expect("write");
+    tls.conn.send_close_notify();
+    tls.flush().expect("flush");
+    let sent = Instant::now();
+    let mut rest = Vec::new();
+    tls.read_to_end(&mut rest)
+        .expect("the server's close_notify");
+    assert_eq!(rest, b"last\n");
+    assert!(
+        sent.elapsed() < Duration::from_secs(2),
+        "the session ended after {:?}",
+        sent.elapsed()
+    );
+    closes_counted(&server, |closed| closed.peer_closed, 1);
+    assert_eq!(*reasons.lock().unwrap(), [CloseReason::PeerClosed]);
     drop(server);
 }
 
@@ -459,10 +499,12 @@ macro_rules! tls_suite {
     ($driver:ty) => {
         $crate::tls_suite!(@tests $driver;
             a_tls_client_and_server_echo,
+            a_handshake_timeout_of_duration_max_means_no_limit,
             openssl_s_client_echoes,
             plaintext_instead_of_a_client_hello_closes_that_connection_only,
             a_truncated_handshake_closes_that_connection_only,
             a_reset_mid_record_closes_that_connection_only,
+            a_close_notify_right_behind_the_data_ends_the_session,
             a_client_that_never_finishes_the_handshake_is_closed_at_the_timeout,
             starttls_ignores_plaintext_pipelined_after_the_command,
             a_starttls_handshake_never_finished_is_closed_at_the_timeout,

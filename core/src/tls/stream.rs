@@ -42,6 +42,9 @@ pub struct TlsStream<S> {
     closing: bool,
     /// rustls holds plaintext not read out yet (as of the last processing).
     plaintext_waiting: bool,
+    /// The last `poll_read_into` read the stream underneath: only then does that stream know
+    /// whether it is drained ([`poll_read_ready`](PollStream::poll_read_ready)).
+    read_below: bool,
 }
 
 impl<S> std::fmt::Debug for TlsStream<S> {
@@ -119,6 +122,7 @@ impl<S: PollStream> TlsStream<S> {
             spoke_tls: false,
             closing: false,
             plaintext_waiting: false,
+            read_below: false,
         }
     }
 
@@ -236,6 +240,7 @@ impl<S: PollStream> PollStream for TlsStream<S> {
         cx: &mut TaskContext<'_>,
         buf: &mut BytesMut,
     ) -> Poll<io::Result<usize>> {
+        self.read_below = false;
         loop {
             let tls = &mut self.tls;
             match read_initialized(buf, |scratch| Poll::Ready(tls.reader().read(scratch))) {
@@ -258,7 +263,7 @@ impl<S: PollStream> PollStream for TlsStream<S> {
             }
             if self.incoming.is_empty() {
                 match self.read_records(cx) {
-                    Poll::Ready(Ok(())) => {}
+                    Poll::Ready(Ok(())) => self.read_below = true,
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                     Poll::Pending => return Poll::Pending,
                 }
@@ -302,15 +307,20 @@ impl<S: PollStream> PollStream for TlsStream<S> {
         Poll::Ready(Ok(n))
     }
 
-    /// Drained when rustls holds no plaintext and no records wait to be handed to it: then
-    /// only the stream underneath can bring more, and it may know without reading (a short
-    /// read, async-io's `poll_readable`), which spares the read that would find nothing.
+    /// Drained when the last read went down to the stream underneath and rustls now holds no
+    /// plaintext, no end of the session (a `close_notify` is read as the end) and no records
+    /// waiting to be handed to it: then only that stream can bring more, and it may know
+    /// without reading (a short read, async-io's `poll_readable`), which spares the read that
+    /// would find nothing. A read served from what rustls held earlier says nothing of the
+    /// stream underneath: the next read goes down to it.
     fn poll_read_ready(&mut self, cx: &mut TaskContext<'_>) -> Option<Poll<io::Result<()>>> {
-        if self.eof || !self.incoming.is_empty() || self.tls.is_handshaking() {
+        if !self.read_below || self.eof || !self.incoming.is_empty() || self.tls.is_handshaking() {
             return None;
         }
         match self.tls.process_new_packets() {
-            Ok(state) if state.plaintext_bytes_to_read() == 0 => self.io.poll_read_ready(cx),
+            Ok(state) if state.plaintext_bytes_to_read() == 0 && !state.peer_has_closed() => {
+                self.io.poll_read_ready(cx)
+            }
             _ => None,
         }
     }

@@ -264,10 +264,10 @@ struct Server {
 
 impl Server {
     /// Starts a server of `kind`; a TLS kind presents `cert`.
-    fn start(kind: &str, cert: &BenchCert) -> io::Result<Self> {
+    fn start(kind: &str, cert: Option<&BenchCert>) -> io::Result<Self> {
         let mut command = Command::new(std::env::current_exe()?);
         command.args(["serve", kind]);
-        if is_tls(kind) {
+        if let Some(cert) = cert.filter(|_| is_tls(kind)) {
             command.arg(&cert.cert).arg(&cert.key);
         }
         let mut child = command.stdout(Stdio::piped()).spawn()?;
@@ -364,7 +364,7 @@ fn compare(seconds: Duration, rounds: usize, only: Option<&str>) -> io::Result<(
     let mut cpu: std::collections::HashMap<&str, Vec<f64>> = Default::default();
     for round in 0..rounds.max(1) {
         for kind in &kinds {
-            let server = Server::start(kind, &cert)?;
+            let server = Server::start(kind, Some(&cert))?;
             let before = server.cpu_time()?;
             let load = loadgen::Load {
                 tls: is_tls(kind).then(|| cert.client.clone()),
@@ -422,7 +422,6 @@ fn compare(seconds: Duration, rounds: usize, only: Option<&str>) -> io::Result<(
 }
 
 fn idle(connections: usize) -> io::Result<()> {
-    let cert = BenchCert::new()?;
     println!("| server | RSS before | RSS with {connections} idle | per idle connection |");
     println!("|---|---|---|---|");
     for kind in [
@@ -433,7 +432,7 @@ fn idle(connections: usize) -> io::Result<()> {
         "smol",
         "smol-plain",
     ] {
-        let server = Server::start(kind, &cert)?;
+        let server = Server::start(kind, None)?;
         std::thread::sleep(Duration::from_millis(200));
         let before = server.rss_bytes()?;
         let mut clients = Vec::with_capacity(connections);
