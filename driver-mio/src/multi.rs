@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 
 use asynchat_core::{Config, Protocol};
 
-use crate::event_loop::{bind_listener, EventLoop};
+use crate::event_loop::{bind_listener, EventLoop, ListenSocket, Over};
 use crate::handle::Handle;
 use asynchat_core::driver::Accepted;
 
@@ -34,6 +34,21 @@ impl MultiLoop {
         P: Protocol + 'static,
         F: Fn(&Accepted) -> P + Send + Sync + 'static,
     {
+        Self::start_over(threads, addr, config, || Over::Plain, factory)
+    }
+
+    /// [`start`](Self::start) with each loop's connections over what `over` makes.
+    pub(crate) fn start_over<P, F>(
+        threads: usize,
+        addr: SocketAddr,
+        config: &Config,
+        over: impl Fn() -> Over,
+        factory: F,
+    ) -> io::Result<Self>
+    where
+        P: Protocol + 'static,
+        F: Fn(&Accepted) -> P + Send + Sync + 'static,
+    {
         let threads = threads.max(1);
         let first = bind_listener(addr, true)?;
         // With port 0 the first bind chooses the port; the others must take the same one.
@@ -47,11 +62,16 @@ impl MultiLoop {
         let mut joins = Vec::with_capacity(threads);
         for (i, listener) in listeners.into_iter().enumerate() {
             let (tx, factory, config) = (tx.clone(), factory.clone(), config.clone());
+            let over = over();
             let thread = std::thread::Builder::new()
                 .name(format!("asynchat-mio-{i}"))
                 .spawn(move || {
                     let mut event_loop = EventLoop::with_config(config)?;
-                    event_loop.add_listener(listener, move |a: &Accepted| factory(a))?;
+                    event_loop.add_listen_socket_over(
+                        ListenSocket::Tcp(listener),
+                        move |a: &Accepted| factory(a),
+                        over,
+                    )?;
                     // The receiver outlives every thread's start-up.
                     let _ = tx.send(event_loop.handle());
                     event_loop.run()

@@ -17,11 +17,12 @@ use asynchat_core::driver::{Accepted, ConnId};
 use asynchat_core::tls::rustls::pki_types::ServerName;
 use asynchat_core::tls::rustls::{ClientConfig, ServerConfig};
 use asynchat_core::tls::{StartTls, TlsStream};
-use asynchat_core::{Chat, Protocol};
+use asynchat_core::{Chat, Config, Protocol};
 
 use crate::conn::{Entry, StreamConn};
 use crate::event_loop::{bind_listener, Bound, EventLoop, ListenSocket, Over};
 use crate::io::{Socket, StreamIo, Transport};
+use crate::multi::MultiLoop;
 
 impl<S: StreamIo> Transport for TlsStream<Socket<S>> {
     type Io = S;
@@ -67,6 +68,47 @@ pub(crate) fn accepted<P: Protocol + 'static, S: StreamIo + 'static>(
             chat.handle_error(e);
             None
         }
+    }
+}
+
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+impl MultiLoop {
+    /// [`MultiLoop::start`] over TLS: each loop's connections run their handshake in that loop,
+    /// as with [`EventLoop::listen_tls`].
+    pub fn start_tls<P, F>(
+        threads: usize,
+        addr: SocketAddr,
+        config: &Config,
+        tls: Arc<ServerConfig>,
+        factory: F,
+    ) -> io::Result<Self>
+    where
+        P: Protocol + 'static,
+        F: Fn(&Accepted) -> P + Send + Sync + 'static,
+    {
+        Self::start_over(threads, addr, config, || Over::Tls(tls.clone()), factory)
+    }
+
+    /// [`MultiLoop::start`] for a protocol that switches to TLS in band (STARTTLS), as with
+    /// [`EventLoop::listen_starttls`].
+    pub fn start_starttls<P, F>(
+        threads: usize,
+        addr: SocketAddr,
+        config: &Config,
+        tls: Arc<ServerConfig>,
+        factory: F,
+    ) -> io::Result<Self>
+    where
+        P: Protocol + 'static,
+        F: Fn(&Accepted) -> P + Send + Sync + 'static,
+    {
+        Self::start_over(
+            threads,
+            addr,
+            config,
+            || Over::StartTls(tls.clone()),
+            factory,
+        )
     }
 }
 

@@ -22,6 +22,10 @@ pub struct Common {
     /// Log one line per connection event to stderr.
     #[arg(short, long)]
     pub verbose: bool,
+    /// Threads serving connections: event loops sharing the port on mio, runtime workers on
+    /// tokio, executor threads on smol.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: u16,
     /// Serve over TLS with this PEM certificate chain (with `--tls-key`).
     #[arg(long, requires = "tls_key", value_name = "FILE")]
     pub tls_cert: Option<std::path::PathBuf>,
@@ -47,6 +51,7 @@ impl Common {
             verbose: self.verbose,
             tls: None,
             starttls: false,
+            threads: usize::from(self.threads),
         }
     }
 

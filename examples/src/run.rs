@@ -35,11 +35,12 @@ use asynchat_core::{Bytes, CloseReason, Config, Context, Protocol, Terminator, T
 /// The event loop a server runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
 pub enum DriverKind {
-    /// `asynchat-mio`: one event loop on one thread, as asyncore was.
+    /// `asynchat-mio`: one event loop per thread (one thread: asyncore's shape), several
+    /// sharing the port with `SO_REUSEPORT` (`MultiLoop`).
     Mio,
-    /// `asynchat-tokio` on a multi-thread runtime of two workers.
+    /// `asynchat-tokio` on tokio's multi-thread runtime, with as many workers as threads.
     Tokio,
-    /// `asynchat-smol` on smol's executor.
+    /// `asynchat-smol` on an executor run by as many threads.
     Smol,
 }
 
@@ -81,6 +82,9 @@ pub struct Options {
     /// With `tls`: connections start in plaintext and switch when their protocol asks
     /// (STARTTLS), instead of a handshake first.
     pub starttls: bool,
+    /// Threads serving connections (at least 1): event loops on mio, runtime workers on tokio,
+    /// executor threads on smol.
+    pub threads: usize,
 }
 
 impl Options {
@@ -94,6 +98,7 @@ impl Options {
             verbose: false,
             tls: None,
             starttls: false,
+            threads: 1,
         }
     }
 }
@@ -202,8 +207,38 @@ where
     let listen = options.listen;
     let tls = options.tls.clone();
     let starttls = options.starttls;
+    let threads = options.threads.max(1);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let thread = match options.driver {
+        DriverKind::Mio if threads > 1 => std::thread::spawn(move || {
+            // Each loop makes its connections' protocols on its own thread: one factory for all.
+            let factory = std::sync::Mutex::new(factory);
+            let factory = move |a: &asynchat_core::driver::Accepted| {
+                let mut factory = factory
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                connection(&mut *factory, a.peer.clone(), a.conn.clone(), verbose)
+            };
+            use asynchat_mio::MultiLoop;
+            let started = match tls {
+                Some(tls) if starttls => {
+                    MultiLoop::start_starttls(threads, listen, &config, tls, factory)
+                }
+                Some(tls) => MultiLoop::start_tls(threads, listen, &config, tls, factory),
+                None => MultiLoop::start(threads, listen, &config, factory),
+            };
+            let Some(loops) = or_report(&ready_tx, started) else {
+                return Ok(());
+            };
+            let handles = loops.handles().to_vec();
+            let stopper = Stopper(Arc::new(move || {
+                for handle in &handles {
+                    let _ = handle.shutdown_within(DEFAULT_SHUTDOWN_DEADLINE);
+                }
+            }));
+            let _ = ready_tx.send(Ok((loops.addr(), stopper)));
+            loops.join()
+        }),
         DriverKind::Mio => std::thread::spawn(move || {
             let started = (|| {
                 let mut event_loop = asynchat_mio::EventLoop::with_config(config)?;
@@ -229,7 +264,8 @@ where
         }),
         DriverKind::Tokio => std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
+                .worker_threads(threads)
+                .thread_name("asynchat-tokio")
                 .enable_all()
                 .build();
             let Some(runtime) = or_report(&ready_tx, runtime) else {
@@ -259,6 +295,10 @@ where
             })
         }),
         DriverKind::Smol => std::thread::spawn(move || {
+            let Some(executor) = or_report(&ready_tx, Executor::start(threads)) else {
+                return Ok(());
+            };
+            let spawner = executor.spawner();
             smol::block_on(async move {
                 let listener = smol::Async::<std::net::TcpListener>::bind(listen);
                 let Some(listener) = or_report(&ready_tx, listener) else {
@@ -269,10 +309,12 @@ where
                 };
                 let served = match tls {
                     Some(tls) if starttls => {
-                        asynchat_smol::serve_starttls(listener, tls, config, factory)
+                        asynchat_smol::serve_starttls_on(&spawner, listener, tls, config, factory)
                     }
-                    Some(tls) => asynchat_smol::serve_tls(listener, tls, config, factory),
-                    None => asynchat_smol::serve(listener, config, factory),
+                    Some(tls) => {
+                        asynchat_smol::serve_tls_on(&spawner, listener, tls, config, factory)
+                    }
+                    None => asynchat_smol::serve_on(&spawner, listener, config, factory),
                 };
                 let Some(server) = or_report(&ready_tx, served) else {
                     return Ok(());
@@ -295,6 +337,51 @@ where
 }
 
 type Ready = std::sync::mpsc::Sender<io::Result<(SocketAddr, Stopper)>>;
+
+/// A smol executor run by `threads` threads of its own until dropped: where the futures-io
+/// driver's connection tasks run, on as many cores as asked.
+struct Executor {
+    executor: Arc<smol::Executor<'static>>,
+    /// Closed on drop: every thread's `run` then ends.
+    stop: smol::channel::Sender<()>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Executor {
+    fn start(threads: usize) -> io::Result<Self> {
+        let (stop, stopped) = smol::channel::bounded::<()>(1);
+        let mut started = Self {
+            executor: Arc::new(smol::Executor::new()),
+            stop,
+            threads: Vec::with_capacity(threads),
+        };
+        for i in 0..threads {
+            let (executor, stopped) = (started.executor.clone(), stopped.clone());
+            // A thread that cannot start is an error; those started are stopped on drop.
+            let thread = std::thread::Builder::new()
+                .name(format!("asynchat-smol-{i}"))
+                .spawn(move || {
+                    let _ = smol::block_on(executor.run(stopped.recv()));
+                })?;
+            started.threads.push(thread);
+        }
+        Ok(started)
+    }
+
+    fn spawner(&self) -> asynchat_smol::Spawner {
+        let executor = self.executor.clone();
+        asynchat_smol::Spawner::new(move |task| executor.spawn(task).detach())
+    }
+}
+
+impl Drop for Executor {
+    fn drop(&mut self) {
+        self.stop.close();
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
 
 /// The value of a start-up step, or `None` once its error is sent to [`start`]'s caller.
 fn or_report<T>(ready: &Ready, step: io::Result<T>) -> Option<T> {

@@ -148,3 +148,81 @@ fn openssl_s_client_against_the_tls_echo() {
     }
     let _ = std::fs::remove_dir_all(&base);
 }
+
+/// A client connection, plaintext or TLS.
+trait ReadWrite: Read + Write {}
+
+impl<S: Read + Write> ReadWrite for S {}
+
+/// The threads of process `pid` whose names start with `prefix` (Linux names them from
+/// `/proc/PID/task/*/comm`, 15 bytes at most).
+fn threads_named(pid: u32, prefix: &str) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("the server's threads")
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with(prefix))
+        .count()
+}
+
+/// `--threads 2` serves on two threads of each driver's kind (two event loops sharing the port
+/// on mio, two runtime workers on tokio, two executor threads on smol), in plaintext and over
+/// TLS, and every one of a batch of connections is echoed; `--threads 0` is refused.
+#[test]
+fn two_threads_on_every_driver() {
+    let base = std::env::temp_dir().join(format!("asynchat-echo-threads-{}", std::process::id()));
+    std::fs::create_dir_all(&base).unwrap();
+    for driver in DRIVERS {
+        let prefix = match driver {
+            "mio" => "asynchat-mio-",
+            "tokio" => "asynchat-tokio",
+            _ => "asynchat-smol-",
+        };
+        let cert = base.join(format!("cert-{driver}.pem"));
+        for tls in [false, true] {
+            let mut args = vec!["--threads", "2"];
+            if tls {
+                args.extend(["--tls-self-signed", cert.to_str().unwrap()]);
+            }
+            let served = common::Served::start(env!("CARGO_BIN_EXE_echo"), driver, &args);
+            assert_eq!(
+                threads_named(served.pid(), prefix),
+                2,
+                "{driver}, tls {tls}"
+            );
+            let trust = tls.then(|| {
+                let pem = std::fs::read(&cert).expect("the certificate");
+                std::sync::Arc::new(asynchat_core::tls::client_config(&pem, &[]).unwrap())
+            });
+            let mut clients: Vec<Box<dyn ReadWrite>> = (0..16)
+                .map(|_| {
+                    let tcp = TcpStream::connect(served.addr).expect("connect");
+                    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                    match &trust {
+                        None => Box::new(tcp) as Box<dyn ReadWrite>,
+                        Some(trust) => {
+                            use asynchat_core::tls::rustls;
+                            let name = rustls::pki_types::ServerName::try_from("localhost");
+                            let session =
+                                rustls::ClientConnection::new(trust.clone(), name.unwrap());
+                            Box::new(rustls::StreamOwned::new(session.unwrap(), tcp))
+                        }
+                    }
+                })
+                .collect();
+            for (i, client) in clients.iter_mut().enumerate() {
+                client.write_all(format!("line {i}\n").as_bytes()).unwrap();
+            }
+            for (i, client) in clients.iter_mut().enumerate() {
+                let mut line = String::new();
+                BufReader::new(client).read_line(&mut line).unwrap();
+                assert_eq!(line, format!("line {i}\n"), "{driver}, tls {tls}");
+            }
+        }
+    }
+    let refused = Command::new(env!("CARGO_BIN_EXE_echo"))
+        .args(["--threads", "0"])
+        .output()
+        .expect("run echo");
+    assert!(!refused.status.success());
+    let _ = std::fs::remove_dir_all(&base);
+}
