@@ -6,6 +6,7 @@
 //! ```text
 //! cargo run --release -p asynchat-examples --bin echo_bench -- compare [SECONDS] [ROUNDS] [SERVERS]
 //! cargo run --release -p asynchat-examples --bin echo_bench -- idle [CONNECTIONS]
+//! cargo run --release -p asynchat-examples --bin echo_bench -- sweep [SECONDS] [ROUNDS] [LINE_LENS] [THRESHOLDS]
 //! cargo run --release -p asynchat-examples --bin echo_bench -- serve KIND [CERT KEY]
 //! cargo run --release -p asynchat-examples --bin echo_bench -- load ADDR [SECONDS [CERT]]
 //! ```
@@ -133,6 +134,13 @@ fn parse_kind(kind: &str) -> io::Result<(&str, Kind)> {
         ("asynchat" | "tokio" | "smol", "coalesce") => {
             Kind::Asynchat(Config::default().coalesce_below(256), Echo::default())
         }
+        // `coalesceN`: the outbox copies pushes under N bytes (the threshold sweep).
+        ("asynchat" | "tokio" | "smol", v) if v.starts_with("coalesce") => {
+            let below = v["coalesce".len()..]
+                .parse()
+                .map_err(|_| io::Error::other(format!("unknown server kind {kind:?}")))?;
+            Kind::Asynchat(Config::default().coalesce_below(below), Echo::default())
+        }
         _ => return Err(io::Error::other(format!("unknown server kind {kind:?}"))),
     };
     Ok((runtime, run))
@@ -152,6 +160,12 @@ fn main() -> io::Result<()> {
             args.get(3).map(String::as_str),
         ),
         Some("idle") => idle(arg(1, 5000) as usize),
+        Some("sweep") => sweep(
+            Duration::from_secs(arg(1, 3)),
+            arg(2, 3) as usize,
+            args.get(3).map_or("64,512,2048,8192", String::as_str),
+            args.get(4).map_or("0,256,1024,4096,16384", String::as_str),
+        ),
         Some("load") => {
             let addr = args
                 .get(1)
@@ -173,7 +187,7 @@ fn main() -> io::Result<()> {
             Ok(())
         }
         _ => {
-            eprintln!("usage: echo_bench compare [SECONDS] [ROUNDS] [SERVER,...] | idle [CONNECTIONS] | serve KIND [CERT KEY] | load ADDR [SECONDS [CERT]]");
+            eprintln!("usage: echo_bench compare [SECONDS] [ROUNDS] [SERVER,...] | idle [CONNECTIONS] | sweep [SECONDS] [ROUNDS] [LINE_LENS] [THRESHOLDS] | serve KIND [CERT KEY] | load ADDR [SECONDS [CERT]]");
             std::process::exit(2);
         }
     }
@@ -417,6 +431,52 @@ fn compare(seconds: Duration, rounds: usize, only: Option<&str>) -> io::Result<(
                 println!("- {kind}: {suite}");
             }
         }
+    }
+    Ok(())
+}
+
+/// The outbox's copy threshold against the size of what is pushed: for each line length, the
+/// mio echo with each threshold (`asynchat-coalesceN`), alternating, ROUNDS rounds; prints the
+/// median server CPU time per echoed line of each (the stable figure) and its lines/s.
+fn sweep(seconds: Duration, rounds: usize, lines: &str, thresholds: &str) -> io::Result<()> {
+    let parse = |list: &str| -> io::Result<Vec<usize>> {
+        list.split(',')
+            .map(|n| n.trim().parse().map_err(io::Error::other))
+            .collect()
+    };
+    let (lines, thresholds) = (parse(lines)?, parse(thresholds)?);
+    print!("| line bytes |");
+    for t in &thresholds {
+        print!(" copy below {t}: CPU ns/line, lines/s |");
+    }
+    println!();
+    println!("|---|{}", "---|".repeat(thresholds.len()));
+    for &line_len in &lines {
+        let mut cpu = vec![Vec::new(); thresholds.len()];
+        let mut rate = vec![Vec::new(); thresholds.len()];
+        for _ in 0..rounds.max(1) {
+            for (i, t) in thresholds.iter().enumerate() {
+                let server = Server::start(&format!("asynchat-coalesce{t}"), None)?;
+                let before = server.cpu_time()?;
+                let load = loadgen::Load {
+                    line_len,
+                    ..loadgen::Load::standard(server.addr, seconds)
+                };
+                let report = loadgen::run(&load)?;
+                let used = server.cpu_time()? - before;
+                cpu[i].push(used.as_nanos() as f64 / report.all_responses.max(1) as f64);
+                rate[i].push(report.per_second());
+            }
+        }
+        print!("| {line_len} |");
+        for i in 0..thresholds.len() {
+            print!(
+                " {:.0}, {:.0} |",
+                median(cpu[i].clone()),
+                median(rate[i].clone())
+            );
+        }
+        println!();
     }
     Ok(())
 }
