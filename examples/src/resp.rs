@@ -7,8 +7,11 @@
 //! with `Count(LEN + 2)`, so a value is never scanned for delimiters.
 //!
 //! Commands: `PING`, `ECHO`, `SET` (with `EX`/`PX`/`NX`/`XX`), `GET`, `DEL`, `EXISTS`, `INCR`,
-//! `DECR`, `MGET`, `MSET`, `DBSIZE`, `FLUSHALL`, `COMMAND` (an empty reply, as redis-cli needs),
-//! `CONFIG GET` (empty, for redis-benchmark), `SELECT 0`, `QUIT`. Errors are in Redis's own words.
+//! `DECR`, `MGET`, `MSET`, `DBSIZE`, `FLUSHALL`, lists (`LPUSH`, `RPUSH`, `LPOP`, `RPOP`, with
+//! or without a count, `LRANGE`, `LLEN`), sets (`SADD`, `SPOP`, `SCARD`), hashes (`HSET`,
+//! `HGET`), `COMMAND` (an empty reply, as redis-cli needs), `CONFIG GET` (empty, for
+//! redis-benchmark), `SELECT 0`, `QUIT`: what `redis-benchmark`'s default suite runs but for
+//! sorted sets and streams. Errors are in Redis's own words, `WRONGTYPE` included.
 //! A protocol error (a bad header, a bulk over [`MAX_BULK`], an array over [`MAX_ARGS`], an inline
 //! request over [`MAX_INLINE`]) is answered and closes that connection only.
 //!
@@ -22,7 +25,7 @@
 //! assert_eq!(h.take_output(), "+OK\r\n$5\r\nhello\r\n");
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -51,9 +54,36 @@ pub fn config() -> Config {
         .over_long(OverLongPolicy::Skip)
 }
 
+/// What a key holds: Redis's string, list, set and hash types. The aggregates are boxed, so
+/// that a string key (most keys) carries no room for them: every entry would otherwise grow by
+/// the 48 bytes of a set's header.
+#[derive(Debug, Clone)]
+#[allow(
+    clippy::box_collection,
+    reason = "the box keeps the header of an aggregate out of every string entry"
+)]
+enum Value {
+    Str(Bytes),
+    List(Box<VecDeque<Bytes>>),
+    Set(Box<HashSet<Bytes>>),
+    Hash(Box<HashMap<Bytes, Bytes>>),
+}
+
+impl Value {
+    /// An aggregate left empty is no key at all, as in Redis.
+    fn is_empty_aggregate(&self) -> bool {
+        match self {
+            Self::Str(_) => false,
+            Self::List(l) => l.is_empty(),
+            Self::Set(s) => s.is_empty(),
+            Self::Hash(h) => h.is_empty(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Entry {
-    value: Bytes,
+    value: Value,
     expires: Option<Instant>,
 }
 
@@ -111,6 +141,8 @@ enum Reply {
     Integer(i64),
     Bulk(Bytes),
     Nil,
+    /// RESP2's null array: what a pop with a count answers for a missing key.
+    NilArray,
     Array(Vec<Self>),
 }
 
@@ -124,6 +156,7 @@ impl Reply {
             Self::Error(e) => ctx.push(format!("-{}\r\n", e.replace(['\r', '\n'], " "))),
             Self::Integer(n) => ctx.push(format!(":{n}\r\n")),
             Self::Nil => ctx.push("$-1\r\n"),
+            Self::NilArray => ctx.push("*-1\r\n"),
             Self::Bulk(b) => {
                 ctx.push(format!("${}\r\n", b.len()));
                 ctx.push(b);
@@ -143,6 +176,10 @@ fn arity(name: &str) -> Reply {
     Reply::Error(format!(
         "ERR wrong number of arguments for '{name}' command"
     ))
+}
+
+fn wrong_type() -> Reply {
+    Reply::Error("WRONGTYPE Operation against a key holding the wrong kind of value".into())
 }
 
 fn not_integer() -> Reply {
@@ -282,7 +319,11 @@ impl Resp {
             ("ping" | "echo", _) => arity(name),
             ("get", 1) => {
                 let mut map = self.store.map();
-                live(&mut map, &rest[0], now).map_or(Reply::Nil, |e| Reply::Bulk(e.value.clone()))
+                match live(&mut map, &rest[0], now).map(|e| &e.value) {
+                    None => Reply::Nil,
+                    Some(Value::Str(v)) => Reply::Bulk(v.clone()),
+                    Some(_) => wrong_type(),
+                }
             }
             ("set", 2..) => self.set(rest, now),
             ("del", 1..) => {
@@ -309,9 +350,10 @@ impl Resp {
                 let mut map = self.store.map();
                 Reply::Array(
                     rest.iter()
-                        .map(|k| {
-                            live(&mut map, k, now)
-                                .map_or(Reply::Nil, |e| Reply::Bulk(e.value.clone()))
+                        // A key of another type reads as missing, as in Redis.
+                        .map(|k| match live(&mut map, k, now).map(|e| &e.value) {
+                            Some(Value::Str(v)) => Reply::Bulk(v.clone()),
+                            _ => Reply::Nil,
                         })
                         .collect(),
                 )
@@ -322,13 +364,34 @@ impl Resp {
                     map.insert(
                         pair[0].clone(),
                         Entry {
-                            value: pair[1].clone(),
+                            value: Value::Str(pair[1].clone()),
                             expires: None,
                         },
                     );
                 }
                 Reply::Ok
             }
+            ("lpush" | "rpush", 2..) => self.push(rest, now, name == "lpush"),
+            ("lpop" | "rpop" | "spop", 1 | 2) => self.pop(name, rest, now),
+            ("lrange", 3) => self.lrange(rest, now),
+            ("llen", 1) => {
+                self.with_aggregate(&rest[0], now, None, Reply::Integer(0), |v| match v {
+                    Value::List(l) => Reply::Integer(l.len() as i64),
+                    _ => wrong_type(),
+                })
+            }
+            ("sadd", 2..) => self.sadd(rest, now),
+            ("scard", 1) => {
+                self.with_aggregate(&rest[0], now, None, Reply::Integer(0), |v| match v {
+                    Value::Set(s) => Reply::Integer(s.len() as i64),
+                    _ => wrong_type(),
+                })
+            }
+            ("hset", n) if n >= 3 && n % 2 == 1 => self.hset(rest, now),
+            ("hget", 2) => self.with_aggregate(&rest[0], now, None, Reply::Nil, |v| match v {
+                Value::Hash(h) => h.get(&rest[1][..]).cloned().map_or(Reply::Nil, Reply::Bulk),
+                _ => wrong_type(),
+            }),
             ("dbsize", 0) => {
                 let mut map = self.store.map();
                 map.retain(|_, e| e.live(now));
@@ -353,7 +416,8 @@ impl Resp {
             ("select", 1) => Reply::Error("ERR DB index is out of range".into()),
             (
                 "get" | "set" | "del" | "exists" | "incr" | "decr" | "mget" | "mset" | "dbsize"
-                | "flushall" | "flushdb" | "config" | "select",
+                | "flushall" | "flushdb" | "config" | "select" | "lpush" | "rpush" | "lpop"
+                | "rpop" | "spop" | "lrange" | "llen" | "sadd" | "scard" | "hset" | "hget",
                 _,
             ) => arity(name),
             _ => {
@@ -405,7 +469,7 @@ impl Resp {
         map.insert(
             key.clone(),
             Entry {
-                value: value.clone(),
+                value: Value::Str(value.clone()),
                 expires,
             },
         );
@@ -440,10 +504,14 @@ impl Resp {
         let mut map = self.store.map();
         let (current, expires) = match live(&mut map, key, now) {
             None => (0, None),
-            Some(entry) => match parse_strict_int(&entry.value) {
-                Some(n) => (n, entry.expires),
+            Some(Entry {
+                value: Value::Str(v),
+                expires,
+            }) => match parse_strict_int(v) {
+                Some(n) => (n, *expires),
                 None => return not_integer(),
             },
+            Some(_) => return wrong_type(),
         };
         let Some(next) = current.checked_add(by) else {
             return Reply::Error("ERR increment or decrement would overflow".into());
@@ -451,11 +519,160 @@ impl Resp {
         map.insert(
             key.clone(),
             Entry {
-                value: Bytes::from(next.to_string()),
+                value: Value::Str(Bytes::from(next.to_string())),
                 expires,
             },
         );
         Reply::Integer(next)
+    }
+
+    /// Runs `f` on the aggregate at `key` (made by `new` if missing; `None` if it may not be
+    /// made, for reads and pops), `WRONGTYPE` for a key of another type. An aggregate left empty
+    /// is removed.
+    fn with_aggregate(
+        &self,
+        key: &Bytes,
+        now: Instant,
+        new: Option<fn() -> Value>,
+        missing: Reply,
+        f: impl FnOnce(&mut Value) -> Reply,
+    ) -> Reply {
+        let mut map = self.store.map();
+        let entry = match (live(&mut map, key, now), new) {
+            (Some(entry), _) => entry,
+            (None, None) => return missing,
+            (None, Some(new)) => map.entry(key.clone()).or_insert(Entry {
+                value: new(),
+                expires: None,
+            }),
+        };
+        if let Value::Str(_) = entry.value {
+            return wrong_type();
+        }
+        let reply = f(&mut entry.value);
+        if entry.value.is_empty_aggregate() {
+            map.remove(&key[..]);
+        }
+        reply
+    }
+
+    /// `LPUSH` / `RPUSH`: the list's length after.
+    fn push(&self, rest: &[Bytes], now: Instant, front: bool) -> Reply {
+        let new: fn() -> Value = || Value::List(Box::default());
+        self.with_aggregate(&rest[0], now, Some(new), Reply::Nil, |value| {
+            let Value::List(list) = value else {
+                return wrong_type();
+            };
+            for item in &rest[1..] {
+                if front {
+                    list.push_front(item.clone());
+                } else {
+                    list.push_back(item.clone());
+                }
+            }
+            Reply::Integer(list.len() as i64)
+        })
+    }
+
+    /// `LPOP` / `RPOP` / `SPOP`, with or without a count: one bulk (nil if missing), or an
+    /// array of up to `count`.
+    fn pop(&self, name: &str, rest: &[Bytes], now: Instant) -> Reply {
+        let count = match rest.get(1) {
+            None => None,
+            Some(n) => match parse_strict_int(n) {
+                Some(n) if n >= 0 => Some(n.unsigned_abs()),
+                _ => return Reply::Error("ERR value is out of range, must be positive".into()),
+            },
+        };
+        // Redis's own asymmetry: a list pop with a count answers a missing key with a null
+        // array, a set pop with an empty one.
+        let missing = match (count, name) {
+            (None, _) => Reply::Nil,
+            (Some(_), "spop") => Reply::Array(Vec::new()),
+            (Some(_), _) => Reply::NilArray,
+        };
+        self.with_aggregate(&rest[0], now, None, missing, |value| {
+            let kind_fits = matches!(
+                (name, &*value),
+                ("lpop" | "rpop", Value::List(_)) | ("spop", Value::Set(_))
+            );
+            if !kind_fits {
+                return wrong_type();
+            }
+            let mut take = || match (name, &mut *value) {
+                ("lpop", Value::List(l)) => l.pop_front(),
+                ("rpop", Value::List(l)) => l.pop_back(),
+                ("spop", Value::Set(s)) => {
+                    let member = s.iter().next().cloned()?;
+                    s.take(&member)
+                }
+                _ => None,
+            };
+            match count {
+                None => take().map_or(Reply::Nil, Reply::Bulk),
+                Some(n) => Reply::Array(
+                    std::iter::from_fn(&mut take)
+                        .take(usize::try_from(n).unwrap_or(usize::MAX))
+                        .map(Reply::Bulk)
+                        .collect(),
+                ),
+            }
+        })
+    }
+
+    /// `LRANGE key start stop`, indices from the end when negative, as Redis reads them.
+    fn lrange(&self, rest: &[Bytes], now: Instant) -> Reply {
+        let (Some(start), Some(stop)) = (parse_strict_int(&rest[1]), parse_strict_int(&rest[2]))
+        else {
+            return not_integer();
+        };
+        self.with_aggregate(&rest[0], now, None, Reply::Array(Vec::new()), |value| {
+            let Value::List(list) = value else {
+                return wrong_type();
+            };
+            let len = list.len() as i64;
+            let from_end = |i: i64| if i < 0 { len + i } else { i };
+            let (start, stop) = (from_end(start).max(0), from_end(stop).min(len - 1));
+            if start > stop {
+                return Reply::Array(Vec::new());
+            }
+            Reply::Array(
+                list.range(start as usize..=stop as usize)
+                    .cloned()
+                    .map(Reply::Bulk)
+                    .collect(),
+            )
+        })
+    }
+
+    /// `SADD key member...`: how many were not members yet.
+    fn sadd(&self, rest: &[Bytes], now: Instant) -> Reply {
+        let new: fn() -> Value = || Value::Set(Box::default());
+        self.with_aggregate(&rest[0], now, Some(new), Reply::Nil, |value| {
+            let Value::Set(set) = value else {
+                return wrong_type();
+            };
+            let added = rest[1..]
+                .iter()
+                .filter(|m| set.insert((*m).clone()))
+                .count();
+            Reply::Integer(added as i64)
+        })
+    }
+
+    /// `HSET key field value...`: how many fields are new.
+    fn hset(&self, rest: &[Bytes], now: Instant) -> Reply {
+        let new: fn() -> Value = || Value::Hash(Box::default());
+        self.with_aggregate(&rest[0], now, Some(new), Reply::Nil, |value| {
+            let Value::Hash(hash) = value else {
+                return wrong_type();
+            };
+            let added = rest[1..]
+                .chunks_exact(2)
+                .filter(|pair| hash.insert(pair[0].clone(), pair[1].clone()).is_none())
+                .count();
+            Reply::Integer(added as i64)
+        })
     }
 }
 
@@ -695,8 +912,12 @@ mod tests {
             "-ERR wrong number of arguments for 'mset' command\r\n"
         );
         assert_eq!(
+            ask(&mut h, &["ZADD", "z", "1", "m"]),
+            "-ERR unknown command 'ZADD', with args beginning with: 'z' '1' 'm' \r\n"
+        );
+        assert_eq!(
             ask(&mut h, &["HSET", "h", "f"]),
-            "-ERR unknown command 'HSET', with args beginning with: 'h' 'f' \r\n"
+            "-ERR wrong number of arguments for 'hset' command\r\n"
         );
         assert_eq!(ask(&mut h, &["COMMAND", "DOCS"]), "*0\r\n");
         assert_eq!(
