@@ -17,6 +17,11 @@ pub const DEFAULT_HIGH_WATER: usize = 64 * 1024;
 pub const DEFAULT_LOW_WATER: usize = 32 * 1024;
 /// Default hard limit on queued bytes: 64 MiB.
 pub const DEFAULT_OUTBOX_LIMIT: usize = 64 * 1024 * 1024;
+/// Default copy threshold ([`Outbox::with_coalescing`]): pushes under 1 KiB are copied
+/// together, larger ones stay zero-copy. Measured with `echo_bench sweep` (BENCHMARKS.md): in
+/// server CPU per echoed line, copying pushes under 1 KiB saves 15–20 % on 64-byte to 2 KiB
+/// lines, and copying 8 KiB ones costs more than their slices.
+pub const DEFAULT_COALESCE_BELOW: usize = 1024;
 
 /// How many bytes to pull from producers for one batch of output, at most.
 const PULL_TARGET: usize = 64 * 1024;
@@ -56,8 +61,10 @@ pub const ITEM_OVERHEAD: usize = std::mem::size_of::<Item>() + 32;
 
 /// A FIFO of output: byte buffers and lazy producers, written with one vectored write per batch.
 ///
-/// - [`push`](Self::push) queues a `Bytes` as it is: small pushes are not copied together, large
-///   ones are not split; each becomes one `IoSlice`.
+/// - [`push`](Self::push) queues a `Bytes`: runs of small pushes (under
+///   [`DEFAULT_COALESCE_BELOW`] unless [`with_coalescing`](Self::with_coalescing) says
+///   otherwise) are copied together into one buffer, larger ones stay as they are, unsplit;
+///   each becomes one `IoSlice`.
 /// - [`push_producer`](Self::push_producer) queues a producer, pulled only once everything ahead
 ///   of it has been written.
 /// - [`poll_slices`](Self::poll_slices) fills a batch of `IoSlice`s for `writev`;
@@ -80,8 +87,9 @@ pub const ITEM_OVERHEAD: usize = std::mem::size_of::<Item>() + 32;
 /// let mut out = Outbox::new();
 /// out.push("HTTP/1.1 200 OK\r\n".into())?;
 /// out.push("Content-Length: 2\r\n\r\nhi".into())?;
+/// // Two small pushes in a row: copied into one buffer, one slice.
 /// let mut slices = [IoSlice::new(&[]); 8];
-/// assert_eq!(out.poll_slices(&mut slices), 2);
+/// assert_eq!(out.poll_slices(&mut slices), 1);
 /// out.advance(20); // the socket took 20 bytes
 /// assert_eq!(out.queued_bytes(), 20);
 /// # Ok::<(), asynchat_core::Error>(())
@@ -148,18 +156,19 @@ impl Outbox {
             limit: DEFAULT_OUTBOX_LIMIT,
             above_high: false,
             closing: false,
-            coalesce_below: 0,
+            coalesce_below: DEFAULT_COALESCE_BELOW as u32,
             barrier: NO_BARRIER,
         }
     }
 
     /// Copies pushes shorter than `below` bytes together into shared buffers, instead of
-    /// queuing each as its own slice (default 0: never).
+    /// queuing each as its own slice (default [`DEFAULT_COALESCE_BELOW`]; 0: never).
     ///
-    /// By default nothing is copied: every push becomes one `IoSlice`. That is ideal for large
-    /// buffers, but each slice costs the kernel a segment in `writev`; with many tiny pushes (a
-    /// line and its newline, say) copying them into one buffer is cheaper than the slices
-    /// (BENCHMARKS.md measures both). Pushes of `below` bytes or more are never copied.
+    /// Each slice costs the kernel a segment in `writev`, which for small pushes (a line and
+    /// its newline, say) costs more than copying them into one buffer; large buffers are better
+    /// sent as they are. Pushes of `below` bytes or more are never copied, and neither is a small
+    /// push alone between two that are not (a terminator after a long line): only runs of small
+    /// pushes are copied together (BENCHMARKS.md measures the threshold).
     #[must_use]
     pub fn with_coalescing(mut self, below: usize) -> Self {
         self.coalesce_below = u32::try_from(below).unwrap_or(u32::MAX);
@@ -215,9 +224,28 @@ impl Outbox {
             // Nothing to queue, so no limit to pass (whatever the queue costs now).
             return self.check_open();
         }
-        if data.len() < self.coalesce_below as usize {
+        let below = self.coalesce_below as usize;
+        if data.len() < below && !self.tail.is_empty() {
             self.admit(data.len(), 0)?;
             self.copy_in(&[&data], data.len());
+        } else if data.len() < below
+            && matches!(self.items.back(), Some(Item::Data(last)) if last.len() < below)
+        {
+            // The second small push in a row: both go into a copy buffer. A small push on its
+            // own (a terminator between two large ones) stays as it is: a copy buffer for it
+            // alone would cost more than its slice.
+            self.admit(data.len(), 0)?;
+            match self.items.pop_back() {
+                Some(Item::Data(last)) => {
+                    self.overhead -= ITEM_OVERHEAD;
+                    self.copy_in(&[&last, &data], last.len() + data.len());
+                }
+                // Not reached (the match above saw a small `Data` last); kept total.
+                other => {
+                    self.items.extend(other);
+                    self.copy_in(&[&data], data.len());
+                }
+            }
         } else {
             self.admit(data.len(), ITEM_OVERHEAD)?;
             self.seal_tail();
@@ -654,7 +682,7 @@ mod tests {
     #[test]
     fn vectored_batch_neither_copies_nor_splits() {
         let big = Bytes::from(vec![1u8; 1 << 20]);
-        let mut out = Outbox::new();
+        let mut out = Outbox::new().with_coalescing(0);
         out.push(Bytes::from_static(b"a")).unwrap();
         out.push(Bytes::from_static(b"bc")).unwrap();
         out.push(big.clone()).unwrap();
@@ -711,7 +739,9 @@ mod tests {
     fn water_marks_have_hysteresis() {
         // The marks count each buffer's overhead too.
         let o = ITEM_OVERHEAD;
-        let mut out = Outbox::new().with_water_marks(o + 4, o + 8);
+        let mut out = Outbox::new()
+            .with_coalescing(0)
+            .with_water_marks(o + 4, o + 8);
         out.push(Bytes::from_static(b"12345678")).unwrap();
         assert!(out.is_writable(), "at the high mark is still fine");
         out.push(Bytes::from_static(b"9")).unwrap();
@@ -740,7 +770,8 @@ mod tests {
     #[test]
     fn the_limit_counts_what_tiny_buffers_really_cost() {
         let limit = 64 * 1024;
-        let mut out = Outbox::new().with_limit(limit);
+        // Tiny pushes each kept as a buffer of their own (no copying, which would pack them).
+        let mut out = Outbox::new().with_coalescing(0).with_limit(limit);
         let mut pushed = 0;
         while out.push(Bytes::from(vec![b'x'])).is_ok() {
             pushed += 1;
@@ -761,8 +792,9 @@ mod tests {
         );
         assert_eq!(batch(&mut out, 8), b"");
         assert_eq!(out.cost(), 0, "exhausted producers cost nothing");
-        // Copied pushes cost their bytes, and a sealed copy buffer its unused room.
-        let mut out = Outbox::new();
+        // Copied pushes cost their bytes, and a sealed copy buffer its unused room (sealed by a
+        // push kept as it is).
+        let mut out = Outbox::new().with_coalescing(0);
         out.push_slice(b"ab").unwrap();
         assert_eq!(out.cost(), 2, "the buffer being filled is not charged");
         out.push(Bytes::from_static(b"zero-copy")).unwrap();
@@ -824,9 +856,44 @@ mod tests {
     }
 
     #[test]
+    fn a_small_push_alone_between_large_ones_is_not_copied() {
+        // A line over the threshold and its one-byte terminator, again and again: copying the
+        // terminator alone would take a copy buffer (and count its unused room) per byte.
+        let mut out = Outbox::new().with_coalescing(256);
+        let line = Bytes::from(vec![b'x'; 512]);
+        let newline = Bytes::from_static(b"\n");
+        for _ in 0..16 {
+            out.push(line.clone()).unwrap();
+            out.push(newline.clone()).unwrap();
+        }
+        assert_eq!(out.queued_bytes(), 16 * 513);
+        assert_eq!(out.cost(), 16 * 513 + 32 * ITEM_OVERHEAD);
+        let mut slices = [IoSlice::new(&[]); 64];
+        assert_eq!(out.poll_slices(&mut slices), 32);
+        assert_eq!(
+            slices[1].as_ptr(),
+            newline.as_ptr(),
+            "the terminator as pushed"
+        );
+        // Two small pushes in a row: the second joins the first in one copy buffer.
+        let mut out = Outbox::new().with_coalescing(256);
+        out.push(line.clone()).unwrap();
+        out.push(Bytes::from_static(b"ab")).unwrap();
+        out.push(Bytes::from_static(b"cd")).unwrap();
+        out.push(line.clone()).unwrap();
+        assert_eq!(out.poll_slices(&mut slices), 3);
+        assert_eq!(&*slices[1], b"abcd");
+        let mut want = line.to_vec();
+        want.extend_from_slice(b"abcd");
+        want.extend_from_slice(&line);
+        assert_eq!(write_all(&mut out, 100), want);
+        assert_eq!(out.cost(), 0);
+    }
+
+    #[test]
     fn pushed_slices_share_one_buffer_and_interleave_with_zero_copy_pushes() {
-        // No coalescing configured: `push` stays zero-copy, `push_slice` copies (it must).
-        let mut out = Outbox::new();
+        // No coalescing: `push` stays zero-copy, `push_slice` copies (it must).
+        let mut out = Outbox::new().with_coalescing(0);
         let shared = Bytes::from(vec![b'S'; 100]);
         let mut want = Vec::new();
         for i in 0..50u8 {

@@ -4,10 +4,12 @@ use asynchat_core::{Bytes, Context, Protocol, Terminator};
 
 /// Echoes each frame followed by the terminator it was framed by.
 ///
-/// By default every frame is pushed as it came, zero-copy (a slice of the read buffer), and the
-/// terminator after it: two `IoSlice`s per line. [`copy_below`](Self::copy_below) copies short
-/// frames and their terminator into the connection's output buffer instead, which for short lines
-/// is cheaper than a reference-counted slice and two tiny `IoSlice`s each. It also takes frames
+/// By default every frame is pushed as it came (a slice of the read buffer), and the terminator
+/// after it; the outbox copies runs of short pushes into one buffer
+/// ([`Config::coalesce_below`](asynchat_core::Config::coalesce_below)), so short lines go out as
+/// one slice. [`copy_below`](Self::copy_below) copies short frames and their terminator into the
+/// connection's output buffer from the protocol instead, which also spares the
+/// reference-counted slice each frame is handed as. It also takes frames
 /// received whole as borrowed bytes ([`Protocol::found_frame`]), and those are copied whatever
 /// their size; the threshold then only decides for frames that arrived in pieces. Meant for
 /// short lines.

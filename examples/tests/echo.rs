@@ -184,6 +184,11 @@ fn two_threads_on_every_driver() {
                 args.extend(["--tls-self-signed", cert.to_str().unwrap()]);
             }
             let served = common::Served::start(env!("CARGO_BIN_EXE_echo"), driver, &args);
+            // A runtime may start its threads after the listener is bound: given a second.
+            let started = std::time::Instant::now();
+            while threads_named(served.pid(), prefix) < 2 && started.elapsed().as_secs() < 1 {
+                std::thread::sleep(Duration::from_millis(10));
+            }
             assert_eq!(
                 threads_named(served.pid(), prefix),
                 2,

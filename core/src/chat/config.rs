@@ -6,7 +6,9 @@ use std::time::Duration;
 use super::{Chat, Context, Protocol};
 use super::{DEFAULT_READ_SIZE, DEFAULT_TURN_BUDGET};
 use crate::framer::{OverLongPolicy, DEFAULT_MAX_COUNTED_FRAME, DEFAULT_MAX_FRAME};
-use crate::outbox::{DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER, DEFAULT_OUTBOX_LIMIT};
+use crate::outbox::{
+    DEFAULT_COALESCE_BELOW, DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER, DEFAULT_OUTBOX_LIMIT,
+};
 #[allow(unused_imports)] // for intra-doc links
 use crate::{
     error::{Error, Misuse},
@@ -52,7 +54,7 @@ pub struct Config {
     /// connection takes input (not while backpressure holds it). `None` (the default): none.
     pub frame_timeout: Option<Duration>,
     /// Copy pushes shorter than this together instead of sending each as its own slice
-    /// ([`Outbox::with_coalescing`]); 0 (the default) never copies.
+    /// ([`Outbox::with_coalescing`]); default [`DEFAULT_COALESCE_BELOW`], 0 never copies.
     pub coalesce_below: usize,
     /// Fairness: the most bytes a driver reads, and the most it writes, for one connection in
     /// one turn (one wake-up of its task, one readiness event of its loop) before the
@@ -81,7 +83,7 @@ impl Default for Config {
             read_size: DEFAULT_READ_SIZE,
             idle_timeout: None,
             frame_timeout: None,
-            coalesce_below: 0,
+            coalesce_below: DEFAULT_COALESCE_BELOW,
             turn_budget: DEFAULT_TURN_BUDGET,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
         }

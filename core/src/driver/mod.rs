@@ -1329,7 +1329,10 @@ pub(crate) mod tests {
         let mut cx = TaskContext::from_waker(&waker);
         let now = Instant::now();
         let high = 4096;
-        let config = crate::Config::default().water_marks(high / 2, high);
+        // Every push its own slice, so that the receiver's cost is the pushes' cost.
+        let config = crate::Config::default()
+            .water_marks(high / 2, high)
+            .coalesce_below(0);
         let mut chat = Chat::with_config(Quiet, &config).unwrap();
         chat.handle_connected(now);
         let (tx, mut rx) = mailbox(high);

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! cargo run --release -p asynchat-examples --bin echo_bench -- compare [SECONDS] [ROUNDS] [SERVERS]
-//! cargo run --release -p asynchat-examples --bin echo_bench -- idle [CONNECTIONS]
+//! cargo run --release -p asynchat-examples --bin echo_bench -- idle [CONNECTIONS] [SERVER,...]
 //! cargo run --release -p asynchat-examples --bin echo_bench -- sweep [SECONDS] [ROUNDS] [LINE_LENS] [THRESHOLDS]
 //! cargo run --release -p asynchat-examples --bin echo_bench -- serve KIND [CERT KEY]
 //! cargo run --release -p asynchat-examples --bin echo_bench -- load ADDR [SECONDS [CERT]]
@@ -159,7 +159,7 @@ fn main() -> io::Result<()> {
             arg(2, 3) as usize,
             args.get(3).map(String::as_str),
         ),
-        Some("idle") => idle(arg(1, 5000) as usize),
+        Some("idle") => idle(arg(1, 5000) as usize, args.get(2).map(String::as_str)),
         Some("sweep") => sweep(
             Duration::from_secs(arg(1, 3)),
             arg(2, 3) as usize,
@@ -187,7 +187,7 @@ fn main() -> io::Result<()> {
             Ok(())
         }
         _ => {
-            eprintln!("usage: echo_bench compare [SECONDS] [ROUNDS] [SERVER,...] | idle [CONNECTIONS] | sweep [SECONDS] [ROUNDS] [LINE_LENS] [THRESHOLDS] | serve KIND [CERT KEY] | load ADDR [SECONDS [CERT]]");
+            eprintln!("usage: echo_bench compare [SECONDS] [ROUNDS] [SERVER,...] | idle [CONNECTIONS] [SERVER,...] | sweep [SECONDS] [ROUNDS] [LINE_LENS] [THRESHOLDS] | serve KIND [CERT KEY] | load ADDR [SECONDS [CERT]]");
             std::process::exit(2);
         }
     }
@@ -481,17 +481,13 @@ fn sweep(seconds: Duration, rounds: usize, lines: &str, thresholds: &str) -> io:
     Ok(())
 }
 
-fn idle(connections: usize) -> io::Result<()> {
+/// Idle memory per connection of each server kind in `kinds` (comma-separated; by default the
+/// drivers and their baselines).
+fn idle(connections: usize, kinds: Option<&str>) -> io::Result<()> {
     println!("| server | RSS before | RSS with {connections} idle | per idle connection |");
     println!("|---|---|---|---|");
-    for kind in [
-        "asynchat",
-        "raw",
-        "tokio",
-        "tokio-framed",
-        "smol",
-        "smol-plain",
-    ] {
+    let kinds = kinds.unwrap_or("asynchat,raw,tokio,tokio-framed,smol,smol-plain");
+    for kind in kinds.split(',') {
         let server = Server::start(kind, None)?;
         std::thread::sleep(Duration::from_millis(200));
         let before = server.rss_bytes()?;
