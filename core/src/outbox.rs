@@ -52,6 +52,10 @@ impl Item {
 /// Capacity of a buffer of copied small pushes.
 const COPY_CHUNK: usize = 4096;
 
+/// Unused room above which (and above the bytes it holds) a copy buffer is sealed as a copy of
+/// its own size instead (see `Outbox::seal_tail`).
+const SPARSE_COPY: usize = 256;
+
 /// What a queued buffer or producer costs beyond its bytes, as counted against the water marks
 /// and the hard limit: its slot in the queue, plus the heap header a shared `Bytes` (or a boxed
 /// producer) carries and the allocator's rounding, estimated at 32 bytes. Without it a peer
@@ -239,6 +243,8 @@ impl Outbox {
                 Some(Item::Data(last)) => {
                     self.overhead -= ITEM_OVERHEAD;
                     self.copy_in(&[&last, &data], last.len() + data.len());
+                    // The only push that can lower the cost: the marks may be crossed downwards.
+                    self.update_watermark();
                 }
                 // Not reached (the match above saw a small `Data` last); kept total.
                 other => {
@@ -337,11 +343,22 @@ impl Outbox {
     /// after it.
     #[inline]
     fn seal_tail(&mut self) {
-        if !self.tail.is_empty() {
-            let tail = std::mem::take(&mut self.tail);
-            self.overhead += copied_overhead(&tail);
-            self.enqueue(Item::Copied(tail));
+        if self.tail.is_empty() {
+            return;
         }
+        // A buffer sealed mostly empty (a few small pushes between large ones: a length line and
+        // a CRLF around each value of a reply) would hold, and be charged, its whole room: what
+        // it holds moves to a buffer of its own size, and the room goes back to the pool for the
+        // next copies.
+        let tail = if copied_overhead(&self.tail) > self.tail.len().max(SPARSE_COPY) {
+            let exact = BytesMut::from(&self.tail[..]);
+            pool::give_buffer(&mut self.tail);
+            exact
+        } else {
+            std::mem::take(&mut self.tail)
+        };
+        self.overhead += copied_overhead(&tail);
+        self.enqueue(Item::Copied(tail));
     }
 
     #[inline]
@@ -792,15 +809,29 @@ mod tests {
         );
         assert_eq!(batch(&mut out, 8), b"");
         assert_eq!(out.cost(), 0, "exhausted producers cost nothing");
-        // Copied pushes cost their bytes, and a sealed copy buffer its unused room (sealed by a
-        // push kept as it is).
+        // Copied pushes cost their bytes, and a sealed copy buffer (sealed by a push kept as it
+        // is) its unused room; one sealed mostly empty is moved to a buffer of its own size.
         let mut out = Outbox::new().with_coalescing(0);
         out.push_slice(b"ab").unwrap();
         assert_eq!(out.cost(), 2, "the buffer being filled is not charged");
         out.push(Bytes::from_static(b"zero-copy")).unwrap();
-        assert_eq!(out.cost(), 2 + 9 + ITEM_OVERHEAD + (COPY_CHUNK - 2));
+        assert_eq!(
+            out.cost(),
+            2 + 9 + ITEM_OVERHEAD,
+            "no room held for two bytes"
+        );
         let all = write_all(&mut out, 3);
         assert_eq!(all, b"abzero-copy");
+        assert_eq!(out.cost(), 0);
+        let full = vec![b'f'; COPY_CHUNK - 100];
+        out.push_slice(&full).unwrap();
+        out.push(Bytes::from_static(b"zero-copy")).unwrap();
+        assert_eq!(
+            out.cost(),
+            full.len() + 9 + ITEM_OVERHEAD + 100,
+            "a full one's room"
+        );
+        assert_eq!(write_all(&mut out, 1000).len(), full.len() + 9);
         assert_eq!(out.cost(), 0);
     }
 

@@ -604,7 +604,13 @@ impl Resp {
                 ("rpop", Value::List(l)) => l.pop_back(),
                 ("spop", Value::Set(s)) => {
                     let member = s.iter().next().cloned()?;
-                    s.take(&member)
+                    let taken = s.take(&member);
+                    // A set emptied from its first buckets would make each next pop scan the
+                    // emptied ones: shrunk as it drains (amortised, under the store's lock).
+                    if s.len() < s.capacity() / 4 {
+                        s.shrink_to_fit();
+                    }
+                    taken
                 }
                 _ => None,
             };
