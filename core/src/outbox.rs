@@ -649,7 +649,11 @@ impl Outbox {
             match self.items.pop_front() {
                 Some(Item::Copied(mut written)) => {
                     self.overhead -= copied_overhead(&written);
-                    pool::give_buffer(&mut written);
+                    // A copy sealed at its own small size would take one of the pool's few
+                    // slots from the buffers worth keeping: it goes back to the allocator.
+                    if written.capacity() >= COPY_CHUNK {
+                        pool::give_buffer(&mut written);
+                    }
                 }
                 Some(_) => self.overhead -= ITEM_OVERHEAD,
                 None => {}
