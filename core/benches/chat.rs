@@ -3,10 +3,10 @@
 //!
 //! An event is a read of 16 lines of 64 bytes (the `echo_bench` load), their echo, and the
 //! vectored write of the replies, then the read that finds nothing more:
-//! - `chat/copy-echo`: a [`Chat`] whose protocol copies each lent frame into its output
-//!   (`borrowed_frames` + `push_slice`, as `Echo::copy_below` in the examples);
-//! - `chat/zero-copy-echo`: a [`Chat`] whose protocol pushes each frame as a `Bytes` and its
-//!   terminator (two `IoSlice`s per line);
+//! - `chat/copy-echo`: a [`Chat`] whose protocol copies each lent frame and its newline into
+//!   its output with one `push_slices`;
+//! - `chat/push-echo`: a [`Chat`] whose protocol pushes each frame, then its terminator (the
+//!   echo a newcomer writes; both are copied into the output buffer);
 //! - `baseline/raw`: what the hand-written mio echo server does in user space — append the read
 //!   to a buffer, `memrchr` for the last newline, copy the complete lines out, keep the rest.
 //!   (Its reads land in a 64 KiB buffer of the loop first: one more copy than ours, not counted.)
@@ -21,7 +21,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 #[path = "common/echo_event.rs"]
 mod echo_event;
-use echo_event::{batch, chat_event, raw_event, CopyEcho, ZeroCopyEcho, LINES};
+use echo_event::{batch, chat_event, raw_event, CopyEcho, PushEcho, LINES};
 
 fn event(c: &mut Criterion) {
     let input = batch();
@@ -36,9 +36,9 @@ fn event(c: &mut Criterion) {
         b.iter(|| chat_event(&mut chat, black_box(&input), now))
     });
 
-    let mut chat = Chat::new(ZeroCopyEcho).expect("valid terminator");
+    let mut chat = Chat::new(PushEcho).expect("valid terminator");
     chat.handle_connected(now);
-    group.bench_function("chat/zero-copy-echo", |b| {
+    group.bench_function("chat/push-echo", |b| {
         b.iter(|| chat_event(&mut chat, black_box(&input), now))
     });
 

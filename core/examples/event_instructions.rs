@@ -3,7 +3,7 @@
 //! divides the difference by the lines, so start-up costs cancel out.
 //!
 //! ```text
-//! cargo run --release -p asynchat-core --example event_instructions -- copy|zero|raw EVENTS
+//! cargo run --release -p asynchat-core --example event_instructions -- copy|push|raw EVENTS
 //! ```
 
 use std::hint::black_box;
@@ -13,7 +13,7 @@ use asynchat_core::Chat;
 
 #[path = "../benches/common/echo_event.rs"]
 mod echo_event;
-use echo_event::{batch, chat_event, raw_event, CopyEcho, ZeroCopyEcho};
+use echo_event::{batch, chat_event, raw_event, CopyEcho, PushEcho};
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -30,8 +30,8 @@ fn main() {
                 written += chat_event(&mut chat, black_box(&input), now);
             }
         }
-        "zero" => {
-            let mut chat = Chat::new(ZeroCopyEcho).expect("valid terminator");
+        "push" => {
+            let mut chat = Chat::new(PushEcho).expect("valid terminator");
             chat.handle_connected(now);
             for _ in 0..events {
                 written += chat_event(&mut chat, black_box(&input), now);
@@ -44,7 +44,7 @@ fn main() {
             }
         }
         _ => {
-            eprintln!("usage: event_instructions copy|zero|raw EVENTS");
+            eprintln!("usage: event_instructions copy|push|raw EVENTS");
             std::process::exit(2);
         }
     }

@@ -16,7 +16,7 @@
 use std::io::{self, IoSlice, Read, Write};
 use std::time::Instant;
 
-use asynchat_core::{Bytes, Chat, Context, Protocol, Terminator};
+use asynchat_core::{Chat, Context, Frame, Protocol, Terminator};
 
 #[derive(Default)]
 struct Commands {
@@ -29,7 +29,7 @@ impl Protocol for Commands {
         "\n".into()
     }
 
-    fn found_terminator(&mut self, ctx: &mut Context<'_>, frame: Bytes) {
+    fn found_terminator(&mut self, ctx: &mut Context<'_>, frame: Frame<'_>) {
         if self.in_body {
             self.in_body = false;
             let sum: u64 = frame.iter().map(|b| u64::from(*b)).sum();

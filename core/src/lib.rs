@@ -26,7 +26,7 @@
 //!
 //! ```
 //! use asynchat_core::testing::Harness;
-//! use asynchat_core::{Bytes, Context, Protocol, Terminator};
+//! use asynchat_core::{Bytes, Context, Frame, Protocol, Terminator};
 //!
 //! /// "SUM n\n" followed by n bytes: answers with the sum of those bytes.
 //! struct Summer;
@@ -36,7 +36,7 @@
 //!         "\n".into()
 //!     }
 //!
-//!     fn found_terminator(&mut self, ctx: &mut Context<'_>, frame: Bytes) {
+//!     fn found_terminator(&mut self, ctx: &mut Context<'_>, frame: Frame<'_>) {
 //!         if ctx.terminator() == Terminator::Count(0) {
 //!             // The body: back to lines.
 //!             let sum: u64 = frame.iter().map(|b| u64::from(*b)).sum();
@@ -113,7 +113,9 @@ mod trace;
 
 pub use bytes::{Bytes, BytesMut};
 
-pub use chat::{Chat, CloseReason, Config, Context, Interest, Parts, Protocol, State, Timer};
+pub use chat::{
+    Chat, CloseReason, Config, Context, Frame, Interest, Parts, Protocol, State, Timer,
+};
 pub use datagram::{Datagram, DatagramChat, DatagramContext, DatagramProtocol};
 pub use error::{Error, Fault, Misuse, PeerError, TlsError};
 pub use framer::{Event, Framer, OverLongPolicy, DEFAULT_MAX_COUNTED_FRAME, DEFAULT_MAX_FRAME};

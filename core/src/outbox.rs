@@ -179,6 +179,12 @@ impl Outbox {
         self
     }
 
+    /// Pushes shorter than this are copied together ([`with_coalescing`](Self::with_coalescing)).
+    #[must_use]
+    pub fn coalesce_below(&self) -> usize {
+        self.coalesce_below as usize
+    }
+
     /// Sets the water marks; `low` is clamped to at most `high`.
     #[must_use]
     pub fn with_water_marks(mut self, low: usize, high: usize) -> Self {

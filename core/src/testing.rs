@@ -11,13 +11,13 @@
 //! ```
 //! use std::time::Duration;
 //! use asynchat_core::testing::{Harness, Replay};
-//! use asynchat_core::{Bytes, Config, Context, Protocol, State, Terminator};
+//! use asynchat_core::{Bytes, Config, Context, Frame, Protocol, State, Terminator};
 //!
 //! #[derive(Default)]
 //! struct Greeter;
 //! impl Protocol for Greeter {
 //!     fn first_terminator(&self) -> Terminator { "\r\n".into() }
-//!     fn found_terminator(&mut self, ctx: &mut Context<'_>, name: Bytes) {
+//!     fn found_terminator(&mut self, ctx: &mut Context<'_>, name: Frame<'_>) {
 //!         if name.is_empty() {
 //!             ctx.close_when_done();
 //!             return;
@@ -53,7 +53,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
-use crate::chat::{Chat, CloseReason, Config, Context, Interest, Protocol, State};
+use crate::chat::{Chat, CloseReason, Config, Context, Frame, Interest, Protocol, State};
 use crate::error::Misuse;
 
 /// How many slices the harness offers per write, like a driver's `writev`.
@@ -68,7 +68,7 @@ impl Protocol for LineEcho {
     fn first_terminator(&self) -> crate::Terminator {
         "\n".into()
     }
-    fn found_terminator(&mut self, ctx: &mut Context<'_>, line: Bytes) {
+    fn found_terminator(&mut self, ctx: &mut Context<'_>, line: Frame<'_>) {
         ctx.push(line);
         ctx.push("\n");
     }
@@ -576,10 +576,10 @@ mod tests {
         fn first_terminator(&self) -> crate::Terminator {
             crate::Terminator::Eof
         }
-        fn collect_incoming_data(&mut self, ctx: &mut Context<'_>, _data: Bytes) {
+        fn collect_incoming_data(&mut self, ctx: &mut Context<'_>, _data: Frame<'_>) {
             ctx.push("r");
         }
-        fn found_terminator(&mut self, _ctx: &mut Context<'_>, _frame: Bytes) {}
+        fn found_terminator(&mut self, _ctx: &mut Context<'_>, _frame: Frame<'_>) {}
     }
 
     #[test]

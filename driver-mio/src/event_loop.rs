@@ -912,7 +912,7 @@ impl EventLoop {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use asynchat_core::{Bytes, Context, Terminator};
+    use asynchat_core::{Context, Frame, Terminator};
     use std::io::{Read, Write};
 
     struct Echo;
@@ -920,7 +920,7 @@ mod tests {
         fn first_terminator(&self) -> Terminator {
             "\n".into()
         }
-        fn found_terminator(&mut self, ctx: &mut Context<'_>, line: Bytes) {
+        fn found_terminator(&mut self, ctx: &mut Context<'_>, line: Frame<'_>) {
             ctx.push(line);
             ctx.push("\n");
         }
@@ -949,7 +949,7 @@ mod tests {
         fn connected(&mut self, ctx: &mut Context<'_>) {
             ctx.set_timer(1, ctx.now());
         }
-        fn found_terminator(&mut self, _: &mut Context<'_>, _: Bytes) {}
+        fn found_terminator(&mut self, _: &mut Context<'_>, _: Frame<'_>) {}
         fn timeout(&mut self, ctx: &mut Context<'_>, _: asynchat_core::Timer) {
             self.fired.set(self.fired.get() + 1);
             ctx.set_timer(1, ctx.now());

@@ -4,13 +4,13 @@
 //! protocol written against `asynchat-core` runs here unchanged.
 //!
 //! ```no_run
-//! use asynchat_core::{Bytes, Context, Protocol, Terminator};
+//! use asynchat_core::{Bytes, Context, Frame, Protocol, Terminator};
 //! use asynchat_mio::EventLoop;
 //!
 //! struct Echo;
 //! impl Protocol for Echo {
 //!     fn first_terminator(&self) -> Terminator { "\n".into() }
-//!     fn found_terminator(&mut self, ctx: &mut Context<'_>, line: Bytes) {
+//!     fn found_terminator(&mut self, ctx: &mut Context<'_>, line: Frame<'_>) {
 //!         ctx.push(line);
 //!         ctx.push("\n");
 //!     }

@@ -3,7 +3,7 @@
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use asynchat_core::{Bytes, Context, Protocol, Terminator};
+use asynchat_core::{Context, Frame, Protocol, Terminator};
 use asynchat_mio::EventLoop;
 use mio::unix::pipe;
 
@@ -13,7 +13,7 @@ impl Protocol for Upper {
     fn first_terminator(&self) -> Terminator {
         "\n".into()
     }
-    fn found_terminator(&mut self, ctx: &mut Context<'_>, line: Bytes) {
+    fn found_terminator(&mut self, ctx: &mut Context<'_>, line: Frame<'_>) {
         ctx.push(line.to_ascii_uppercase());
         ctx.push("\n");
     }

@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use asynchat_core::{Bytes, Context, Protocol, Terminator};
+use asynchat_core::{Context, Frame, Protocol, Terminator};
 use asynchat_mio::EventLoop;
 
 struct Shout;
@@ -14,7 +14,7 @@ impl Protocol for Shout {
     fn first_terminator(&self) -> Terminator {
         "\n".into()
     }
-    fn found_terminator(&mut self, ctx: &mut Context<'_>, line: Bytes) {
+    fn found_terminator(&mut self, ctx: &mut Context<'_>, line: Frame<'_>) {
         // A prefix, so the parent can tell these lines from the test harness's own output.
         ctx.push("ECHO ");
         ctx.push(line.to_ascii_uppercase());

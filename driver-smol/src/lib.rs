@@ -17,12 +17,12 @@
 //!
 //! ```no_run
 //! # #[cfg(feature = "smol")] {
-//! use asynchat_core::{Bytes, Config, Context, Protocol, Terminator};
+//! use asynchat_core::{Bytes, Config, Context, Frame, Protocol, Terminator};
 //!
 //! struct Echo;
 //! impl Protocol for Echo {
 //!     fn first_terminator(&self) -> Terminator { "\n".into() }
-//!     fn found_terminator(&mut self, ctx: &mut Context<'_>, line: Bytes) {
+//!     fn found_terminator(&mut self, ctx: &mut Context<'_>, line: Frame<'_>) {
 //!         ctx.push(line);
 //!         ctx.push("\n");
 //!     }

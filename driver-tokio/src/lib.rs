@@ -8,12 +8,12 @@
 //! Works on the current-thread and the multi-thread runtime.
 //!
 //! ```no_run
-//! use asynchat_core::{Bytes, Config, Context, Protocol, Terminator};
+//! use asynchat_core::{Bytes, Config, Context, Frame, Protocol, Terminator};
 //!
 //! struct Echo;
 //! impl Protocol for Echo {
 //!     fn first_terminator(&self) -> Terminator { "\n".into() }
-//!     fn found_terminator(&mut self, ctx: &mut Context<'_>, line: Bytes) {
+//!     fn found_terminator(&mut self, ctx: &mut Context<'_>, line: Frame<'_>) {
 //!         ctx.push(line);
 //!         ctx.push("\n");
 //!     }

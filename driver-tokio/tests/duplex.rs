@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use asynchat_core::driver::LINGER;
-use asynchat_core::{Bytes, CloseReason, Config, Context, Protocol, Terminator};
+use asynchat_core::{CloseReason, Config, Context, Frame, Protocol, Terminator};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Echoes lines; `bye` answers with `BULK` bytes and closes when they are written.
@@ -23,7 +23,7 @@ impl Protocol for Lines {
         "\r\n".into()
     }
 
-    fn found_terminator(&mut self, ctx: &mut Context<'_>, line: Bytes) {
+    fn found_terminator(&mut self, ctx: &mut Context<'_>, line: Frame<'_>) {
         if &line[..] == b"bye" {
             ctx.push(bulk());
             ctx.close_when_done();

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use asynchat_core::{Bytes, Config, Context, Protocol, Terminator};
+use asynchat_core::{Config, Context, Frame, Protocol, Terminator};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -107,7 +107,7 @@ impl Protocol for Panics {
     fn first_terminator(&self) -> Terminator {
         "\n".into()
     }
-    fn found_terminator(&mut self, _: &mut Context<'_>, _: Bytes) {
+    fn found_terminator(&mut self, _: &mut Context<'_>, _: Frame<'_>) {
         panic!("a protocol bug");
     }
 }

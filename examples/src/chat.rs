@@ -36,7 +36,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use asynchat_core::backlog::PushError;
 use asynchat_core::driver::{Command, CommandSink, ConnHandle, ConnId};
 use asynchat_core::{
-    Bytes, CloseReason, Config, Context, Error, OverLongPolicy, Protocol, Terminator,
+    Bytes, CloseReason, Config, Context, Error, Frame, OverLongPolicy, Protocol, Terminator,
 };
 
 /// The longest name `/nick` accepts, in bytes.
@@ -289,7 +289,7 @@ impl Protocol for Member {
         ctx.push("* welcome: /nick NAME to join, /who to list, /quit to leave\n");
     }
 
-    fn found_terminator(&mut self, ctx: &mut Context<'_>, line: Bytes) {
+    fn found_terminator(&mut self, ctx: &mut Context<'_>, line: Frame<'_>) {
         let line = line.strip_suffix(b"\r").unwrap_or(&line);
         let line = String::from_utf8_lossy(line);
         let (command, rest) = line.split_once(' ').unwrap_or((&line, ""));

@@ -50,7 +50,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::set_delimiter;
 use asynchat_core::producer::{ChunkedProducer, Producer};
 use asynchat_core::{
-    Bytes, BytesMut, CloseReason, Config, Context, OverLongPolicy, Protocol, Terminator, Timer,
+    Bytes, BytesMut, CloseReason, Config, Context, Frame, OverLongPolicy, Protocol, Terminator,
+    Timer,
 };
 
 /// The longest request line accepted, in bytes (`414` beyond).
@@ -721,7 +722,7 @@ impl Protocol for Httpd {
         "\r\n\r\n".into()
     }
 
-    fn collect_incoming_data(&mut self, ctx: &mut Context<'_>, data: Bytes) {
+    fn collect_incoming_data(&mut self, ctx: &mut Context<'_>, data: Frame<'_>) {
         match self.phase {
             Phase::Head => {
                 self.head_has_line_end |= (self.last_was_cr && data.first() == Some(&b'\n'))
@@ -734,7 +735,7 @@ impl Protocol for Httpd {
         }
     }
 
-    fn found_terminator(&mut self, ctx: &mut Context<'_>, frame: Bytes) {
+    fn found_terminator(&mut self, ctx: &mut Context<'_>, frame: Frame<'_>) {
         match std::mem::replace(&mut self.phase, Phase::Head) {
             Phase::Head => self.head(ctx, &frame),
             Phase::Body(request) => self.respond(ctx, &request),

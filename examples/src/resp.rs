@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::set_delimiter;
-use asynchat_core::{Bytes, Config, Context, OverLongPolicy, Protocol, Terminator};
+use asynchat_core::{Bytes, Config, Context, Frame, OverLongPolicy, Protocol, Terminator};
 
 /// The largest bulk string accepted, in bytes.
 pub const MAX_BULK: u64 = 8 << 20;
@@ -687,7 +687,7 @@ impl Protocol for Resp {
         "\n".into()
     }
 
-    fn found_terminator(&mut self, ctx: &mut Context<'_>, frame: Bytes) {
+    fn found_terminator(&mut self, ctx: &mut Context<'_>, frame: Frame<'_>) {
         if self.closing {
             return;
         }
@@ -696,7 +696,7 @@ impl Protocol for Resp {
         match self.reading {
             Reading::Request => self.request_line(ctx, line()),
             Reading::BulkHeader { total } => self.bulk_header(ctx, line(), total),
-            Reading::Bulk { total } => self.bulk(ctx, frame, total),
+            Reading::Bulk { total } => self.bulk(ctx, frame.into_bytes(), total),
         }
     }
 

@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use asynchat_core::driver::{ConnHandle, PeerAddr, DEFAULT_SHUTDOWN_DEADLINE};
-use asynchat_core::{Bytes, CloseReason, Config, Context, Protocol, Terminator, Timer};
+use asynchat_core::{CloseReason, Config, Context, Frame, Protocol, Terminator, Timer};
 
 /// The event loop a server runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
@@ -442,11 +442,11 @@ impl<P: Protocol> Protocol for Logged<P> {
         self.inner.connected(ctx);
     }
 
-    fn collect_incoming_data(&mut self, ctx: &mut Context<'_>, data: Bytes) {
+    fn collect_incoming_data(&mut self, ctx: &mut Context<'_>, data: Frame<'_>) {
         self.inner.collect_incoming_data(ctx, data);
     }
 
-    fn found_terminator(&mut self, ctx: &mut Context<'_>, frame: Bytes) {
+    fn found_terminator(&mut self, ctx: &mut Context<'_>, frame: Frame<'_>) {
         self.inner.found_terminator(ctx, frame);
     }
 

@@ -39,7 +39,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::set_delimiter;
 use asynchat_core::{
-    Bytes, BytesMut, CloseReason, Config, Context, OverLongPolicy, Protocol, Terminator, Timer,
+    Bytes, BytesMut, CloseReason, Config, Context, Frame, OverLongPolicy, Protocol, Terminator,
+    Timer,
 };
 
 /// The longest command line accepted, in bytes, `\r\n` included: the 512 octets RFC 5321
@@ -736,7 +737,7 @@ impl Protocol for Smtp {
         ctx.push(format!("220 {} asynchat-rs smtpd ready\r\n", self.hostname));
     }
 
-    fn collect_incoming_data(&mut self, ctx: &mut Context<'_>, data: Bytes) {
+    fn collect_incoming_data(&mut self, ctx: &mut Context<'_>, data: Frame<'_>) {
         if !matches!(self.phase, Phase::Data { .. }) {
             ctx.collect(data);
             return;
@@ -759,7 +760,7 @@ impl Protocol for Smtp {
         self.reset_transaction();
     }
 
-    fn found_terminator(&mut self, ctx: &mut Context<'_>, line: Bytes) {
+    fn found_terminator(&mut self, ctx: &mut Context<'_>, line: Frame<'_>) {
         if !matches!(self.phase, Phase::Data { .. }) {
             self.command(ctx, &line);
             return;

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use arbitrary::Arbitrary;
 use asynchat_core::producer::SimpleProducer;
 use asynchat_core::{
-    Bytes, Chat, CloseReason, Config, Context, Interest, Misuse, OverLongPolicy, Protocol, State,
+    Chat, CloseReason, Config, Context, Frame, Interest, Misuse, OverLongPolicy, Protocol, State,
     Terminator, Timer,
 };
 use libfuzzer_sys::fuzz_target;
@@ -48,6 +48,7 @@ impl First {
 #[derive(Arbitrary, Debug)]
 struct Settings {
     first: First,
+    /// Collect each piece as given (a lent frame is then only noted), else an owned copy.
     borrowed: bool,
     /// Stay open after the peer's EOF (a half-closed connection that keeps writing).
     half_close: bool,
@@ -216,22 +217,23 @@ impl Protocol for Fuzzy {
         self.push(ctx, b"hi\n");
     }
 
-    fn collect_incoming_data(&mut self, ctx: &mut Context<'_>, data: Bytes) {
+    fn collect_incoming_data(&mut self, ctx: &mut Context<'_>, data: Frame<'_>) {
         self.input(ctx, "collect_incoming_data");
         assert!(!data.is_empty(), "empty data");
-        ctx.collect(data);
+        if self.borrowed {
+            ctx.collect(data);
+        } else {
+            // Collected as an owned copy: the collector must not take it for the lent frame.
+            ctx.collect(Frame::from(data.to_vec()));
+        }
     }
 
-    fn found_terminator(&mut self, ctx: &mut Context<'_>, frame: Bytes) {
+    fn found_terminator(&mut self, ctx: &mut Context<'_>, frame: Frame<'_>) {
         self.input(ctx, "found_terminator");
         self.push(ctx, b"[");
         self.push(ctx, &frame);
         self.push(ctx, b"]");
         self.command(ctx, &frame);
-    }
-
-    fn borrowed_frames(&self) -> bool {
-        self.borrowed
     }
 
     fn peer_closed(&mut self, ctx: &mut Context<'_>, unterminated: u64) {

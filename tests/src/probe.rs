@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use asynchat_core::{Bytes, CloseReason, Context, Protocol, Terminator, Timer};
+use asynchat_core::{Bytes, CloseReason, Context, Frame, Protocol, Terminator, Timer};
 
 /// What a probe saw.
 #[derive(Debug, Default)]
@@ -54,7 +54,7 @@ impl Protocol for Probe {
         self.first.clone()
     }
 
-    fn found_terminator(&mut self, ctx: &mut Context<'_>, frame: Bytes) {
+    fn found_terminator(&mut self, ctx: &mut Context<'_>, frame: Frame<'_>) {
         self.log.lock().unwrap().frames += 1;
         let text = std::str::from_utf8(&frame).unwrap_or("");
         let (command, arg) = text.split_once(' ').unwrap_or((text, ""));

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use asynchat_core::{
-    Bytes, CloseReason, Config, Context, DatagramContext, DatagramProtocol, Misuse, PeerError,
-    Protocol, Terminator,
+    Bytes, CloseReason, Config, Context, DatagramContext, DatagramProtocol, Frame, Misuse,
+    PeerError, Protocol, Terminator,
 };
 
 use crate::driver::Driver;
@@ -518,8 +518,8 @@ impl Protocol for Replies {
     fn first_terminator(&self) -> Terminator {
         "\n".into()
     }
-    fn found_terminator(&mut self, _: &mut Context<'_>, line: Bytes) {
-        let _ = self.0.send(line);
+    fn found_terminator(&mut self, _: &mut Context<'_>, line: Frame<'_>) {
+        let _ = self.0.send(line.into_bytes());
     }
 }
 
@@ -589,7 +589,7 @@ pub fn a_protocol_stops_its_own_server<D: Driver>() {
         fn first_terminator(&self) -> Terminator {
             "\n".into()
         }
-        fn found_terminator(&mut self, ctx: &mut Context<'_>, line: Bytes) {
+        fn found_terminator(&mut self, ctx: &mut Context<'_>, line: Frame<'_>) {
             if &line[..] == b"stop" {
                 self.0.shutdown(Duration::from_secs(5));
                 ctx.push("stopping\n");
@@ -750,7 +750,7 @@ pub fn refused_and_failed_connections_are_counted<D: Driver>() {
         fn first_terminator(&self) -> Terminator {
             Terminator::Delimiter(Bytes::new())
         }
-        fn found_terminator(&mut self, _: &mut Context<'_>, _: Bytes) {}
+        fn found_terminator(&mut self, _: &mut Context<'_>, _: Frame<'_>) {}
         fn closed(&mut self, reason: &CloseReason) {
             self.0.lock().unwrap().push(reason.clone());
         }
@@ -840,7 +840,7 @@ pub fn greeting_on_connect<D: Driver>() {
         fn connected(&mut self, ctx: &mut Context<'_>) {
             ctx.push("220 hello\n");
         }
-        fn found_terminator(&mut self, ctx: &mut Context<'_>, _: Bytes) {
+        fn found_terminator(&mut self, ctx: &mut Context<'_>, _: Frame<'_>) {
             ctx.push("221 bye\n");
             ctx.close_when_done();
         }

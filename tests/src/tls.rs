@@ -11,7 +11,7 @@ use asynchat_core::testing::LineEcho;
 use asynchat_core::tls::rustls::pki_types::ServerName;
 use asynchat_core::tls::{client_config, server_config_from_pem};
 use asynchat_core::{
-    Bytes, CloseReason, Config, Context, PeerError, Protocol, Terminator, TlsError,
+    Bytes, CloseReason, Config, Context, Frame, PeerError, Protocol, Terminator, TlsError,
 };
 
 use crate::driver::{Server, TlsDriver};
@@ -78,8 +78,8 @@ impl Protocol for Ping {
     fn connected(&mut self, ctx: &mut Context<'_>) {
         ctx.push("ping\n");
     }
-    fn found_terminator(&mut self, ctx: &mut Context<'_>, line: Bytes) {
-        self.0.lock().unwrap().push(line);
+    fn found_terminator(&mut self, ctx: &mut Context<'_>, line: Frame<'_>) {
+        self.0.lock().unwrap().push(line.into_bytes());
         ctx.close_when_done();
     }
 }
@@ -198,7 +198,7 @@ impl Protocol for Logged {
     fn first_terminator(&self) -> Terminator {
         "\n".into()
     }
-    fn found_terminator(&mut self, ctx: &mut Context<'_>, line: Bytes) {
+    fn found_terminator(&mut self, ctx: &mut Context<'_>, line: Frame<'_>) {
         ctx.push(line);
         ctx.push("\n");
     }
@@ -376,7 +376,7 @@ impl Protocol for Smtpish {
     fn connected(&mut self, ctx: &mut Context<'_>) {
         ctx.push("220 ready\r\n");
     }
-    fn found_terminator(&mut self, ctx: &mut Context<'_>, line: Bytes) {
+    fn found_terminator(&mut self, ctx: &mut Context<'_>, line: Frame<'_>) {
         let line = String::from_utf8_lossy(&line).into_owned();
         if line == "STARTTLS" {
             ctx.push("220 go ahead\r\n");

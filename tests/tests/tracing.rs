@@ -7,7 +7,7 @@ use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use asynchat_core::{Bytes, Config, Context, Protocol, Terminator};
+use asynchat_core::{Bytes, Config, Context, Frame, Protocol, Terminator};
 use tracing_subscriber::fmt::MakeWriter;
 
 /// Everything the subscriber writes.
@@ -52,7 +52,7 @@ impl Protocol for Invalid {
     fn first_terminator(&self) -> Terminator {
         Terminator::Delimiter(Bytes::new())
     }
-    fn found_terminator(&mut self, _: &mut Context<'_>, _: Bytes) {}
+    fn found_terminator(&mut self, _: &mut Context<'_>, _: Frame<'_>) {}
 }
 
 /// Sends `line` on a fresh connection to `addr` and reads until the server closes it.

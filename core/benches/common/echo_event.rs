@@ -5,14 +5,14 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use asynchat_core::{Bytes, Chat, Context, Protocol, Terminator};
+use asynchat_core::{Chat, Context, Frame, Protocol, Terminator};
 
 /// Lines per event (the `echo_bench` load keeps 16 in flight per connection).
 pub(crate) const LINES: usize = 16;
 /// Bytes per line, newline included.
 pub(crate) const LINE: usize = 64;
 
-/// Copies each whole frame it is lent, as a server that must copy anyway would.
+/// Copies each frame and its newline into the output buffer in one call.
 #[derive(Clone)]
 pub(crate) struct CopyEcho;
 
@@ -21,31 +21,24 @@ impl Protocol for CopyEcho {
         "\n".into()
     }
 
-    fn borrowed_frames(&self) -> bool {
-        true
-    }
-
     #[inline]
-    fn found_frame(&mut self, ctx: &mut Context<'_>, frame: &[u8]) {
-        ctx.push_slices(&[frame, b"\n"]);
-    }
-
-    fn found_terminator(&mut self, ctx: &mut Context<'_>, frame: Bytes) {
+    fn found_terminator(&mut self, ctx: &mut Context<'_>, frame: Frame<'_>) {
         ctx.push_slices(&[&frame, b"\n"]);
     }
 }
 
-/// Pushes each frame as it is, zero-copy, then its terminator.
-pub(crate) struct ZeroCopyEcho;
+/// The echo a newcomer writes: the frame pushed as it came, then its terminator, as
+/// `&'static str` (a shared `Bytes` the outbox copies together with the line).
+pub(crate) struct PushEcho;
 
-impl Protocol for ZeroCopyEcho {
+impl Protocol for PushEcho {
     fn first_terminator(&self) -> Terminator {
         "\n".into()
     }
 
-    fn found_terminator(&mut self, ctx: &mut Context<'_>, frame: Bytes) {
+    fn found_terminator(&mut self, ctx: &mut Context<'_>, frame: Frame<'_>) {
         ctx.push(frame);
-        ctx.push(Bytes::from_static(b"\n"));
+        ctx.push("\n");
     }
 }
 

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::state::{Core, FrameClock};
-use super::{CloseReason, State};
+use super::{CloseReason, Frame, State};
 #[allow(unused_imports)] // for intra-doc links
 use super::{Config, Protocol, Timer};
 use crate::error::Misuse;
@@ -23,20 +23,28 @@ pub struct Context<'a> {
     /// bytes after it: what [`take_unprocessed`](Self::take_unprocessed) must return. `None`
     /// once taken.
     pub(super) lent_rest: Option<&'a [u8]>,
+    /// The frame being lent meanwhile, which the default collector notes rather than copies.
+    pub(super) lent_frame: Option<&'a [u8]>,
 }
 
 impl Context<'_> {
-    /// Queues bytes for the peer: `&'static str`, `Vec<u8>`, `String` and `Bytes` are taken
-    /// without copying. Ignored once the connection is closing (as Python's `push` after
-    /// `close_when_done`). Closes the connection with [`Error::OutboxFull`] past the hard limit.
+    /// Queues bytes for the peer: a shared [`Frame`] (`Bytes`, `Vec<u8>`, `String`,
+    /// `&'static str`...) is taken without copying, and the outbox copies short ones together
+    /// ([`Config::coalesce_below`]); a lent one (a frame received whole, a borrowed `&[u8]`) is
+    /// copied into the output buffer. Ignored once the connection is closing (as Python's `push`
+    /// after `close_when_done`). Closes the connection with [`Error::OutboxFull`] past the hard
+    /// limit.
     #[inline]
-    pub fn push(&mut self, data: impl Into<Bytes>) {
-        self.core.push(data.into());
+    pub fn push<'f>(&mut self, data: impl Into<Frame<'f>>) {
+        match data.into().into_parts() {
+            Ok(slice) => self.core.push_slices(std::slice::from_ref(&slice)),
+            Err(bytes) => self.core.push(bytes),
+        }
     }
 
     /// Queues a copy of borrowed bytes, appended to the connection's output buffer (see
-    /// [`Outbox::push_slice`](crate::Outbox::push_slice)): for small pieces, cheaper than an
-    /// allocation and an `IoSlice` each.
+    /// [`Outbox::push_slice`](crate::Outbox::push_slice)): what [`push`](Self::push) does with
+    /// a lent frame.
     #[inline]
     pub fn push_slice(&mut self, data: &[u8]) {
         self.core.push_slices(std::slice::from_ref(&data));
@@ -189,13 +197,15 @@ impl Context<'_> {
 
     /// Adds data to the default collector (what the default
     /// [`Protocol::collect_incoming_data`] does).
-    pub fn collect(&mut self, data: Bytes) {
-        self.core.incoming.push(data);
+    #[inline]
+    pub fn collect(&mut self, data: Frame<'_>) {
+        self.core.incoming.push(data, self.lent_frame);
     }
 
     /// Takes what the default collector holds (for example an unterminated last frame in
     /// [`Protocol::peer_closed`]).
     pub fn take_incoming(&mut self) -> Bytes {
+        self.core.incoming.own(self.lent_frame);
         self.core.incoming.take()
     }
 
@@ -204,7 +214,7 @@ impl Context<'_> {
     /// until the new stack is in place.
     pub fn take_unprocessed(&mut self) -> Bytes {
         match self.lent_rest.take() {
-            // Inside `found_frame` the frame is lent from the buffer, so the rest cannot be
+            // While a frame is lent from the buffer, the rest cannot be
             // split off it: copied instead (an upgrade happens once per connection).
             Some(rest) => Bytes::copy_from_slice(rest),
             None => self.core.framer.take_unprocessed(),
@@ -234,7 +244,8 @@ impl Context<'_> {
             // Already asked for, closing, or the peer has ended its side: TLS could not start.
             return;
         }
-        let dropped = self.take_unprocessed().len() + self.core.incoming.take().len();
+        let dropped = self.take_unprocessed().len() + self.core.incoming.len();
+        self.core.incoming = super::collector::Incoming::Empty;
         crate::trace::event!(
             debug,
             dropped,

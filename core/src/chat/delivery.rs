@@ -1,9 +1,9 @@
-//! Handing input to the protocol: the event loop over the framer, the lent-frame fast path,
-//! and the callbacks' context.
+//! Handing input to the protocol: frames received whole lent straight from the receive buffer,
+//! the event loop over the framer for the rest, and the callbacks' context.
 
 use std::time::Instant;
 
-use super::{Chat, CloseReason, Context, Protocol};
+use super::{Chat, CloseReason, Context, Frame, Protocol};
 use crate::error::{Misuse, PeerError};
 use crate::framer::{Event, OverLongPolicy};
 
@@ -24,6 +24,7 @@ impl<P: Protocol> Chat<P> {
             core: &mut self.core,
             now,
             lent_rest: None,
+            lent_frame: None,
         };
         let result = f(&mut self.protocol, &mut ctx);
         #[cfg(feature = "tracing")]
@@ -43,18 +44,20 @@ impl<P: Protocol> Chat<P> {
     /// Delivers buffered input to the protocol until it runs out, the connection stops taking
     /// input, or backpressure holds it.
     pub(super) fn deliver(&mut self, now: Instant) {
-        // Lent frames usually take everything read: then polling for events finds nothing.
-        let drained = self.protocol.borrowed_frames() && {
-            self.dispatch_borrowed(now);
-            self.core.framer.is_drained()
-        };
         // Frames ended where no input was consumed since the last one: only a `Count(0)` set
         // again and again does that, and past a bound it is a loop, not a protocol.
         let (mut empty_run, mut empty_at) = (0u32, usize::MAX);
-        while !drained && self.core.may_deliver() {
+        while self.core.may_deliver() {
+            if self.core.framer.lends_frames() {
+                self.deliver_lent(now);
+                // Lent frames usually take everything read: then polling finds nothing.
+                if self.core.framer.is_drained() || !self.core.may_deliver() {
+                    break;
+                }
+            }
             match self.core.framer.poll_event() {
                 Ok(Some(Event::Data(data))) => {
-                    self.callback(now, |p, ctx| p.collect_incoming_data(ctx, data));
+                    self.callback(now, |p, ctx| p.collect_incoming_data(ctx, data.into()));
                     if let Some(error) = self.core.over_collector_bound() {
                         crate::trace::event!(info, %error, "frame over its bound");
                         self.core.close_because(CloseReason::Error(error));
@@ -98,37 +101,69 @@ impl<P: Protocol> Chat<P> {
         }
     }
 
-    /// Lends every frame that is whole in the buffer to [`Protocol::found_frame`], straight from
-    /// the receive buffer; stops at the first frame this fast path cannot give, for `dispatch`
-    /// to deliver the general way. The buffer is taken out of the framer meanwhile: the protocol
-    /// holds the framer through its context (it may change the terminator) while the frame
-    /// borrows the buffer.
-    pub(super) fn dispatch_borrowed(&mut self, now: Instant) {
-        if !self.core.framer.lends_frames() {
-            return;
-        }
+    /// Delivers every frame that is whole in the buffer and shorter than the outbox's copy
+    /// threshold lent straight from the receive buffer: to `collect_incoming_data`, then to
+    /// `found_terminator` (the same slice, if the default collector took it). Stops at the
+    /// first frame this cannot give, for the event loop to deliver the general way. Longer
+    /// frames are shared instead, as pushing them back is then zero-copy.
+    ///
+    /// The buffer is taken out of the framer meanwhile: the protocol holds the framer through
+    /// its context (it may change the terminator) while the frame borrows the buffer.
+    fn deliver_lent(&mut self, now: Instant) {
+        // Below this a shared frame would be copied out of the buffer anyway.
+        let limit = (self.core.outbox.coalesce_below()).max(crate::framer::ALWAYS_COPIED_BELOW);
         let buf = self.core.framer.lend_buffer();
         let mut delivered = 0;
         while self.core.may_deliver() {
-            let Some((frame, next)) = self.core.framer.whole_frame_in(&buf, delivered) else {
+            let Some((frame, next)) = self.core.framer.whole_frame_in(&buf, delivered, limit)
+            else {
                 break;
             };
+            delivered = next;
+            let frame = &buf[frame];
             let mut ctx = Context {
                 core: &mut self.core,
                 now,
                 lent_rest: Some(&buf[next..]),
+                lent_frame: Some(frame),
             };
+            if !frame.is_empty() {
+                // As an `Event::Data` whose delimiter was found: the terminator is owed.
+                ctx.core.framer.owe_terminator(frame.len());
+                self.protocol
+                    .collect_incoming_data(&mut ctx, Frame::lent(frame));
+                // The lent frame itself is within the line limit; anything else collected may
+                // not be.
+                if let Some(error) = (!ctx.core.incoming.is_lent())
+                    .then(|| ctx.core.over_collector_bound())
+                    .flatten()
+                {
+                    crate::trace::event!(info, %error, "frame over its bound");
+                    ctx.core.close_because(CloseReason::Error(error));
+                }
+                if !ctx.core.may_deliver() || !ctx.core.framer.take_owed_terminator() {
+                    // The terminator stays owed, delivered once input flows again: the frame
+                    // cannot stay lent until then.
+                    ctx.core.incoming.own(Some(frame));
+                    if ctx.lent_rest.is_none() {
+                        delivered = buf.len();
+                    }
+                    break;
+                }
+            }
             ctx.core.clear_frame_deadline();
-            self.protocol.found_frame(&mut ctx, &buf[frame]);
-            let rest_taken = ctx.lent_rest.is_none();
-            delivered = if rest_taken { buf.len() } else { next };
+            let collected = ctx.core.incoming.take_frame(Some(frame));
+            self.protocol.found_terminator(&mut ctx, collected);
+            if ctx.lent_rest.is_none() {
+                delivered = buf.len();
+            }
         }
         self.core.framer.restore_buffer(buf, delivered);
     }
 
     pub(super) fn deliver_terminator(&mut self, now: Instant) {
         self.core.clear_frame_deadline();
-        let frame = self.core.incoming.take();
+        let frame = self.core.incoming.take_frame(None);
         self.callback(now, |p, ctx| p.found_terminator(ctx, frame));
     }
 }

@@ -21,7 +21,8 @@
 //!
 //! The module is split by concern: `protocol` (the callbacks), `context` (what they can do),
 //! `state` (every transition and gate, with the machines they belong to), `delivery` (input to
-//! the protocol), `collector` (the default collector), `config` and `reason`.
+//! the protocol), `frame` (the bytes handed over), `collector` (the default collector),
+//! `config` and `reason`.
 
 use std::fmt;
 use std::io::{self, IoSlice};
@@ -39,12 +40,14 @@ mod collector;
 mod config;
 mod context;
 mod delivery;
+mod frame;
 mod protocol;
 mod reason;
 mod state;
 
 pub use config::{Config, DEFAULT_HANDSHAKE_TIMEOUT};
 pub use context::Context;
+pub use frame::Frame;
 pub use protocol::{Protocol, Timer};
 pub use reason::{CloseReason, Interest};
 pub use state::State;
@@ -80,12 +83,12 @@ pub const DEFAULT_TURN_BUDGET: usize = DEFAULT_READ_SIZE;
 /// ```
 /// use std::io::IoSlice;
 /// use std::time::Instant;
-/// use asynchat_core::{Bytes, Chat, Context, Protocol, Terminator};
+/// use asynchat_core::{Bytes, Chat, Context, Frame, Protocol, Terminator};
 ///
 /// struct Upper;
 /// impl Protocol for Upper {
 ///     fn first_terminator(&self) -> Terminator { "\n".into() }
-///     fn found_terminator(&mut self, ctx: &mut Context<'_>, line: Bytes) {
+///     fn found_terminator(&mut self, ctx: &mut Context<'_>, line: Frame<'_>) {
 ///         ctx.push(line.to_ascii_uppercase());
 ///         ctx.push("\n");
 ///     }
@@ -483,13 +486,13 @@ impl<P: Protocol> Chat<P> {
     /// to clear, is only set up when there are more slices than that.
     ///
     /// ```
-    /// use asynchat_core::{Bytes, Chat, Context, Protocol, Terminator};
+    /// use asynchat_core::{Chat, Context, Frame, Protocol, Terminator};
     /// use std::io::Write;
     /// # struct Hello;
     /// # impl Protocol for Hello {
     /// #     fn first_terminator(&self) -> Terminator { "\n".into() }
     /// #     fn connected(&mut self, ctx: &mut Context<'_>) { ctx.push("hello\n"); }
-    /// #     fn found_terminator(&mut self, _: &mut Context<'_>, _: Bytes) {}
+    /// #     fn found_terminator(&mut self, _: &mut Context<'_>, _: Frame<'_>) {}
     /// # }
     /// let mut chat = Chat::new(Hello)?;
     /// chat.handle_connected(std::time::Instant::now());

@@ -1,10 +1,8 @@
 //! What a protocol is: the `async_chat` callbacks, and the deadlines it may be told about.
 
-use bytes::Bytes;
-
 #[allow(unused_imports)] // for intra-doc links
 use super::Config;
-use super::{CloseReason, Context};
+use super::{CloseReason, Context, Frame};
 use crate::terminator::Terminator;
 #[allow(unused_imports)] // for intra-doc links
 use crate::{error::PeerError, framer::OverLongPolicy};
@@ -16,7 +14,7 @@ use crate::{error::PeerError, framer::OverLongPolicy};
 /// collected for you and handed to `found_terminator` as one frame.
 ///
 /// ```
-/// use asynchat_core::{Bytes, Context, Protocol, Terminator};
+/// use asynchat_core::{Context, Frame, Protocol, Terminator};
 ///
 /// /// Answers every line with its length.
 /// struct LineLength;
@@ -25,7 +23,7 @@ use crate::{error::PeerError, framer::OverLongPolicy};
 ///     fn first_terminator(&self) -> Terminator {
 ///         Terminator::from("\n")
 ///     }
-///     fn found_terminator(&mut self, ctx: &mut Context<'_>, line: Bytes) {
+///     fn found_terminator(&mut self, ctx: &mut Context<'_>, line: Frame<'_>) {
 ///         ctx.push(format!("{}\n", line.len()));
 ///     }
 /// }
@@ -39,46 +37,27 @@ pub trait Protocol {
         let _ = ctx;
     }
 
-    /// Frame content arrived (never terminator bytes). The default collects it, bounded by
-    /// `max_frame`, and hands it to [`found_terminator`](Self::found_terminator); override it to
-    /// stream large frames instead of buffering them (call [`Context::collect`] to keep the
-    /// default behaviour for some frames).
-    fn collect_incoming_data(&mut self, ctx: &mut Context<'_>, data: Bytes) {
+    /// Frame content arrived (never terminator bytes, never empty). The default collects it,
+    /// bounded by `max_frame`, and hands it to [`found_terminator`](Self::found_terminator);
+    /// override it to stream large frames instead of buffering them (call [`Context::collect`]
+    /// to keep the default behaviour for some frames).
+    ///
+    /// A frame received whole comes as one piece lent from the receive buffer (see [`Frame`]):
+    /// the default collector only notes it, and `found_terminator` is lent the same bytes.
+    #[inline]
+    fn collect_incoming_data(&mut self, ctx: &mut Context<'_>, data: Frame<'_>) {
         ctx.collect(data);
     }
 
     /// The current frame ended. `frame` holds what the default collector gathered (empty if
-    /// [`collect_incoming_data`](Self::collect_incoming_data) was overridden). Call
+    /// [`collect_incoming_data`](Self::collect_incoming_data) was overridden): lent from the
+    /// receive buffer when it arrived whole, so reading it costs nothing and
+    /// [`Frame::into_bytes`] makes it an owned `Bytes` if it is kept. Call
     /// [`Context::set_terminator`] here to frame the following bytes differently.
-    fn found_terminator(&mut self, ctx: &mut Context<'_>, frame: Bytes);
-
-    /// Whether whole frames may come through [`found_frame`](Self::found_frame) as borrowed
-    /// bytes. The default, `false`, delivers every frame as above.
-    ///
-    /// Worth it for protocols of short frames that do not keep them (a line-based command
-    /// protocol): a frame received whole is then lent straight from the receive buffer, instead
-    /// of becoming a reference-counted [`Bytes`] (two atomic operations per frame).
-    #[inline]
-    fn borrowed_frames(&self) -> bool {
-        false
-    }
-
-    /// A whole frame (terminator excluded), lent: only called if
-    /// [`borrowed_frames`](Self::borrowed_frames) says so, and only for delimiter frames that
-    /// were whole in the receive buffer. Every other frame (one that arrived in pieces, a count,
-    /// the end of the stream) still comes through
-    /// [`collect_incoming_data`](Self::collect_incoming_data) and
-    /// [`found_terminator`](Self::found_terminator), so both must do the same thing.
-    /// [`Context::set_terminator`] works here as in `found_terminator`, and
-    /// [`Context::take_unprocessed`] returns the bytes after this frame.
     ///
     /// This is called once per frame: for a short body, `#[inline]` on it lets the compiler
-    /// build it into the delivery loop (a tenth less work per line for the example echo).
-    ///
-    /// The default hands a copy to `found_terminator`.
-    fn found_frame(&mut self, ctx: &mut Context<'_>, frame: &[u8]) {
-        self.found_terminator(ctx, Bytes::copy_from_slice(frame));
-    }
+    /// build it into the delivery loop.
+    fn found_terminator(&mut self, ctx: &mut Context<'_>, frame: Frame<'_>);
 
     /// The peer ended its side of the stream; every byte before the end has been delivered.
     /// `unterminated` counts the bytes of a last frame that never got its terminator (their data

@@ -37,7 +37,7 @@ impl Protocol for Script {
         ctx.push("hi\n");
     }
 
-    fn found_terminator(&mut self, ctx: &mut Context<'_>, frame: Bytes) {
+    fn found_terminator(&mut self, ctx: &mut Context<'_>, frame: Frame<'_>) {
         let line = String::from_utf8_lossy(&frame).into_owned();
         self.note(format!("frame {line}"));
         let mut words = line.split_whitespace();
@@ -326,7 +326,7 @@ fn a_protocol_that_sets_count_zero_in_every_callback_is_closed_not_spun() {
         fn first_terminator(&self) -> Terminator {
             "\n".into()
         }
-        fn found_terminator(&mut self, ctx: &mut Context<'_>, _: Bytes) {
+        fn found_terminator(&mut self, ctx: &mut Context<'_>, _: Frame<'_>) {
             self.0.set(self.0.get() + 1);
             ctx.set_count(0);
         }
@@ -362,7 +362,7 @@ fn a_count_that_ran_down_collects_the_rest_and_fires_nothing_more() {
         fn first_terminator(&self) -> Terminator {
             Terminator::Count(3)
         }
-        fn found_terminator(&mut self, _: &mut Context<'_>, _: Bytes) {
+        fn found_terminator(&mut self, _: &mut Context<'_>, _: Frame<'_>) {
             self.0.set(self.0.get() + 1);
         }
         fn peer_closed(&mut self, ctx: &mut Context<'_>, unterminated: u64) {
@@ -491,7 +491,7 @@ fn producers_and_zero_copy_read_path() {
         fn first_terminator(&self) -> Terminator {
             "\r\n".into()
         }
-        fn found_terminator(&mut self, ctx: &mut Context<'_>, frame: Bytes) {
+        fn found_terminator(&mut self, ctx: &mut Context<'_>, frame: Frame<'_>) {
             ctx.push_producer(SimpleProducer::new(frame, 3));
             ctx.push_slice(b"|");
         }
@@ -526,7 +526,7 @@ fn a_frame_from_one_read_reaches_found_terminator_without_a_copy() {
         fn first_terminator(&self) -> Terminator {
             "\n".into()
         }
-        fn found_terminator(&mut self, _ctx: &mut Context<'_>, frame: Bytes) {
+        fn found_terminator(&mut self, _ctx: &mut Context<'_>, frame: Frame<'_>) {
             self.0.push((frame.as_ptr() as usize, frame.len()));
         }
     }
@@ -548,7 +548,7 @@ fn upgrade_takes_unprocessed_bytes_and_output() {
         fn first_terminator(&self) -> Terminator {
             "\r\n".into()
         }
-        fn found_terminator(&mut self, ctx: &mut Context<'_>, frame: Bytes) {
+        fn found_terminator(&mut self, ctx: &mut Context<'_>, frame: Frame<'_>) {
             if &frame[..] == b"STARTTLS" {
                 ctx.push("220 go ahead\r\n");
                 ctx.pause_reading();
@@ -576,7 +576,7 @@ fn empty_first_terminator_is_a_typed_error_the_protocol_hears() {
         fn first_terminator(&self) -> Terminator {
             Terminator::from("")
         }
-        fn found_terminator(&mut self, _: &mut Context<'_>, _: Bytes) {}
+        fn found_terminator(&mut self, _: &mut Context<'_>, _: Frame<'_>) {}
         fn closed(&mut self, reason: &CloseReason) {
             self.0.borrow_mut().push(reason.clone());
         }
@@ -602,7 +602,7 @@ fn a_timer_rearmed_for_now_inside_timeout_does_not_hang() {
         fn connected(&mut self, ctx: &mut Context<'_>) {
             ctx.set_timer(1, ctx.now());
         }
-        fn found_terminator(&mut self, _: &mut Context<'_>, _: Bytes) {}
+        fn found_terminator(&mut self, _: &mut Context<'_>, _: Frame<'_>) {}
         fn timeout(&mut self, ctx: &mut Context<'_>, _: Timer) {
             self.0 += 1;
             ctx.set_timer(1, ctx.now());
@@ -621,27 +621,12 @@ fn a_timer_rearmed_for_now_inside_timeout_does_not_hang() {
 fn a_chat_holds_no_read_buffer_once_everything_read_is_delivered() {
     // The mio driver does not read again after a short read (the socket is drained), so the
     // buffer must be given up right after the read that emptied it, not by a later one.
-    struct Lent;
-    impl Protocol for Lent {
-        fn first_terminator(&self) -> Terminator {
-            "\n".into()
-        }
-        fn borrowed_frames(&self) -> bool {
-            true
-        }
-        fn found_frame(&mut self, ctx: &mut Context<'_>, frame: &[u8]) {
-            ctx.push_slice(frame);
-        }
-        fn found_terminator(&mut self, ctx: &mut Context<'_>, frame: Bytes) {
-            ctx.push(frame);
-        }
-    }
     struct Owned;
     impl Protocol for Owned {
         fn first_terminator(&self) -> Terminator {
             "\n".into()
         }
-        fn found_terminator(&mut self, ctx: &mut Context<'_>, frame: Bytes) {
+        fn found_terminator(&mut self, ctx: &mut Context<'_>, frame: Frame<'_>) {
             ctx.push(frame);
         }
     }
@@ -660,7 +645,6 @@ fn a_chat_holds_no_read_buffer_once_everything_read_is_delivered() {
         assert_eq!(chat.core.framer.capacity(), 0, "the same for copied input");
         assert_eq!(chat.queued_bytes(), 15);
     }
-    check(Lent);
     check(Owned);
 }
 
@@ -674,7 +658,7 @@ fn a_chat_stays_small_enough_for_the_idle_memory_budget() {
         fn first_terminator(&self) -> Terminator {
             "\n".into()
         }
-        fn found_terminator(&mut self, _: &mut Context<'_>, _: Bytes) {}
+        fn found_terminator(&mut self, _: &mut Context<'_>, _: Frame<'_>) {}
     }
     let size = std::mem::size_of::<Chat<Unit>>();
     assert!(size <= 360, "Chat is {size} bytes");
@@ -687,8 +671,8 @@ fn read_reservations_grow_for_bulk_and_shrink_for_chatter() {
         fn first_terminator(&self) -> Terminator {
             Terminator::Eof
         }
-        fn collect_incoming_data(&mut self, _: &mut Context<'_>, _: Bytes) {}
-        fn found_terminator(&mut self, _: &mut Context<'_>, _: Bytes) {}
+        fn collect_incoming_data(&mut self, _: &mut Context<'_>, _: Frame<'_>) {}
+        fn found_terminator(&mut self, _: &mut Context<'_>, _: Frame<'_>) {}
     }
     let now = Instant::now();
     let mut chat = Chat::new(Sink).unwrap();
@@ -714,11 +698,15 @@ fn read_reservations_grow_for_bulk_and_shrink_for_chatter() {
     assert_eq!(chat.core.next_read as usize, MIN_READ);
 }
 
-/// A header line `len N` announces an N-byte body (a `Count`), other lines are echoed upper-case;
-/// `borrowed` takes whole lines through `found_frame`.
+/// A header line `len N` announces an N-byte body (a `Count`), other lines are echoed upper-case.
+/// With `in_collect`, the count is set as soon as the line's data arrives, from
+/// `collect_incoming_data`, which must apply it after the line all the same.
+#[derive(Default)]
 struct Switcher {
-    borrowed: bool,
+    in_collect: bool,
     in_body: bool,
+    /// The header was taken from `collect_incoming_data`: its `found_terminator` is empty.
+    header_taken: bool,
 }
 
 impl Switcher {
@@ -739,17 +727,22 @@ impl Protocol for Switcher {
         "\r\n".into()
     }
 
-    fn borrowed_frames(&self) -> bool {
-        self.borrowed
+    fn collect_incoming_data(&mut self, ctx: &mut Context<'_>, data: Frame<'_>) {
+        // A lent piece is a whole line, its delimiter found: the count set now applies after
+        // it. (A shared piece may be followed by more of its line: left to `found_terminator`.)
+        if self.in_collect && !self.in_body && data.is_lent() && data.starts_with(b"len ") {
+            self.line(ctx, &data);
+            self.header_taken = true;
+        } else {
+            ctx.collect(data);
+        }
     }
 
-    fn found_frame(&mut self, ctx: &mut Context<'_>, frame: &[u8]) {
-        assert!(!self.in_body, "a count is never lent");
-        self.line(ctx, frame);
-    }
-
-    fn found_terminator(&mut self, ctx: &mut Context<'_>, frame: Bytes) {
-        if self.in_body {
+    fn found_terminator(&mut self, ctx: &mut Context<'_>, frame: Frame<'_>) {
+        if std::mem::take(&mut self.header_taken) {
+            assert!(frame.is_empty());
+        } else if self.in_body {
+            assert!(!frame.is_lent(), "a count is never lent");
             ctx.push(format!("[{} body bytes]\n", frame.len()));
             ctx.set_terminator("\r\n").unwrap();
             self.in_body = false;
@@ -760,61 +753,163 @@ impl Protocol for Switcher {
 }
 
 #[test]
-fn borrowed_frames_give_the_same_output_under_any_chunking_and_terminator_switch() {
+fn lent_frames_give_the_same_output_under_any_chunking_and_terminator_switch() {
+    // Whole input: lines lent; byte by byte: every line in pieces, shared.
     let input = "ab\r\nlen 5\r\nx\r\nyzcd\r\n\r\nlen 1\r\nzlen 2\r\n\r\nef\r\ngh";
-    let owned = Replay::new(input).assert_invariant(|| Switcher {
-        borrowed: false,
-        in_body: false,
-    });
-    let lent = Replay::new(input).assert_invariant(|| Switcher {
-        borrowed: true,
-        in_body: false,
-    });
-    assert_eq!(lent.output, owned.output);
+    let t = Replay::new(input).assert_invariant(Switcher::default);
     assert_eq!(
-        lent.output,
+        t.output,
         "AB\n[5 body bytes]\nCD\n\n[1 body bytes]\n[2 body bytes]\nEF\n"
     );
 }
 
 #[test]
-fn borrowed_frames_are_used_for_lines_received_whole() {
-    struct Counting(u32, u32);
+fn a_terminator_set_in_collect_incoming_data_applies_after_the_frame_lent_or_not() {
+    let input = "ab\r\nlen 5\r\nx\r\nyzcd\r\nlen 1\r\nzef\r\n";
+    let t = Replay::new(input).assert_invariant(|| Switcher {
+        in_collect: true,
+        ..Switcher::default()
+    });
+    assert_eq!(t.output, "AB\n[5 body bytes]\nCD\n[1 body bytes]\nEF\n");
+}
+
+#[test]
+fn frames_received_whole_and_short_are_lent_the_others_shared() {
+    #[derive(Default)]
+    struct Counting {
+        lent: Vec<usize>,
+        shared: Vec<usize>,
+    }
     impl Protocol for Counting {
         fn first_terminator(&self) -> Terminator {
             "\n".into()
         }
-        fn borrowed_frames(&self) -> bool {
-            true
-        }
-        fn found_frame(&mut self, _ctx: &mut Context<'_>, _frame: &[u8]) {
-            self.0 += 1;
-        }
-        fn found_terminator(&mut self, _ctx: &mut Context<'_>, _frame: Bytes) {
-            self.1 += 1;
+        fn found_terminator(&mut self, _ctx: &mut Context<'_>, frame: Frame<'_>) {
+            if frame.is_lent() {
+                self.lent.push(frame.len());
+            } else {
+                self.shared.push(frame.len());
+            }
         }
     }
-    let mut h = Harness::new(Counting(0, 0));
-    h.send("a\nb\nc\nhalf");
+    let mut h = Harness::new(Counting::default());
+    h.send("a\nbb\n\nhalf");
     h.send(" a line\n");
+    // Lending resumes after a frame that was not lent.
+    let long = "x".repeat(crate::outbox::DEFAULT_COALESCE_BELOW);
+    h.send(format!("{long}\nccc\n"));
+    assert_eq!(h.protocol().lent, [1, 2, 0, 3], "whole and short: lent");
     assert_eq!(
-        (h.protocol().0, h.protocol().1),
-        (3, 1),
-        "lent whole, owned when in pieces"
+        h.protocol().shared,
+        [11, crate::outbox::DEFAULT_COALESCE_BELOW],
+        "in pieces, or as long as a push the outbox sends as it is: shared"
     );
 }
 
-/// On `STARTTLS`, takes the bytes after it for the new stack and stops reading: lent or owned.
+#[test]
+fn an_overridden_collect_incoming_data_sees_every_byte_of_lent_frames_too() {
+    // A streaming protocol: it counts what it is given and collects nothing itself.
+    #[derive(Default)]
+    struct Streaming {
+        data: Vec<u8>,
+        frames: Vec<usize>,
+    }
+    impl Protocol for Streaming {
+        fn first_terminator(&self) -> Terminator {
+            "\n".into()
+        }
+        fn collect_incoming_data(&mut self, _: &mut Context<'_>, data: Frame<'_>) {
+            assert!(!data.is_empty(), "never an empty piece");
+            self.data.extend_from_slice(&data);
+        }
+        fn found_terminator(&mut self, ctx: &mut Context<'_>, frame: Frame<'_>) {
+            assert!(frame.is_empty(), "nothing was collected: {frame:?}");
+            self.frames.push(self.data.len());
+            ctx.push(format!("{}\n", self.data.len()));
+        }
+    }
+    let t = Replay::new("one\ntwo\n\nthree\n").assert_invariant(Streaming::default);
+    assert_eq!(t.output, "3\n6\n6\n11\n");
+}
+
+#[test]
+fn a_lent_frame_collected_while_input_pauses_is_kept_until_delivered() {
+    // Pausing in `collect_incoming_data` leaves the terminator owed past the lend: the frame
+    // must be copied out of the buffer, not lost with it.
+    struct PauseEach(Vec<Vec<u8>>);
+    impl Protocol for PauseEach {
+        fn first_terminator(&self) -> Terminator {
+            "\n".into()
+        }
+        fn collect_incoming_data(&mut self, ctx: &mut Context<'_>, data: Frame<'_>) {
+            ctx.collect(data);
+            ctx.pause_reading();
+        }
+        fn found_terminator(&mut self, _: &mut Context<'_>, frame: Frame<'_>) {
+            self.0.push(frame.to_vec());
+        }
+    }
+    let mut h = Harness::new(PauseEach(Vec::new()));
+    h.send("alpha\nbeta\n");
+    assert!(h.protocol().0.is_empty(), "paused before the terminator");
+    h.with_context(|_, ctx| ctx.resume_reading());
+    assert_eq!(h.protocol().0, [&b"alpha"[..]]);
+    h.with_context(|_, ctx| ctx.resume_reading());
+    assert_eq!(h.protocol().0, [&b"alpha"[..], b"beta"]);
+}
+
+#[test]
+fn bytes_collected_from_elsewhere_are_copied_not_taken_for_the_lent_frame() {
+    // Collecting a lent slice that is not the frame being lent (here a prefix of it, then a
+    // constant) must collect those bytes, not the frame's.
+    struct Rewrite(Vec<Vec<u8>>);
+    impl Protocol for Rewrite {
+        fn first_terminator(&self) -> Terminator {
+            "\n".into()
+        }
+        fn collect_incoming_data(&mut self, ctx: &mut Context<'_>, data: Frame<'_>) {
+            ctx.collect(Frame::lent(&data[..1]));
+            ctx.collect(Frame::lent(b"!"));
+        }
+        fn found_terminator(&mut self, _: &mut Context<'_>, frame: Frame<'_>) {
+            self.0.push(frame.to_vec());
+        }
+    }
+    let mut h = Harness::new(Rewrite(Vec::new()));
+    h.send("abc\nxyz\n");
+    assert_eq!(h.protocol().0, [&b"a!"[..], b"x!"]);
+}
+
+#[test]
+fn a_lent_frame_kept_outlives_the_buffer_it_was_lent_from() {
+    struct Keep(Vec<Bytes>);
+    impl Protocol for Keep {
+        fn first_terminator(&self) -> Terminator {
+            "\n".into()
+        }
+        fn found_terminator(&mut self, _: &mut Context<'_>, frame: Frame<'_>) {
+            assert!(frame.is_lent());
+            self.0.push(frame.into_bytes());
+        }
+    }
+    let mut h = Harness::new(Keep(Vec::new()));
+    h.send("first\nsecond\n");
+    h.send("third\n");
+    assert_eq!(h.protocol().0, ["first", "second", "third"]);
+}
+
+/// On `STARTTLS`, takes the bytes after it for the new stack and stops reading, from
+/// `found_terminator` or (`in_collect`) from `collect_incoming_data`.
 struct Upgrader {
-    borrowed: bool,
+    in_collect: bool,
     lines: Vec<Vec<u8>>,
     handed_over: Option<Bytes>,
 }
 
 impl Upgrader {
-    fn new(borrowed: bool) -> Self {
+    fn new(in_collect: bool) -> Self {
         Self {
-            borrowed,
+            in_collect,
             lines: Vec::new(),
             handed_over: None,
         }
@@ -835,39 +930,42 @@ impl Protocol for Upgrader {
         "\r\n".into()
     }
 
-    fn borrowed_frames(&self) -> bool {
-        self.borrowed
+    fn collect_incoming_data(&mut self, ctx: &mut Context<'_>, data: Frame<'_>) {
+        if self.in_collect {
+            self.line(ctx, &data);
+        } else {
+            ctx.collect(data);
+        }
     }
 
-    fn found_frame(&mut self, ctx: &mut Context<'_>, frame: &[u8]) {
-        self.line(ctx, frame);
-    }
-
-    fn found_terminator(&mut self, ctx: &mut Context<'_>, frame: Bytes) {
-        self.line(ctx, &frame);
+    fn found_terminator(&mut self, ctx: &mut Context<'_>, frame: Frame<'_>) {
+        if !self.in_collect {
+            self.line(ctx, &frame);
+        }
     }
 }
 
 #[test]
 fn take_unprocessed_in_a_lent_frame_hands_over_exactly_the_bytes_after_it() {
-    for borrowed in [false, true] {
-        let mut h = Harness::new(Upgrader::new(borrowed));
+    for in_collect in [false, true] {
+        // The lines are lent either way: handed over from either callback.
+        let mut h = Harness::new(Upgrader::new(in_collect));
         h.send("EHLO x\r\nSTARTTLS\r\n\x16\x03\x01hello\r\nmore\r\n");
         let p = h.protocol();
         assert_eq!(
             p.lines,
             [&b"EHLO x"[..], b"STARTTLS"],
-            "borrowed {borrowed}"
+            "in_collect {in_collect}"
         );
         assert_eq!(
             p.handed_over.as_deref(),
             Some(&b"\x16\x03\x01hello\r\nmore\r\n"[..]),
-            "borrowed {borrowed}"
+            "in_collect {in_collect}"
         );
         assert_eq!(
             h.chat().core.framer.unprocessed_len(),
             0,
-            "nothing left behind: borrowed {borrowed}"
+            "nothing left behind: in_collect {in_collect}"
         );
         // The connection goes on framing what comes after the upgrade.
         h.with_context(|_, ctx| ctx.resume_reading());
@@ -887,13 +985,8 @@ fn the_end_of_input_reaches_a_protocol_taking_lent_frames() {
         fn first_terminator(&self) -> Terminator {
             "\n".into()
         }
-        fn borrowed_frames(&self) -> bool {
-            true
-        }
-        fn found_frame(&mut self, _: &mut Context<'_>, frame: &[u8]) {
-            self.0.push(frame.to_vec());
-        }
-        fn found_terminator(&mut self, _: &mut Context<'_>, frame: Bytes) {
+        fn found_terminator(&mut self, _: &mut Context<'_>, frame: Frame<'_>) {
+            assert!(frame.is_lent());
             self.0.push(frame.to_vec());
         }
         fn peer_closed(&mut self, ctx: &mut Context<'_>, unterminated: u64) {
@@ -919,7 +1012,7 @@ impl Protocol for Echo {
     fn first_terminator(&self) -> Terminator {
         "\n".into()
     }
-    fn found_terminator(&mut self, ctx: &mut Context<'_>, line: Bytes) {
+    fn found_terminator(&mut self, ctx: &mut Context<'_>, line: Frame<'_>) {
         ctx.push_slices(&[&line, b"\n"]);
     }
 }
@@ -931,7 +1024,7 @@ impl Protocol for Deaf {
     fn first_terminator(&self) -> Terminator {
         "\n".into()
     }
-    fn found_terminator(&mut self, ctx: &mut Context<'_>, line: Bytes) {
+    fn found_terminator(&mut self, ctx: &mut Context<'_>, line: Frame<'_>) {
         ctx.push_slices(&[&line, b"\n"]);
     }
     fn timeout(&mut self, _: &mut Context<'_>, _: Timer) {}
@@ -1014,7 +1107,7 @@ fn a_closing_connection_ends_when_its_last_producer_runs_out() {
         fn first_terminator(&self) -> Terminator {
             "\n".into()
         }
-        fn found_terminator(&mut self, ctx: &mut Context<'_>, _: Bytes) {
+        fn found_terminator(&mut self, ctx: &mut Context<'_>, _: Frame<'_>) {
             // Four chunks: the whole first batch of `transmit_with`, so the producer is pulled
             // again only after they are written.
             ctx.push_producer(SimpleProducer::new(vec![b'x'; 4], 1));
@@ -1062,7 +1155,7 @@ fn a_producer_past_the_hard_limit_closes_the_connection() {
         fn first_terminator(&self) -> Terminator {
             "\n".into()
         }
-        fn found_terminator(&mut self, ctx: &mut Context<'_>, _: Bytes) {
+        fn found_terminator(&mut self, ctx: &mut Context<'_>, _: Frame<'_>) {
             for _ in 0..3 {
                 ctx.push_producer(SimpleProducer::new(Bytes::from_static(b"p"), 1));
             }
@@ -1087,7 +1180,7 @@ fn starttls_behind_more_than_64_kib_of_output_is_the_protocols_misuse() {
         fn first_terminator(&self) -> Terminator {
             "\n".into()
         }
-        fn found_terminator(&mut self, ctx: &mut Context<'_>, _: Bytes) {
+        fn found_terminator(&mut self, ctx: &mut Context<'_>, _: Frame<'_>) {
             ctx.push(vec![b'x'; 70_000]);
             ctx.start_tls();
         }
@@ -1132,7 +1225,7 @@ impl Protocol for StartTlsOnce {
     fn first_terminator(&self) -> Terminator {
         self.0.first_terminator()
     }
-    fn found_terminator(&mut self, ctx: &mut Context<'_>, line: Bytes) {
+    fn found_terminator(&mut self, ctx: &mut Context<'_>, line: Frame<'_>) {
         if line == "starttls" {
             ctx.push("220 go ahead\n");
             ctx.start_tls();
@@ -1149,7 +1242,7 @@ fn starttls_behind_a_producer_is_refused_as_misuse() {
         fn first_terminator(&self) -> Terminator {
             "\n".into()
         }
-        fn found_terminator(&mut self, ctx: &mut Context<'_>, _: Bytes) {
+        fn found_terminator(&mut self, ctx: &mut Context<'_>, _: Frame<'_>) {
             ctx.push_producer(crate::producer::SimpleProducer::new(Bytes::from("body"), 2));
             ctx.push("220 go ahead\n");
             ctx.start_tls();

@@ -1072,7 +1072,7 @@ pub(crate) mod tests {
         fn connected(&mut self, ctx: &mut crate::Context<'_>) {
             ctx.set_timer(1, ctx.now());
         }
-        fn found_terminator(&mut self, ctx: &mut crate::Context<'_>, line: Bytes) {
+        fn found_terminator(&mut self, ctx: &mut crate::Context<'_>, line: crate::Frame<'_>) {
             ctx.push(line);
             ctx.push("\n");
         }
@@ -1184,7 +1184,7 @@ pub(crate) mod tests {
             fn first_terminator(&self) -> crate::Terminator {
                 "\n".into()
             }
-            fn found_terminator(&mut self, ctx: &mut crate::Context<'_>, line: Bytes) {
+            fn found_terminator(&mut self, ctx: &mut crate::Context<'_>, line: crate::Frame<'_>) {
                 ctx.push(line);
             }
         }
@@ -1241,7 +1241,7 @@ pub(crate) mod tests {
             fn first_terminator(&self) -> crate::Terminator {
                 "\n".into()
             }
-            fn found_terminator(&mut self, ctx: &mut crate::Context<'_>, line: Bytes) {
+            fn found_terminator(&mut self, ctx: &mut crate::Context<'_>, line: crate::Frame<'_>) {
                 ctx.push_slices(&[&line, b"\n"]);
             }
         }
@@ -1323,7 +1323,7 @@ pub(crate) mod tests {
             fn first_terminator(&self) -> crate::Terminator {
                 "\n".into()
             }
-            fn found_terminator(&mut self, _: &mut crate::Context<'_>, _: Bytes) {}
+            fn found_terminator(&mut self, _: &mut crate::Context<'_>, _: crate::Frame<'_>) {}
         }
         let waker = Waker::from(Arc::new(Count(AtomicUsize::new(0))));
         let mut cx = TaskContext::from_waker(&waker);

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::backlog::PushError;
-use crate::chat::{CloseReason, Context, Protocol};
+use crate::chat::{CloseReason, Context, Frame, Protocol};
 use crate::terminator::Terminator;
 
 use super::ConnHandle;
@@ -106,9 +106,9 @@ impl Protocol for ReplyProtocol {
         self.first.clone()
     }
 
-    fn found_terminator(&mut self, _: &mut Context<'_>, frame: Bytes) {
+    fn found_terminator(&mut self, _: &mut Context<'_>, frame: Frame<'_>) {
         let mut queue = self.shared.lock();
-        queue.frames.push_back(frame);
+        queue.frames.push_back(frame.into_bytes());
         self.shared.wake(queue);
     }
 

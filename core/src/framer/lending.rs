@@ -47,42 +47,53 @@ impl Framer {
         std::mem::take(&mut self.buf)
     }
 
-    /// The next delimiter frame of a lent buffer, from `start`, if it is whole and within
-    /// `max_frame`: its range and where the frame after it starts. `None` when only the other
-    /// polls can say what comes next (a partial frame, an over-long one, a count, the end).
+    /// The next delimiter frame of a lent buffer, from `start`, if it is whole and shorter than
+    /// `limit` (and within `max_frame`): its range and where the frame after it starts. `None`
+    /// when only the other polls can say what comes next (a partial frame, a longer one, a
+    /// count, the end).
     ///
-    /// Only while [`lends_frames`](Self::lends_frames): that holds for as long as the buffer is
-    /// lent (nothing a protocol's context can reach changes it), so it is checked once per lend.
-    #[inline]
+    /// Only once [`lends_frames`](Self::lends_frames) said so: of what it checks, only the
+    /// phase and the terminator can change while the buffer is lent.
+    #[inline(always)]
     pub(crate) fn whole_frame_in(
         &mut self,
         buf: &[u8],
         start: usize,
+        limit: usize,
     ) -> Option<(std::ops::Range<usize>, usize)> {
-        if !self.lends_frames() {
-            // The lent frame's callback ended a frame at once (`Count(0)`).
+        if !self.is_steady() {
+            // A callback ended a frame at once (`Count(0)`). (A new count or `Eof` ends the
+            // lend too: the search below finds no delimiter.)
             return None;
         }
-        self.search
-            .whole_frame(buf, start, self.max_frame as u64)
-            .ok()
+        let room = self.max_frame.min(limit.saturating_sub(1));
+        self.search.whole_frame(buf, start, room as u64).ok()
     }
 
-    /// Whether the next frame may be lent whole: it has not begun as data events (a frame
-    /// begun so must end as an event too), and no terminator or discard is owed.
+    /// Marks the end of a lent frame of `len` bytes as found and not yet delivered, as
+    /// [`poll_event`](Self::poll_event) does when it hands out a frame's data with its
+    /// delimiter found: a terminator set meanwhile applies after it.
+    #[inline]
+    pub(crate) fn owe_terminator(&mut self, len: usize) {
+        if self.is_steady() {
+            self.frame_len = len as u64;
+            self.phase = super::Phase::OwesTerminator;
+        }
+    }
+
+    /// Whether the next frame may be lent whole: a delimiter ends it, it has not begun as data
+    /// events (a frame begun so must end as an event too), and no terminator or discard is
+    /// owed.
     #[inline]
     pub(crate) fn lends_frames(&self) -> bool {
-        self.frame_len == 0 && self.is_steady()
+        self.frame_len == 0 && self.is_steady() && self.search.matcher.delimiter().is_some()
     }
 
     /// Whether polling can only find nothing: every byte delivered, the input open, a
     /// delimiter in force and no terminator owed.
     #[inline]
     pub(crate) fn is_drained(&self) -> bool {
-        self.buf.len() == self.consumed
-            && self.input == Input::Open
-            && self.lends_frames()
-            && self.search.matcher.delimiter().is_some()
+        self.buf.len() == self.consumed && self.input == Input::Open && self.lends_frames()
     }
 
     /// Puts back a buffer taken by [`lend_buffer`](Self::lend_buffer), its first `delivered`

@@ -40,6 +40,9 @@ pub const KEPT_FRAME_RATIO: usize = 8;
 /// The buffer size [`KEPT_FRAME_RATIO`] is taken of, at least.
 const MIN_RATIO_BASE: usize = 4096;
 
+/// Frames shorter than this are always copied out of the buffer when handed out as `Bytes`.
+pub(crate) const ALWAYS_COPIED_BELOW: usize = MIN_RATIO_BASE / KEPT_FRAME_RATIO;
+
 /// What the framer does with a delimited frame that grows past [`Framer::max_frame`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]

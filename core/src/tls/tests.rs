@@ -284,7 +284,7 @@ fn a_chat_closes_on_a_tls_failure_with_the_peers_typed_reason() {
         fn first_terminator(&self) -> crate::Terminator {
             "\n".into()
         }
-        fn found_terminator(&mut self, _: &mut crate::Context<'_>, _: bytes::Bytes) {}
+        fn found_terminator(&mut self, _: &mut crate::Context<'_>, _: crate::Frame<'_>) {}
     }
     let mut chat = crate::Chat::new(Quiet).unwrap();
     chat.handle_error(super::stream_error_for_tests(TlsError::NotTls));
@@ -301,7 +301,7 @@ impl crate::Protocol for Smtpish {
     fn first_terminator(&self) -> crate::Terminator {
         "\r\n".into()
     }
-    fn found_terminator(&mut self, ctx: &mut crate::Context<'_>, line: bytes::Bytes) {
+    fn found_terminator(&mut self, ctx: &mut crate::Context<'_>, line: crate::Frame<'_>) {
         let line = String::from_utf8_lossy(&line).into_owned();
         match line.as_str() {
             "STARTTLS" => {

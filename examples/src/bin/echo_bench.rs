@@ -4,7 +4,7 @@
 //! generator in one run.
 //!
 //! ```text
-//! cargo run --release -p asynchat-examples --bin echo_bench -- compare [SECONDS] [ROUNDS] [SERVERS]
+//! cargo run --release -p asynchat-examples --bin echo_bench -- compare [SECONDS] [ROUNDS] [SERVERS|all] [IN_FLIGHT]
 //! cargo run --release -p asynchat-examples --bin echo_bench -- idle [CONNECTIONS] [SERVER,...]
 //! cargo run --release -p asynchat-examples --bin echo_bench -- sweep [SECONDS] [ROUNDS] [LINE_LENS] [THRESHOLDS]
 //! cargo run --release -p asynchat-examples --bin echo_bench -- serve KIND [CERT KEY]
@@ -12,11 +12,12 @@
 //! ```
 //!
 //! `compare` alternates the servers for ROUNDS rounds of SECONDS seconds (default 3 × 5 s) under
-//! 50 connections × 16 lines of 64 bytes in flight and prints the median lines per second of each
+//! 50 connections × IN_FLIGHT lines of 64 bytes in flight (default 16; 1 is request/response)
+//! and prints the median lines per second of each
 //! and their ratio, the median of the ratios within each round (with a 95 % interval, and how
 //! many rounds ours won), and the median CPU time (user and system, from `/proc`) each server
 //! spent per echoed line. SERVERS (comma-separated) keeps the pairs with a server or baseline
-//! of those names: `smol-plain` runs the three smol pairs, `smol-copy` that pair alone. `idle`
+//! of those names: `tokio-rustls` runs the three TLS pairs, `smol-tls` that pair alone. `idle`
 //! opens CONNECTIONS (default 5000) connections to each server, has each echo one line, and
 //! reports the growth of the server's resident memory per idle connection.
 
@@ -29,31 +30,19 @@ use asynchat_core::Config;
 use asynchat_examples::{baselines, echo::Echo, loadgen, raw_echo};
 use asynchat_mio::EventLoop;
 
-/// Pairs compared side by side: each asynchat driver against a plain server on the same runtime
-/// (tokio servers run on a current-thread runtime). Suffixes: none, the `Echo` protocol pushes
-/// every line zero-copy; `-copy`, it copies lines under 256 bytes into the connection's output
-/// buffer (`Context::push_slice`), as `Framed`'s encoder does; `-coalesce`, the outbox copies
-/// pushes under 256 bytes together (`Config::coalesce_below`).
+/// Pairs compared side by side: the example `Echo` with the default `Config` on each driver
+/// against a plain server on the same runtime (tokio servers run on a current-thread runtime).
 ///
-/// Over TLS (`-tls`, `-tls-copy`, against tokio-rustls with `Framed`, `tokio-rustls`): the same certificate
+/// Over TLS (`-tls`, against tokio-rustls with `Framed`, `tokio-rustls`): the same certificate
 /// (ECDSA P-256, made at start), the same rustls configuration and provider (`ring`), so the
 /// same cipher suite, which the table names.
-const PAIRS: [(&str, &str); 15] = [
+const PAIRS: [(&str, &str); 6] = [
     ("asynchat", "raw"),
-    ("asynchat-copy", "raw"),
-    ("asynchat-coalesce", "raw"),
     ("tokio", "tokio-framed"),
-    ("tokio-copy", "tokio-framed"),
-    ("tokio-coalesce", "tokio-framed"),
     ("smol", "smol-plain"),
-    ("smol-copy", "smol-plain"),
-    ("smol-coalesce", "smol-plain"),
     ("asynchat-tls", "tokio-rustls"),
-    ("asynchat-tls-copy", "tokio-rustls"),
     ("tokio-tls", "tokio-rustls"),
-    ("tokio-tls-copy", "tokio-rustls"),
     ("smol-tls", "tokio-rustls"),
-    ("smol-tls-copy", "tokio-rustls"),
 ];
 
 /// Whether a server kind speaks TLS.
@@ -128,12 +117,6 @@ fn parse_kind(kind: &str) -> io::Result<(&str, Kind)> {
         ("asynchat" | "tokio" | "smol", "" | "tls") => {
             Kind::Asynchat(Config::default(), Echo::default())
         }
-        ("asynchat" | "tokio" | "smol", "copy" | "tls-copy") => {
-            Kind::Asynchat(Config::default(), Echo::default().copy_below(256))
-        }
-        ("asynchat" | "tokio" | "smol", "coalesce") => {
-            Kind::Asynchat(Config::default().coalesce_below(256), Echo::default())
-        }
         // `coalesceN`: the outbox copies pushes under N bytes (the threshold sweep).
         ("asynchat" | "tokio" | "smol", v) if v.starts_with("coalesce") => {
             let below = v["coalesce".len()..]
@@ -157,7 +140,8 @@ fn main() -> io::Result<()> {
         Some("compare") => compare(
             Duration::from_secs(arg(1, 5)),
             arg(2, 3) as usize,
-            args.get(3).map(String::as_str),
+            args.get(3).map(String::as_str).filter(|s| *s != "all"),
+            (arg(4, 16) as usize).max(1),
         ),
         Some("idle") => idle(arg(1, 5000) as usize, args.get(2).map(String::as_str)),
         Some("sweep") => sweep(
@@ -355,8 +339,13 @@ fn median_interval(mut v: Vec<f64>) -> Option<(f64, f64)> {
 }
 
 /// Runs the pairs whose baseline or server is named in `only` (comma-separated; all if `None`):
-/// `smol-plain` runs the three smol pairs, `smol-copy` that pair alone.
-fn compare(seconds: Duration, rounds: usize, only: Option<&str>) -> io::Result<()> {
+/// `tokio-rustls` runs the three TLS pairs, `smol-tls` that pair alone.
+fn compare(
+    seconds: Duration,
+    rounds: usize,
+    only: Option<&str>,
+    in_flight: usize,
+) -> io::Result<()> {
     let pairs: Vec<(&str, &str)> = PAIRS
         .into_iter()
         .filter(|(ours, base)| only.is_none_or(|o| o.split(',').any(|k| k == *base || k == *ours)))
@@ -382,6 +371,7 @@ fn compare(seconds: Duration, rounds: usize, only: Option<&str>) -> io::Result<(
             let before = server.cpu_time()?;
             let load = loadgen::Load {
                 tls: is_tls(kind).then(|| cert.client.clone()),
+                in_flight,
                 ..loadgen::Load::standard(server.addr, seconds)
             };
             let report = loadgen::run(&load)?;
