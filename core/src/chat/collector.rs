@@ -29,6 +29,7 @@ impl fmt::Debug for Incoming {
 }
 
 impl Incoming {
+    #[inline]
     pub(super) fn len(&self) -> usize {
         match self {
             Self::Empty => 0,
@@ -54,6 +55,7 @@ impl Incoming {
     }
 
     /// Copies the noted lent frame in, if any: the lend of `lent` ends.
+    #[inline]
     pub(super) fn own(&mut self, lent: Option<&[u8]>) {
         if let Self::Lent(len) = *self {
             let frame = lent.map_or(&[][..], |frame| &frame[..len.min(frame.len())]);
@@ -116,12 +118,6 @@ impl Incoming {
                 self.take().into()
             }
         }
-    }
-
-    /// Whether what is held is the lent frame (which is within the line limit).
-    #[inline]
-    pub(super) fn is_lent(&self) -> bool {
-        matches!(self, Self::Lent(_))
     }
 
     /// What was collected; never a noted lent frame (call [`own`](Self::own) first).

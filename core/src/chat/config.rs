@@ -54,7 +54,10 @@ pub struct Config {
     /// connection takes input (not while backpressure holds it). `None` (the default): none.
     pub frame_timeout: Option<Duration>,
     /// Copy pushes shorter than this together instead of sending each as its own slice
-    /// ([`Outbox::with_coalescing`]); default [`DEFAULT_COALESCE_BELOW`], 0 never copies.
+    /// ([`Outbox::with_coalescing`]); default [`DEFAULT_COALESCE_BELOW`], 0 never copies shared
+    /// pushes. Frames received whole and shorter than this (512 B at least) are also lent to the
+    /// protocol rather than shared (see [`Frame`](crate::Frame)); a lent frame pushed back is
+    /// copied whatever this says.
     pub coalesce_below: usize,
     /// Fairness: the most bytes a driver reads, and the most it writes, for one connection in
     /// one turn (one wake-up of its task, one readiness event of its loop) before the

@@ -105,13 +105,16 @@ impl<P: Protocol> Chat<P> {
     /// threshold lent straight from the receive buffer: to `collect_incoming_data`, then to
     /// `found_terminator` (the same slice, if the default collector took it). Stops at the
     /// first frame this cannot give, for the event loop to deliver the general way. Longer
-    /// frames are shared instead, as pushing them back is then zero-copy.
+    /// frames are shared instead, as pushing them back is then zero-copy (over the outbox's
+    /// threshold).
     ///
     /// The buffer is taken out of the framer meanwhile: the protocol holds the framer through
     /// its context (it may change the terminator) while the frame borrows the buffer.
     fn deliver_lent(&mut self, now: Instant) {
         // Below this a shared frame would be copied out of the buffer anyway.
         let limit = (self.core.outbox.coalesce_below()).max(crate::framer::ALWAYS_COPIED_BELOW);
+        #[cfg(feature = "tracing")]
+        let was_writable = self.core.outbox.is_writable();
         let buf = self.core.framer.lend_buffer();
         let mut delivered = 0;
         while self.core.may_deliver() {
@@ -132,12 +135,8 @@ impl<P: Protocol> Chat<P> {
                 ctx.core.framer.owe_terminator(frame.len());
                 self.protocol
                     .collect_incoming_data(&mut ctx, Frame::lent(frame));
-                // The lent frame itself is within the line limit; anything else collected may
-                // not be.
-                if let Some(error) = (!ctx.core.incoming.is_lent())
-                    .then(|| ctx.core.over_collector_bound())
-                    .flatten()
-                {
+                // The callback may have collected more, or lowered the bound.
+                if let Some(error) = ctx.core.over_collector_bound() {
                     crate::trace::event!(info, %error, "frame over its bound");
                     ctx.core.close_because(CloseReason::Error(error));
                 }
@@ -154,11 +153,18 @@ impl<P: Protocol> Chat<P> {
             ctx.core.clear_frame_deadline();
             let collected = ctx.core.incoming.take_frame(Some(frame));
             self.protocol.found_terminator(&mut ctx, collected);
+            // The frame collected again (a continuation line kept for the next one): it is
+            // copied now, as the note would not hold past this frame.
+            ctx.core.incoming.own(Some(frame));
             if ctx.lent_rest.is_none() {
                 delivered = buf.len();
             }
         }
         self.core.framer.restore_buffer(buf, delivered);
+        #[cfg(feature = "tracing")]
+        if was_writable && !self.core.outbox.is_writable() {
+            tracing::debug!(queued = self.core.outbox.cost(), "backpressure on");
+        }
     }
 
     pub(super) fn deliver_terminator(&mut self, now: Instant) {

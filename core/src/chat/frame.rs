@@ -15,8 +15,8 @@ use super::{Context, Protocol};
 /// length of the callback: reading it costs nothing, no reference count, no copy. It becomes an
 /// owned [`Bytes`] only if the protocol keeps it ([`into_bytes`](Self::into_bytes)), and
 /// pushing it back copies it into the output buffer, as the outbox does with short pushes
-/// anyway. Frames that arrived in pieces, and long ones, come as shared `Bytes` that are kept
-/// and pushed without a copy. Either way a `Frame` reads as `&[u8]` (it dereferences to one).
+/// anyway. Frames that arrived in pieces, and long ones, come as shared `Bytes`, pushed back
+/// without a copy. Either way a `Frame` reads as `&[u8]` (it dereferences to one).
 ///
 /// ```
 /// use asynchat_core::{Bytes, Context, Frame, Protocol, Terminator};

@@ -152,11 +152,22 @@ impl Core {
     /// Whether the default collector holds more than its bound: the line limit for a delimited
     /// or until-EOF frame (the peer's fault), the counted-frame bound for a count (the
     /// protocol's, checked against the whole count as soon as its first byte is held).
+    #[inline]
     pub(super) fn over_collector_bound(&self) -> Option<Error> {
         let held = self.incoming.len();
         if held == 0 {
             return None;
         }
+        if self.framer.delimits() {
+            // The common case (a line being collected), without building the terminator.
+            let limit = self.framer.max_frame();
+            return (held > limit).then(|| PeerError::FrameTooLong { limit }.into());
+        }
+        self.over_counted_bound(held)
+    }
+
+    #[inline(never)]
+    fn over_counted_bound(&self, held: usize) -> Option<Error> {
         let counting = match self.framer.terminator() {
             Terminator::Count(0) => self.framer.owes_terminator(),
             Terminator::Count(_) => true,

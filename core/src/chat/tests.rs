@@ -881,6 +881,68 @@ fn bytes_collected_from_elsewhere_are_copied_not_taken_for_the_lent_frame() {
 }
 
 #[test]
+fn a_lent_frame_collected_again_in_found_terminator_joins_the_next_frame() {
+    // Continuation lines: a line ending in `\` is collected again, to prefix the next one. The
+    // collector must copy it before the next frame is lent.
+    struct Continued(Vec<Vec<u8>>);
+    impl Protocol for Continued {
+        fn first_terminator(&self) -> Terminator {
+            "\n".into()
+        }
+        fn found_terminator(&mut self, ctx: &mut Context<'_>, line: Frame<'_>) {
+            if line.ends_with(b"\\") {
+                ctx.collect(line);
+            } else {
+                self.0.push(line.to_vec());
+            }
+        }
+    }
+    let cases: [(&str, &[&str]); 3] = [
+        ("a\\\ncd\nef\n", &["a\\cd", "ef"]),
+        ("ab\\\ncd\n", &["ab\\cd"]),
+        ("ab\\\nc\\\nd\n", &["ab\\c\\d"]),
+    ];
+    for (input, lines) in cases {
+        let expected: Vec<Vec<u8>> = lines.iter().map(|l| l.as_bytes().to_vec()).collect();
+        let mut whole = Harness::new(Continued(Vec::new()));
+        whole.send(input);
+        assert_eq!(whole.protocol().0, expected, "{input:?} in one read");
+        let mut bytewise = Harness::new(Continued(Vec::new()));
+        for b in input.bytes() {
+            bytewise.send([b]);
+        }
+        assert_eq!(bytewise.protocol().0, expected, "{input:?} byte by byte");
+    }
+}
+
+#[test]
+fn a_line_limit_lowered_in_collect_incoming_data_applies_to_the_lent_frame() {
+    struct Lower;
+    impl Protocol for Lower {
+        fn first_terminator(&self) -> Terminator {
+            "\n".into()
+        }
+        fn collect_incoming_data(&mut self, ctx: &mut Context<'_>, data: Frame<'_>) {
+            ctx.collect(data);
+            ctx.set_max_frame(2);
+        }
+        fn found_terminator(&mut self, ctx: &mut Context<'_>, line: Frame<'_>) {
+            ctx.push(line);
+        }
+    }
+    let mut h = Harness::new(Lower);
+    h.send("abcdef\n");
+    assert_eq!(
+        h.chat().close_reason(),
+        Some(&CloseReason::Error(
+            PeerError::FrameTooLong { limit: 2 }.into()
+        )),
+        "as when the line arrives in pieces"
+    );
+    assert!(h.take_output().is_empty());
+}
+
+#[test]
 fn a_lent_frame_kept_outlives_the_buffer_it_was_lent_from() {
     struct Keep(Vec<Bytes>);
     impl Protocol for Keep {

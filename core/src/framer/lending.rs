@@ -86,7 +86,7 @@ impl Framer {
     /// owed.
     #[inline]
     pub(crate) fn lends_frames(&self) -> bool {
-        self.frame_len == 0 && self.is_steady() && self.search.matcher.delimiter().is_some()
+        self.frame_len == 0 && self.is_steady() && self.delimits()
     }
 
     /// Whether polling can only find nothing: every byte delivered, the input open, a

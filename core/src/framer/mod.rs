@@ -277,6 +277,7 @@ impl Framer {
 
     /// The longest frame accepted, in bytes of content.
     #[must_use]
+    #[inline]
     pub fn max_frame(&self) -> usize {
         self.max_frame
     }
@@ -460,6 +461,12 @@ impl Framer {
     #[cfg(test)]
     pub(crate) fn capacity(&self) -> usize {
         self.buf.capacity()
+    }
+
+    /// Whether a delimiter ends the current frame (not a count, not the end of the stream).
+    #[inline]
+    pub(crate) fn delimits(&self) -> bool {
+        self.search.matcher.delimiter().is_some()
     }
 
     /// Whether a frame's end is known but not yet delivered.

@@ -167,7 +167,11 @@ fn main() -> io::Result<()> {
                 tls,
                 ..loadgen::Load::standard(addr, Duration::from_secs(arg(2, 5)))
             })?;
-            println!("{:.0} lines/s", report.per_second());
+            println!(
+                "{:.0} lines/s {} lines",
+                report.per_second(),
+                report.all_responses
+            );
             Ok(())
         }
         _ => {

@@ -1,0 +1,438 @@
+"""Every table of BENCHMARKS.md, measured side by side in one run: scripts/bench-all runs this
+after building the release binaries. Prints the whole file to stdout, progress to stderr.
+
+Servers are children of this script, stopped by PID; every socket is on 127.0.0.1. CPU time per
+request is read from /proc/PID/stat (user + system, in ticks of 10 ms) before and after each
+load, for every process of the server (nginx: master and worker)."""
+import datetime
+import json
+import os
+import pathlib
+import platform
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+BIN = ROOT / "target" / "release"
+DRIVERS = ["mio", "tokio", "smol"]
+ROUNDS = 3
+
+
+def log(*args):
+    print(*args, file=sys.stderr, flush=True)
+
+
+def run(cmd, **kw):
+    log("$", " ".join(str(c) for c in cmd))
+    return subprocess.run(cmd, check=True, text=True, capture_output=True, **kw).stdout
+
+
+def cpu_seconds(pids):
+    total = 0
+    for pid in pids:
+        stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
+        fields = stat.rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid):
+    out = []
+    for task in pathlib.Path(f"/proc/{pid}/task").iterdir():
+        out += [int(c) for c in (task / "children").read_text().split()]
+    return out
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port, proc, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listening on {port}")
+
+
+class Server:
+    """A server process of ours or a reference one, on a port of its own."""
+
+    def __init__(self, cmd, port, extra_pids=False):
+        log("$", " ".join(str(c) for c in cmd))
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.port = port
+        wait_for_port(port, self.proc)
+        # nginx forks its worker after binding: give it the time to exist.
+        time.sleep(0.3 if extra_pids else 0.05)
+        self.pids = [self.proc.pid] + (children(self.proc.pid) if extra_pids else [])
+
+    def cpu(self):
+        return cpu_seconds(self.pids)
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def ours(name, driver, *args):
+    port = free_port()
+    cmd = [BIN / name, "--driver", driver, "--listen", f"127.0.0.1:{port}", *args]
+    return Server(cmd, port)
+
+
+def ratio(a, b):
+    return f"**{a / b:.2f}**" if b else "—"
+
+
+def verdict(value, target, lower_is_better=True):
+    met = value <= target if lower_is_better else value >= target
+    return "met" if met else "**not met**"
+
+
+# ---------------------------------------------------------------------------------------------
+# Framing
+
+
+def framing(targets):
+    env = dict(os.environ, BENCH_MIB="16")
+    subprocess.run(
+        ["cargo", "bench", "-q", "-p", "asynchat-core", "--bench", "framer", "--", "chunk64k"],
+        check=True, cwd=ROOT, env=env, stdout=sys.stderr,
+    )
+    python = json.loads(run([sys.executable, ROOT / "core" / "benches" / "python_asynchat.py"],
+                            env=env))
+    crit = ROOT / "target" / "criterion"
+
+    def mb_per_s(group, impl):
+        d = crit / group / impl / "new"
+        est = json.loads((d / "estimates.json").read_text())
+        nbytes = json.loads((d / "benchmark.json").read_text())["throughput"]["Bytes"]
+        return nbytes / (est["median"]["point_estimate"] / 1e9) / 1e6
+
+    out = ["| terminator, line | `poll_frame` MB/s | `poll_frame_ref` MB/s | `poll_event` MB/s "
+           "| tokio-util `LinesCodec` MB/s | Python 3.11 `asynchat` MB/s "
+           "| `poll_frame` : `LinesCodec` | `poll_frame` : Python |",
+           "|---|---|---|---|---|---|---|---|"]
+    worst = None
+    for delim in ("lf", "crlf"):
+        for line in (16, 64, 1024):
+            key = f"{delim}/line{line}/chunk64k"
+            group = key.replace("/", "_")
+            f = {i: mb_per_s(group, i) for i in
+                 ("framer-frames", "framer-borrowed", "framer-events", "tokio-lines")}
+            py = python[key] / 1e6
+            vs_py = f["framer-frames"] / py
+            worst = vs_py if worst is None else min(worst, vs_py)
+            shown = "\\n" if delim == "lf" else "\\r\\n"
+            out.append(
+                f"| `{shown}`, {line} B "
+                f"| {f['framer-frames']:.0f} | {f['framer-borrowed']:.0f} "
+                f"| {f['framer-events']:.0f} | {f['tokio-lines']:.0f} | {py:.1f} "
+                f"| {ratio(f['framer-frames'], f['tokio-lines'])} | **{vs_py:.0f}** |")
+    targets.append(("framer throughput, against Python's `asynchat` (CPU per line, one core)",
+                    "≥ 20×", f"{worst:.0f}× at the least", verdict(worst, 20, False)))
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# Echo: echo_bench prints its own tables
+
+
+ECHO_TARGETS = {"asynchat": ("mio", "the hand-written mio echo", 1.0),
+                "tokio": ("tokio", "`Framed`", 0.85),
+                "smol": ("smol", "plain smol", 1.0)}
+
+
+def echo_table(args, targets, load):
+    table = run([BIN / "echo_bench", "compare", *args], cwd=ROOT)
+    for row in table.splitlines():
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        if len(cells) < 8 or cells[0] not in ECHO_TARGETS:
+            continue
+        driver, base, cpu_target = ECHO_TARGETS[cells[0]]
+        a, b = (float(x) for x in cells[7].split(":"))
+        rps = float(cells[4].strip("*"))
+        targets.append((f"echo on {driver} against {base}, {load}: CPU per line", f"≤ {cpu_target}×",
+                        f"{a / b:.2f}×", verdict(a / b, cpu_target)))
+        targets.append((f"echo on {driver} against {base}, {load}: lines/s", "≥ 1.0×",
+                        f"{rps:.2f}×", verdict(rps, 1.0, False)))
+    return table.strip()
+
+
+# ---------------------------------------------------------------------------------------------
+# Threads
+
+
+def threads():
+    out = ["| driver | lines/s, 1 thread | lines/s, 2 threads | 2 : 1 | CPU ns/line, 1 thread "
+           "| CPU ns/line, 2 threads |", "|---|---|---|---|---|---|"]
+    for driver in DRIVERS:
+        got = {}
+        for n in (1, 2):
+            rates, cpus = [], []
+            for _ in range(2):
+                with ours("echo", driver, "--threads", str(n)) as server:
+                    before = server.cpu()
+                    line = run([BIN / "echo_bench", "load", f"127.0.0.1:{server.port}", "4"])
+                    used = server.cpu() - before
+                m = re.match(r"(\d+) lines/s (\d+) lines", line)
+                rates.append(float(m[1]))
+                cpus.append(used * 1e9 / max(1, int(m[2])))
+            got[n] = (statistics.median(rates), statistics.median(cpus))
+        (r1, c1), (r2, c2) = got[1], got[2]
+        out.append(f"| {driver} | {r1:,.0f} | {r2:,.0f} | {ratio(r2, r1)} | {c1:.0f} | {c2:.0f} |")
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# resp against redis-server
+
+
+RESP_TESTS = ["ping", "set", "get", "incr", "lpush", "mset"]
+
+
+def redis_benchmark(port, test, pipeline, requests):
+    csv = run(["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-c", "50",
+               "-n", str(requests), "-P", str(pipeline), "-t", test, "-r", "100000", "--csv"])
+    rows = [r for r in csv.splitlines() if r and not r.startswith('"test"')]
+    rps = statistics.mean(float(r.split(",")[1].strip('"')) for r in rows)
+    return rps, requests * len(rows)
+
+
+def resp(targets):
+    servers = [("redis-server", None)] + [("resp", d) for d in DRIVERS]
+    results = {}  # (server, test, pipeline) -> [(rps, cpu ns/request)]
+    for _ in range(ROUNDS):
+        for name, driver in servers:
+            if driver is None:
+                port = free_port()
+                server = Server(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                                 "--save", "", "--appendonly", "no", "--protected-mode", "no"],
+                                port)
+            else:
+                server = ours("resp", driver)
+            label = name if driver is None else f"resp, {driver}"
+            with server:
+                for pipeline, requests in ((16, 1_000_000), (1, 100_000)):
+                    for test in RESP_TESTS:
+                        before = server.cpu()
+                        rps, done = redis_benchmark(server.port, test, pipeline, requests)
+                        ns = (server.cpu() - before) * 1e9 / done
+                        results.setdefault((label, test, pipeline), []).append((rps, ns))
+    med = {k: (statistics.median(r for r, _ in v), statistics.median(c for _, c in v))
+           for k, v in results.items()}
+    out = []
+    for pipeline, what in ((16, "pipelined (`-P 16`)"), (1, "not pipelined (`-P 1`)")):
+        out.append(f"\n{what}, 50 connections: requests/s, server CPU ns per request, and the "
+                   "ratios to redis-server's\n")
+        head = "| test | redis-server rps | redis-server CPU ns |"
+        for d in DRIVERS:
+            head += f" resp {d} rps | CPU ns | rps ratio | CPU ratio |"
+        out += [head, "|---|---|---|" + "---|---|---|---|" * len(DRIVERS)]
+        for test in RESP_TESTS:
+            rr, rc = med[("redis-server", test, pipeline)]
+            row = f"| {test.upper()} | {rr:,.0f} | {rc:.0f} |"
+            for d in DRIVERS:
+                r, c = med[(f"resp, {d}", test, pipeline)]
+                row += f" {r:,.0f} | {c:.0f} | {ratio(r, rr)} | {ratio(c, rc)} |"
+                if pipeline == 16:
+                    targets.append((f"resp on {d}, {test.upper()} `-P 16`: CPU per request", "≤ 1.0×",
+                                    f"{c / rc:.2f}×", verdict(c / rc, 1.0)))
+                else:
+                    targets.append((f"resp on {d}, {test.upper()} `-P 1`: requests/s", "≥ 1.0×",
+                                    f"{r / rr:.2f}×", verdict(r / rr, 1.0, False)))
+            out.append(row)
+    return "\n".join(out).strip()
+
+
+# ---------------------------------------------------------------------------------------------
+# httpd against nginx
+
+
+NGINX_CONF = """worker_processes 1;
+daemon off;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 1000000;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    default_type text/html;
+    server {{
+        listen 127.0.0.1:{port};
+        root {root};
+    }}
+}}
+"""
+
+
+def wrk(port, seconds):
+    out = run(["wrk", "-t1", "-c50", f"-d{seconds}s", f"http://127.0.0.1:{port}/1k.html"])
+    total = int(re.search(r"(\d+) requests in", out)[1])
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])
+    if "Non-2xx" in out:
+        raise RuntimeError("wrk saw errors:\n" + out)
+    return rps, total
+
+
+def httpd(targets):
+    work = pathlib.Path(tempfile.mkdtemp(prefix="asynchat-bench-"))
+    try:
+        root = work / "www"
+        root.mkdir()
+        (root / "1k.html").write_bytes(b"x" * 1023 + b"\n")
+        os.chmod(work, 0o755)
+        results = {}
+        for _ in range(ROUNDS):
+            for driver in [None] + DRIVERS:
+                if driver is None:
+                    port = free_port()
+                    conf = work / "nginx.conf"
+                    conf.write_text(NGINX_CONF.format(dir=work, port=port, root=root))
+                    server = Server(["nginx", "-c", conf, "-p", work], port, extra_pids=True)
+                    label = "nginx"
+                else:
+                    server = ours("httpd", driver, "--root", root)
+                    label = driver
+                with server:
+                    wrk(server.port, 1)  # warm-up: caches, connection set-up
+                    before = server.cpu()
+                    rps, total = wrk(server.port, 4)
+                    ns = (server.cpu() - before) * 1e9 / total
+                results.setdefault(label, []).append((rps, ns))
+        med = {k: (statistics.median(r for r, _ in v), statistics.median(c for _, c in v))
+               for k, v in results.items()}
+        nr, nc = med["nginx"]
+        out = ["| server | requests/s | server CPU ns per request | rps ratio | CPU ratio |",
+               "|---|---|---|---|---|", f"| nginx, one worker | {nr:,.0f} | {nc:.0f} | | |"]
+        for d in DRIVERS:
+            r, c = med[d]
+            out.append(f"| httpd, {d} | {r:,.0f} | {c:.0f} | {ratio(r, nr)} | {ratio(c, nc)} |")
+            targets.append((f"httpd on {d} against nginx: CPU per request", "≤ 1.0×",
+                            f"{c / nc:.2f}×", verdict(c / nc, 1.0)))
+        return "\n".join(out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def idle(targets):
+    table = run([BIN / "echo_bench", "idle", "5000"], cwd=ROOT).strip()
+    limits = {"asynchat": ("mio", 512), "tokio": ("tokio", 1536), "smol": ("smol", 1536)}
+    for row in table.splitlines():
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        if cells and cells[0] in limits:
+            driver, limit = limits[cells[0]]
+            per = float(re.match(r"[\d.]+", cells[3].replace(",", ""))[0])
+            targets.append((f"idle connection on {driver}: RSS", f"≤ {limit} B", f"{per:.0f} B",
+                            verdict(per, limit)))
+    return table
+
+
+def machine():
+    cpu = next((l.split(":", 1)[1].strip() for l in
+                pathlib.Path("/proc/cpuinfo").read_text().splitlines()
+                if l.startswith("model name")), platform.processor())
+    mem = int(pathlib.Path("/proc/meminfo").read_text().split()[1]) / 2**20
+    rustc = run(["rustc", "--version"]).strip()
+    return (f"{os.cpu_count()} × {cpu}, {mem:.0f} GiB, Linux {platform.release()}; {rustc}; "
+            f"{run(['redis-server', '--version']).split()[2]}, "
+            f"{subprocess.run(['nginx', '-v'], capture_output=True, text=True).stderr.strip()}, "
+            f"{run([sys.executable, '--version']).strip()}")
+
+
+def main():
+    started = time.monotonic()
+    targets = []
+    sections = [
+        ("Framing", "Frames from 16 MiB of lines fed in 64 KiB chunks (criterion, `cargo bench "
+         "-p asynchat-core --bench framer`), against tokio-util's `LinesCodec` and Python 3.11's "
+         "`asynchat` on the same input (`core/benches/python_asynchat.py`), one core each.",
+         lambda: framing(targets)),
+        ("Echo, pipelined", "The `echo` example's protocol with the default `Config`, on each "
+         "driver, against the plain server a user of that runtime would write; 50 connections × "
+         "16 lines of 64 B in flight (`echo_bench compare 3 3 all`). The load generator (one "
+         "thread) shares the two cores with the server: it limits lines/s, not CPU per line.",
+         lambda: echo_table(["3", "3", "raw,tokio-framed,smol-plain", "16"], targets,
+                            "pipelined")),
+        ("Echo, request/response", "The same servers, 50 connections × 1 line in flight "
+         "(`echo_bench compare 3 3 raw,tokio-framed,smol-plain 1`): a system call or two per line, "
+         "so the kernel's work dominates.",
+         lambda: echo_table(["3", "3", "raw,tokio-framed,smol-plain", "1"], targets,
+                            "request/response")),
+        ("Echo over TLS", "The same echo over TLS 1.3 on each driver against tokio-rustls with "
+         "`Framed`: one certificate (ECDSA P-256), one rustls configuration (`ring`) "
+         "(`echo_bench compare 3 3 tokio-rustls`).",
+         lambda: echo_table(["3", "3", "tokio-rustls"], [], "TLS")),
+        ("1 and 2 threads", "`echo --threads N` on each driver under the pipelined load "
+         "(`echo_bench load`), median of 2 runs of 4 s. The load generator holds one of the two "
+         "cores, so a second server thread has no core of its own here.",
+         threads),
+        ("resp against redis-server", "`resp` (one thread) and redis-server (no persistence), "
+         "each driven by `redis-benchmark -c 50 -r 100000 -t TEST`, median of 3 alternating "
+         "rounds. redis-benchmark shares the two cores with the server.",
+         lambda: resp(targets)),
+        ("httpd against nginx", "A 1 KiB file, `wrk -t1 -c50` for 4 s after 1 s of warm-up, "
+         "median of 3 alternating rounds; nginx with one worker, `sendfile`, no access log. wrk "
+         "shares the two cores with the server.",
+         lambda: httpd(targets)),
+        ("Idle memory", "Growth of the server's resident memory per idle connection, 5 000 "
+         "connections that each echoed one line (`echo_bench idle 5000`).",
+         lambda: idle(targets)),
+    ]
+    body = []
+    for title, what, measure in sections:
+        log(f"== {title}")
+        body.append(f"## {title}\n\n{what}\n\n{measure()}\n")
+    minutes = (time.monotonic() - started) / 60
+    print("# Benchmarks\n")
+    print("Every figure below comes from one run of `scripts/bench-all > BENCHMARKS.md` "
+          f"(about {minutes:.0f} minutes here), which measures each table side by side. Server CPU "
+          "time per request (user and system, from `/proc/PID/stat`) is the stable figure, about "
+          "±5 % from run to run; requests per second moves ±15 % on this shared machine. Why each "
+          "optimisation exists is in the core's manual (`asynchat_core::manual::performance`).\n")
+    print(f"- **Machine:** {machine()}")
+    print(f"- **Date:** {datetime.date.today().isoformat()}\n")
+    print("## Against the targets\n")
+    print("| figure | target | measured | |\n|---|---|---|---|")
+    for row in targets:
+        print("| " + " | ".join(row) + " |")
+    print()
+    print("\n".join(body), end="")
+
+
+if __name__ == "__main__":
+    main()
