@@ -147,28 +147,63 @@ enum Reply {
 }
 
 impl Reply {
+    /// Writes the reply straight into the connection's output buffer: no allocation, a long
+    /// value pushed as it is.
     fn write(self, ctx: &mut Context<'_>) {
+        let mut digits = Decimal::default();
         match self {
-            Self::Ok => ctx.push("+OK\r\n"),
-            Self::Simple(s) => ctx.push(format!("+{s}\r\n")),
+            Self::Ok => ctx.push_slice(b"+OK\r\n"),
+            Self::Simple(s) => ctx.push_slices(&[b"+", s.as_bytes(), b"\r\n"]),
             // An error may quote the client's arguments: a line break in it would end the reply
             // early and make the client read the rest as another (Redis turns them into spaces).
             Self::Error(e) => ctx.push(format!("-{}\r\n", e.replace(['\r', '\n'], " "))),
-            Self::Integer(n) => ctx.push(format!(":{n}\r\n")),
-            Self::Nil => ctx.push("$-1\r\n"),
-            Self::NilArray => ctx.push("*-1\r\n"),
-            Self::Bulk(b) => {
-                ctx.push(format!("${}\r\n", b.len()));
-                ctx.push(b);
-                ctx.push("\r\n");
-            }
+            Self::Integer(n) => ctx.push_slices(&[b":", digits.of(n), b"\r\n"]),
+            Self::Nil => ctx.push_slice(b"$-1\r\n"),
+            Self::NilArray => ctx.push_slice(b"*-1\r\n"),
+            Self::Bulk(b) => Self::bulk(ctx, &mut digits, b),
             Self::Array(items) => {
-                ctx.push(format!("*{}\r\n", items.len()));
+                ctx.push_slices(&[b"*", digits.of(items.len() as i64), b"\r\n"]);
                 for item in items {
                     item.write(ctx);
                 }
             }
         }
+    }
+
+    fn bulk(ctx: &mut Context<'_>, digits: &mut Decimal, value: Bytes) {
+        let len = digits.of(value.len() as i64);
+        if value.len() < asynchat_core::outbox::DEFAULT_COALESCE_BELOW {
+            ctx.push_slices(&[b"$", len, b"\r\n", &value, b"\r\n"]);
+        } else {
+            // Long enough to go out as its own slice, shared with the store.
+            ctx.push_slices(&[b"$", len, b"\r\n"]);
+            ctx.push(value);
+            ctx.push_slice(b"\r\n");
+        }
+    }
+}
+
+/// An `i64` in decimal, formatted on the stack.
+#[derive(Default)]
+struct Decimal([u8; 20]);
+
+impl Decimal {
+    fn of(&mut self, n: i64) -> &[u8] {
+        let mut at = self.0.len();
+        let mut rest = n.unsigned_abs();
+        loop {
+            at -= 1;
+            self.0[at] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        if n < 0 {
+            at -= 1;
+            self.0[at] = b'-';
+        }
+        &self.0[at..]
     }
 }
 
@@ -195,13 +230,83 @@ fn parse_strict_int(b: &[u8]) -> Option<i64> {
     parse_int(b).filter(|n| n.to_string().as_bytes() == b)
 }
 
+/// The arguments of the command being read: short ones copied back to back into one buffer
+/// (no allocation per argument), long ones kept as the shared frames they came in.
+#[derive(Debug, Default)]
+struct Args {
+    bytes: Vec<u8>,
+    spans: Vec<Span>,
+}
+
+#[derive(Debug)]
+enum Span {
+    Copied(std::ops::Range<usize>),
+    Shared(Bytes),
+}
+
+/// Arguments handed to a command on the stack; more (an `MSET` of many pairs) take a `Vec`.
+const ARGS_ON_STACK: usize = 24;
+
+/// The buffer kept between commands: what is over it is given back once the command ran.
+const ARGS_KEPT: usize = 16 << 10;
+
+impl Args {
+    fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    fn push(&mut self, arg: &[u8], shared: Option<Bytes>) {
+        match shared {
+            Some(bytes) => self.spans.push(Span::Shared(bytes)),
+            None => {
+                let start = self.bytes.len();
+                self.bytes.extend_from_slice(arg);
+                self.spans.push(Span::Copied(start..self.bytes.len()));
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        self.spans.clear();
+        self.bytes.clear();
+        if self.bytes.capacity() > ARGS_KEPT {
+            self.bytes = Vec::new();
+        }
+        if self.spans.capacity() > ARGS_KEPT {
+            self.spans = Vec::new();
+        }
+    }
+
+    /// Runs `f` on the arguments, each a [`Frame`]: lent from the buffer, or shared.
+    fn with<R>(&self, f: impl FnOnce(&[Frame<'_>]) -> R) -> R {
+        let frame = |span: &Span| match span {
+            Span::Copied(range) => Frame::lent(&self.bytes[range.clone()]),
+            Span::Shared(bytes) => Frame::from(bytes.clone()),
+        };
+        if self.spans.len() <= ARGS_ON_STACK {
+            let mut on_stack = [const { Frame::new() }; ARGS_ON_STACK];
+            for (slot, span) in on_stack.iter_mut().zip(&self.spans) {
+                *slot = frame(span);
+            }
+            f(&on_stack[..self.spans.len()])
+        } else {
+            f(&self.spans.iter().map(frame).collect::<Vec<_>>())
+        }
+    }
+}
+
+/// An argument as the store keeps it: a copy of a lent one, a shared one as it is.
+fn owned(arg: &Frame<'_>) -> Bytes {
+    arg.clone().into_bytes()
+}
+
 /// The Redis-protocol server side of one connection.
 #[derive(Debug)]
 pub struct Resp {
     store: Arc<Store>,
     clock: fn() -> SystemTime,
     reading: Reading,
-    args: Vec<Bytes>,
+    args: Args,
     command_bytes: u64,
     closing: bool,
 }
@@ -214,7 +319,7 @@ impl Resp {
             store,
             clock: SystemTime::now,
             reading: Reading::Request,
-            args: Vec::new(),
+            args: Args::default(),
             command_bytes: 0,
             closing: false,
         }
@@ -238,13 +343,15 @@ impl Resp {
 
     fn request_line(&mut self, ctx: &mut Context<'_>, line: &[u8]) {
         let Some(header) = line.strip_prefix(b"*") else {
-            let args: Vec<Bytes> = line
+            self.args.clear();
+            for arg in line
                 .split(|b| b.is_ascii_whitespace())
                 .filter(|a| !a.is_empty())
-                .map(Bytes::copy_from_slice)
-                .collect();
-            if !args.is_empty() {
-                self.execute(ctx, args);
+            {
+                self.args.push(arg, None);
+            }
+            if self.args.len() > 0 {
+                self.execute(ctx);
             }
             return;
         };
@@ -253,7 +360,7 @@ impl Resp {
             Some(n) if n <= 0 => {}
             Some(n) if n.unsigned_abs() <= MAX_ARGS => {
                 let total = n.unsigned_abs();
-                self.args = Vec::with_capacity(total.min(64) as usize);
+                self.args.clear();
                 self.command_bytes = 0;
                 self.reading = Reading::BulkHeader { total };
             }
@@ -283,39 +390,63 @@ impl Resp {
         }
     }
 
-    fn bulk(&mut self, ctx: &mut Context<'_>, mut data: Bytes, total: u64) {
+    fn bulk(&mut self, ctx: &mut Context<'_>, data: Frame<'_>, total: u64) {
         if !data.ends_with(b"\r\n") {
             return self.protocol_error(ctx, "bulk string not ended by CRLF");
         }
-        data.truncate(data.len() - 2);
-        self.args.push(data);
+        let len = data.len() - 2;
+        if data.is_lent() {
+            self.args.push(&data[..len], None);
+        } else {
+            let mut value = data.into_bytes();
+            value.truncate(len);
+            self.args.push(&[], Some(value));
+        }
         set_delimiter(ctx, b"\n");
         if self.args.len() as u64 == total {
             self.reading = Reading::Request;
-            let args = std::mem::take(&mut self.args);
-            self.execute(ctx, args);
+            self.execute(ctx);
         } else {
             self.reading = Reading::BulkHeader { total };
         }
     }
 
-    fn execute(&mut self, ctx: &mut Context<'_>, args: Vec<Bytes>) {
-        let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
-        if name == "quit" {
-            Reply::Ok.write(ctx);
+    /// Runs the command whose arguments were read, and forgets them.
+    fn execute(&mut self, ctx: &mut Context<'_>) {
+        let now = ctx.now();
+        let (reply, quit) = self.args.with(|args| {
+            // Command names are short and ASCII: lower-cased on the stack.
+            let mut lower = [0u8; 16];
+            let owned_name;
+            let name = match lower.get_mut(..args[0].len()) {
+                Some(lower) => {
+                    lower.copy_from_slice(&args[0]);
+                    lower.make_ascii_lowercase();
+                    std::str::from_utf8(lower).unwrap_or("\u{fffd}")
+                }
+                None => {
+                    owned_name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
+                    &owned_name
+                }
+            };
+            if name == "quit" {
+                return (Reply::Ok, true);
+            }
+            (self.command(name, args, now), false)
+        });
+        self.args.clear();
+        reply.write(ctx);
+        if quit {
             self.closing = true;
             ctx.close_when_done();
-            return;
         }
-        let reply = self.command(&name, &args, ctx.now());
-        reply.write(ctx);
     }
 
-    fn command(&self, name: &str, args: &[Bytes], now: Instant) -> Reply {
+    fn command(&self, name: &str, args: &[Frame<'_>], now: Instant) -> Reply {
         let rest = &args[1..];
         match (name, rest.len()) {
             ("ping", 0) => Reply::Simple("PONG"),
-            ("ping", 1) | ("echo", 1) => Reply::Bulk(rest[0].clone()),
+            ("ping", 1) | ("echo", 1) => Reply::Bulk(owned(&rest[0])),
             ("ping" | "echo", _) => arity(name),
             ("get", 1) => {
                 let mut map = self.store.map();
@@ -362,9 +493,9 @@ impl Resp {
                 let mut map = self.store.map();
                 for pair in rest.chunks_exact(2) {
                     map.insert(
-                        pair[0].clone(),
+                        owned(&pair[0]),
                         Entry {
-                            value: Value::Str(pair[1].clone()),
+                            value: Value::Str(owned(&pair[1])),
                             expires: None,
                         },
                     );
@@ -433,7 +564,7 @@ impl Resp {
         }
     }
 
-    fn set(&self, rest: &[Bytes], now: Instant) -> Reply {
+    fn set(&self, rest: &[Frame<'_>], now: Instant) -> Reply {
         let (key, value) = (&rest[0], &rest[1]);
         let (mut ttl, mut nx, mut xx) = (None, false, false);
         let mut options = rest[2..].iter();
@@ -466,13 +597,14 @@ impl Resp {
         if (nx && exists) || (xx && !exists) {
             return Reply::Nil;
         }
-        map.insert(
-            key.clone(),
-            Entry {
-                value: Value::Str(value.clone()),
-                expires,
-            },
-        );
+        let value = Value::Str(owned(value));
+        match map.get_mut(&key[..]) {
+            // The key kept: no copy of it.
+            Some(entry) => *entry = Entry { value, expires },
+            None => {
+                map.insert(owned(key), Entry { value, expires });
+            }
+        }
         Reply::Ok
     }
 
@@ -500,7 +632,7 @@ impl Resp {
             .ok_or_else(invalid)
     }
 
-    fn add(&self, key: &Bytes, by: i64, now: Instant) -> Reply {
+    fn add(&self, key: &Frame<'_>, by: i64, now: Instant) -> Reply {
         let mut map = self.store.map();
         let (current, expires) = match live(&mut map, key, now) {
             None => (0, None),
@@ -516,13 +648,13 @@ impl Resp {
         let Some(next) = current.checked_add(by) else {
             return Reply::Error("ERR increment or decrement would overflow".into());
         };
-        map.insert(
-            key.clone(),
-            Entry {
-                value: Value::Str(Bytes::from(next.to_string())),
-                expires,
-            },
-        );
+        let value = Value::Str(Bytes::copy_from_slice(Decimal::default().of(next)));
+        match map.get_mut(&key[..]) {
+            Some(entry) => *entry = Entry { value, expires },
+            None => {
+                map.insert(owned(key), Entry { value, expires });
+            }
+        }
         Reply::Integer(next)
     }
 
@@ -531,7 +663,7 @@ impl Resp {
     /// is removed.
     fn with_aggregate(
         &self,
-        key: &Bytes,
+        key: &Frame<'_>,
         now: Instant,
         new: Option<fn() -> Value>,
         missing: Reply,
@@ -541,7 +673,7 @@ impl Resp {
         let entry = match (live(&mut map, key, now), new) {
             (Some(entry), _) => entry,
             (None, None) => return missing,
-            (None, Some(new)) => map.entry(key.clone()).or_insert(Entry {
+            (None, Some(new)) => map.entry(owned(key)).or_insert(Entry {
                 value: new(),
                 expires: None,
             }),
@@ -557,7 +689,7 @@ impl Resp {
     }
 
     /// `LPUSH` / `RPUSH`: the list's length after.
-    fn push(&self, rest: &[Bytes], now: Instant, front: bool) -> Reply {
+    fn push(&self, rest: &[Frame<'_>], now: Instant, front: bool) -> Reply {
         let new: fn() -> Value = || Value::List(Box::default());
         self.with_aggregate(&rest[0], now, Some(new), Reply::Nil, |value| {
             let Value::List(list) = value else {
@@ -565,9 +697,9 @@ impl Resp {
             };
             for item in &rest[1..] {
                 if front {
-                    list.push_front(item.clone());
+                    list.push_front(owned(item));
                 } else {
-                    list.push_back(item.clone());
+                    list.push_back(owned(item));
                 }
             }
             Reply::Integer(list.len() as i64)
@@ -576,7 +708,7 @@ impl Resp {
 
     /// `LPOP` / `RPOP` / `SPOP`, with or without a count: one bulk (nil if missing), or an
     /// array of up to `count`.
-    fn pop(&self, name: &str, rest: &[Bytes], now: Instant) -> Reply {
+    fn pop(&self, name: &str, rest: &[Frame<'_>], now: Instant) -> Reply {
         let count = match rest.get(1) {
             None => None,
             Some(n) => match parse_strict_int(n) {
@@ -627,7 +759,7 @@ impl Resp {
     }
 
     /// `LRANGE key start stop`, indices from the end when negative, as Redis reads them.
-    fn lrange(&self, rest: &[Bytes], now: Instant) -> Reply {
+    fn lrange(&self, rest: &[Frame<'_>], now: Instant) -> Reply {
         let (Some(start), Some(stop)) = (parse_strict_int(&rest[1]), parse_strict_int(&rest[2]))
         else {
             return not_integer();
@@ -652,22 +784,19 @@ impl Resp {
     }
 
     /// `SADD key member...`: how many were not members yet.
-    fn sadd(&self, rest: &[Bytes], now: Instant) -> Reply {
+    fn sadd(&self, rest: &[Frame<'_>], now: Instant) -> Reply {
         let new: fn() -> Value = || Value::Set(Box::default());
         self.with_aggregate(&rest[0], now, Some(new), Reply::Nil, |value| {
             let Value::Set(set) = value else {
                 return wrong_type();
             };
-            let added = rest[1..]
-                .iter()
-                .filter(|m| set.insert((*m).clone()))
-                .count();
+            let added = rest[1..].iter().filter(|m| set.insert(owned(m))).count();
             Reply::Integer(added as i64)
         })
     }
 
     /// `HSET key field value...`: how many fields are new.
-    fn hset(&self, rest: &[Bytes], now: Instant) -> Reply {
+    fn hset(&self, rest: &[Frame<'_>], now: Instant) -> Reply {
         let new: fn() -> Value = || Value::Hash(Box::default());
         self.with_aggregate(&rest[0], now, Some(new), Reply::Nil, |value| {
             let Value::Hash(hash) = value else {
@@ -675,7 +804,7 @@ impl Resp {
             };
             let added = rest[1..]
                 .chunks_exact(2)
-                .filter(|pair| hash.insert(pair[0].clone(), pair[1].clone()).is_none())
+                .filter(|pair| hash.insert(owned(&pair[0]), owned(&pair[1])).is_none())
                 .count();
             Reply::Integer(added as i64)
         })
@@ -696,7 +825,7 @@ impl Protocol for Resp {
         match self.reading {
             Reading::Request => self.request_line(ctx, line()),
             Reading::BulkHeader { total } => self.bulk_header(ctx, line(), total),
-            Reading::Bulk { total } => self.bulk(ctx, frame.into_bytes(), total),
+            Reading::Bulk { total } => self.bulk(ctx, frame, total),
         }
     }
 

@@ -2,7 +2,7 @@
 
 use bytes::{Buf, BytesMut};
 
-use super::{Framer, Input};
+use super::{Framer, Input, Matcher};
 use crate::error::PeerError;
 
 impl Framer {
@@ -47,10 +47,11 @@ impl Framer {
         std::mem::take(&mut self.buf)
     }
 
-    /// The next delimiter frame of a lent buffer, from `start`, if it is whole and shorter than
-    /// `limit` (and within `max_frame`): its range and where the frame after it starts. `None`
-    /// when only the other polls can say what comes next (a partial frame, a longer one, a
-    /// count, the end).
+    /// The next frame of a lent buffer, from `start`, if it is whole and shorter than `limit`
+    /// (and, for a delimiter, within `max_frame`): its range and where the frame after it
+    /// starts. A count lent runs down, as [`poll_event`](Self::poll_event) runs it down when it
+    /// hands out the count's last bytes. `None` when only the other polls can say what comes
+    /// next (a partial frame, a longer one, a count run down, the end).
     ///
     /// Only once [`lends_frames`](Self::lends_frames) said so: of what it checks, only the
     /// phase and the terminator can change while the buffer is lent.
@@ -62,9 +63,17 @@ impl Framer {
         limit: usize,
     ) -> Option<(std::ops::Range<usize>, usize)> {
         if !self.is_steady() {
-            // A callback ended a frame at once (`Count(0)`). (A new count or `Eof` ends the
-            // lend too: the search below finds no delimiter.)
+            // A callback ended a frame at once (`Count(0)`). (`Eof` ends the lend too: the
+            // search below finds no delimiter.)
             return None;
+        }
+        if let Matcher::Count(count) = self.search.matcher {
+            let end = start.checked_add(usize::try_from(count).ok()?)?;
+            if count == 0 || count as usize >= limit || end > buf.len() {
+                return None;
+            }
+            self.search.matcher = Matcher::Count(0);
+            return Some((start..end, end));
         }
         let room = self.max_frame.min(limit.saturating_sub(1));
         self.search.whole_frame(buf, start, room as u64).ok()
@@ -81,16 +90,22 @@ impl Framer {
         }
     }
 
-    /// Whether the next frame may be lent whole: a delimiter ends it, it has not begun as data
-    /// events (a frame begun so must end as an event too), and no terminator or discard is
-    /// owed.
+    /// Whether the next frame may be lent whole: a delimiter or a count not yet run down ends
+    /// it, it has not begun as data events (a frame begun so must end as an event too), and no
+    /// terminator or discard is owed.
     #[inline]
     pub(crate) fn lends_frames(&self) -> bool {
-        self.frame_len == 0 && self.is_steady() && self.delimits()
+        self.frame_len == 0
+            && self.is_steady()
+            && match self.search.matcher {
+                Matcher::Byte(_) | Matcher::Seq(_) => true,
+                Matcher::Count(count) => count > 0,
+                Matcher::Eof => false,
+            }
     }
 
     /// Whether polling can only find nothing: every byte delivered, the input open, a
-    /// delimiter in force and no terminator owed.
+    /// delimiter or a count in force and no terminator owed.
     #[inline]
     pub(crate) fn is_drained(&self) -> bool {
         self.buf.len() == self.consumed && self.input == Input::Open && self.lends_frames()
