@@ -26,6 +26,7 @@
 //! ```
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::RandomState;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -97,7 +98,69 @@ impl Entry {
 /// and by `DBSIZE`.
 #[derive(Debug, Default)]
 pub struct Store {
-    map: Mutex<HashMap<Bytes, Entry>>,
+    map: Mutex<Keys>,
+}
+
+/// The key space. Keys are looked up by the borrowed bytes of a request.
+type Keys = hashbrown::HashMap<Key, Entry, RandomState>;
+
+/// The longest key held in the table itself.
+const INLINE_KEY: usize = 22;
+
+/// A key as the store holds it: a short one (most keys) inline, so that a lookup compares it
+/// where the table's probe already is instead of behind a pointer, in memory of its own that a
+/// large key space keeps out of the cache; a longer one boxed. 24 bytes either way.
+#[derive(Clone)]
+enum Key {
+    Inline { len: u8, bytes: [u8; INLINE_KEY] },
+    Boxed(Box<[u8]>),
+}
+
+impl Key {
+    fn new(key: &[u8]) -> Self {
+        match u8::try_from(key.len()) {
+            Ok(len) if key.len() <= INLINE_KEY => {
+                let mut bytes = [0; INLINE_KEY];
+                bytes[..key.len()].copy_from_slice(key);
+                Self::Inline { len, bytes }
+            }
+            _ => Self::Boxed(key.into()),
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Self::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Self::Boxed(bytes) => bytes,
+        }
+    }
+}
+
+impl std::borrow::Borrow<[u8]> for Key {
+    fn borrow(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
+/// Hashed and compared as its bytes, as `Borrow<[u8]>` requires.
+impl std::hash::Hash for Key {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_bytes().hash(state);
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for Key {}
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.as_bytes().escape_ascii().to_string())
+    }
 }
 
 impl Store {
@@ -107,18 +170,22 @@ impl Store {
         Arc::default()
     }
 
-    fn map(&self) -> MutexGuard<'_, HashMap<Bytes, Entry>> {
+    fn map(&self) -> MutexGuard<'_, Keys> {
         // Every command leaves the map consistent before it could panic.
         self.map.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
-/// Looks `key` up, dropping it if it has expired.
-fn live<'a>(map: &'a mut HashMap<Bytes, Entry>, key: &[u8], now: Instant) -> Option<&'a mut Entry> {
-    if map.get(key).is_some_and(|e| !e.live(now)) {
-        map.remove(key);
+/// Looks `key` up, dropping it if it has expired: one lookup either way.
+fn live<'a>(map: &'a mut Keys, key: &[u8], now: Instant) -> Option<&'a mut Entry> {
+    match map.entry_ref(key) {
+        hashbrown::hash_map::EntryRef::Occupied(entry) if !entry.get().live(now) => {
+            entry.remove();
+            None
+        }
+        hashbrown::hash_map::EntryRef::Occupied(entry) => Some(entry.into_mut()),
+        hashbrown::hash_map::EntryRef::Vacant(_) => None,
     }
-    map.get_mut(key)
 }
 
 /// What the connection is reading.
@@ -144,6 +211,8 @@ enum Reply {
     /// RESP2's null array: what a pop with a count answers for a missing key.
     NilArray,
     Array(Vec<Self>),
+    /// Already written to the output buffer (a value copied while the store was locked).
+    Sent,
 }
 
 impl Reply {
@@ -160,24 +229,26 @@ impl Reply {
             Self::Integer(n) => ctx.push_slices(&[b":", digits.of(n), b"\r\n"]),
             Self::Nil => ctx.push_slice(b"$-1\r\n"),
             Self::NilArray => ctx.push_slice(b"*-1\r\n"),
-            Self::Bulk(b) => Self::bulk(ctx, &mut digits, b),
+            Self::Bulk(b) => Self::bulk(ctx, &b),
             Self::Array(items) => {
                 ctx.push_slices(&[b"*", digits.of(items.len() as i64), b"\r\n"]);
                 for item in items {
                     item.write(ctx);
                 }
             }
+            Self::Sent => {}
         }
     }
 
-    fn bulk(ctx: &mut Context<'_>, digits: &mut Decimal, value: Bytes) {
+    /// Writes a bulk string: a short one copied, a long one as a slice shared with the store.
+    fn bulk(ctx: &mut Context<'_>, value: &Bytes) {
+        let mut digits = Decimal::default();
         let len = digits.of(value.len() as i64);
         if value.len() < asynchat_core::outbox::DEFAULT_COALESCE_BELOW {
-            ctx.push_slices(&[b"$", len, b"\r\n", &value, b"\r\n"]);
+            ctx.push_slices(&[b"$", len, b"\r\n", value, b"\r\n"]);
         } else {
-            // Long enough to go out as its own slice, shared with the store.
             ctx.push_slices(&[b"$", len, b"\r\n"]);
-            ctx.push(value);
+            ctx.push(value.clone());
             ctx.push_slice(b"\r\n");
         }
     }
@@ -227,7 +298,48 @@ fn parse_int(b: &[u8]) -> Option<i64> {
 
 /// An integer written as Redis writes one: Redis refuses "+1", " 1" and "01"; so does this.
 fn parse_strict_int(b: &[u8]) -> Option<i64> {
-    parse_int(b).filter(|n| n.to_string().as_bytes() == b)
+    parse_int(b).filter(|&n| Decimal::default().of(n) == b)
+}
+
+/// Sets `key` to the string `value`: an existing key keeps its own bytes, and its old value's
+/// buffer is reused when nothing else holds it and it fits (a counter rewritten by `INCR`, a
+/// key `SET` again with a value of about the same size).
+fn put(map: &mut Keys, key: &[u8], value: &[u8], shared: Option<Bytes>, expires: Option<Instant>) {
+    let Some(entry) = map.get_mut(key) else {
+        let value = shared.unwrap_or_else(|| Bytes::copy_from_slice(value));
+        map.insert(
+            Key::new(key),
+            Entry {
+                value: Value::Str(value),
+                expires,
+            },
+        );
+        return;
+    };
+    entry.expires = expires;
+    let new = match (
+        shared,
+        std::mem::replace(&mut entry.value, Value::Str(Bytes::new())),
+    ) {
+        (Some(shared), _) => shared,
+        (None, Value::Str(old)) => match old.try_into_mut() {
+            Ok(mut buf)
+                if buf.capacity() >= value.len() && buf.capacity() <= 2 * value.len() + 64 =>
+            {
+                buf.clear();
+                buf.extend_from_slice(value);
+                buf.freeze()
+            }
+            _ => Bytes::copy_from_slice(value),
+        },
+        (None, _) => Bytes::copy_from_slice(value),
+    };
+    entry.value = Value::Str(new);
+}
+
+/// What [`put`] takes of an argument: a shared one as it is (no copy), else nothing.
+fn shared(arg: &Frame<'_>) -> Option<Bytes> {
+    (!arg.is_lent()).then(|| owned(arg))
 }
 
 /// The arguments of the command being read: short ones copied back to back into one buffer
@@ -432,7 +544,7 @@ impl Resp {
             if name == "quit" {
                 return (Reply::Ok, true);
             }
-            (self.command(name, args, now), false)
+            (self.command(name, args, now, ctx), false)
         });
         self.args.clear();
         reply.write(ctx);
@@ -442,7 +554,13 @@ impl Resp {
         }
     }
 
-    fn command(&self, name: &str, args: &[Frame<'_>], now: Instant) -> Reply {
+    fn command(
+        &self,
+        name: &str,
+        args: &[Frame<'_>],
+        now: Instant,
+        ctx: &mut Context<'_>,
+    ) -> Reply {
         let rest = &args[1..];
         match (name, rest.len()) {
             ("ping", 0) => Reply::Simple("PONG"),
@@ -452,7 +570,11 @@ impl Resp {
                 let mut map = self.store.map();
                 match live(&mut map, &rest[0], now).map(|e| &e.value) {
                     None => Reply::Nil,
-                    Some(Value::Str(v)) => Reply::Bulk(v.clone()),
+                    // Written under the lock: no reference count taken on the value.
+                    Some(Value::Str(v)) => {
+                        Reply::bulk(ctx, v);
+                        Reply::Sent
+                    }
                     Some(_) => wrong_type(),
                 }
             }
@@ -492,13 +614,7 @@ impl Resp {
             ("mset", n) if n > 0 && n % 2 == 0 => {
                 let mut map = self.store.map();
                 for pair in rest.chunks_exact(2) {
-                    map.insert(
-                        owned(&pair[0]),
-                        Entry {
-                            value: Value::Str(owned(&pair[1])),
-                            expires: None,
-                        },
-                    );
+                    put(&mut map, &pair[0], &pair[1], shared(&pair[1]), None);
                 }
                 Reply::Ok
             }
@@ -597,14 +713,7 @@ impl Resp {
         if (nx && exists) || (xx && !exists) {
             return Reply::Nil;
         }
-        let value = Value::Str(owned(value));
-        match map.get_mut(&key[..]) {
-            // The key kept: no copy of it.
-            Some(entry) => *entry = Entry { value, expires },
-            None => {
-                map.insert(owned(key), Entry { value, expires });
-            }
-        }
+        put(&mut map, key, value, shared(value), expires);
         Reply::Ok
     }
 
@@ -648,13 +757,7 @@ impl Resp {
         let Some(next) = current.checked_add(by) else {
             return Reply::Error("ERR increment or decrement would overflow".into());
         };
-        let value = Value::Str(Bytes::copy_from_slice(Decimal::default().of(next)));
-        match map.get_mut(&key[..]) {
-            Some(entry) => *entry = Entry { value, expires },
-            None => {
-                map.insert(owned(key), Entry { value, expires });
-            }
-        }
+        put(&mut map, key, Decimal::default().of(next), None, expires);
         Reply::Integer(next)
     }
 
@@ -673,7 +776,7 @@ impl Resp {
         let entry = match (live(&mut map, key, now), new) {
             (Some(entry), _) => entry,
             (None, None) => return missing,
-            (None, Some(new)) => map.entry(owned(key)).or_insert(Entry {
+            (None, Some(new)) => map.entry(Key::new(key)).or_insert(Entry {
                 value: new(),
                 expires: None,
             }),
@@ -839,6 +942,41 @@ mod tests {
     use super::*;
     use asynchat_core::testing::{Harness, Replay};
     use asynchat_core::State;
+
+    #[test]
+    fn keys_inline_and_boxed_are_found_by_their_bytes() {
+        assert_eq!(std::mem::size_of::<Key>(), 24);
+        let keys: [&[u8]; 5] = [
+            b"",
+            b"k",
+            &[b'x'; INLINE_KEY],
+            &[b'y'; INLINE_KEY + 1],
+            &[0; 300],
+        ];
+        let mut map = Keys::default();
+        for (i, key) in keys.iter().enumerate() {
+            assert_eq!(Key::new(key).as_bytes(), *key);
+            let value = Value::Str(Bytes::from(vec![i as u8]));
+            map.insert(
+                Key::new(key),
+                Entry {
+                    value,
+                    expires: None,
+                },
+            );
+        }
+        for (i, key) in keys.iter().enumerate() {
+            let Some(Entry {
+                value: Value::Str(v),
+                ..
+            }) = map.get(*key)
+            else {
+                panic!("{key:?} not found");
+            };
+            assert_eq!(v[..], [i as u8]);
+        }
+        assert!(map.get(&b"kk"[..]).is_none());
+    }
 
     fn command(args: &[&str]) -> String {
         let mut out = format!("*{}\r\n", args.len());
