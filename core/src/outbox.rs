@@ -18,7 +18,8 @@ pub const DEFAULT_LOW_WATER: usize = 32 * 1024;
 /// Default hard limit on queued bytes: 64 MiB.
 pub const DEFAULT_OUTBOX_LIMIT: usize = 64 * 1024 * 1024;
 /// Default copy threshold ([`Outbox::with_coalescing`]): pushes under 1 KiB are copied
-/// together, larger ones stay zero-copy. Measured with `echo_bench sweep` (BENCHMARKS.md): in
+/// together, larger ones stay zero-copy. Measured with `echo_bench sweep` (the manual's
+/// [performance](crate::manual::performance) chapter): in
 /// server CPU per echoed line, copying pushes under 1 KiB saves 15–20 % on 64-byte to 2 KiB
 /// lines, and copying 8 KiB ones costs more than their slices.
 pub const DEFAULT_COALESCE_BELOW: usize = 1024;
@@ -172,7 +173,7 @@ impl Outbox {
     /// its newline, say) costs more than copying them into one buffer; large buffers are better
     /// sent as they are. Pushes of `below` bytes or more are never copied, and neither is a small
     /// push alone between two that are not (a terminator after a long line): only runs of small
-    /// pushes are copied together (BENCHMARKS.md measures the threshold).
+    /// pushes are copied together (`echo_bench sweep` measures the threshold).
     #[must_use]
     pub fn with_coalescing(mut self, below: usize) -> Self {
         self.coalesce_below = u32::try_from(below).unwrap_or(u32::MAX);

@@ -64,8 +64,8 @@ pub const MIN_READ: usize = 4 * 1024;
 /// Default [`Config::turn_budget`]: one full read. A connection that always has more to read or
 /// write yields after this many bytes each way, so one pipelining peer holds its driver's thread
 /// for a bounded time (64 KiB of 14-byte Redis PINGs is some 4 700 commands, well under a
-/// millisecond); a bulk transfer yields every 64 KiB, which costs it no measurable CPU
-/// (BENCHMARKS.md, "Fairness and bounds").
+/// millisecond); a bulk transfer yields every 64 KiB, which costs it no measurable CPU (the
+/// [limits](crate::manual::limits) chapter has the figures).
 pub const DEFAULT_TURN_BUDGET: usize = DEFAULT_READ_SIZE;
 
 /// A connection: a [`Protocol`] with its framer, output queue and deadlines, driven by plain

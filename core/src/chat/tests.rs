@@ -650,9 +650,8 @@ fn a_chat_holds_no_read_buffer_once_everything_read_is_delivered() {
 
 #[test]
 fn a_chat_stays_small_enough_for_the_idle_memory_budget() {
-    // The drivers promise at most 512 B of memory per idle connection (BENCHMARKS.md: 483 B
-    // measured on mio with a 352-byte chat, before the counted-frame bound added 8); the chat
-    // is most of it. Growing it past this bound breaks that promise.
+    // The mio driver aims at 512 B of memory per idle connection (BENCHMARKS.md, "Idle
+    // memory"); the chat is most of it. Growing it past this bound breaks that aim.
     struct Unit;
     impl Protocol for Unit {
         fn first_terminator(&self) -> Terminator {
