@@ -12,6 +12,8 @@
 //! `HGET`), `COMMAND` (an empty reply, as redis-cli needs), `CONFIG GET` (empty, for
 //! redis-benchmark), `SELECT 0`, `QUIT`: what `redis-benchmark`'s default suite runs but for
 //! sorted sets and streams. Errors are in Redis's own words, `WRONGTYPE` included.
+//! Keys with a deadline are dropped when touched after it, and by an active expiry cycle on the
+//! connection's timers ([`EXPIRE_EVERY`]), so keys never read again are freed too.
 //! A protocol error (a bad header, a bulk over [`MAX_BULK`], an array over [`MAX_ARGS`], an inline
 //! request over [`MAX_INLINE`]) is answered and closes that connection only.
 //!
@@ -31,7 +33,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::set_delimiter;
-use asynchat_core::{Bytes, Config, Context, Frame, OverLongPolicy, Protocol, Terminator};
+use asynchat_core::{
+    Bytes, CloseReason, Config, Context, Frame, OverLongPolicy, Protocol, Terminator, Timer,
+};
 
 /// The largest bulk string accepted, in bytes.
 pub const MAX_BULK: u64 = 8 << 20;
@@ -94,11 +98,85 @@ impl Entry {
     }
 }
 
-/// The key space, shared by every connection and thread. Expired keys are dropped when touched
-/// and by `DBSIZE`.
+/// The key space, shared by every connection and thread. Expired keys are dropped when touched,
+/// by `DBSIZE`, and by an active expiry cycle, as Redis runs one: every
+/// [`EXPIRE_EVERY`] a connection that set a deadline drops the keys whose deadline has passed,
+/// so that keys never read again do not stay.
 #[derive(Debug, Default)]
 pub struct Store {
-    map: Mutex<Keys>,
+    map: Mutex<Space>,
+}
+
+/// How often a connection that set a key's deadline runs the expiry cycle (Redis's `hz 10`).
+pub const EXPIRE_EVERY: Duration = Duration::from_millis(100);
+
+/// The most keys one cycle drops, so that the store is never locked for long; more due are left
+/// to a cycle right after.
+pub const EXPIRE_PER_CYCLE: usize = 1000;
+
+/// The timer id of the expiry cycle.
+const EXPIRY_TIMER: u32 = 1;
+
+/// The keys, and their deadlines in order.
+#[derive(Debug, Default)]
+struct Space {
+    keys: Keys,
+    /// Every deadline set, earliest first. An entry whose key was since deleted, overwritten or
+    /// given another deadline is stale: dropped when it comes up, or when the heap is rebuilt
+    /// (it never holds more than twice the keys, plus [`EXPIRE_PER_CYCLE`]).
+    deadlines: std::collections::BinaryHeap<std::cmp::Reverse<(Instant, Key)>>,
+}
+
+impl std::ops::Deref for Space {
+    type Target = Keys;
+    fn deref(&self) -> &Keys {
+        &self.keys
+    }
+}
+
+impl std::ops::DerefMut for Space {
+    fn deref_mut(&mut self) -> &mut Keys {
+        &mut self.keys
+    }
+}
+
+impl Space {
+    fn add_deadline(&mut self, at: Instant, key: &[u8]) {
+        self.deadlines.push(std::cmp::Reverse((at, Key::new(key))));
+        if self.deadlines.len() > 2 * self.keys.len() + EXPIRE_PER_CYCLE {
+            // Mostly stale (one key given a deadline again and again): rebuilt from the keys.
+            self.deadlines = self
+                .keys
+                .iter()
+                .filter_map(|(k, e)| e.expires.map(|at| std::cmp::Reverse((at, k.clone()))))
+                .collect();
+        }
+    }
+
+    fn clear(&mut self) {
+        self.keys.clear();
+        self.deadlines.clear();
+    }
+
+    /// Drops up to [`EXPIRE_PER_CYCLE`] keys whose deadline has passed; whether more are due.
+    fn expire_due(&mut self, now: Instant) -> bool {
+        for _ in 0..EXPIRE_PER_CYCLE {
+            match self.deadlines.peek() {
+                Some(std::cmp::Reverse((at, _))) if *at <= now => {}
+                _ => return false,
+            }
+            let Some(std::cmp::Reverse((at, key))) = self.deadlines.pop() else {
+                return false;
+            };
+            let bytes = key.as_bytes();
+            if self.keys.get(bytes).is_some_and(|e| e.expires == Some(at)) {
+                self.keys.remove(bytes);
+            }
+        }
+        self.deadlines
+            .peek()
+            .is_some_and(|std::cmp::Reverse((at, _))| *at <= now)
+    }
 }
 
 /// The key space. Keys are looked up by the borrowed bytes of a request.
@@ -157,6 +235,18 @@ impl PartialEq for Key {
 
 impl Eq for Key {}
 
+impl PartialOrd for Key {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Key {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_bytes().cmp(other.as_bytes())
+    }
+}
+
 impl std::fmt::Debug for Key {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{:?}", self.as_bytes().escape_ascii().to_string())
@@ -170,7 +260,7 @@ impl Store {
         Arc::default()
     }
 
-    fn map(&self) -> MutexGuard<'_, Keys> {
+    fn map(&self) -> MutexGuard<'_, Space> {
         // Every command leaves the map consistent before it could panic.
         self.map.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -421,6 +511,8 @@ pub struct Resp {
     args: Args,
     command_bytes: u64,
     closing: bool,
+    /// The expiry cycle's timer is set.
+    expiry_armed: std::cell::Cell<bool>,
 }
 
 impl Resp {
@@ -434,6 +526,7 @@ impl Resp {
             args: Args::default(),
             command_bytes: 0,
             closing: false,
+            expiry_armed: std::cell::Cell::new(false),
         }
     }
 
@@ -578,7 +671,7 @@ impl Resp {
                     Some(_) => wrong_type(),
                 }
             }
-            ("set", 2..) => self.set(rest, now),
+            ("set", 2..) => self.set(rest, now, ctx),
             ("del", 1..) => {
                 let mut map = self.store.map();
                 // Removed as counted, so a key named twice counts once, as in Redis; an expired
@@ -645,7 +738,7 @@ impl Resp {
                 Reply::Integer(map.len() as i64)
             }
             ("flushall" | "flushdb", 0) => {
-                self.store.map().clear();
+                Space::clear(&mut self.store.map());
                 Reply::Ok
             }
             ("flushall" | "flushdb", 1)
@@ -653,7 +746,7 @@ impl Resp {
                     .iter()
                     .any(|m| rest[0].eq_ignore_ascii_case(m)) =>
             {
-                self.store.map().clear();
+                Space::clear(&mut self.store.map());
                 Reply::Ok
             }
             // redis-cli asks for command docs on start-up; an empty answer is allowed.
@@ -680,7 +773,7 @@ impl Resp {
         }
     }
 
-    fn set(&self, rest: &[Frame<'_>], now: Instant) -> Reply {
+    fn set(&self, rest: &[Frame<'_>], now: Instant, ctx: &mut Context<'_>) -> Reply {
         let (key, value) = (&rest[0], &rest[1]);
         let (mut ttl, mut nx, mut xx) = (None, false, false);
         let mut options = rest[2..].iter();
@@ -714,7 +807,26 @@ impl Resp {
             return Reply::Nil;
         }
         put(&mut map, key, value, shared(value), expires);
+        if let Some(at) = expires {
+            map.add_deadline(at, key);
+            if !self.expiry_armed.replace(true) {
+                ctx.set_timer(EXPIRY_TIMER, now + EXPIRE_EVERY);
+            }
+        }
         Reply::Ok
+    }
+
+    /// The expiry cycle: drops the keys whose deadline has passed, and comes back while any
+    /// deadline is left (at once if more were due than one cycle drops).
+    fn expiry_cycle(&self, ctx: &mut Context<'_>) {
+        let now = ctx.now();
+        let mut space = self.store.map();
+        let more_due = space.expire_due(now);
+        match (more_due, space.deadlines.is_empty()) {
+            (true, _) => ctx.set_timer(EXPIRY_TIMER, now),
+            (false, false) => ctx.set_timer(EXPIRY_TIMER, now + EXPIRE_EVERY),
+            (false, true) => self.expiry_armed.set(false),
+        }
     }
 
     /// When a key set with `EX amount` (`seconds`) or `PX amount` expires, by Redis's rules: a
@@ -919,6 +1031,15 @@ impl Protocol for Resp {
         "\n".into()
     }
 
+    fn timeout(&mut self, ctx: &mut Context<'_>, timer: Timer) {
+        match timer {
+            Timer::Custom(EXPIRY_TIMER) => self.expiry_cycle(ctx),
+            Timer::Idle => ctx.close_because(CloseReason::TimedOut),
+            Timer::Frame => ctx.close_because(CloseReason::FrameTimedOut),
+            _ => {}
+        }
+    }
+
     fn found_terminator(&mut self, ctx: &mut Context<'_>, frame: Frame<'_>) {
         if self.closing {
             return;
@@ -997,6 +1118,70 @@ mod tests {
     fn ask(h: &mut Harness<Resp>, args: &[&str]) -> String {
         h.send(command(args));
         String::from_utf8_lossy(&h.take_output()).into_owned()
+    }
+
+    /// Keys held, expired ones included (reading them would drop them).
+    fn held(store: &Store) -> usize {
+        store.map().len()
+    }
+
+    #[test]
+    fn the_expiry_cycle_drops_keys_never_read_again_on_the_virtual_clock() {
+        let (mut h, store) = session();
+        ask(&mut h, &["SET", "soon", "1", "PX", "150"]);
+        ask(&mut h, &["SET", "later", "1", "PX", "10000"]);
+        ask(&mut h, &["SET", "kept", "1"]);
+        // A deadline overwritten by a plain SET, and one moved later: neither may drop its key.
+        ask(&mut h, &["SET", "persisted", "1", "PX", "50"]);
+        ask(&mut h, &["SET", "persisted", "2"]);
+        ask(&mut h, &["SET", "moved", "1", "PX", "50"]);
+        ask(&mut h, &["SET", "moved", "1", "PX", "5000"]);
+        assert_eq!(held(&store), 5);
+        h.advance(Duration::from_millis(120));
+        assert_eq!(held(&store), 5, "nothing due at the first cycle");
+        h.advance(Duration::from_millis(100));
+        assert_eq!(held(&store), 4, "`soon` dropped without being read");
+        assert_eq!(ask(&mut h, &["GET", "persisted"]), "$1\r\n2\r\n");
+        assert_eq!(ask(&mut h, &["GET", "moved"]), "$1\r\n1\r\n");
+        h.advance(Duration::from_secs(10));
+        assert_eq!(
+            held(&store),
+            2,
+            "`later` and `moved` dropped: {:?}",
+            store.map().keys
+        );
+        assert_eq!(store.map().deadlines.len(), 0, "every deadline consumed");
+        // No deadline left: the cycle stopped, and a new one starts it again.
+        assert!(!h.protocol().expiry_armed.get());
+        ask(&mut h, &["SET", "again", "1", "PX", "10"]);
+        h.advance(Duration::from_millis(200));
+        assert_eq!(held(&store), 2);
+        assert_eq!(h.chat().close_reason(), None, "the timer is not a timeout");
+    }
+
+    #[test]
+    fn deadlines_set_again_and_again_on_one_key_hold_bounded_memory() {
+        let (mut h, store) = session();
+        for i in 0..3 * EXPIRE_PER_CYCLE {
+            ask(&mut h, &["SET", "k", &i.to_string(), "EX", "1000"]);
+        }
+        let deadlines = store.map().deadlines.len();
+        assert!(
+            deadlines <= 2 + EXPIRE_PER_CYCLE,
+            "{deadlines} deadlines for one key"
+        );
+    }
+
+    #[test]
+    fn more_keys_due_than_one_cycle_drops_are_dropped_by_the_cycles_right_after() {
+        let (mut h, store) = session();
+        let n = EXPIRE_PER_CYCLE * 5 / 2;
+        for i in 0..n {
+            ask(&mut h, &["SET", &format!("k{i}"), "v", "PX", "10"]);
+        }
+        assert_eq!(held(&store), n);
+        h.advance(EXPIRE_EVERY);
+        assert_eq!(held(&store), 0, "three cycles at the same instant");
     }
 
     #[test]
