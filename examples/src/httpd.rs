@@ -10,6 +10,11 @@
 //! time as the socket drains, sent with chunked transfer coding (HTTP/1.1) or a length and a
 //! closing connection (HTTP/1.0). Memory per connection stays bounded whatever the file size.
 //!
+//! A server's connections share one [`Files`]: what a request target resolved to, its length and
+//! a small file's contents are trusted for [`FILE_CACHE_VALID`] (as nginx's `open_file_cache`),
+//! so a file asked for again costs no file-system call; the `Date` field is formatted once per
+//! second; response heads are copied into the output buffer from their pieces.
+//!
 //! Targets in origin form (`/path?query`) and in absolute form (`http://host/path`, `https://`
 //! too) are served; the authority of an absolute-form target stands for the `Host` field.
 //!
@@ -39,7 +44,6 @@
 //! ```
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{self, Read as _};
 use std::net::Ipv6Addr;
@@ -554,10 +558,108 @@ enum Phase {
     Done,
 }
 
+/// How long [`Files`] trusts what it learnt of a file (as nginx's `open_file_cache_valid`, which
+/// defaults to a minute): a file changed on disk is served as it was for at most this long.
+pub const FILE_CACHE_VALID: Duration = Duration::from_secs(1);
+
+/// The most request targets [`Files`] remembers at once; past it, it starts afresh.
+pub const FILE_CACHE_ENTRIES: usize = 1024;
+
+/// The most file contents [`Files`] keeps in memory, in bytes, all files together; each file
+/// kept is at most [`DEFAULT_STREAM_ABOVE`] (larger ones are streamed from disk).
+pub const FILE_CACHE_BYTES: usize = 16 << 20;
+
+/// The files a server serves, shared by its connections: the root, and what was learnt of the
+/// files served in the last [`FILE_CACHE_VALID`] (where a target resolves, its length and, for a
+/// file read whole, its contents), so that a file asked for again costs no file-system call; and
+/// the `Date` field, formatted once per second.
+#[derive(Debug)]
+pub struct Files {
+    root: Arc<Path>,
+    cache: std::sync::Mutex<FileCache>,
+    date: std::sync::Mutex<(u64, String)>,
+}
+
+#[derive(Debug, Default)]
+struct FileCache {
+    entries: std::collections::HashMap<String, Known>,
+    bytes: usize,
+}
+
+/// A target that resolved to a file, as it was at `at`.
+#[derive(Debug, Clone)]
+struct Known {
+    at: std::time::Instant,
+    path: PathBuf,
+    len: u64,
+    /// The whole file, when it is read whole.
+    contents: Option<Bytes>,
+}
+
+impl Files {
+    /// The files under `root`.
+    ///
+    /// # Errors
+    ///
+    /// `root` does not exist or cannot be resolved.
+    pub fn new(root: impl AsRef<Path>) -> io::Result<Arc<Self>> {
+        Ok(Self::canonical(root.as_ref().canonicalize()?.into()))
+    }
+
+    /// The files under `root`, which must already be canonical (see [`Path::canonicalize`]).
+    #[must_use]
+    pub fn canonical(root: Arc<Path>) -> Arc<Self> {
+        Arc::new(Self {
+            root,
+            cache: std::sync::Mutex::default(),
+            date: std::sync::Mutex::new((u64::MAX, String::new())),
+        })
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, FileCache> {
+        self.cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// What is known of `target`, if learnt within [`FILE_CACHE_VALID`] of `now`.
+    fn known(&self, target: &str, now: std::time::Instant) -> Option<Known> {
+        let cache = self.cache();
+        let known = cache.entries.get(target)?;
+        (now.saturating_duration_since(known.at) < FILE_CACHE_VALID).then(|| known.clone())
+    }
+
+    fn learn(&self, target: &str, known: Known) {
+        let mut cache = self.cache();
+        let size = known.contents.as_ref().map_or(0, Bytes::len);
+        if cache.entries.len() >= FILE_CACHE_ENTRIES || cache.bytes + size > FILE_CACHE_BYTES {
+            *cache = FileCache::default();
+        }
+        if let Some(old) = cache.entries.insert(target.to_owned(), known) {
+            cache.bytes -= old.contents.as_ref().map_or(0, Bytes::len);
+        }
+        cache.bytes += size;
+    }
+
+    /// The `Date` field's value for `time`, formatted once per second.
+    fn date(&self, time: SystemTime, out: &mut [u8; 29]) {
+        let secs = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let mut date = self
+            .date
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if date.0 != secs {
+            *date = (secs, http_date(time));
+        }
+        let n = date.1.len().min(out.len());
+        out[..n].copy_from_slice(&date.1.as_bytes()[..n]);
+    }
+}
+
 /// The HTTP server side of one connection.
 #[derive(Debug)]
 pub struct Httpd {
-    root: Arc<Path>,
+    files: Arc<Files>,
     stream_above: u64,
     clock: fn() -> SystemTime,
     phase: Phase,
@@ -573,15 +675,14 @@ impl Httpd {
     ///
     /// `root` does not exist or cannot be resolved.
     pub fn new(root: impl AsRef<Path>) -> io::Result<Self> {
-        Ok(Self::shared(root.as_ref().canonicalize()?.into()))
+        Ok(Self::shared(Files::new(root)?))
     }
 
-    /// Serves the files under `root`, which must already be canonical (see [`Path::canonicalize`]);
-    /// shared by every connection.
+    /// Serves `files`, shared by every connection of a server (so is what it learnt of them).
     #[must_use]
-    pub fn shared(root: Arc<Path>) -> Self {
+    pub fn shared(files: Arc<Files>) -> Self {
         Self {
-            root,
+            files,
             stream_above: DEFAULT_STREAM_ABOVE,
             clock: SystemTime::now,
             phase: Phase::Head,
@@ -651,6 +752,23 @@ impl Httpd {
         }
     }
 
+    /// Resolves `target` and reads its length from the file system (what [`Files`] spares
+    /// while it trusts what it learnt). A file read whole is learnt once its contents are read.
+    fn look_up(&self, target: &str, now: std::time::Instant) -> Result<Known, Status> {
+        let path = resolve(&self.files.root, target)?;
+        let len = std::fs::metadata(&path).map_err(|_| Status(404))?.len();
+        let known = Known {
+            at: now,
+            path,
+            len,
+            contents: None,
+        };
+        if len >= self.stream_above {
+            self.files.learn(target, known.clone());
+        }
+        Ok(known)
+    }
+
     fn respond(&mut self, ctx: &mut Context<'_>, request: &Request) {
         self.phase = Phase::Head;
         set_delimiter(ctx, b"\r\n\r\n");
@@ -660,38 +778,53 @@ impl Httpd {
             "HEAD" => true,
             _ => return self.error(ctx, Status(405), request.minor, keep),
         };
-        let path = match resolve(&self.root, &request.path()) {
-            Ok(path) => path,
-            Err(status) => return self.error(ctx, status, request.minor, keep),
+        let target = request.path();
+        let known = match self.files.known(&target, ctx.now()) {
+            Some(known) => known,
+            None => match self.look_up(&target, ctx.now()) {
+                Ok(known) => known,
+                Err(status) => return self.error(ctx, status, request.minor, keep),
+            },
         };
-        let len = match std::fs::metadata(&path) {
-            Ok(meta) => meta.len(),
-            Err(_) => return self.error(ctx, Status(404), request.minor, keep),
-        };
+        let (path, len) = (known.path, known.len);
         let stream = len >= self.stream_above;
         // HTTP/1.0 has no chunked coding: stream with a length, then close.
         let chunked = stream && request.minor >= 1;
         let keep = keep && (chunked || !stream);
-        let mut head = format!(
-            "HTTP/1.{} 200 OK\r\nServer: asynchat-rs\r\nDate: {}\r\nContent-Type: {}\r\n",
-            request.minor,
-            http_date((self.clock)()),
-            content_type(&path)
-        );
-        if chunked {
-            head.push_str("Transfer-Encoding: chunked\r\n");
+        // The head is copied into the output buffer from its pieces: no allocation.
+        let (mut date, mut length) = ([0u8; 29], crate::Decimal::default());
+        self.files.date((self.clock)(), &mut date);
+        let minor = [b'0' + request.minor.min(9)];
+        let framing: [&[u8]; 3] = if chunked {
+            [b"Transfer-Encoding: chunked\r\n", b"", b""]
         } else {
-            let _ = write!(head, "Content-Length: {len}\r\n");
-        }
-        head.push_str(if keep {
-            "\r\n"
+            [b"Content-Length: ", length.of_u64(len), b"\r\n"]
+        };
+        let end: &[u8] = if keep {
+            b"\r\n"
         } else {
-            "Connection: close\r\n\r\n"
-        });
+            b"Connection: close\r\n\r\n"
+        };
+        let head = [
+            &b"HTTP/1."[..],
+            &minor,
+            b" 200 OK\r\nServer: asynchat-rs\r\nDate: ",
+            &date,
+            b"\r\nContent-Type: ",
+            content_type(&path).as_bytes(),
+            b"\r\n",
+            framing[0],
+            framing[1],
+            framing[2],
+            end,
+        ];
         if head_only {
-            ctx.push(head);
+            ctx.push_slices(&head);
+        } else if let (false, Some(contents)) = (stream, &known.contents) {
+            ctx.push_slices(&head);
+            ctx.push(contents.clone());
         } else if stream {
-            ctx.push(head);
+            ctx.push_slices(&head);
             let file = FileProducer {
                 path,
                 file: None,
@@ -705,7 +838,20 @@ impl Httpd {
         } else {
             match std::fs::read(&path) {
                 Ok(contents) => {
-                    ctx.push(head);
+                    let contents = Bytes::from(contents);
+                    self.files.learn(
+                        &target,
+                        Known {
+                            contents: Some(contents.clone()),
+                            ..Known {
+                                at: ctx.now(),
+                                path,
+                                len,
+                                contents: None,
+                            }
+                        },
+                    );
+                    ctx.push_slices(&head);
                     ctx.push(contents);
                 }
                 Err(_) => return self.error(ctx, Status(500), request.minor, false),
@@ -1031,6 +1177,57 @@ mod tests {
 
     /// The status of a `GET` of `target` with these fields (each without its CRLF), and whether
     /// the connection was left open.
+    #[test]
+    fn a_file_served_again_within_the_validity_costs_no_file_system_call() {
+        let site = Site::new("cache");
+        let mut h = site.harness();
+        let ask = |h: &mut Harness<Httpd>| {
+            h.send("GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n");
+            text(h)
+        };
+        let first = ask(&mut h);
+        assert!(first.ends_with("\r\n\r\nalpha\n"), "{first}");
+        // Gone from the disk: still served, as it was, while the cache trusts it.
+        std::fs::remove_file(site.root.join("a.txt")).unwrap();
+        h.advance(FILE_CACHE_VALID / 2);
+        assert_eq!(ask(&mut h), first);
+        h.advance(FILE_CACHE_VALID);
+        assert_eq!(statuses(&ask(&mut h)), ["404"]);
+    }
+
+    #[test]
+    fn the_file_cache_holds_at_most_its_entries_and_bytes() {
+        let site = Site::new("cache-bounds");
+        let files = Files::new(&site.root).unwrap();
+        let known = |len: usize| Known {
+            at: std::time::Instant::now(),
+            path: site.root.join("a.txt"),
+            len: len as u64,
+            contents: Some(Bytes::from(vec![0u8; len])),
+        };
+        for i in 0..FILE_CACHE_ENTRIES * 2 {
+            files.learn(&format!("/{i}"), known(10));
+            let cache = files.cache();
+            assert!(cache.entries.len() <= FILE_CACHE_ENTRIES);
+            assert_eq!(cache.bytes, cache.entries.len() * 10);
+        }
+        for i in 0..FILE_CACHE_BYTES / (200 << 10) * 2 {
+            files.learn(&format!("/big{i}"), known(200 << 10));
+            assert!(files.cache().bytes <= FILE_CACHE_BYTES);
+        }
+        // Learning a target again replaces it, its bytes counted once.
+        files.learn("/same", known(100));
+        files.learn("/same", known(100));
+        let cache = files.cache();
+        let counted: usize = cache
+            .entries
+            .values()
+            .filter_map(|k| k.contents.as_ref())
+            .map(Bytes::len)
+            .sum();
+        assert_eq!(cache.bytes, counted);
+    }
+
     fn get(site: &Site, target: &str, version: &str, fields: &[&str]) -> (String, bool) {
         let mut h = site.harness();
         let mut head = format!("GET {target} HTTP/1.{version}\r\n");
@@ -1205,9 +1402,9 @@ mod tests {
         let input = "GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\nPUT /a.txt HTTP/1.1\r\nHost: x\r\n\
                      Content-Length: 4\r\n\r\n\r\n\r\nHEAD /big.bin HTTP/1.1\r\nHost: x\r\n\r\n\
                      GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\nGET /../x HTTP/1.1\r\nHost: x\r\n\r\n";
-        let root: Arc<Path> = site.root.canonicalize().unwrap().into();
+        let files = Files::new(&site.root).unwrap();
         let t = Replay::new(input).config(config()).assert_invariant(|| {
-            Httpd::shared(root.clone())
+            Httpd::shared(files.clone())
                 .stream_above(1000)
                 .clock(fixed_clock)
         });

@@ -34,3 +34,39 @@ fn set_delimiter(ctx: &mut asynchat_core::Context<'_>, delimiter: &'static [u8])
     ctx.set_delimiter(delimiter)
         .unwrap_or_else(|e| unreachable!("a constant delimiter is valid: {e}"));
 }
+
+/// A number in decimal, formatted on the stack: what replies are built from without an
+/// allocation.
+#[derive(Default)]
+pub(crate) struct Decimal([u8; 20]);
+
+impl Decimal {
+    /// `n` in decimal, with a `-` if negative.
+    pub(crate) fn of(&mut self, n: i64) -> &[u8] {
+        let at = self.digits(n.unsigned_abs());
+        if n < 0 {
+            self.0[at - 1] = b'-';
+            return &self.0[at - 1..];
+        }
+        &self.0[at..]
+    }
+
+    /// `n` in decimal.
+    pub(crate) fn of_u64(&mut self, n: u64) -> &[u8] {
+        let at = self.digits(n);
+        &self.0[at..]
+    }
+
+    /// Writes the digits of `n` at the end; where they start.
+    fn digits(&mut self, mut n: u64) -> usize {
+        let mut at = self.0.len();
+        loop {
+            at -= 1;
+            self.0[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                return at;
+            }
+        }
+    }
+}

@@ -32,7 +32,7 @@ use std::hash::RandomState;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::set_delimiter;
+use crate::{set_delimiter, Decimal};
 use asynchat_core::{
     Bytes, CloseReason, Config, Context, Frame, OverLongPolicy, Protocol, Terminator, Timer,
 };
@@ -341,30 +341,6 @@ impl Reply {
             ctx.push(value.clone());
             ctx.push_slice(b"\r\n");
         }
-    }
-}
-
-/// An `i64` in decimal, formatted on the stack.
-#[derive(Default)]
-struct Decimal([u8; 20]);
-
-impl Decimal {
-    fn of(&mut self, n: i64) -> &[u8] {
-        let mut at = self.0.len();
-        let mut rest = n.unsigned_abs();
-        loop {
-            at -= 1;
-            self.0[at] = b'0' + (rest % 10) as u8;
-            rest /= 10;
-            if rest == 0 {
-                break;
-            }
-        }
-        if n < 0 {
-            at -= 1;
-            self.0[at] = b'-';
-        }
-        &self.0[at..]
     }
 }
 

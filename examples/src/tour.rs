@@ -206,11 +206,11 @@ fn cell(
             let root = site.join("httpd-root");
             std::fs::create_dir_all(&root)?;
             std::fs::write(root.join("index.html"), "<h1>tour</h1>\n")?;
-            let root: Arc<Path> = root.canonicalize()?.into();
+            let files = httpd::Files::new(&root)?;
             let reply = b"HTTP/1.1 200 OK\r\nServer: asynchat-rs\r\nDate: Thu, 01 Jan 1970 00:00:00 GMT\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: 14\r\n\r\n<h1>tour</h1>\n";
             (
                 run::start(&options(httpd::config()), move |_| {
-                    Httpd::shared(root.clone())
+                    Httpd::shared(files.clone())
                 })?,
                 Script {
                     check: b"GET /nope HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(),

@@ -46,8 +46,9 @@ fn main() -> ExitCode {
         Err(e) => return cli::exit_code("httpd", Err(e)),
     };
     let stream_above = args.stream_above;
+    let files = httpd::Files::canonical(root);
     let served = cli::serve_until_interrupted("httpd", &options, move |_| {
-        Httpd::shared(root.clone()).stream_above(stream_above)
+        Httpd::shared(files.clone()).stream_above(stream_above)
     });
     cli::exit_code("httpd", served)
 }
