@@ -565,14 +565,22 @@ pub const FILE_CACHE_VALID: Duration = Duration::from_secs(1);
 /// The most request targets [`Files`] remembers at once; past it, it starts afresh.
 pub const FILE_CACHE_ENTRIES: usize = 1024;
 
-/// The most file contents [`Files`] keeps in memory, in bytes, all files together; each file
-/// kept is at most [`DEFAULT_STREAM_ABOVE`] (larger ones are streamed from disk).
+/// The most file contents [`Files`] keeps in memory, in bytes, all files together.
 pub const FILE_CACHE_BYTES: usize = 16 << 20;
+
+/// The largest file whose contents [`Files`] keeps ([`DEFAULT_STREAM_ABOVE`]: by default,
+/// larger files are streamed from disk anyway).
+pub const FILE_CACHE_LARGEST: usize = FILE_CACHE_BYTES / 64;
 
 /// The files a server serves, shared by its connections: the root, and what was learnt of the
 /// files served in the last [`FILE_CACHE_VALID`] (where a target resolves, its length and, for a
 /// file read whole, its contents), so that a file asked for again costs no file-system call; and
 /// the `Date` field, formatted once per second.
+///
+/// What that trust costs, as with nginx's cache: for up to [`FILE_CACHE_VALID`] a file deleted,
+/// changed or made unreadable is served as it was learnt, and a streamed file is opened at the
+/// path resolved then (a directory on it swapped for a symlink out of the root in that time is
+/// followed). Targets that failed are not remembered.
 #[derive(Debug)]
 pub struct Files {
     root: Arc<Path>,
@@ -630,8 +638,12 @@ impl Files {
     }
 
     fn learn(&self, target: &str, known: Known) {
-        let mut cache = self.cache();
         let size = known.contents.as_ref().map_or(0, Bytes::len);
+        if size > FILE_CACHE_LARGEST {
+            // Read whole by a server that streams only larger files: not worth the room.
+            return;
+        }
+        let mut cache = self.cache();
         if cache.entries.len() >= FILE_CACHE_ENTRIES || cache.bytes + size > FILE_CACHE_BYTES {
             *cache = FileCache::default();
         }
@@ -779,13 +791,28 @@ impl Httpd {
             _ => return self.error(ctx, Status(405), request.minor, keep),
         };
         let target = request.path();
-        let known = match self.files.known(&target, ctx.now()) {
+        // What follows `?` or `#` names no other file: one entry for every query of a file.
+        let key = target.split(['?', '#']).next().unwrap_or_default();
+        let mut known = match self.files.known(key, ctx.now()) {
             Some(known) => known,
-            None => match self.look_up(&target, ctx.now()) {
+            None => match self.look_up(key, ctx.now()) {
                 Ok(known) => known,
                 Err(status) => return self.error(ctx, status, request.minor, keep),
             },
         };
+        if known.contents.is_none() && known.len < self.stream_above {
+            // Read whole, and the length taken from what was read: a file that changed since
+            // its metadata was read still gets a head that frames it.
+            match std::fs::read(&known.path) {
+                Ok(contents) => {
+                    let contents = Bytes::from(contents);
+                    known.len = contents.len() as u64;
+                    known.contents = Some(contents);
+                    self.files.learn(key, known.clone());
+                }
+                Err(_) => return self.error(ctx, Status(500), request.minor, false),
+            }
+        }
         let (path, len) = (known.path, known.len);
         let stream = len >= self.stream_above;
         // HTTP/1.0 has no chunked coding: stream with a length, then close.
@@ -820,10 +847,10 @@ impl Httpd {
         ];
         if head_only {
             ctx.push_slices(&head);
-        } else if let (false, Some(contents)) = (stream, &known.contents) {
+        } else if let (false, Some(contents)) = (stream, known.contents) {
             ctx.push_slices(&head);
-            ctx.push(contents.clone());
-        } else if stream {
+            ctx.push(contents);
+        } else {
             ctx.push_slices(&head);
             let file = FileProducer {
                 path,
@@ -834,27 +861,6 @@ impl Httpd {
                 ctx.push_producer(ChunkedProducer::new(file));
             } else {
                 ctx.push_producer(file);
-            }
-        } else {
-            match std::fs::read(&path) {
-                Ok(contents) => {
-                    let contents = Bytes::from(contents);
-                    self.files.learn(
-                        &target,
-                        Known {
-                            contents: Some(contents.clone()),
-                            ..Known {
-                                at: ctx.now(),
-                                path,
-                                len,
-                                contents: None,
-                            }
-                        },
-                    );
-                    ctx.push_slices(&head);
-                    ctx.push(contents);
-                }
-                Err(_) => return self.error(ctx, Status(500), request.minor, false),
             }
         }
         if !keep {
@@ -1193,6 +1199,38 @@ mod tests {
         assert_eq!(ask(&mut h), first);
         h.advance(FILE_CACHE_VALID);
         assert_eq!(statuses(&ask(&mut h)), ["404"]);
+    }
+
+    #[test]
+    fn queries_of_one_file_share_its_entry_and_the_length_comes_from_what_was_read() {
+        let site = Site::new("cache-query");
+        let files = Files::new(&site.root).unwrap();
+        let mut h =
+            Harness::with_config(Httpd::shared(files.clone()).clock(fixed_clock), &config());
+        for query in ["", "?a=1", "?b=2#frag"] {
+            h.send(format!("GET /a.txt{query} HTTP/1.1\r\nHost: x\r\n\r\n"));
+            let reply = text(&mut h);
+            assert!(
+                reply.contains("Content-Length: 6\r\n") && reply.ends_with("alpha\n"),
+                "{reply}"
+            );
+        }
+        assert_eq!(
+            files.cache().entries.len(),
+            1,
+            "one entry for every query of a file"
+        );
+        // Learnt while it was 6 bytes long, then grown: the head frames what is sent.
+        let mut stale = files.known("/a.txt", h.now()).unwrap();
+        stale.contents = None;
+        files.learn("/a.txt", stale);
+        std::fs::write(site.root.join("a.txt"), "alpha and more\n").unwrap();
+        h.send("GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n");
+        let reply = text(&mut h);
+        assert!(
+            reply.contains("Content-Length: 15\r\n") && reply.ends_with("alpha and more\n"),
+            "{reply}"
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //! redis-benchmark), `SELECT 0`, `QUIT`: what `redis-benchmark`'s default suite runs but for
 //! sorted sets and streams. Errors are in Redis's own words, `WRONGTYPE` included.
 //! Keys with a deadline are dropped when touched after it, and by an active expiry cycle on the
-//! connection's timers ([`EXPIRE_EVERY`]), so keys never read again are freed too.
+//! timers of the connections that set deadlines ([`EXPIRE_EVERY`], see [`Store`]).
 //! A protocol error (a bad header, a bulk over [`MAX_BULK`], an array over [`MAX_ARGS`], an inline
 //! request over [`MAX_INLINE`]) is answered and closes that connection only.
 //!
@@ -99,9 +99,11 @@ impl Entry {
 }
 
 /// The key space, shared by every connection and thread. Expired keys are dropped when touched,
-/// by `DBSIZE`, and by an active expiry cycle, as Redis runs one: every
-/// [`EXPIRE_EVERY`] a connection that set a deadline drops the keys whose deadline has passed,
-/// so that keys never read again do not stay.
+/// by `DBSIZE`, and by an active expiry cycle, as Redis runs one: every [`EXPIRE_EVERY`] a
+/// connection that set a deadline drops the keys whose deadline has passed, so that keys never
+/// read again do not stay. The cycle runs on that connection's timers: once every connection
+/// that set a deadline has closed, keys left with one are dropped only when touched or by
+/// `DBSIZE` (Redis runs one cycle for the whole server).
 #[derive(Debug, Default)]
 pub struct Store {
     map: Mutex<Space>,
@@ -122,8 +124,9 @@ const EXPIRY_TIMER: u32 = 1;
 struct Space {
     keys: Keys,
     /// Every deadline set, earliest first. An entry whose key was since deleted, overwritten or
-    /// given another deadline is stale: dropped when it comes up, or when the heap is rebuilt
-    /// (it never holds more than twice the keys, plus [`EXPIRE_PER_CYCLE`]).
+    /// given another deadline is stale: dropped when it comes up, or when the heap is rebuilt.
+    /// A deadline added never takes it past twice the keys plus [`EXPIRE_PER_CYCLE`] (keys
+    /// deleted since leave their entries until they come up or the next deadline is added).
     deadlines: std::collections::BinaryHeap<std::cmp::Reverse<(Instant, Key)>>,
 }
 

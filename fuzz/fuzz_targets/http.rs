@@ -9,7 +9,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use asynchat_core::{CloseReason, State};
-use asynchat_examples::httpd::{config, Httpd};
+use asynchat_examples::httpd::{config, Files, Httpd};
 use asynchat_fuzz::{chunking_invariant, Session};
 use libfuzzer_sys::fuzz_target;
 
@@ -35,6 +35,12 @@ fn root() -> &'static Arc<Path> {
         let _ = std::os::unix::fs::symlink(base.join("secret"), root.join("escape"));
         root.canonicalize().expect("canonical root").into()
     })
+}
+
+/// The root's files, shared by every run as a server's connections share them (the cache too).
+fn files() -> &'static Arc<Files> {
+    static FILES: OnceLock<Arc<Files>> = OnceLock::new();
+    FILES.get_or_init(|| Files::canonical(root().clone()))
 }
 
 fn fixed_clock() -> SystemTime {
@@ -108,7 +114,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let make = || {
-        Httpd::shared(root().clone())
+        Httpd::shared(files().clone())
             .stream_above(STREAM_ABOVE)
             .clock(fixed_clock)
     };
