@@ -186,6 +186,17 @@ def echo_table(args, targets, load):
     return table.strip()
 
 
+def echo_load(server):
+    """The pipelined load on `server` for 4 s (`echo_bench load`): lines/s, and the server's CPU
+    ns per line, in all and in user space."""
+    (u0, s0) = cpu_split(server.pids)
+    line = run([BIN / "echo_bench", "load", f"127.0.0.1:{server.port}", "4"])
+    (u1, s1) = cpu_split(server.pids)
+    m = re.match(r"(\d+) lines/s (\d+) lines", line)
+    lines = max(1, int(m[2]))
+    return float(m[1]), (u1 - u0 + s1 - s0) * 1e9 / lines, (u1 - u0) * 1e9 / lines
+
+
 def python_echo(targets):
     """The `echo` example on mio against Python's asynchat echo, under the same pipelined load."""
     got = {}
@@ -198,13 +209,7 @@ def python_echo(targets):
             else:
                 server = ours("echo", "mio")
             with server:
-                (u0, s0) = cpu_split(server.pids)
-                line = run([BIN / "echo_bench", "load", f"127.0.0.1:{server.port}", "4"])
-                (u1, s1) = cpu_split(server.pids)
-            m = re.match(r"(\d+) lines/s (\d+) lines", line)
-            lines = max(1, int(m[2]))
-            got.setdefault(label, []).append(
-                (float(m[1]), (u1 - u0 + s1 - s0) * 1e9 / lines, (u1 - u0) * 1e9 / lines))
+                got.setdefault(label, []).append(echo_load(server))
     med = {k: [statistics.median(x[i] for x in v) for i in range(3)] for k, v in got.items()}
     (pr, pc, pu), (mr, mc, mu) = med["python"], med["mio"]
     targets.append(("echo on mio against Python 3.11's asynchat echo: CPU per line", "≥ 20× less",
@@ -231,12 +236,9 @@ def threads():
             rates, cpus = [], []
             for _ in range(2):
                 with ours("echo", driver, "--threads", str(n)) as server:
-                    before = server.cpu()
-                    line = run([BIN / "echo_bench", "load", f"127.0.0.1:{server.port}", "4"])
-                    used = server.cpu() - before
-                m = re.match(r"(\d+) lines/s (\d+) lines", line)
-                rates.append(float(m[1]))
-                cpus.append(used * 1e9 / max(1, int(m[2])))
+                    rate, cpu, _ = echo_load(server)
+                rates.append(rate)
+                cpus.append(cpu)
             got[n] = (statistics.median(rates), statistics.median(cpus))
         (r1, c1), (r2, c2) = got[1], got[2]
         out.append(f"| {driver} | {r1:,.0f} | {r2:,.0f} | {ratio(r2, r1)} | {c1:.0f} | {c2:.0f} |")

@@ -88,19 +88,11 @@ impl Incoming {
     #[inline(never)]
     fn push_bytes(&mut self, data: Bytes, lent: Option<&[u8]>) {
         self.own(lent);
-        *self = match std::mem::take(self) {
-            Self::Empty | Self::Lent(_) => Self::One(data),
-            Self::One(first) => {
-                let mut all = BytesMut::with_capacity(first.len() + data.len());
-                all.extend_from_slice(&first);
-                all.extend_from_slice(&data);
-                Self::Many(all)
-            }
-            Self::Many(mut all) => {
-                all.extend_from_slice(&data);
-                Self::Many(all)
-            }
-        };
+        match self {
+            // Kept as it is: a frame that came in one piece costs no copy.
+            Self::Empty => *self = Self::One(data),
+            _ => self.extend(&data, None),
+        }
     }
 
     /// What was collected, as a frame lent from `lent` if that is what was noted (nothing

@@ -28,9 +28,7 @@ impl<P: Protocol> Chat<P> {
         };
         let result = f(&mut self.protocol, &mut ctx);
         #[cfg(feature = "tracing")]
-        if was_writable && !self.core.outbox.is_writable() {
-            tracing::debug!(queued = self.core.outbox.cost(), "backpressure on");
-        }
+        self.core.trace_backpressure_on(was_writable);
         result
     }
 
@@ -58,10 +56,10 @@ impl<P: Protocol> Chat<P> {
             match self.core.framer.poll_event() {
                 Ok(Some(Event::Data(data))) => {
                     self.callback(now, |p, ctx| p.collect_incoming_data(ctx, data.into()));
-                    if let Some(error) = self.core.over_collector_bound() {
-                        crate::trace::event!(info, %error, "frame over its bound");
-                        self.core.close_because(CloseReason::Error(error));
-                    } else if self.core.may_deliver() && self.core.framer.take_owed_terminator() {
+                    if !self.core.close_if_over_collector_bound()
+                        && self.core.may_deliver()
+                        && self.core.framer.take_owed_terminator()
+                    {
                         // The frame's end is already known: no need to poll for it.
                         self.deliver_terminator(now);
                     }
@@ -136,10 +134,7 @@ impl<P: Protocol> Chat<P> {
                 self.protocol
                     .collect_incoming_data(&mut ctx, Frame::lent(frame));
                 // The callback may have collected more, or lowered the bound.
-                if let Some(error) = ctx.core.over_collector_bound() {
-                    crate::trace::event!(info, %error, "frame over its bound");
-                    ctx.core.close_because(CloseReason::Error(error));
-                }
+                ctx.core.close_if_over_collector_bound();
                 if !ctx.core.may_deliver() || !ctx.core.framer.take_owed_terminator() {
                     // The terminator stays owed, delivered once input flows again: the frame
                     // cannot stay lent until then.
@@ -162,9 +157,7 @@ impl<P: Protocol> Chat<P> {
         }
         self.core.framer.restore_buffer(buf, delivered);
         #[cfg(feature = "tracing")]
-        if was_writable && !self.core.outbox.is_writable() {
-            tracing::debug!(queued = self.core.outbox.cost(), "backpressure on");
-        }
+        self.core.trace_backpressure_on(was_writable);
     }
 
     pub(super) fn deliver_terminator(&mut self, now: Instant) {

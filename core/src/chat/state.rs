@@ -166,6 +166,27 @@ impl Core {
         self.over_counted_bound(held)
     }
 
+    /// Closes the connection if the default collector holds more than its bound (see
+    /// [`over_collector_bound`](Self::over_collector_bound)); whether it did.
+    #[inline]
+    pub(super) fn close_if_over_collector_bound(&mut self) -> bool {
+        let Some(error) = self.over_collector_bound() else {
+            return false;
+        };
+        crate::trace::event!(info, %error, "frame over its bound");
+        self.close_because(CloseReason::Error(error));
+        true
+    }
+
+    /// Traces the queue crossing its high water mark during a callback that began with the
+    /// connection writable.
+    #[cfg(feature = "tracing")]
+    pub(super) fn trace_backpressure_on(&self, was_writable: bool) {
+        if was_writable && !self.outbox.is_writable() {
+            tracing::debug!(queued = self.outbox.cost(), "backpressure on");
+        }
+    }
+
     #[inline(never)]
     fn over_counted_bound(&self, held: usize) -> Option<Error> {
         let counting = match self.framer.terminator() {
