@@ -27,10 +27,13 @@
 //! assert_eq!(h.take_output(), "+OK\r\n$5\r\nhello\r\n");
 //! ```
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::hash::RandomState;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+mod store;
+
+use store::{Entry, Hashed, Shard, Value};
+pub use store::{Store, EXPIRE_EVERY, EXPIRE_PER_CYCLE, MAX_SHARDS};
 
 use crate::{set_delimiter, Decimal};
 use asynchat_core::{
@@ -59,227 +62,8 @@ pub fn config() -> Config {
         .over_long(OverLongPolicy::Skip)
 }
 
-/// What a key holds: Redis's string, list, set and hash types. The aggregates are boxed, so
-/// that a string key (most keys) carries no room for them: every entry would otherwise grow by
-/// the 48 bytes of a set's header.
-#[derive(Debug, Clone)]
-#[allow(
-    clippy::box_collection,
-    reason = "the box keeps the header of an aggregate out of every string entry"
-)]
-enum Value {
-    Str(Bytes),
-    List(Box<VecDeque<Bytes>>),
-    Set(Box<HashSet<Bytes>>),
-    Hash(Box<HashMap<Bytes, Bytes>>),
-}
-
-impl Value {
-    /// An aggregate left empty is no key at all, as in Redis.
-    fn is_empty_aggregate(&self) -> bool {
-        match self {
-            Self::Str(_) => false,
-            Self::List(l) => l.is_empty(),
-            Self::Set(s) => s.is_empty(),
-            Self::Hash(h) => h.is_empty(),
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-struct Entry {
-    value: Value,
-    expires: Option<Instant>,
-}
-
-impl Entry {
-    fn live(&self, now: Instant) -> bool {
-        self.expires.is_none_or(|at| at > now)
-    }
-}
-
-/// The key space, shared by every connection and thread. Expired keys are dropped when touched,
-/// by `DBSIZE`, and by an active expiry cycle, as Redis runs one: every [`EXPIRE_EVERY`] a
-/// connection that set a deadline drops the keys whose deadline has passed, so that keys never
-/// read again do not stay. The cycle runs on that connection's timers: once every connection
-/// that set a deadline has closed, keys left with one are dropped only when touched or by
-/// `DBSIZE` (Redis runs one cycle for the whole server).
-#[derive(Debug, Default)]
-pub struct Store {
-    map: Mutex<Space>,
-}
-
-/// How often a connection that set a key's deadline runs the expiry cycle (Redis's `hz 10`).
-pub const EXPIRE_EVERY: Duration = Duration::from_millis(100);
-
-/// The most keys one cycle drops, so that the store is never locked for long; more due are left
-/// to a cycle right after.
-pub const EXPIRE_PER_CYCLE: usize = 1000;
-
 /// The timer id of the expiry cycle.
 const EXPIRY_TIMER: u32 = 1;
-
-/// The keys, and their deadlines in order.
-#[derive(Debug, Default)]
-struct Space {
-    keys: Keys,
-    /// Every deadline set, earliest first. An entry whose key was since deleted, overwritten or
-    /// given another deadline is stale: dropped when it comes up, or when the heap is rebuilt.
-    /// A deadline added never takes it past twice the keys plus [`EXPIRE_PER_CYCLE`] (keys
-    /// deleted since leave their entries until they come up or the next deadline is added).
-    deadlines: std::collections::BinaryHeap<std::cmp::Reverse<(Instant, Key)>>,
-}
-
-impl std::ops::Deref for Space {
-    type Target = Keys;
-    fn deref(&self) -> &Keys {
-        &self.keys
-    }
-}
-
-impl std::ops::DerefMut for Space {
-    fn deref_mut(&mut self) -> &mut Keys {
-        &mut self.keys
-    }
-}
-
-impl Space {
-    fn add_deadline(&mut self, at: Instant, key: &[u8]) {
-        self.deadlines.push(std::cmp::Reverse((at, Key::new(key))));
-        if self.deadlines.len() > 2 * self.keys.len() + EXPIRE_PER_CYCLE {
-            // Mostly stale (one key given a deadline again and again): rebuilt from the keys.
-            self.deadlines = self
-                .keys
-                .iter()
-                .filter_map(|(k, e)| e.expires.map(|at| std::cmp::Reverse((at, k.clone()))))
-                .collect();
-        }
-    }
-
-    fn clear(&mut self) {
-        self.keys.clear();
-        self.deadlines.clear();
-    }
-
-    /// Drops up to [`EXPIRE_PER_CYCLE`] keys whose deadline has passed; whether more are due.
-    fn expire_due(&mut self, now: Instant) -> bool {
-        for _ in 0..EXPIRE_PER_CYCLE {
-            match self.deadlines.peek() {
-                Some(std::cmp::Reverse((at, _))) if *at <= now => {}
-                _ => return false,
-            }
-            let Some(std::cmp::Reverse((at, key))) = self.deadlines.pop() else {
-                return false;
-            };
-            let bytes = key.as_bytes();
-            if self.keys.get(bytes).is_some_and(|e| e.expires == Some(at)) {
-                self.keys.remove(bytes);
-            }
-        }
-        self.deadlines
-            .peek()
-            .is_some_and(|std::cmp::Reverse((at, _))| *at <= now)
-    }
-}
-
-/// The key space. Keys are looked up by the borrowed bytes of a request.
-type Keys = hashbrown::HashMap<Key, Entry, RandomState>;
-
-/// The longest key held in the table itself.
-const INLINE_KEY: usize = 22;
-
-/// A key as the store holds it: a short one (most keys) inline, so that a lookup compares it
-/// where the table's probe already is instead of behind a pointer, in memory of its own that a
-/// large key space keeps out of the cache; a longer one boxed. 24 bytes either way.
-#[derive(Clone)]
-enum Key {
-    Inline { len: u8, bytes: [u8; INLINE_KEY] },
-    Boxed(Box<[u8]>),
-}
-
-impl Key {
-    fn new(key: &[u8]) -> Self {
-        match u8::try_from(key.len()) {
-            Ok(len) if key.len() <= INLINE_KEY => {
-                let mut bytes = [0; INLINE_KEY];
-                bytes[..key.len()].copy_from_slice(key);
-                Self::Inline { len, bytes }
-            }
-            _ => Self::Boxed(key.into()),
-        }
-    }
-
-    fn as_bytes(&self) -> &[u8] {
-        match self {
-            Self::Inline { len, bytes } => &bytes[..usize::from(*len)],
-            Self::Boxed(bytes) => bytes,
-        }
-    }
-}
-
-impl std::borrow::Borrow<[u8]> for Key {
-    fn borrow(&self) -> &[u8] {
-        self.as_bytes()
-    }
-}
-
-/// Hashed and compared as its bytes, as `Borrow<[u8]>` requires.
-impl std::hash::Hash for Key {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.as_bytes().hash(state);
-    }
-}
-
-impl PartialEq for Key {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_bytes() == other.as_bytes()
-    }
-}
-
-impl Eq for Key {}
-
-impl PartialOrd for Key {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Key {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.as_bytes().cmp(other.as_bytes())
-    }
-}
-
-impl std::fmt::Debug for Key {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:?}", self.as_bytes().escape_ascii().to_string())
-    }
-}
-
-impl Store {
-    /// An empty store, ready to share.
-    #[must_use]
-    pub fn new() -> Arc<Self> {
-        Arc::default()
-    }
-
-    fn map(&self) -> MutexGuard<'_, Space> {
-        // Every command leaves the map consistent before it could panic.
-        self.map.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-/// Looks `key` up, dropping it if it has expired: one lookup either way.
-fn live<'a>(map: &'a mut Keys, key: &[u8], now: Instant) -> Option<&'a mut Entry> {
-    match map.entry_ref(key) {
-        hashbrown::hash_map::EntryRef::Occupied(entry) if !entry.get().live(now) => {
-            entry.remove();
-            None
-        }
-        hashbrown::hash_map::EntryRef::Occupied(entry) => Some(entry.into_mut()),
-        hashbrown::hash_map::EntryRef::Vacant(_) => None,
-    }
-}
 
 /// What the connection is reading.
 #[derive(Debug)]
@@ -361,8 +145,30 @@ fn not_integer() -> Reply {
     Reply::Error("ERR value is not an integer or out of range".into())
 }
 
+/// An integer as `str::parse::<i64>` reads one (an optional sign, then decimal digits), read
+/// from the bytes without checking them as UTF-8 first: every header of a request is one.
 fn parse_int(b: &[u8]) -> Option<i64> {
-    std::str::from_utf8(b).ok()?.parse().ok()
+    let (negative, digits) = match b {
+        [b'-', rest @ ..] => (true, rest),
+        [b'+', rest @ ..] => (false, rest),
+        _ => (false, b),
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    // Accumulated towards the sign, so that i64::MIN is read as well as i64::MAX.
+    digits.iter().try_fold(0i64, |n, &d| {
+        let digit = i64::from(d.wrapping_sub(b'0'));
+        if digit > 9 {
+            return None;
+        }
+        let n = n.checked_mul(10)?;
+        if negative {
+            n.checked_sub(digit)
+        } else {
+            n.checked_add(digit)
+        }
+    })
 }
 
 /// An integer written as Redis writes one: Redis refuses "+1", " 1" and "01"; so does this.
@@ -370,43 +176,7 @@ fn parse_strict_int(b: &[u8]) -> Option<i64> {
     parse_int(b).filter(|&n| Decimal::default().of(n) == b)
 }
 
-/// Sets `key` to the string `value`: an existing key keeps its own bytes, and its old value's
-/// buffer is reused when nothing else holds it and it fits (a counter rewritten by `INCR`, a
-/// key `SET` again with a value of about the same size).
-fn put(map: &mut Keys, key: &[u8], value: &[u8], shared: Option<Bytes>, expires: Option<Instant>) {
-    let Some(entry) = map.get_mut(key) else {
-        let value = shared.unwrap_or_else(|| Bytes::copy_from_slice(value));
-        map.insert(
-            Key::new(key),
-            Entry {
-                value: Value::Str(value),
-                expires,
-            },
-        );
-        return;
-    };
-    entry.expires = expires;
-    let new = match (
-        shared,
-        std::mem::replace(&mut entry.value, Value::Str(Bytes::new())),
-    ) {
-        (Some(shared), _) => shared,
-        (None, Value::Str(old)) => match old.try_into_mut() {
-            Ok(mut buf)
-                if buf.capacity() >= value.len() && buf.capacity() <= 2 * value.len() + 64 =>
-            {
-                buf.clear();
-                buf.extend_from_slice(value);
-                buf.freeze()
-            }
-            _ => Bytes::copy_from_slice(value),
-        },
-        (None, _) => Bytes::copy_from_slice(value),
-    };
-    entry.value = Value::Str(new);
-}
-
-/// What [`put`] takes of an argument: a shared one as it is (no copy), else nothing.
+/// What [`Shard::put`] takes of an argument: a shared one as it is (no copy), else nothing.
 fn shared(arg: &Frame<'_>) -> Option<Bytes> {
     (!arg.is_lent()).then(|| owned(arg))
 }
@@ -425,8 +195,10 @@ enum Span {
     Shared(Bytes),
 }
 
-/// Arguments handed to a command on the stack; more (an `MSET` of many pairs) take a `Vec`.
-const ARGS_ON_STACK: usize = 24;
+/// Arguments handed to a command on the stack (`SET key value EX n NX` has six); more (an
+/// `MSET` of many pairs) take a `Vec`. Every slot is made and dropped for each command, so the
+/// array is no longer than the common commands need.
+const ARGS_ON_STACK: usize = 6;
 
 /// The buffer kept between commands: what is over it is given back once the command ran.
 const ARGS_KEPT: usize = 16 << 10;
@@ -639,8 +411,8 @@ impl Resp {
             ("ping", 1) | ("echo", 1) => Reply::Bulk(owned(&rest[0])),
             ("ping" | "echo", _) => arity(name),
             ("get", 1) => {
-                let mut map = self.store.map();
-                match live(&mut map, &rest[0], now).map(|e| &e.value) {
+                let key = self.store.key(&rest[0]);
+                match self.store.shard(&key).live(key, now).map(|e| &e.value) {
                     None => Reply::Nil,
                     // Written under the lock: no reference count taken on the value.
                     Some(Value::Str(v)) => {
@@ -652,31 +424,34 @@ impl Resp {
             }
             ("set", 2..) => self.set(rest, now, ctx),
             ("del", 1..) => {
-                let mut map = self.store.map();
+                let keys = self.keys(rest);
+                let mut locked = self.store.lock_for(&keys);
                 // Removed as counted, so a key named twice counts once, as in Redis; an expired
                 // key is removed but not counted.
-                let n = rest
+                let n = keys
                     .iter()
-                    .filter(|k| map.remove(&k[..]).is_some_and(|e| e.live(now)))
+                    .filter(|&&k| locked.shard(&k).remove(k).is_some_and(|e| e.live(now)))
                     .count();
                 Reply::Integer(n as i64)
             }
             ("exists", 1..) => {
-                let mut map = self.store.map();
+                let keys = self.keys(rest);
+                let mut locked = self.store.lock_for(&keys);
                 Reply::Integer(
-                    rest.iter()
-                        .filter(|k| live(&mut map, k, now).is_some())
+                    keys.iter()
+                        .filter(|&&k| locked.shard(&k).live(k, now).is_some())
                         .count() as i64,
                 )
             }
             ("incr", 1) => self.add(&rest[0], 1, now),
             ("decr", 1) => self.add(&rest[0], -1, now),
             ("mget", 1..) => {
-                let mut map = self.store.map();
+                let keys = self.keys(rest);
+                let mut locked = self.store.lock_for(&keys);
                 Reply::Array(
-                    rest.iter()
+                    keys.iter()
                         // A key of another type reads as missing, as in Redis.
-                        .map(|k| match live(&mut map, k, now).map(|e| &e.value) {
+                        .map(|&k| match locked.shard(&k).live(k, now).map(|e| &e.value) {
                             Some(Value::Str(v)) => Reply::Bulk(v.clone()),
                             _ => Reply::Nil,
                         })
@@ -684,9 +459,13 @@ impl Resp {
                 )
             }
             ("mset", n) if n > 0 && n % 2 == 0 => {
-                let mut map = self.store.map();
-                for pair in rest.chunks_exact(2) {
-                    put(&mut map, &pair[0], &pair[1], shared(&pair[1]), None);
+                let keys: Vec<Hashed<'_>> =
+                    rest.iter().step_by(2).map(|k| self.store.key(k)).collect();
+                let mut locked = self.store.lock_for(&keys);
+                for (&key, pair) in keys.iter().zip(rest.chunks_exact(2)) {
+                    locked
+                        .shard(&key)
+                        .put(key, &pair[1], shared(&pair[1]), None);
                 }
                 Reply::Ok
             }
@@ -712,12 +491,11 @@ impl Resp {
                 _ => wrong_type(),
             }),
             ("dbsize", 0) => {
-                let mut map = self.store.map();
-                map.retain(|_, e| e.live(now));
-                Reply::Integer(map.len() as i64)
+                let mut all = self.store.lock_all();
+                Reply::Integer(all.shards().map(|s| s.live_len(now)).sum::<usize>() as i64)
             }
             ("flushall" | "flushdb", 0) => {
-                Space::clear(&mut self.store.map());
+                self.store.lock_all().shards().for_each(Shard::clear);
                 Reply::Ok
             }
             ("flushall" | "flushdb", 1)
@@ -725,7 +503,7 @@ impl Resp {
                     .iter()
                     .any(|m| rest[0].eq_ignore_ascii_case(m)) =>
             {
-                Space::clear(&mut self.store.map());
+                self.store.lock_all().shards().for_each(Shard::clear);
                 Reply::Ok
             }
             // redis-cli asks for command docs on start-up; an empty answer is allowed.
@@ -780,14 +558,17 @@ impl Resp {
                 Err(reply) => return reply,
             },
         };
-        let mut map = self.store.map();
-        let exists = live(&mut map, key, now).is_some();
-        if (nx && exists) || (xx && !exists) {
-            return Reply::Nil;
+        let hashed = self.store.key(key);
+        let mut shard = self.store.shard(&hashed);
+        if nx || xx {
+            let exists = shard.live(hashed, now).is_some();
+            if (nx && exists) || (xx && !exists) {
+                return Reply::Nil;
+            }
         }
-        put(&mut map, key, value, shared(value), expires);
+        shard.put(hashed, value, shared(value), expires);
         if let Some(at) = expires {
-            map.add_deadline(at, key);
+            shard.add_deadline(at, hashed);
             if !self.expiry_armed.replace(true) {
                 ctx.set_timer(EXPIRY_TIMER, now + EXPIRE_EVERY);
             }
@@ -799,12 +580,10 @@ impl Resp {
     /// deadline is left (at once if more were due than one cycle drops).
     fn expiry_cycle(&self, ctx: &mut Context<'_>) {
         let now = ctx.now();
-        let mut space = self.store.map();
-        let more_due = space.expire_due(now);
-        match (more_due, space.deadlines.is_empty()) {
+        match self.store.expire_due(now) {
             (true, _) => ctx.set_timer(EXPIRY_TIMER, now),
-            (false, false) => ctx.set_timer(EXPIRY_TIMER, now + EXPIRE_EVERY),
-            (false, true) => self.expiry_armed.set(false),
+            (false, true) => ctx.set_timer(EXPIRY_TIMER, now + EXPIRE_EVERY),
+            (false, false) => self.expiry_armed.set(false),
         }
     }
 
@@ -833,8 +612,9 @@ impl Resp {
     }
 
     fn add(&self, key: &Frame<'_>, by: i64, now: Instant) -> Reply {
-        let mut map = self.store.map();
-        let (current, expires) = match live(&mut map, key, now) {
+        let key = self.store.key(key);
+        let mut shard = self.store.shard(&key);
+        let (current, expires) = match shard.live(key, now) {
             None => (0, None),
             Some(Entry {
                 value: Value::Str(v),
@@ -848,8 +628,13 @@ impl Resp {
         let Some(next) = current.checked_add(by) else {
             return Reply::Error("ERR increment or decrement would overflow".into());
         };
-        put(&mut map, key, Decimal::default().of(next), None, expires);
+        shard.put(key, Decimal::default().of(next), None, expires);
         Reply::Integer(next)
+    }
+
+    /// The keys a command names, hashed.
+    fn keys<'k>(&self, args: &'k [Frame<'_>]) -> Vec<Hashed<'k>> {
+        args.iter().map(|k| self.store.key(k)).collect()
     }
 
     /// Runs `f` on the aggregate at `key` (made by `new` if missing; `None` if it may not be
@@ -863,21 +648,21 @@ impl Resp {
         missing: Reply,
         f: impl FnOnce(&mut Value) -> Reply,
     ) -> Reply {
-        let mut map = self.store.map();
-        let entry = match (live(&mut map, key, now), new) {
-            (Some(entry), _) => entry,
-            (None, None) => return missing,
-            (None, Some(new)) => map.entry(Key::new(key)).or_insert(Entry {
-                value: new(),
-                expires: None,
-            }),
+        let key = self.store.key(key);
+        let mut shard = self.store.shard(&key);
+        let entry = match new {
+            Some(new) => shard.live_or_insert(key, now, new),
+            None => match shard.live(key, now) {
+                Some(entry) => entry,
+                None => return missing,
+            },
         };
         if let Value::Str(_) = entry.value {
             return wrong_type();
         }
         let reply = f(&mut entry.value);
         if entry.value.is_empty_aggregate() {
-            map.remove(&key[..]);
+            shard.remove(key);
         }
         reply
     }
@@ -1043,41 +828,6 @@ mod tests {
     use asynchat_core::testing::{Harness, Replay};
     use asynchat_core::State;
 
-    #[test]
-    fn keys_inline_and_boxed_are_found_by_their_bytes() {
-        assert_eq!(std::mem::size_of::<Key>(), 24);
-        let keys: [&[u8]; 5] = [
-            b"",
-            b"k",
-            &[b'x'; INLINE_KEY],
-            &[b'y'; INLINE_KEY + 1],
-            &[0; 300],
-        ];
-        let mut map = Keys::default();
-        for (i, key) in keys.iter().enumerate() {
-            assert_eq!(Key::new(key).as_bytes(), *key);
-            let value = Value::Str(Bytes::from(vec![i as u8]));
-            map.insert(
-                Key::new(key),
-                Entry {
-                    value,
-                    expires: None,
-                },
-            );
-        }
-        for (i, key) in keys.iter().enumerate() {
-            let Some(Entry {
-                value: Value::Str(v),
-                ..
-            }) = map.get(*key)
-            else {
-                panic!("{key:?} not found");
-            };
-            assert_eq!(v[..], [i as u8]);
-        }
-        assert!(map.get(&b"kk"[..]).is_none());
-    }
-
     fn command(args: &[&str]) -> String {
         let mut out = format!("*{}\r\n", args.len());
         for a in args {
@@ -1086,8 +836,10 @@ mod tests {
         out
     }
 
+    /// A connection on a store in several shards, so that commands on several keys lock
+    /// several.
     fn session() -> (Harness<Resp>, Arc<Store>) {
-        let store = Store::new();
+        let store = Store::with_shards(8);
         (
             Harness::with_config(Resp::new(store.clone()), &config()),
             store,
@@ -1097,11 +849,6 @@ mod tests {
     fn ask(h: &mut Harness<Resp>, args: &[&str]) -> String {
         h.send(command(args));
         String::from_utf8_lossy(&h.take_output()).into_owned()
-    }
-
-    /// Keys held, expired ones included (reading them would drop them).
-    fn held(store: &Store) -> usize {
-        store.map().len()
     }
 
     #[test]
@@ -1115,26 +862,21 @@ mod tests {
         ask(&mut h, &["SET", "persisted", "2"]);
         ask(&mut h, &["SET", "moved", "1", "PX", "50"]);
         ask(&mut h, &["SET", "moved", "1", "PX", "5000"]);
-        assert_eq!(held(&store), 5);
+        assert_eq!(store.held(), 5);
         h.advance(Duration::from_millis(120));
-        assert_eq!(held(&store), 5, "nothing due at the first cycle");
+        assert_eq!(store.held(), 5, "nothing due at the first cycle");
         h.advance(Duration::from_millis(100));
-        assert_eq!(held(&store), 4, "`soon` dropped without being read");
+        assert_eq!(store.held(), 4, "`soon` dropped without being read");
         assert_eq!(ask(&mut h, &["GET", "persisted"]), "$1\r\n2\r\n");
         assert_eq!(ask(&mut h, &["GET", "moved"]), "$1\r\n1\r\n");
         h.advance(Duration::from_secs(10));
-        assert_eq!(
-            held(&store),
-            2,
-            "`later` and `moved` dropped: {:?}",
-            store.map().keys
-        );
-        assert_eq!(store.map().deadlines.len(), 0, "every deadline consumed");
+        assert_eq!(store.held(), 2, "`later` and `moved` dropped");
+        assert_eq!(store.deadlines(), 0, "every deadline consumed");
         // No deadline left: the cycle stopped, and a new one starts it again.
         assert!(!h.protocol().expiry_armed.get());
         ask(&mut h, &["SET", "again", "1", "PX", "10"]);
         h.advance(Duration::from_millis(200));
-        assert_eq!(held(&store), 2);
+        assert_eq!(store.held(), 2);
         assert_eq!(h.chat().close_reason(), None, "the timer is not a timeout");
     }
 
@@ -1144,7 +886,7 @@ mod tests {
         for i in 0..3 * EXPIRE_PER_CYCLE {
             ask(&mut h, &["SET", "k", &i.to_string(), "EX", "1000"]);
         }
-        let deadlines = store.map().deadlines.len();
+        let deadlines = store.deadlines();
         assert!(
             deadlines <= 2 + EXPIRE_PER_CYCLE,
             "{deadlines} deadlines for one key"
@@ -1158,9 +900,80 @@ mod tests {
         for i in 0..n {
             ask(&mut h, &["SET", &format!("k{i}"), "v", "PX", "10"]);
         }
-        assert_eq!(held(&store), n);
+        assert_eq!(store.held(), n);
         h.advance(EXPIRE_EVERY);
-        assert_eq!(held(&store), 0, "three cycles at the same instant");
+        assert_eq!(store.held(), 0, "three cycles at the same instant");
+    }
+
+    #[test]
+    fn commands_on_keys_in_two_shards_are_atomic_against_another_thread() {
+        let store = Store::with_shards(8);
+        let second = (0..)
+            .map(|i| format!("k{i}"))
+            .find(|k| store.shard_of(k.as_bytes()) != store.shard_of(b"k"))
+            .expect("a key in another shard");
+        let rounds = 2000;
+        // Two writers naming the keys in opposite orders: a lock order that followed the
+        // command's would deadlock them.
+        let writers: Vec<_> = [true, false]
+            .into_iter()
+            .map(|forward| {
+                let (store, second) = (store.clone(), second.clone());
+                std::thread::spawn(move || {
+                    let mut h = Harness::new(Resp::new(store));
+                    for i in 0..rounds {
+                        let v = i.to_string();
+                        let (a, b) = if forward {
+                            ("k", &second[..])
+                        } else {
+                            (&second[..], "k")
+                        };
+                        assert_eq!(ask(&mut h, &["MSET", a, &v, b, &v]), "+OK\r\n");
+                    }
+                })
+            })
+            .collect();
+        let mut h = Harness::new(Resp::new(store.clone()));
+        let mut seen = 0;
+        while !writers.iter().all(|w| w.is_finished()) {
+            let reply = ask(&mut h, &["MGET", "k", &second]);
+            let values: Vec<&str> = reply.split("\r\n").skip(1).skip(1).step_by(2).collect();
+            assert!(
+                reply == "*2\r\n$-1\r\n$-1\r\n" || values[0] == values[1],
+                "MSET seen half done: {reply:?}"
+            );
+            seen += 1;
+        }
+        for w in writers {
+            w.join().expect("a writer panicked");
+        }
+        assert!(seen > 0);
+        let last = (rounds - 1).to_string();
+        assert_eq!(
+            ask(&mut h, &["MGET", "k", &second]),
+            format!(
+                "*2\r\n${}\r\n{last}\r\n${}\r\n{last}\r\n",
+                last.len(),
+                last.len()
+            )
+        );
+        assert_eq!(ask(&mut h, &["DEL", &second, "k", "k"]), ":2\r\n");
+        assert_eq!(ask(&mut h, &["DBSIZE"]), ":0\r\n");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn integers_are_read_as_str_parse_reads_them(
+            text in "[-+]?[0-9]{0,25}|[-+0-9 a]{0,6}|-?9223372036854775(80[0-9]|79[0-9])"
+        ) {
+            proptest::prop_assert_eq!(parse_int(text.as_bytes()), text.parse::<i64>().ok());
+        }
+
+        #[test]
+        fn any_bytes_read_as_an_integer_only_as_str_parse_would(bytes: Vec<u8>) {
+            let expected = std::str::from_utf8(&bytes).ok().and_then(|t| t.parse::<i64>().ok());
+            proptest::prop_assert_eq!(parse_int(&bytes), expected);
+        }
     }
 
     #[test]
@@ -1400,7 +1213,7 @@ mod tests {
                 "{input:.40}"
             );
             assert_eq!(h.state(), State::Closed);
-            assert_eq!(store.map().len(), 0, "nothing after the error ran");
+            assert_eq!(store.held(), 0, "nothing after the error ran");
         }
     }
 

@@ -94,8 +94,7 @@ impl Context<'_> {
     /// deliver empty frames forever: after 1024 of them the connection closes with
     /// [`Misuse::EndlessEmptyFrames`].
     pub fn set_count(&mut self, n: u64) {
-        let set = self.core.framer.switch_to(Terminator::Count(n));
-        debug_assert!(set.is_ok(), "a count is always a valid terminator");
+        self.core.framer.switch_to_count(n);
     }
 
     /// The next frame is everything until the peer closes its side.
@@ -107,9 +106,7 @@ impl Context<'_> {
     /// The next frame ends with `delimiter`; fails with [`Misuse::EmptyDelimiter`] for an
     /// empty one, leaving the terminator unchanged.
     pub fn set_delimiter(&mut self, delimiter: impl Into<Bytes>) -> Result<(), Misuse> {
-        self.core
-            .framer
-            .switch_to(Terminator::Delimiter(delimiter.into()))
+        self.core.framer.switch_to_delimiter(delimiter.into())
     }
 
     /// The largest count the default collector holds ([`Config::max_counted_frame`]).

@@ -318,24 +318,49 @@ impl Framer {
     /// collector applies the bound to the bytes it holds, so that a protocol streaming a large
     /// count is not refused.
     pub(crate) fn switch_to(&mut self, t: Terminator) -> Result<(), Misuse> {
-        self.settle();
-        t.validate()?;
-        if let (Terminator::Delimiter(new), Some(old)) = (&t, self.search.matcher.delimiter()) {
-            if new[..] == *old {
-                return Ok(());
+        match t {
+            Terminator::Delimiter(delimiter) => self.switch_to_delimiter(delimiter),
+            Terminator::Count(n) => {
+                self.switch_to_count(n);
+                Ok(())
+            }
+            Terminator::Eof => {
+                self.settle();
+                self.use_matcher(Matcher::Eof);
+                Ok(())
             }
         }
-        if t == Terminator::Count(0) {
+    }
+
+    /// [`switch_to`](Self::switch_to) a delimiter, without a [`Terminator`] made and matched:
+    /// protocols switch between a line and a count for every field (RESP, HTTP bodies).
+    pub(crate) fn switch_to_delimiter(&mut self, delimiter: Bytes) -> Result<(), Misuse> {
+        self.settle();
+        if delimiter.is_empty() {
+            return Err(Misuse::EmptyDelimiter);
+        }
+        if self.search.matcher.delimiter() == Some(&delimiter[..]) {
+            return Ok(());
+        }
+        self.use_matcher(Matcher::for_delimiter(delimiter));
+        Ok(())
+    }
+
+    /// [`switch_to`](Self::switch_to) a count.
+    pub(crate) fn switch_to_count(&mut self, n: u64) {
+        self.settle();
+        if n == 0 && self.phase != Phase::Failed {
             // Zero more bytes: the frame is complete now (Python's `set_terminator(0)` would
             // never fire; its "no terminator" is `None`, our `Eof`). Owed once: a count that
             // runs down is `Count(0)` as well, and only an explicit one ends a frame.
-            if self.phase != Phase::Failed {
-                self.phase = Phase::OwesTerminator;
-            }
+            self.phase = Phase::OwesTerminator;
         }
-        self.search.matcher = Matcher::compile(t);
+        self.use_matcher(Matcher::Count(n));
+    }
+
+    fn use_matcher(&mut self, matcher: Matcher) {
+        self.search.matcher = matcher;
         self.search.scan = 0;
-        Ok(())
     }
 
     /// The terminator in force. For a count, this is what remains of it (as Python's

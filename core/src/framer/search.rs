@@ -5,8 +5,6 @@ use std::cmp::min;
 use bytes::Bytes;
 use memchr::memmem;
 
-use crate::terminator::Terminator;
-
 /// Every byte value, so a one-byte delimiter can be handed out as a static `Bytes`.
 pub(super) static BYTE_VALUES: [u8; 256] = {
     let mut all = [0u8; 256];
@@ -25,7 +23,7 @@ pub(super) struct Sequence {
     finder: memmem::Finder<'static>,
 }
 
-/// The compiled form of a [`Terminator`], kept small (16 bytes): it lives in every connection.
+/// The compiled form of a [`Terminator`](crate::Terminator), kept small (16 bytes): it lives in every connection.
 #[derive(Debug, Clone)]
 pub(super) enum Matcher {
     Byte(u8),
@@ -35,15 +33,14 @@ pub(super) enum Matcher {
 }
 
 impl Matcher {
-    pub(super) fn compile(t: Terminator) -> Self {
-        match t {
-            Terminator::Delimiter(delim) if delim.len() == 1 => Self::Byte(delim[0]),
-            Terminator::Delimiter(delim) => Self::Seq(Box::new(Sequence {
+    /// The matcher of a non-empty delimiter: one byte is searched for as a byte.
+    pub(super) fn for_delimiter(delim: Bytes) -> Self {
+        match *delim {
+            [byte] => Self::Byte(byte),
+            _ => Self::Seq(Box::new(Sequence {
                 finder: memmem::Finder::new(&delim[..]).into_owned(),
                 delim,
             })),
-            Terminator::Count(n) => Self::Count(n),
-            Terminator::Eof => Self::Eof,
         }
     }
 
