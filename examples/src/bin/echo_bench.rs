@@ -8,7 +8,7 @@
 //! cargo run --release -p asynchat-examples --bin echo_bench -- idle [CONNECTIONS] [SERVER,...]
 //! cargo run --release -p asynchat-examples --bin echo_bench -- sweep [SECONDS] [ROUNDS] [LINE_LENS] [THRESHOLDS]
 //! cargo run --release -p asynchat-examples --bin echo_bench -- serve KIND [CERT KEY]
-//! cargo run --release -p asynchat-examples --bin echo_bench -- load ADDR [SECONDS [CERT]]
+//! cargo run --release -p asynchat-examples --bin echo_bench -- load ADDR [SECONDS [CERT|- [IN_FLIGHT]]]
 //! ```
 //!
 //! `compare` alternates the servers for ROUNDS rounds of SECONDS seconds (default 3 × 5 s) under
@@ -155,8 +155,8 @@ fn main() -> io::Result<()> {
                 .get(1)
                 .and_then(|a| a.parse().ok())
                 .ok_or_else(|| io::Error::other("load ADDR [SECONDS]"))?;
-            // Over TLS when given the certificate the server presents.
-            let tls = match args.get(3) {
+            // Over TLS when given the certificate the server presents (`-`: plaintext).
+            let tls = match args.get(3).filter(|c| *c != "-") {
                 Some(cert) => Some(std::sync::Arc::new(
                     asynchat_core::tls::client_config(&std::fs::read(cert)?, &[])
                         .map_err(io::Error::other)?,
@@ -165,6 +165,7 @@ fn main() -> io::Result<()> {
             };
             let report = loadgen::run(&loadgen::Load {
                 tls,
+                in_flight: (arg(4, 16) as usize).max(1),
                 ..loadgen::Load::standard(addr, Duration::from_secs(arg(2, 5)))
             })?;
             println!(
@@ -175,7 +176,7 @@ fn main() -> io::Result<()> {
             Ok(())
         }
         _ => {
-            eprintln!("usage: echo_bench compare [SECONDS] [ROUNDS] [SERVER,...] | idle [CONNECTIONS] [SERVER,...] | sweep [SECONDS] [ROUNDS] [LINE_LENS] [THRESHOLDS] | serve KIND [CERT KEY] | load ADDR [SECONDS [CERT]]");
+            eprintln!("usage: echo_bench compare [SECONDS] [ROUNDS] [SERVER,...] | idle [CONNECTIONS] [SERVER,...] | sweep [SECONDS] [ROUNDS] [LINE_LENS] [THRESHOLDS] | serve KIND [CERT KEY] | load ADDR [SECONDS [CERT|- [IN_FLIGHT]]]");
             std::process::exit(2);
         }
     }
