@@ -12,8 +12,9 @@
 //! `HGET`), `COMMAND` (an empty reply, as redis-cli needs), `CONFIG GET` (empty, for
 //! redis-benchmark), `SELECT 0`, `QUIT`: what `redis-benchmark`'s default suite runs but for
 //! sorted sets and streams. Errors are in Redis's own words, `WRONGTYPE` included.
-//! Keys with a deadline are dropped when touched after it, and by an active expiry cycle on the
-//! timers of the connections that set deadlines ([`EXPIRE_EVERY`], see [`Store`]).
+//! Keys with a deadline are dropped when touched after it, and by the store's active expiry
+//! cycle, run on the timers of connections that set deadlines and after any command
+//! ([`EXPIRE_EVERY`], see [`Store`]).
 //! A protocol error (a bad header, a bulk over [`MAX_BULK`], an array over [`MAX_ARGS`], an inline
 //! request over [`MAX_INLINE`]) is answered and closes that connection only.
 //!
@@ -32,7 +33,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 mod store;
 
-use store::{Entry, Hashed, Shard, Value};
+use store::{Cycle, Entry, Hashed, Shard, Value};
 pub use store::{Store, EXPIRE_EVERY, EXPIRE_PER_CYCLE, MAX_SHARDS};
 
 use crate::{set_delimiter, Decimal};
@@ -392,6 +393,11 @@ impl Resp {
         });
         self.args.clear();
         reply.write(ctx);
+        // The store's cycle, if no connection's timer ran it in time (all that set deadlines
+        // may have closed).
+        if self.store.cycle_due(now) {
+            self.store.run_cycle_if_due(now);
+        }
         if quit {
             self.closing = true;
             ctx.close_when_done();
@@ -569,6 +575,8 @@ impl Resp {
         shard.put(hashed, value, shared(value), expires);
         if let Some(at) = expires {
             shard.add_deadline(at, hashed);
+            drop(shard);
+            self.store.schedule_cycle(now);
             if !self.expiry_armed.replace(true) {
                 ctx.set_timer(EXPIRY_TIMER, now + EXPIRE_EVERY);
             }
@@ -576,14 +584,16 @@ impl Resp {
         Reply::Ok
     }
 
-    /// The expiry cycle: drops the keys whose deadline has passed, and comes back while any
-    /// deadline is left (at once if more were due than one cycle drops).
-    fn expiry_cycle(&self, ctx: &mut Context<'_>) {
+    /// The expiry timer: runs the store's cycle if it is due, and comes back while any deadline
+    /// is left (at once if more were due than one cycle drops, when the cycle is next due if
+    /// another connection ran it).
+    fn expiry_timer(&self, ctx: &mut Context<'_>) {
         let now = ctx.now();
-        match self.store.expire_due(now) {
-            (true, _) => ctx.set_timer(EXPIRY_TIMER, now),
-            (false, true) => ctx.set_timer(EXPIRY_TIMER, now + EXPIRE_EVERY),
-            (false, false) => self.expiry_armed.set(false),
+        match self.store.run_cycle_if_due(now) {
+            Cycle::Ran { more_due: true, .. } => ctx.set_timer(EXPIRY_TIMER, now),
+            Cycle::Ran { any_left: true, .. } => ctx.set_timer(EXPIRY_TIMER, now + EXPIRE_EVERY),
+            Cycle::Ran { .. } => self.expiry_armed.set(false),
+            Cycle::NotDue(next) => ctx.set_timer(EXPIRY_TIMER, next),
         }
     }
 
@@ -797,7 +807,7 @@ impl Protocol for Resp {
 
     fn timeout(&mut self, ctx: &mut Context<'_>, timer: Timer) {
         match timer {
-            Timer::Custom(EXPIRY_TIMER) => self.expiry_cycle(ctx),
+            Timer::Custom(EXPIRY_TIMER) => self.expiry_timer(ctx),
             Timer::Idle => ctx.close_because(CloseReason::TimedOut),
             Timer::Frame => ctx.close_because(CloseReason::FrameTimedOut),
             _ => {}
@@ -878,6 +888,52 @@ mod tests {
         h.advance(Duration::from_millis(200));
         assert_eq!(store.held(), 2);
         assert_eq!(h.chat().close_reason(), None, "the timer is not a timeout");
+    }
+
+    #[test]
+    fn the_cycle_runs_after_another_connections_command_once_the_setter_closed() {
+        let store = Store::with_shards(8);
+        let mut setter = Harness::with_config(Resp::new(store.clone()), &config());
+        for i in 0..10 {
+            ask(&mut setter, &["SET", &format!("k{i}"), "v", "PX", "50"]);
+        }
+        ask(&mut setter, &["SET", "kept", "v"]);
+        drop(setter);
+        let mut other = Harness::with_config(Resp::new(store.clone()), &config());
+        assert_eq!(ask(&mut other, &["PING"]), "+PONG\r\n");
+        assert_eq!(store.held(), 11, "nothing due yet");
+        other.advance(EXPIRE_EVERY * 2);
+        assert_eq!(
+            store.held(),
+            11,
+            "a connection that set no deadline keeps no timer"
+        );
+        assert_eq!(ask(&mut other, &["PING"]), "+PONG\r\n");
+        assert_eq!(store.held(), 1, "the keys due dropped after a command");
+        assert!(!other.protocol().expiry_armed.get());
+    }
+
+    #[test]
+    fn one_cycle_for_the_store_however_many_connections_set_deadlines() {
+        let store = Store::new();
+        let mut a = Harness::with_config(Resp::new(store.clone()), &config());
+        let mut b = Harness::with_config(Resp::new(store.clone()), &config());
+        ask(&mut a, &["SET", "a", "v", "PX", "10"]);
+        ask(&mut b, &["SET", "b", "v", "PX", "10000"]);
+        let now = a.now().max(b.now()) + EXPIRE_EVERY;
+        assert!(matches!(
+            store.run_cycle_if_due(now),
+            Cycle::Ran {
+                more_due: false,
+                any_left: true
+            }
+        ));
+        // Claimed: at the same instant, the other connection finds it not due, and when next.
+        assert_eq!(
+            store.run_cycle_if_due(now),
+            Cycle::NotDue(now + EXPIRE_EVERY)
+        );
+        assert_eq!(store.held(), 1, "`a` dropped, `b` kept");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasher, Hasher, RandomState};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -15,7 +16,7 @@ use asynchat_core::Bytes;
 use hashbrown::hash_table::Entry as Slot;
 use hashbrown::HashTable;
 
-/// How often a connection that set a key's deadline runs the expiry cycle (Redis's `hz 10`).
+/// How often the store's expiry cycle runs while keys have deadlines (Redis's `hz 10`).
 pub const EXPIRE_EVERY: Duration = Duration::from_millis(100);
 
 /// The most keys one cycle drops, so that no shard is locked for long; more due are left to a
@@ -66,11 +67,11 @@ impl Entry {
 }
 
 /// The key space. Expired keys are dropped when touched, by `DBSIZE`, and by an active expiry
-/// cycle, as Redis runs one: every [`EXPIRE_EVERY`] a connection that set a deadline drops the
-/// keys whose deadline has passed, so that keys never read again do not stay. The cycle runs on
-/// that connection's timers: once every connection that set a deadline has closed, keys left
-/// with one are dropped only when touched or by `DBSIZE` (Redis runs one cycle for the whole
-/// server).
+/// cycle, as Redis runs one: every [`EXPIRE_EVERY`] the keys whose deadline has passed are
+/// dropped, so that keys never read again do not stay. There is one cycle for the whole store,
+/// run by whichever connection finds it due first: on the timer of a connection that set a
+/// deadline, or after any connection's command. Only a server with no command and no such
+/// connection left runs no cycle (and then nothing grows).
 ///
 /// The keys are split into shards by their hash ([`Store::with_shards`]). A command on one key
 /// locks one shard; a command on several (`MSET`, `MGET`, `DEL`, `EXISTS`) locks the shards
@@ -79,6 +80,22 @@ impl Entry {
 pub struct Store {
     shards: Box<[Padded]>,
     hasher: RandomState,
+    /// When the next expiry cycle is due, in nanoseconds from `epoch`; [`NO_CYCLE`] until a
+    /// key is given a deadline. Claimed by one connection at a time.
+    next_cycle: AtomicU64,
+    epoch: Instant,
+}
+
+/// `Store::next_cycle` before any key had a deadline.
+const NO_CYCLE: u64 = u64::MAX;
+
+/// What [`Store::run_cycle_if_due`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Cycle {
+    /// Ran: whether more keys are due than it dropped, and whether any deadline is left.
+    Ran { more_due: bool, any_left: bool },
+    /// Not due (or run by another connection meanwhile): due next at this instant.
+    NotDue(Instant),
 }
 
 /// A shard on a cache line pair of its own: two threads locking neighbouring shards would
@@ -114,7 +131,48 @@ impl Store {
                 .map(|_| Padded(Mutex::new(Shard::new(hasher.clone()))))
                 .collect(),
             hasher,
+            next_cycle: AtomicU64::new(NO_CYCLE),
+            epoch: Instant::now(),
         })
+    }
+
+    fn nanos(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(NO_CYCLE - 1)
+    }
+
+    /// A key was given a deadline at `now`: a cycle is due within [`EXPIRE_EVERY`].
+    pub(super) fn schedule_cycle(&self, now: Instant) {
+        self.next_cycle
+            .fetch_min(self.nanos(now + EXPIRE_EVERY), Ordering::Relaxed);
+    }
+
+    /// Whether the expiry cycle is due at `now`: one atomic load, for every command.
+    pub(super) fn cycle_due(&self, now: Instant) -> bool {
+        // A store whose keys never had a deadline skips reading the clock's distance.
+        let due = self.next_cycle.load(Ordering::Relaxed);
+        due != NO_CYCLE && self.nanos(now) >= due
+    }
+
+    /// Runs the expiry cycle if it is due at `now` and no other connection claimed it first.
+    pub(super) fn run_cycle_if_due(&self, now: Instant) -> Cycle {
+        let due = self.next_cycle.load(Ordering::Relaxed);
+        let next = self.nanos(now + EXPIRE_EVERY);
+        let not_due = |due: u64| Cycle::NotDue(self.epoch + Duration::from_nanos(due.min(next)));
+        if self.nanos(now) < due {
+            return not_due(due);
+        }
+        if let Err(claimed) =
+            self.next_cycle
+                .compare_exchange(due, next, Ordering::Relaxed, Ordering::Relaxed)
+        {
+            return not_due(claimed);
+        }
+        let (more_due, any_left) = self.expire_due(now);
+        if more_due {
+            self.next_cycle
+                .fetch_min(self.nanos(now), Ordering::Relaxed);
+        }
+        Cycle::Ran { more_due, any_left }
     }
 
     /// How many shards the keys are split into.
@@ -173,7 +231,7 @@ impl Store {
 
     /// Runs the expiry cycle over every shard, one at a time: drops up to [`EXPIRE_PER_CYCLE`]
     /// keys whose deadline has passed. Whether more are due, and whether any deadline is left.
-    pub(super) fn expire_due(&self, now: Instant) -> (bool, bool) {
+    fn expire_due(&self, now: Instant) -> (bool, bool) {
         let mut budget = EXPIRE_PER_CYCLE;
         let (mut more_due, mut any_left) = (false, false);
         for index in 0..self.shards.len() {
