@@ -937,6 +937,23 @@ mod tests {
     }
 
     #[test]
+    fn a_key_made_again_after_its_deadline_passed_has_none() {
+        let (mut h, _) = session();
+        for key in ["list", "set", "mset"] {
+            ask(&mut h, &["SET", key, "v", "PX", "50"]);
+        }
+        // Past the deadlines, before any cycle dropped the keys.
+        h.advance(Duration::from_millis(60));
+        assert_eq!(ask(&mut h, &["LPUSH", "list", "a"]), ":1\r\n");
+        assert_eq!(ask(&mut h, &["SET", "set", "w"]), "+OK\r\n");
+        assert_eq!(ask(&mut h, &["MSET", "mset", "w"]), "+OK\r\n");
+        h.advance(Duration::from_secs(10));
+        assert_eq!(ask(&mut h, &["LLEN", "list"]), ":1\r\n");
+        assert_eq!(ask(&mut h, &["GET", "set"]), "$1\r\nw\r\n");
+        assert_eq!(ask(&mut h, &["GET", "mset"]), "$1\r\nw\r\n");
+    }
+
+    #[test]
     fn deadlines_set_again_and_again_on_one_key_hold_bounded_memory() {
         let (mut h, store) = session();
         for i in 0..3 * EXPIRE_PER_CYCLE {

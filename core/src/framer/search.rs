@@ -23,7 +23,8 @@ pub(super) struct Sequence {
     finder: memmem::Finder<'static>,
 }
 
-/// The compiled form of a [`Terminator`](crate::Terminator), kept small (16 bytes): it lives in every connection.
+/// The compiled form of a [`Terminator`](crate::Terminator), kept small (16 bytes): it lives
+/// in every connection.
 #[derive(Debug, Clone)]
 pub(super) enum Matcher {
     Byte(u8),

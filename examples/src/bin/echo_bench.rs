@@ -154,7 +154,7 @@ fn main() -> io::Result<()> {
             let addr = args
                 .get(1)
                 .and_then(|a| a.parse().ok())
-                .ok_or_else(|| io::Error::other("load ADDR [SECONDS]"))?;
+                .ok_or_else(|| io::Error::other("load ADDR [SECONDS [CERT|- [IN_FLIGHT]]]"))?;
             // Over TLS when given the certificate the server presents (`-`: plaintext).
             let tls = match args.get(3).filter(|c| *c != "-") {
                 Some(cert) => Some(std::sync::Arc::new(

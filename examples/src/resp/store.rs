@@ -8,7 +8,7 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasher, Hasher, RandomState};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -16,10 +16,12 @@ use asynchat_core::Bytes;
 use hashbrown::hash_table::Entry as Slot;
 use hashbrown::HashTable;
 
-/// How often the store's expiry cycle runs while keys have deadlines (Redis's `hz 10`).
+/// How often the store's expiry cycle runs once any key was given a deadline (Redis's `hz 10`).
+/// A cycle with nothing due costs a lock and a look at each shard's earliest deadline.
 pub const EXPIRE_EVERY: Duration = Duration::from_millis(100);
 
-/// The most keys one cycle drops, so that no shard is locked for long; more due are left to a
+/// The most deadlines one cycle takes up (each drops its key, unless the key was since deleted
+/// or given another deadline), so that no shard is locked for long; more due are left to a
 /// cycle right after.
 pub const EXPIRE_PER_CYCLE: usize = 1000;
 
@@ -84,6 +86,9 @@ pub struct Store {
     /// key is given a deadline. Claimed by one connection at a time.
     next_cycle: AtomicU64,
     epoch: Instant,
+    /// The shard the next cycle starts at: each starts one further, so that deadlines piling
+    /// up in one shard cannot use up every cycle's budget before the others are looked at.
+    first_shard: AtomicUsize,
 }
 
 /// `Store::next_cycle` before any key had a deadline.
@@ -100,7 +105,7 @@ pub(super) enum Cycle {
 
 /// A shard on a cache line pair of its own: two threads locking neighbouring shards would
 /// otherwise write to one line.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 #[repr(align(128))]
 struct Padded(Mutex<Shard>);
 
@@ -133,6 +138,7 @@ impl Store {
             hasher,
             next_cycle: AtomicU64::new(NO_CYCLE),
             epoch: Instant::now(),
+            first_shard: AtomicUsize::new(0),
         })
     }
 
@@ -229,12 +235,14 @@ impl Store {
         }
     }
 
-    /// Runs the expiry cycle over every shard, one at a time: drops up to [`EXPIRE_PER_CYCLE`]
-    /// keys whose deadline has passed. Whether more are due, and whether any deadline is left.
+    /// Runs the expiry cycle over every shard, one at a time: takes up to [`EXPIRE_PER_CYCLE`]
+    /// deadlines that have passed. Whether more are due, and whether any deadline is left.
     fn expire_due(&self, now: Instant) -> (bool, bool) {
         let mut budget = EXPIRE_PER_CYCLE;
         let (mut more_due, mut any_left) = (false, false);
-        for index in 0..self.shards.len() {
+        let n = self.shards.len();
+        let first = self.first_shard.fetch_add(1, Ordering::Relaxed);
+        for index in (0..n).map(|i| first.wrapping_add(i) % n) {
             let mut shard = self.lock(index);
             budget -= shard.expire_due(now, budget);
             more_due |= shard.next_deadline().is_some_and(|at| at <= now);
@@ -292,8 +300,10 @@ impl<'s> Locked<'s> {
     }
 }
 
-/// One shard: its keys, and their deadlines in order.
-#[derive(Debug, Default)]
+/// One shard: its keys, and their deadlines in order. Made only by its store, with the
+/// store's hasher: a shard with a hasher of its own would place keys where `Store::key` does
+/// not look.
+#[derive(Debug)]
 pub(super) struct Shard {
     keys: HashTable<(Key, Entry)>,
     /// Every deadline set, earliest first, with the key's hash. An entry whose key was since
@@ -438,7 +448,7 @@ impl Shard {
         self.deadlines.peek().map(|Reverse((at, _, _))| *at)
     }
 
-    /// Drops up to `budget` keys whose deadline has passed; how many deadlines it used up.
+    /// Takes up to `budget` deadlines that have passed, dropping their keys; how many it took.
     fn expire_due(&mut self, now: Instant, budget: usize) -> usize {
         for used in 0..budget {
             if self.next_deadline().is_none_or(|at| at > now) {
