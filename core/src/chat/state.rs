@@ -23,7 +23,6 @@ use super::{Chat, CloseReason, Protocol};
 use crate::error::{Error, Misuse, PeerError};
 use crate::framer::Framer;
 use crate::outbox::Outbox;
-use crate::terminator::Terminator;
 use crate::timers::Timers;
 
 /// Where the connection is in its life; see the [module docs](crate::chat) for the diagram.
@@ -189,20 +188,19 @@ impl Core {
 
     #[inline(never)]
     fn over_counted_bound(&self, held: usize) -> Option<Error> {
-        let counting = match self.framer.terminator() {
-            Terminator::Count(0) => self.framer.owes_terminator(),
-            Terminator::Count(_) => true,
+        match self.framer.count_left() {
+            Some(remaining) if remaining > 0 || self.framer.owes_terminator() => {
+                let limit = self.framer.max_counted_frame();
+                let count = (held as u64).saturating_add(remaining);
+                (count > limit).then_some(Misuse::CountOverLimit { count, limit }.into())
+            }
             // A count that ran down collects what follows as data, as Python does: the peer's
             // bytes, bound by the line limit.
-            _ => false,
-        };
-        if let (true, Terminator::Count(remaining)) = (counting, self.framer.terminator()) {
-            let limit = self.framer.max_counted_frame();
-            let count = (held as u64).saturating_add(remaining);
-            return (count > limit).then_some(Misuse::CountOverLimit { count, limit }.into());
+            _ => {
+                let limit = self.framer.max_frame();
+                (held > limit).then(|| PeerError::FrameTooLong { limit }.into())
+            }
         }
-        let limit = self.framer.max_frame();
-        (held > limit).then(|| PeerError::FrameTooLong { limit }.into())
     }
 
     /// No frame is being timed: after a frame reached its terminator (the next one is timed

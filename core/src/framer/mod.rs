@@ -494,6 +494,16 @@ impl Framer {
         self.search.matcher.delimiter().is_some()
     }
 
+    /// What is left of the count in force, if a count is in force: what
+    /// [`terminator`](Self::terminator) says, without building a [`Terminator`].
+    #[inline]
+    pub(crate) fn count_left(&self) -> Option<u64> {
+        match self.search.matcher {
+            Matcher::Count(n) => Some(n),
+            _ => None,
+        }
+    }
+
     /// Whether a frame's end is known but not yet delivered.
     #[inline]
     pub(crate) fn owes_terminator(&self) -> bool {
