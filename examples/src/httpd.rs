@@ -521,7 +521,7 @@ pub fn content_type(path: &Path) -> &'static str {
 /// (a missing last chunk, or a short body on a closing connection) lets the client detect.
 #[derive(Debug)]
 struct FileProducer {
-    path: PathBuf,
+    path: Arc<Path>,
     file: Option<File>,
     left: u64,
 }
@@ -598,7 +598,8 @@ struct FileCache {
 #[derive(Debug, Clone)]
 struct Known {
     at: std::time::Instant,
-    path: PathBuf,
+    /// Shared: every request served from the cache takes it.
+    path: Arc<Path>,
     len: u64,
     /// The whole file, when it is read whole.
     contents: Option<Bytes>,
@@ -767,7 +768,7 @@ impl Httpd {
     /// Resolves `target` and reads its length from the file system (what [`Files`] spares
     /// while it trusts what it learnt). A file read whole is learnt once its contents are read.
     fn look_up(&self, target: &str, now: std::time::Instant) -> Result<Known, Status> {
-        let path = resolve(&self.files.root, target)?;
+        let path: Arc<Path> = resolve(&self.files.root, target)?.into();
         let len = std::fs::metadata(&path).map_err(|_| Status(404))?.len();
         let known = Known {
             at: now,
@@ -845,22 +846,21 @@ impl Httpd {
             framing[2],
             end,
         ];
-        if head_only {
-            ctx.push_slices(&head);
-        } else if let (false, Some(contents)) = (stream, known.contents) {
-            ctx.push_slices(&head);
-            ctx.push(contents);
-        } else {
-            ctx.push_slices(&head);
-            let file = FileProducer {
-                path,
-                file: None,
-                left: len,
-            };
-            if chunked {
-                ctx.push_producer(ChunkedProducer::new(file));
-            } else {
-                ctx.push_producer(file);
+        ctx.push_slices(&head);
+        match (head_only, stream, known.contents) {
+            (true, _, _) => {}
+            (false, false, Some(contents)) => ctx.push(contents),
+            _ => {
+                let file = FileProducer {
+                    path,
+                    file: None,
+                    left: len,
+                };
+                if chunked {
+                    ctx.push_producer(ChunkedProducer::new(file));
+                } else {
+                    ctx.push_producer(file);
+                }
             }
         }
         if !keep {
@@ -1181,8 +1181,6 @@ mod tests {
         }
     }
 
-    /// The status of a `GET` of `target` with these fields (each without its CRLF), and whether
-    /// the connection was left open.
     #[test]
     fn a_file_served_again_within_the_validity_costs_no_file_system_call() {
         let site = Site::new("cache");
@@ -1239,7 +1237,7 @@ mod tests {
         let files = Files::new(&site.root).unwrap();
         let known = |len: usize| Known {
             at: std::time::Instant::now(),
-            path: site.root.join("a.txt"),
+            path: site.root.join("a.txt").into(),
             len: len as u64,
             contents: Some(Bytes::from(vec![0u8; len])),
         };
@@ -1266,6 +1264,8 @@ mod tests {
         assert_eq!(cache.bytes, counted);
     }
 
+    /// The status of a `GET` of `target` with these fields (each without its CRLF), and whether
+    /// the connection was left open.
     fn get(site: &Site, target: &str, version: &str, fields: &[&str]) -> (String, bool) {
         let mut h = site.harness();
         let mut head = format!("GET {target} HTTP/1.{version}\r\n");
