@@ -17,13 +17,12 @@
 //! drives another connection on the same thread, gets fresh memory instead of a panic.
 
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
 use std::io;
 use std::task::Poll;
 
 use bytes::BytesMut;
 
-use crate::outbox::Item;
+use crate::outbox::Boxed;
 
 /// Buffers kept per thread.
 const SLOTS: usize = 4;
@@ -122,23 +121,26 @@ pub(crate) fn give_buffer(buf: &mut BytesMut) {
 const MAX_SPARE_SLOTS: usize = 256;
 
 thread_local! {
-    static SPARE_QUEUE: Cell<VecDeque<Item>> = const { Cell::new(VecDeque::new()) };
+    static SPARE_QUEUE: Cell<Option<Boxed>> = const { Cell::new(None) };
 }
 
 /// An empty output queue: this thread's spare one, if any.
-pub(crate) fn take_queue() -> VecDeque<Item> {
-    SPARE_QUEUE.try_with(Cell::take).unwrap_or_default()
+pub(crate) fn take_queue() -> Boxed {
+    SPARE_QUEUE
+        .try_with(Cell::take)
+        .ok()
+        .flatten()
+        .unwrap_or_default()
 }
 
 /// Keeps an (empty) queue as this thread's spare one, unless it is large or there is one.
-pub(crate) fn give_queue(queue: VecDeque<Item>) {
-    let cap = queue.capacity();
-    if cap == 0 || cap > MAX_SPARE_SLOTS || !queue.is_empty() {
+pub(crate) fn give_queue(queue: Boxed) {
+    if queue.capacity() > MAX_SPARE_SLOTS || !queue.is_empty() {
         return;
     }
     let _ = SPARE_QUEUE.try_with(|spare| {
         let kept = spare.take();
-        spare.set(if kept.capacity() == 0 { queue } else { kept });
+        spare.set(kept.or(Some(queue)));
     });
 }
 
@@ -193,6 +195,8 @@ pub fn read_initialized(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::outbox::Item;
+    use std::collections::VecDeque;
 
     /// Tests share a thread when run with `--test-threads=1`.
     fn empty_pool() {
@@ -267,7 +271,7 @@ mod tests {
     #[test]
     fn an_emptied_queue_is_reused_and_a_large_one_is_not_kept() {
         let _ = take_queue();
-        let mut queue = VecDeque::with_capacity(16);
+        let mut queue = Box::new(VecDeque::with_capacity(16));
         queue.push_back(Item::Copied(BytesMut::new()));
         queue.clear();
         let ptr = queue.as_slices().0.as_ptr();
@@ -279,7 +283,7 @@ mod tests {
             "the same allocation comes back"
         );
         assert!(take_queue().capacity() == 0, "kept once, not twice");
-        give_queue(VecDeque::with_capacity(MAX_SPARE_SLOTS + 1));
+        give_queue(Box::new(VecDeque::with_capacity(MAX_SPARE_SLOTS + 1)));
         assert_eq!(take_queue().capacity(), 0, "a large queue is freed");
     }
 

@@ -137,13 +137,46 @@ enum Kind {
     Entry(Box<dyn Entry>),
 }
 
+/// Deadlines as the loop keeps them: nanoseconds since the loop was made, in the 8 bytes of a
+/// `u64` where an `Instant` takes 16 (every slot holds one, the heap one per wake-up). An
+/// instant before the loop was made counts as that moment, which is past; one 584 years after
+/// it, as never.
+#[derive(Debug, Clone, Copy)]
+struct Ticks {
+    epoch: Instant,
+}
+
+impl Ticks {
+    /// No deadline: later than every deadline there can be.
+    const NEVER: u64 = u64::MAX;
+
+    fn starting_now() -> Self {
+        Self {
+            epoch: Instant::now(),
+        }
+    }
+
+    fn of(self, at: Instant) -> u64 {
+        let nanos = at.saturating_duration_since(self.epoch).as_nanos();
+        u64::try_from(nanos).map_or(Self::NEVER - 1, |n| n.min(Self::NEVER - 1))
+    }
+
+    fn instant(self, ticks: u64) -> Instant {
+        // Every tick count comes from `of`, so the sum is an instant that was given to it (to
+        // the nanosecond, rounded down); the fallback is never taken.
+        self.epoch
+            .checked_add(Duration::from_nanos(ticks))
+            .unwrap_or(self.epoch)
+    }
+}
+
 struct Slot {
     generation: u32,
     /// The push bound of a connection pushed to through a handle (from the first push on),
     /// shared with the handle: the loop publishes the connection's output cost into it.
     backlog: Option<Arc<asynchat_core::backlog::Backlog>>,
-    /// The deadline last put in the heap for this slot.
-    scheduled: Option<Instant>,
+    /// The deadline last put in the heap for this slot ([`Ticks`]; [`Ticks::NEVER`] for none).
+    scheduled: u64,
     /// Accepted by a listener: its close is counted in the server's stats.
     accepted: bool,
     kind: Kind,
@@ -164,7 +197,9 @@ pub struct EventLoop {
     poll: Poll,
     events: Events,
     slots: Slab<Slot>,
-    timers: BinaryHeap<Reverse<(Instant, usize, u32)>>,
+    /// Wake-ups: (deadline in [`Ticks`], slot, generation of its occupant).
+    timers: BinaryHeap<Reverse<(u64, usize, u32)>>,
+    ticks: Ticks,
     shared: Arc<Shared>,
     next_generation: u32,
     config: Config,
@@ -174,7 +209,7 @@ pub struct EventLoop {
     ready: Vec<(usize, bool, bool, bool)>,
     /// Connections pushed to by the commands of this turn (reused: no allocation per turn).
     pushed: Vec<Key>,
-    due: Vec<(Instant, usize, u32)>,
+    due: Vec<(u64, usize, u32)>,
     /// Connections that stopped at their turn budget with work left: driven again at the end
     /// of the next turn, after everything that was ready then (key, generation).
     yielded: Vec<(usize, u32)>,
@@ -242,6 +277,7 @@ impl EventLoop {
             events: Events::with_capacity(1024),
             slots: Slab::new(),
             timers: BinaryHeap::new(),
+            ticks: Ticks::starting_now(),
             shared: Shared::new(waker, config.high_water),
             next_generation: 0,
             config,
@@ -481,7 +517,7 @@ impl EventLoop {
         let key = self.slots.insert(Slot {
             generation,
             backlog: None,
-            scheduled: None,
+            scheduled: Ticks::NEVER,
             accepted,
             kind,
         });
@@ -570,7 +606,10 @@ impl EventLoop {
     /// The earliest deadline of any connection (or of a paused listener).
     #[must_use]
     pub fn next_deadline(&self) -> Option<Instant> {
-        let timer = self.timers.peek().map(|Reverse((at, _, _))| *at);
+        let timer = self
+            .timers
+            .peek()
+            .map(|Reverse((at, _, _))| self.ticks.instant(*at));
         match (timer, self.shutdown_deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -801,8 +840,9 @@ impl EventLoop {
         // Take what is due first: a deadline set for "now" while firing (a protocol re-arming
         // its timer) waits for the next turn instead of keeping this one going forever.
         let mut due = std::mem::take(&mut self.due);
+        let now_ticks = self.ticks.of(now);
         while let Some(&Reverse(entry)) = self.timers.peek() {
-            if entry.0 > now {
+            if entry.0 > now_ticks {
                 break;
             }
             self.timers.pop();
@@ -812,10 +852,10 @@ impl EventLoop {
             let Some(slot) = self.slots.get_mut(key) else {
                 continue;
             };
-            if slot.generation != generation || slot.scheduled != Some(at) {
+            if slot.generation != generation || slot.scheduled != at {
                 continue; // stale: rescheduled or a newer occupant of the slot
             }
-            slot.scheduled = None;
+            slot.scheduled = Ticks::NEVER;
             if matches!(slot.kind, Kind::Listener(_)) {
                 self.accept(key, now);
             } else {
@@ -855,13 +895,13 @@ impl EventLoop {
         let Some(slot) = self.slots.get_mut(key) else {
             return;
         };
-        match (slot.scheduled, deadline) {
-            (_, None) => {}
-            (Some(at), Some(d)) if at <= d => {}
-            (_, Some(d)) => {
-                slot.scheduled = Some(d);
-                self.timers.push(Reverse((d, key, slot.generation)));
-            }
+        let Some(deadline) = deadline else {
+            return;
+        };
+        let d = self.ticks.of(deadline);
+        if d < slot.scheduled {
+            slot.scheduled = d;
+            self.timers.push(Reverse((d, key, slot.generation)));
         }
     }
 
@@ -1000,5 +1040,35 @@ mod tests {
         }
         // Each read moved the idle deadline later; the heap holds a wake-up or two, not 500.
         assert!(ev.timers.len() <= 3, "{} heap entries", ev.timers.len());
+    }
+    #[test]
+    fn ticks_keep_the_order_of_instants_and_come_back_as_the_same_instant() {
+        let ticks = Ticks::starting_now();
+        let at = ticks.epoch + Duration::from_millis(1500);
+        let later = at + Duration::from_nanos(1);
+        assert!(ticks.of(at) < ticks.of(later));
+        assert_eq!(ticks.instant(ticks.of(at)), at);
+        // Before the loop was made: its start, which is already past.
+        let before = ticks.epoch.checked_sub(Duration::from_secs(1));
+        if let Some(before) = before {
+            assert_eq!(ticks.of(before), 0);
+        }
+        // No deadline is later than every deadline there can be.
+        assert!(ticks.of(ticks.epoch + Duration::from_secs(u64::from(u32::MAX))) < Ticks::NEVER);
+    }
+
+    #[test]
+    fn an_earlier_deadline_is_scheduled_and_a_later_one_left_to_the_wake_up_in_the_heap() {
+        let mut ev = EventLoop::new().unwrap();
+        ev.listen("127.0.0.1:0".parse().unwrap(), |_| Echo).unwrap();
+        let key = ev.listeners[0];
+        let now = Instant::now();
+        ev.schedule(key, Some(now + Duration::from_secs(10)));
+        ev.schedule(key, Some(now + Duration::from_secs(20)));
+        assert_eq!(ev.timers.len(), 1, "a later deadline pushes nothing");
+        ev.schedule(key, Some(now + Duration::from_secs(5)));
+        assert_eq!(ev.timers.len(), 2);
+        let next = ev.next_deadline().unwrap();
+        assert_eq!(next, now + Duration::from_secs(5));
     }
 }

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::state::{Core, FrameClock};
+use super::state::{Core, FrameClock, IdleTimeout};
 use super::{CloseReason, Frame, State};
 #[allow(unused_imports)] // for intra-doc links
 use super::{Config, Protocol, Timer};
@@ -161,7 +161,7 @@ impl Context<'_> {
 
     /// Sets the idle timeout, counted from now and from every read; `None` removes it.
     pub fn set_idle_timeout(&mut self, timeout: Option<Duration>) {
-        self.core.idle_timeout = timeout;
+        self.core.idle_timeout = IdleTimeout::new(timeout);
         self.core.idle_deadline = timeout.and_then(|d| self.now.checked_add(d));
     }
 

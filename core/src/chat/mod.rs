@@ -109,7 +109,6 @@ pub const DEFAULT_TURN_BUDGET: usize = DEFAULT_READ_SIZE;
 pub struct Chat<P> {
     protocol: P,
     core: Core,
-    closed_notified: bool,
 }
 
 impl<P: fmt::Debug> fmt::Debug for Chat<P> {
@@ -171,20 +170,19 @@ impl<P: Protocol> Chat<P> {
                 outbox,
                 incoming: Incoming::default(),
                 state: State::Connecting,
-                close_reason: None,
+                closed: None,
                 read_eof: false,
                 paused_by_protocol: false,
                 tls: state::TlsPhase::Plain,
                 read_size: u32::try_from(config.read_size.max(1)).unwrap_or(u32::MAX),
                 next_read: u32::try_from(config.read_size.clamp(1, MIN_READ)).unwrap_or(u32::MAX),
                 turn_budget: u32::try_from(config.turn_budget.max(1)).unwrap_or(u32::MAX),
-                idle_timeout: config.idle_timeout,
+                idle_timeout: state::IdleTimeout::new(config.idle_timeout),
                 idle_deadline: None,
                 frame_clock: FrameClock::new(config.frame_timeout),
                 timers: Timers::default(),
                 last_now: None,
             },
-            closed_notified: false,
         })
     }
 
@@ -377,7 +375,11 @@ impl<P: Protocol> Chat<P> {
         if let Some(at) = self.core.idle_deadline {
             if at <= now && self.is_live() {
                 crate::trace::event!(debug, "idle timeout");
-                self.core.idle_deadline = self.core.idle_timeout.and_then(|d| now.checked_add(d));
+                self.core.idle_deadline = self
+                    .core
+                    .idle_timeout
+                    .get()
+                    .and_then(|d| now.checked_add(d));
                 self.callback(now, |p, ctx| p.timeout(ctx, Timer::Idle));
             }
         }
@@ -564,7 +566,7 @@ impl<P: Protocol> Chat<P> {
     /// Why the connection closed, once closed.
     #[must_use]
     pub fn close_reason(&self) -> Option<&CloseReason> {
-        self.core.close_reason.as_deref()
+        self.core.closed.as_deref().map(|closed| &closed.reason)
     }
 
     /// Bytes queued for the peer and not yet written.

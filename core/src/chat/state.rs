@@ -52,6 +52,32 @@ pub(super) enum TlsPhase {
     Started,
 }
 
+/// An idle timeout in the 8 bytes of its nanoseconds rather than the 16 of an
+/// `Option<Duration>` (every connection carries one): `u64::MAX` is none. A timeout of 584
+/// years or more counts as none, as its deadline would never come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct IdleTimeout(u64);
+
+impl IdleTimeout {
+    pub(super) fn new(timeout: Option<Duration>) -> Self {
+        Self(timeout.map_or(u64::MAX, |d| {
+            u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+        }))
+    }
+
+    pub(super) fn get(self) -> Option<Duration> {
+        (self.0 != u64::MAX).then(|| Duration::from_nanos(self.0))
+    }
+}
+
+/// How a closed connection ended, and whether its protocol has heard
+/// ([`Protocol::closed`](super::Protocol::closed) runs once).
+#[derive(Debug)]
+pub(super) struct Closed {
+    pub(super) reason: CloseReason,
+    pub(super) notified: bool,
+}
+
 /// Everything of a connection but the protocol, so that callbacks can borrow both.
 #[derive(Debug)]
 pub(super) struct Core {
@@ -60,7 +86,7 @@ pub(super) struct Core {
     pub(super) incoming: Incoming,
     pub(super) state: State,
     /// Boxed: every connection carries the slot, few get to fill it while others wait.
-    pub(super) close_reason: Option<Box<CloseReason>>,
+    pub(super) closed: Option<Box<Closed>>,
     pub(super) read_eof: bool,
     pub(super) paused_by_protocol: bool,
     pub(super) tls: TlsPhase,
@@ -71,7 +97,7 @@ pub(super) struct Core {
     pub(super) next_read: u32,
     /// [`Config::turn_budget`] (u32 for the same reason as `read_size`).
     pub(super) turn_budget: u32,
-    pub(super) idle_timeout: Option<Duration>,
+    pub(super) idle_timeout: IdleTimeout,
     pub(super) idle_deadline: Option<Instant>,
     /// Boxed: only the connections of protocols that set a frame timeout fill the slot.
     pub(super) frame_clock: Option<Box<FrameClock>>,
@@ -89,7 +115,10 @@ impl Core {
         self.timers.clear();
         self.idle_deadline = None;
         self.clear_frame_deadline();
-        self.close_reason = Some(Box::new(reason));
+        self.closed = Some(Box::new(Closed {
+            reason,
+            notified: false,
+        }));
     }
 
     pub(super) fn close_when_done(&mut self) {
@@ -143,7 +172,7 @@ impl Core {
 
     pub(super) fn touch(&mut self, now: Instant) {
         self.last_now = Some(now);
-        if let Some(d) = self.idle_timeout {
+        if let Some(d) = self.idle_timeout.get() {
             self.idle_deadline = now.checked_add(d);
         }
     }
@@ -272,10 +301,10 @@ impl<P: Protocol> Chat<P> {
     }
 
     pub(super) fn notify_closed(&mut self) {
-        if self.core.state == State::Closed && !self.closed_notified {
-            self.closed_notified = true;
-            if let Some(reason) = self.core.close_reason.as_deref() {
-                self.protocol.closed(reason);
+        if let Some(closed) = self.core.closed.as_deref_mut() {
+            if !closed.notified {
+                closed.notified = true;
+                self.protocol.closed(&closed.reason);
             }
         }
     }

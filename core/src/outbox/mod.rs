@@ -1,7 +1,6 @@
 //! The producer FIFO: Python's `producer_fifo` and `initiate_send`, with vectored output, water
 //! marks and a hard limit.
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::io::IoSlice;
 
@@ -10,6 +9,10 @@ use bytes::{Buf, Bytes, BytesMut};
 use crate::error::{Error, Misuse};
 use crate::pool;
 use crate::producer::Producer;
+pub(crate) use queue::Boxed;
+use queue::Queue;
+
+mod queue;
 
 /// Default high water mark: above it the connection stops reading (64 KiB, as Netty).
 pub const DEFAULT_HIGH_WATER: usize = 64 * 1024;
@@ -100,7 +103,7 @@ pub const ITEM_OVERHEAD: usize = std::mem::size_of::<Item>() + 32;
 /// # Ok::<(), asynchat_core::Error>(())
 /// ```
 pub struct Outbox {
-    items: VecDeque<Item>,
+    items: Queue,
     /// The copy buffer being filled: output after everything in `items`. Kept apart so that a
     /// copy (the common small push) costs a capacity check and a `memcpy`, not a walk to the
     /// back of the queue; moved into `items` when a push that is not copied comes after it.
@@ -152,7 +155,7 @@ impl Outbox {
     #[must_use]
     pub fn new() -> Self {
         Self {
-            items: VecDeque::new(),
+            items: Queue::default(),
             tail: BytesMut::new(),
             queued: 0,
             overhead: 0,
@@ -255,7 +258,9 @@ impl Outbox {
                 }
                 // Not reached (the match above saw a small `Data` last); kept total.
                 other => {
-                    self.items.extend(other);
+                    if let Some(item) = other {
+                        self.items.push_back(item);
+                    }
                     self.copy_in(&[&data], data.len());
                 }
             }
@@ -370,9 +375,6 @@ impl Outbox {
 
     #[inline]
     fn enqueue(&mut self, item: Item) {
-        if self.items.capacity() == 0 {
-            self.items = pool::take_queue();
-        }
         self.items.push_back(item);
     }
 
@@ -417,7 +419,7 @@ impl Outbox {
     /// Drops everything queued, producers included, and cancels
     /// [`close_when_done`](Self::close_when_done) (as Python's `discard_buffers`).
     pub fn discard(&mut self) {
-        pool::give_queue(std::mem::take(&mut self.items));
+        self.items.release();
         pool::give_buffer(&mut self.tail);
         self.queued = 0;
         self.overhead = 0;
@@ -553,7 +555,7 @@ impl Outbox {
     #[inline(always)]
     fn fill<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
         let mut n = 0;
-        for item in &self.items {
+        for item in self.items.iter() {
             let Some(data) = item.bytes() else {
                 // A producer not pulled yet: what follows it, the tail included, must wait.
                 return n;
@@ -666,9 +668,9 @@ impl Outbox {
                 None => {}
             }
         }
-        if self.items.is_empty() && self.items.capacity() != 0 {
+        if self.items.is_empty() {
             // An idle connection should not keep the queue's memory.
-            pool::give_queue(std::mem::take(&mut self.items));
+            self.items.release();
         }
         self.update_watermark();
     }
