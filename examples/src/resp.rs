@@ -12,6 +12,9 @@
 //! `HGET`), `COMMAND` (an empty reply, as redis-cli needs), `CONFIG GET` (empty, for
 //! redis-benchmark), `SELECT 0`, `QUIT`: what `redis-benchmark`'s default suite runs but for
 //! sorted sets and streams. Errors are in Redis's own words, `WRONGTYPE` included.
+//! A list is packed as Redis packs one: its elements side by side in buffers of 4 KiB, with
+//! no allocation per element (a million three-byte elements take about 5 MB), and `LRANGE`
+//! writes them from there straight into the reply.
 //! Keys with a deadline are dropped when touched after it, and by the store's active expiry
 //! cycle, run on the timers of connections that set deadlines and after any command
 //! ([`EXPIRE_EVERY`], see [`Store`]).
@@ -31,6 +34,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+mod list;
 mod store;
 
 use store::{Cycle, Entry, Hashed, Shard, Value};
@@ -477,7 +481,7 @@ impl Resp {
             }
             ("lpush" | "rpush", 2..) => self.push(rest, now, name == "lpush"),
             ("lpop" | "rpop" | "spop", 1 | 2) => self.pop(name, rest, now),
-            ("lrange", 3) => self.lrange(rest, now),
+            ("lrange", 3) => self.lrange(ctx, rest, now),
             ("llen", 1) => {
                 self.with_aggregate(&rest[0], now, None, Reply::Integer(0), |v| match v {
                     Value::List(l) => Reply::Integer(l.len() as i64),
@@ -686,9 +690,9 @@ impl Resp {
             };
             for item in &rest[1..] {
                 if front {
-                    list.push_front(owned(item));
+                    list.push_front(item);
                 } else {
-                    list.push_back(owned(item));
+                    list.push_back(item);
                 }
             }
             Reply::Integer(list.len() as i64)
@@ -748,7 +752,7 @@ impl Resp {
     }
 
     /// `LRANGE key start stop`, indices from the end when negative, as Redis reads them.
-    fn lrange(&self, rest: &[Frame<'_>], now: Instant) -> Reply {
+    fn lrange(&self, ctx: &mut Context<'_>, rest: &[Frame<'_>], now: Instant) -> Reply {
         let (Some(start), Some(stop)) = (parse_strict_int(&rest[1]), parse_strict_int(&rest[2]))
         else {
             return not_integer();
@@ -763,12 +767,14 @@ impl Resp {
             if start > stop {
                 return Reply::Array(Vec::new());
             }
-            Reply::Array(
-                list.range(start as usize..=stop as usize)
-                    .cloned()
-                    .map(Reply::Bulk)
-                    .collect(),
-            )
+            // Written under the lock, from the list's packs: no copy of each element made first.
+            let mut digits = Decimal::default();
+            ctx.push_slices(&[b"*", digits.of(stop - start + 1), b"\r\n"]);
+            list.each_in(start as usize, stop as usize, |a, b| {
+                let len = digits.of((a.len() + b.len()) as i64);
+                ctx.push_slices(&[b"$", len, b"\r\n", a, b, b"\r\n"]);
+            });
+            Reply::Sent
         })
     }
 

@@ -6,13 +6,15 @@
 //! finds the key in it.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::hash::{BuildHasher, Hasher, RandomState};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use asynchat_core::Bytes;
+
+use super::list::List;
 use hashbrown::hash_table::Entry as Slot;
 use hashbrown::HashTable;
 
@@ -38,7 +40,7 @@ pub const MAX_SHARDS: usize = 64;
 )]
 pub(super) enum Value {
     Str(Bytes),
-    List(Box<VecDeque<Bytes>>),
+    List(Box<List>),
     Set(Box<HashSet<Bytes>>),
     Hash(Box<HashMap<Bytes, Bytes>>),
 }
