@@ -42,38 +42,38 @@ impl List {
 
     /// Pushes `element` before the first one (`LPUSH`).
     pub(super) fn push_front(&mut self, element: &[u8]) {
-        let (header, n) = header(element.len());
-        let size = 2 * n + element.len();
-        let pack = match self.packs.front_mut() {
-            Some(pack) if pack.bytes.len() + size <= PACK_BYTES => pack,
-            _ => {
-                self.packs.push_front(Pack::default());
-                &mut self.packs[0]
-            }
-        };
-        // Appended, then turned to the front: the rotation moves only the element's bytes.
-        pack.bytes.extend(&header[..n]);
-        pack.bytes.extend(element);
-        pack.bytes.extend(header[..n].iter().rev());
-        pack.bytes.rotate_right(size);
-        pack.count += 1;
-        self.len += 1;
+        self.push(element, true);
     }
 
     /// Pushes `element` after the last one (`RPUSH`).
     pub(super) fn push_back(&mut self, element: &[u8]) {
+        self.push(element, false);
+    }
+
+    fn push(&mut self, element: &[u8], front: bool) {
         let (header, n) = header(element.len());
         let size = 2 * n + element.len();
-        let pack = match self.packs.back_mut() {
-            Some(pack) if pack.bytes.len() + size <= PACK_BYTES => pack,
-            _ => {
-                self.packs.push_back(Pack::default());
-                self.packs.back_mut().expect("a pack was just pushed")
-            }
+        let end = if front {
+            self.packs.front()
+        } else {
+            self.packs.back()
         };
+        if end.is_none_or(|pack| pack.bytes.len() + size > PACK_BYTES) {
+            if front {
+                self.packs.push_front(Pack::default());
+            } else {
+                self.packs.push_back(Pack::default());
+            }
+        }
+        let at = if front { 0 } else { self.packs.len() - 1 };
+        let pack = &mut self.packs[at];
         pack.bytes.extend(&header[..n]);
         pack.bytes.extend(element);
         pack.bytes.extend(header[..n].iter().rev());
+        if front {
+            // Appended, then turned to the front: the rotation moves only the element's bytes.
+            pack.bytes.rotate_right(size);
+        }
         pack.count += 1;
         self.len += 1;
     }
