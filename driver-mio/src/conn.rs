@@ -95,13 +95,6 @@ pub(crate) struct StreamConn<P, T> {
     write_registered: bool,
 }
 
-fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
-
 /// The error a handshake that took too long closes its connection with.
 fn handshake_timed_out() -> io::Error {
     // The kind the core's TLS layer gives every TLS failure.
@@ -406,9 +399,15 @@ impl<P: Protocol, T: Transport> Entry for StreamConn<P, T> {
             Phase::ShuttingDown(at) | Phase::Lingering(at) => Some(at),
             Phase::Finished => None,
             Phase::Handshaking(at) => at,
-            Phase::Connecting(handshake) => earliest(self.chat.poll_timeout(), handshake),
+            Phase::Connecting(handshake) => [self.chat.poll_timeout(), handshake]
+                .into_iter()
+                .flatten()
+                .min(),
             // The stream's own: the handshake after a switch to TLS in band.
-            Phase::Live => earliest(self.chat.poll_timeout(), self.stream.deadline()),
+            Phase::Live => [self.chat.poll_timeout(), self.stream.deadline()]
+                .into_iter()
+                .flatten()
+                .min(),
         }
     }
 

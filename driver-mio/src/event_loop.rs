@@ -553,10 +553,10 @@ impl EventLoop {
         let until_deadline = self
             .next_deadline()
             .map(|at| at.saturating_duration_since(now));
-        let wait = match (timeout, until_deadline) {
-            _ if !resuming.is_empty() => Some(Duration::ZERO),
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        let wait = if resuming.is_empty() {
+            [timeout, until_deadline].into_iter().flatten().min()
+        } else {
+            Some(Duration::ZERO)
         };
         match self.poll.poll(&mut self.events, wait) {
             Ok(()) => {}
@@ -610,10 +610,7 @@ impl EventLoop {
             .timers
             .peek()
             .map(|Reverse((at, _, _))| self.ticks.instant(*at));
-        match (timer, self.shutdown_deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [timer, self.shutdown_deadline].into_iter().flatten().min()
     }
 
     fn dispatch(&mut self, key: usize, readable: bool, writable: bool, hangup: bool, now: Instant) {

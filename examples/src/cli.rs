@@ -69,14 +69,9 @@ impl Common {
         let (cert, key) = match (&self.tls_cert, &self.tls_key, &self.tls_self_signed) {
             (Some(cert), Some(key), _) => (std::fs::read(cert)?, std::fs::read(key)?),
             (_, _, Some(out)) => {
-                let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
-                let made = rcgen::generate_simple_self_signed(names).map_err(io::Error::other)?;
-                let cert = made.cert.pem();
+                let (cert, key) = self_signed(&["localhost", "127.0.0.1"])?;
                 std::fs::write(out, &cert)?;
-                (
-                    cert.into_bytes(),
-                    made.signing_key.serialize_pem().into_bytes(),
-                )
+                (cert.into_bytes(), key.into_bytes())
             }
             _ => return Ok(None),
         };
@@ -84,6 +79,17 @@ impl Common {
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         Ok(Some(std::sync::Arc::new(config)))
     }
+}
+
+/// A fresh self-signed certificate for `names` (rcgen), as PEM: the certificate and its key.
+///
+/// # Errors
+///
+/// rcgen cannot make it (a name it refuses).
+pub fn self_signed(names: &[&str]) -> io::Result<(String, String)> {
+    let names = names.iter().map(|&n| n.to_owned()).collect::<Vec<_>>();
+    let made = rcgen::generate_simple_self_signed(names).map_err(io::Error::other)?;
+    Ok((made.cert.pem(), made.signing_key.serialize_pem()))
 }
 
 /// Serves until Ctrl-C (or SIGTERM), then shuts down gracefully: stops accepting, flushes what is

@@ -47,9 +47,7 @@ impl Tls {
     ///
     /// The certificate or a configuration cannot be made.
     pub fn new() -> io::Result<Self> {
-        let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])
-            .map_err(io::Error::other)?;
-        let (cert, key) = (made.cert.pem(), made.signing_key.serialize_pem());
+        let (cert, key) = crate::cli::self_signed(&["localhost"])?;
         let server =
             asynchat_core::tls::server_config_from_pem(cert.as_bytes(), key.as_bytes(), &[])
                 .map_err(io::Error::other)?;

@@ -108,10 +108,10 @@ fn openssl_s_client_against_the_tls_echo() {
     common::require("openssl", "apt-get install -y openssl");
     let base = std::env::temp_dir().join(format!("asynchat-echo-tls-{}", std::process::id()));
     std::fs::create_dir_all(&base).unwrap();
-    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert_pem, key_pem) = asynchat_examples::cli::self_signed(&["localhost"]).unwrap();
     let (cert, key) = (base.join("cert.pem"), base.join("key.pem"));
-    std::fs::write(&cert, made.cert.pem()).unwrap();
-    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    std::fs::write(&cert, cert_pem).unwrap();
+    std::fs::write(&key, key_pem).unwrap();
     for driver in DRIVERS {
         let served = common::Served::start(
             env!("CARGO_BIN_EXE_echo"),

@@ -309,10 +309,10 @@ where
             }
         }
         let mut fired = false;
-        let next = match (chat.poll_timeout(), io.deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let next = [chat.poll_timeout(), io.deadline()]
+            .into_iter()
+            .flatten()
+            .min();
         match deadline(timer, cx, next, &mut timers_fired) {
             Deadline::Due => {
                 now = timer.now();

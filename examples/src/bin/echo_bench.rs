@@ -59,9 +59,7 @@ struct BenchCert {
 
 impl BenchCert {
     fn new() -> io::Result<Self> {
-        let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])
-            .map_err(io::Error::other)?;
-        let (pem, key_pem) = (made.cert.pem(), made.signing_key.serialize_pem());
+        let (pem, key_pem) = asynchat_examples::cli::self_signed(&["localhost"])?;
         let base = std::env::temp_dir().join(format!("asynchat-bench-{}", std::process::id()));
         let (cert, key) = (base.with_extension("crt"), base.with_extension("key"));
         std::fs::write(&cert, &pem)?;
