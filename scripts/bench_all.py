@@ -451,7 +451,8 @@ def main():
          threads),
         ("resp against redis-server", "`resp` (one thread) and redis-server (no persistence), "
          "each driven by `redis-benchmark -c 50 -r 100000 -t TEST` (1 000 000 requests a test "
-         "pipelined, 100 000 not, a fifth as many MSETs), median of 3 alternating rounds. redis-benchmark shares the two cores with the server.",
+         "pipelined, 100 000 not, a fifth as many MSETs), median of 3 alternating rounds. "
+         "redis-benchmark shares the two cores with the server.",
          lambda: resp(targets)),
         ("httpd against nginx", "A 1 KiB file, `wrk -t1 -c50` for 4 s after 1 s of warm-up, "
          "median of 3 alternating rounds; nginx with one worker, `sendfile`, `open_file_cache` "

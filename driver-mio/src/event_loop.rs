@@ -139,8 +139,8 @@ enum Kind {
 
 /// Deadlines as the loop keeps them: nanoseconds since the loop was made, in the 8 bytes of a
 /// `u64` where an `Instant` takes 16 (every slot holds one, the heap one per wake-up). An
-/// instant before the loop was made counts as that moment, which is past; one 584 years after
-/// it, as never.
+/// instant before the loop was made counts as that moment, which is past; one 584 years or more
+/// after it, as the latest deadline there can be, just short of [`Ticks::NEVER`].
 #[derive(Debug, Clone, Copy)]
 struct Ticks {
     epoch: Instant,
@@ -161,12 +161,10 @@ impl Ticks {
         u64::try_from(nanos).map_or(Self::NEVER - 1, |n| n.min(Self::NEVER - 1))
     }
 
-    fn instant(self, ticks: u64) -> Instant {
-        // Every tick count comes from `of`, so the sum is an instant that was given to it (to
-        // the nanosecond, rounded down); the fallback is never taken.
-        self.epoch
-            .checked_add(Duration::from_nanos(ticks))
-            .unwrap_or(self.epoch)
+    /// The instant `ticks` stands for; `None` if it lies past what an `Instant` can hold
+    /// (then no wake-up is due in any time a loop could run).
+    fn instant(self, ticks: u64) -> Option<Instant> {
+        self.epoch.checked_add(Duration::from_nanos(ticks))
     }
 }
 
@@ -609,7 +607,7 @@ impl EventLoop {
         let timer = self
             .timers
             .peek()
-            .map(|Reverse((at, _, _))| self.ticks.instant(*at));
+            .and_then(|Reverse((at, _, _))| self.ticks.instant(*at));
         [timer, self.shutdown_deadline].into_iter().flatten().min()
     }
 
@@ -1038,13 +1036,14 @@ mod tests {
         // Each read moved the idle deadline later; the heap holds a wake-up or two, not 500.
         assert!(ev.timers.len() <= 3, "{} heap entries", ev.timers.len());
     }
+
     #[test]
     fn ticks_keep_the_order_of_instants_and_come_back_as_the_same_instant() {
         let ticks = Ticks::starting_now();
         let at = ticks.epoch + Duration::from_millis(1500);
         let later = at + Duration::from_nanos(1);
         assert!(ticks.of(at) < ticks.of(later));
-        assert_eq!(ticks.instant(ticks.of(at)), at);
+        assert_eq!(ticks.instant(ticks.of(at)), Some(at));
         // Before the loop was made: its start, which is already past.
         let before = ticks.epoch.checked_sub(Duration::from_secs(1));
         if let Some(before) = before {

@@ -773,6 +773,8 @@ impl Resp {
             list.each_in(start as usize, stop as usize, |a, b| {
                 let len = digits.of((a.len() + b.len()) as i64);
                 ctx.push_slices(&[b"$", len, b"\r\n", a, b, b"\r\n"]);
+                // Past the output limit the connection has closed: the rest would be dropped.
+                ctx.state() != asynchat_core::State::Closed
             });
             Reply::Sent
         })

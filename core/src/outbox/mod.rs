@@ -614,6 +614,10 @@ impl Outbox {
                 }
             }
         }
+        if self.items.is_empty() {
+            // The last producer ran out: the queue is drained, as after a write.
+            self.items.release();
+        }
         self.update_watermark();
     }
 

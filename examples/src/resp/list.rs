@@ -15,10 +15,11 @@ const MAX_HEADER: usize = 10;
 ///
 /// Elements sit side by side in packs of about [`PACK_BYTES`], each with its length in LEB128
 /// before it and again, reversed, after it, so that either end of a pack can be read. A million
-/// three-byte elements then take about 5 MB, where one `Bytes` each (a 32-byte handle and an
-/// allocation) took 64 MB, and a push allocates nothing but, now and then, a pack. Elements are
-/// copied in and copied out: lists hold short values, and a copy of a few bytes costs less than
-/// the reference count a shared `Bytes` would take.
+/// three-byte elements then take about 5 MB, where a `Bytes` each (a 32-byte handle and an
+/// allocation) would take 64 MB, and a push allocates nothing but, now and then, a pack.
+/// Elements are copied in, and read in place (`LRANGE` writes them from the packs into its
+/// reply) or copied out by a pop: lists hold short values, and a copy of a few bytes costs less
+/// than the reference count a shared `Bytes` would take.
 #[derive(Debug, Clone, Default)]
 pub(super) struct List {
     packs: VecDeque<Pack>,
@@ -67,6 +68,14 @@ impl List {
         }
         let at = if front { 0 } else { self.packs.len() - 1 };
         let pack = &mut self.packs[at];
+        let need = pack.bytes.len() + size;
+        if need > pack.bytes.capacity() {
+            // Grown once per push, by doubling up to a pack's size, and exactly for an element
+            // that needs a pack of its own: three extends growing it each in turn could leave
+            // twice the room the pack will ever use.
+            let room = need.next_power_of_two().min(PACK_BYTES).max(need);
+            pack.bytes.reserve_exact(room - pack.bytes.len());
+        }
         pack.bytes.extend(&header[..n]);
         pack.bytes.extend(element);
         pack.bytes.extend(header[..n].iter().rev());
@@ -109,9 +118,15 @@ impl List {
     }
 
     /// Hands `f` the elements from index `first` to `last` included, in order, each as two
-    /// slices to be read one after the other (a pack's buffer may wrap around): `LRANGE` writes
-    /// them into its reply as they are, with no copy of its own.
-    pub(super) fn each_in(&self, first: usize, last: usize, mut f: impl FnMut(&[u8], &[u8])) {
+    /// slices to be read one after the other (a pack's buffer may wrap around), until `f`
+    /// returns `false`: `LRANGE` writes them into its reply as they are, with no copy of its
+    /// own, and stops once the connection no longer takes output.
+    pub(super) fn each_in(
+        &self,
+        first: usize,
+        last: usize,
+        mut f: impl FnMut(&[u8], &[u8]) -> bool,
+    ) {
         let mut skip = first;
         let mut left = (last + 1).saturating_sub(first);
         for pack in &self.packs {
@@ -127,7 +142,9 @@ impl List {
                         return;
                     }
                     let (a, b) = slices(&pack.bytes, at + n, len);
-                    f(a, b);
+                    if !f(a, b) {
+                        return;
+                    }
                     left -= 1;
                 }
                 at += 2 * n + len;
@@ -234,7 +251,10 @@ mod tests {
                     Op::PopBack => prop_assert_eq!(list.pop_back().map(|b| b.to_vec()), model.pop_back()),
                     Op::Range(first, last) if last < model.len() => {
                         let mut got: Vec<Vec<u8>> = Vec::new();
-                        list.each_in(first, last, |a, b| got.push([a, b].concat()));
+                        list.each_in(first, last, |a, b| {
+                            got.push([a, b].concat());
+                            true
+                        });
                         let want: Vec<Vec<u8>> = model.range(first..=last).cloned().collect();
                         prop_assert_eq!(got, want);
                     }
@@ -255,6 +275,44 @@ mod tests {
             let reversed: Vec<u8> = h[..n].iter().rev().copied().collect();
             assert_eq!(read_header(reversed.iter().rev().copied()), (len, n));
         }
+    }
+
+    #[test]
+    fn a_pack_holds_no_more_room_than_it_needs() {
+        let mut list = List::default();
+        let big = vec![7; 3 << 20];
+        list.push_back(&big);
+        let pack = &list.packs[0];
+        assert!(
+            pack.bytes.capacity() < big.len() + 64,
+            "{}",
+            pack.bytes.capacity()
+        );
+        for i in 0..5000u32 {
+            list.push_front(&i.to_le_bytes()[..3]);
+            list.push_back(&i.to_le_bytes());
+        }
+        // Every pack but the big element's own grew by doubling, no further than a pack's size.
+        let small = list.packs.iter().filter(|p| p.bytes.len() <= PACK_BYTES);
+        assert_eq!(small.clone().count(), list.packs.len() - 1);
+        for pack in small {
+            let room = pack.bytes.capacity();
+            assert!(room <= PACK_BYTES, "{room}");
+        }
+    }
+
+    #[test]
+    fn a_range_stops_when_told() {
+        let mut list = List::default();
+        for i in 0..100u8 {
+            list.push_back(&[i]);
+        }
+        let mut seen = 0;
+        list.each_in(10, 90, |_, _| {
+            seen += 1;
+            seen < 5
+        });
+        assert_eq!(seen, 5);
     }
 
     #[test]
