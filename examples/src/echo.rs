@@ -1,6 +1,6 @@
 //! Echo: every frame back, followed by its terminator.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use asynchat_core::{Bytes, Context, Frame, Protocol, Terminator};
 
@@ -19,7 +19,8 @@ pub struct Echo {
 }
 
 impl Echo {
-    /// An echo of lines ended by `terminator` (which must not be empty).
+    /// An echo of lines ended by `terminator` (which must not be empty). Each call allocates
+    /// the terminator's shared handle: make one and clone it for each connection.
     pub fn new(terminator: impl Into<Bytes>) -> Self {
         Self {
             terminator: Arc::new(terminator.into()),
@@ -27,9 +28,13 @@ impl Echo {
     }
 }
 
+/// One echo of `\n` lines for the whole process, so that every default echo shares it.
+static LINES: LazyLock<Echo> = LazyLock::new(|| Echo::new(Bytes::from_static(b"\n")));
+
+/// An echo of `\n` lines; every default echo shares one terminator.
 impl Default for Echo {
     fn default() -> Self {
-        Self::new(Bytes::from_static(b"\n"))
+        LINES.clone()
     }
 }
 
@@ -57,6 +62,13 @@ impl Protocol for Echo {
 mod tests {
     use super::*;
     use asynchat_core::testing::Replay;
+
+    #[test]
+    fn default_echoes_share_their_terminator() {
+        let (a, b) = (Echo::default(), Echo::default());
+        assert!(Arc::ptr_eq(&a.terminator, &b.terminator));
+        assert_eq!(&a.terminator[..], b"\n");
+    }
 
     #[test]
     fn echoes_frames_with_their_terminator_under_any_chunking() {

@@ -169,7 +169,10 @@ fn cell(
     };
     let (server, script) = match example {
         "echo" => (
-            run::start(&options(Default::default()), |_| Echo::new("\r\n"))?,
+            {
+                let echo = Echo::new("\r\n");
+                run::start(&options(Default::default()), move |_| echo.clone())?
+            },
             Script {
                 check: b"hello\r\n\r\nworld\r\n".to_vec(),
                 check_reply: b"hello\r\n\r\nworld\r\n".to_vec(),
