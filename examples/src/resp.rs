@@ -113,7 +113,7 @@ impl Reply {
             Self::NilArray => ctx.push_slice(b"*-1\r\n"),
             Self::Bulk(b) => Self::bulk(ctx, &b),
             Self::Array(items) => {
-                ctx.push_slices(&[b"*", digits.of(items.len() as i64), b"\r\n"]);
+                Self::array_header(ctx, items.len());
                 for item in items {
                     item.write(ctx);
                 }
@@ -122,13 +122,26 @@ impl Reply {
         }
     }
 
+    /// Writes the header of an array of `len` replies (the replies follow).
+    fn array_header(ctx: &mut Context<'_>, len: usize) {
+        let mut digits = Decimal::default();
+        ctx.push_slices(&[b"*", digits.of(len as i64), b"\r\n"]);
+    }
+
+    /// Writes a bulk string held in two pieces, one after the other, copied.
+    fn bulk_copied(ctx: &mut Context<'_>, first: &[u8], second: &[u8]) {
+        let mut digits = Decimal::default();
+        let len = digits.of((first.len() + second.len()) as i64);
+        ctx.push_slices(&[b"$", len, b"\r\n", first, second, b"\r\n"]);
+    }
+
     /// Writes a bulk string: a short one copied, a long one as a slice shared with the store.
     fn bulk(ctx: &mut Context<'_>, value: &Bytes) {
-        let mut digits = Decimal::default();
-        let len = digits.of(value.len() as i64);
         if value.len() < asynchat_core::outbox::DEFAULT_COALESCE_BELOW {
-            ctx.push_slices(&[b"$", len, b"\r\n", value, b"\r\n"]);
+            Self::bulk_copied(ctx, value, &[]);
         } else {
+            let mut digits = Decimal::default();
+            let len = digits.of(value.len() as i64);
             ctx.push_slices(&[b"$", len, b"\r\n"]);
             ctx.push(value.clone());
             ctx.push_slice(b"\r\n");
@@ -768,11 +781,9 @@ impl Resp {
                 return Reply::Array(Vec::new());
             }
             // Written under the lock, from the list's packs: no copy of each element made first.
-            let mut digits = Decimal::default();
-            ctx.push_slices(&[b"*", digits.of(stop - start + 1), b"\r\n"]);
+            Reply::array_header(ctx, (stop - start + 1) as usize);
             list.each_in(start as usize, stop as usize, |a, b| {
-                let len = digits.of((a.len() + b.len()) as i64);
-                ctx.push_slices(&[b"$", len, b"\r\n", a, b, b"\r\n"]);
+                Reply::bulk_copied(ctx, a, b);
                 // Past the output limit the connection has closed: the rest would be dropped.
                 ctx.state() != asynchat_core::State::Closed
             });

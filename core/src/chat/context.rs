@@ -162,11 +162,7 @@ impl Context<'_> {
     /// Sets the idle timeout, counted from now and from every read; `None` removes it.
     pub fn set_idle_timeout(&mut self, timeout: Option<Duration>) {
         self.core.idle_timeout = IdleTimeout::new(timeout);
-        self.core.idle_deadline = self
-            .core
-            .idle_timeout
-            .get()
-            .and_then(|d| self.now.checked_add(d));
+        self.core.idle_deadline = self.core.idle_timeout.deadline(self.now);
     }
 
     /// Sets the frame timeout ([`Config::frame_timeout`]) from the next frame on (a frame in

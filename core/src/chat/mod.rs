@@ -375,11 +375,7 @@ impl<P: Protocol> Chat<P> {
         if let Some(at) = self.core.idle_deadline {
             if at <= now && self.is_live() {
                 crate::trace::event!(debug, "idle timeout");
-                self.core.idle_deadline = self
-                    .core
-                    .idle_timeout
-                    .get()
-                    .and_then(|d| now.checked_add(d));
+                self.core.idle_deadline = self.core.idle_timeout.deadline(now);
                 self.callback(now, |p, ctx| p.timeout(ctx, Timer::Idle));
             }
         }

@@ -55,7 +55,7 @@ pub(super) enum TlsPhase {
 /// An idle timeout in the 8 bytes of its nanoseconds rather than the 16 of an
 /// `Option<Duration>` (every connection carries one): `u64::MAX` is none. A timeout of 584
 /// years or more counts as none, as its deadline would never come.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub(super) struct IdleTimeout(u64);
 
 impl IdleTimeout {
@@ -65,8 +65,13 @@ impl IdleTimeout {
         }))
     }
 
-    pub(super) fn get(self) -> Option<Duration> {
+    fn get(self) -> Option<Duration> {
         (self.0 != u64::MAX).then(|| Duration::from_nanos(self.0))
+    }
+
+    /// The deadline of an idle clock started at `from`, if there is a timeout.
+    pub(super) fn deadline(self, from: Instant) -> Option<Instant> {
+        self.get().and_then(|d| from.checked_add(d))
     }
 }
 
@@ -172,9 +177,8 @@ impl Core {
 
     pub(super) fn touch(&mut self, now: Instant) {
         self.last_now = Some(now);
-        if let Some(d) = self.idle_timeout.get() {
-            self.idle_deadline = now.checked_add(d);
-        }
+        // With no timeout there is no deadline to move (none was ever set).
+        self.idle_deadline = self.idle_timeout.deadline(now);
     }
 
     /// Whether the default collector holds more than its bound: the line limit for a delimited
