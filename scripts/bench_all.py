@@ -111,6 +111,12 @@ def ours(name, driver, *args):
     return Server(cmd, port)
 
 
+def in_turn(servers, round_no):
+    """The servers in their order on even rounds and reversed on odd ones, so that whatever the
+    first run after a start-up gains or loses falls on each side of a pair alike."""
+    return list(servers) if round_no % 2 == 0 else list(reversed(servers))
+
+
 def ratio(a, b):
     return f"**{a / b:.2f}**" if b else "—"
 
@@ -200,8 +206,8 @@ def echo_load(server):
 def python_echo(targets):
     """The `echo` example on mio against Python's asynchat echo, under the same pipelined load."""
     got = {}
-    for _ in range(2):
-        for label in ("python", "mio"):
+    for round_no in range(2):
+        for label in in_turn(("python", "mio"), round_no):
             if label == "python":
                 port = free_port()
                 server = Server([sys.executable, ROOT / "scripts" / "python_echo.py", str(port)],
@@ -231,15 +237,14 @@ def threads():
     out = ["| driver | lines/s, 1 thread | lines/s, 2 threads | 2 : 1 | CPU ns/line, 1 thread "
            "| CPU ns/line, 2 threads |", "|---|---|---|---|---|---|"]
     for driver in DRIVERS:
-        got = {}
-        for n in (1, 2):
-            rates, cpus = [], []
-            for _ in range(2):
+        runs = {}
+        for round_no in range(2):
+            for n in in_turn((1, 2), round_no):
                 with ours("echo", driver, "--threads", str(n)) as server:
                     rate, cpu, _ = echo_load(server)
-                rates.append(rate)
-                cpus.append(cpu)
-            got[n] = (statistics.median(rates), statistics.median(cpus))
+                runs.setdefault(n, []).append((rate, cpu))
+        got = {n: (statistics.median(r for r, _ in v), statistics.median(c for _, c in v))
+               for n, v in runs.items()}
         (r1, c1), (r2, c2) = got[1], got[2]
         out.append(f"| {driver} | {r1:,.0f} | {r2:,.0f} | {ratio(r2, r1)} | {c1:.0f} | {c2:.0f} |")
     return "\n".join(out)
@@ -263,8 +268,8 @@ def redis_benchmark(port, test, pipeline, requests):
 def resp(targets):
     servers = [("redis-server", None)] + [("resp", d) for d in DRIVERS]
     results = {}  # (server, test, pipeline) -> [(rps, cpu ns/request)]
-    for _ in range(ROUNDS):
-        for name, driver in servers:
+    for round_no in range(ROUNDS):
+        for name, driver in in_turn(servers, round_no):
             if driver is None:
                 port = free_port()
                 server = Server(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
@@ -356,8 +361,8 @@ def httpd(targets):
         (root / "1k.html").write_bytes(b"x" * 1023 + b"\n")
         os.chmod(work, 0o755)
         results = {}
-        for _ in range(ROUNDS):
-            for driver in [None] + DRIVERS:
+        for round_no in range(ROUNDS):
+            for driver in in_turn([None] + DRIVERS, round_no):
                 if driver is None:
                     port = free_port()
                     conf = work / "nginx.conf"

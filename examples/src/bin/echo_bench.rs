@@ -11,9 +11,9 @@
 //! cargo run --release -p asynchat-examples --bin echo_bench -- load ADDR [SECONDS [CERT|- [IN_FLIGHT]]]
 //! ```
 //!
-//! `compare` alternates the servers for ROUNDS rounds of SECONDS seconds (default 3 × 5 s) under
-//! 50 connections × IN_FLIGHT lines of 64 bytes in flight (default 16; 1 is request/response)
-//! and prints the median lines per second of each and their ratio, the median of the ratios
+//! `compare` alternates the servers (in the reverse order every other round) for ROUNDS rounds
+//! of SECONDS seconds (default 3 × 5 s) under 50 connections × IN_FLIGHT lines of 64 bytes in
+//! flight (default 16; 1 is request/response) and prints the median lines per second of each and their ratio, the median of the ratios
 //! within each round (with a 95 % interval, and how many rounds ours won), and the median CPU
 //! time (user and system, from `/proc`) each server spent per echoed line. SERVERS
 //! (comma-separated) keeps the pairs with a server or baseline of those names:
@@ -369,7 +369,14 @@ fn compare(
     let mut rates: std::collections::HashMap<&str, Vec<f64>> = Default::default();
     let mut cpu: std::collections::HashMap<&str, Vec<f64>> = Default::default();
     for round in 0..rounds.max(1) {
-        for kind in &kinds {
+        // Every other round runs the servers in the reverse order: whatever the first run after
+        // a pause gains or loses is shared out between the two sides of each pair.
+        let order: Vec<&&str> = if round % 2 == 0 {
+            kinds.iter().collect()
+        } else {
+            kinds.iter().rev().collect()
+        };
+        for kind in order {
             let server = Server::start(kind, Some(&cert))?;
             let before = server.cpu_time()?;
             let load = loadgen::Load {
