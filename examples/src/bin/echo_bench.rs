@@ -13,9 +13,10 @@
 //!
 //! `compare` alternates the servers (in the reverse order every other round) for ROUNDS rounds
 //! of SECONDS seconds (default 3 × 5 s) under 50 connections × IN_FLIGHT lines of 64 bytes in
-//! flight (default 16; 1 is request/response) and prints the median lines per second of each and their ratio, the median of the ratios
-//! within each round (with a 95 % interval, and how many rounds ours won), and the median CPU
-//! time (user and system, from `/proc`) each server spent per echoed line. SERVERS
+//! flight (default 16; 1 is request/response) and prints the median lines per second of each
+//! and their ratio, the median of the ratios within each round (with a 95 % interval, and how
+//! many rounds ours won), and the median CPU time (user and system, from `/proc`) each server
+//! spent per echoed line. SERVERS
 //! (comma-separated) keeps the pairs with a server or baseline of those names:
 //! `tokio-rustls` runs the three TLS pairs, `smol-tls` that pair alone. `idle`
 //! opens CONNECTIONS (default 5000) connections to each server, has each echo one line, and
