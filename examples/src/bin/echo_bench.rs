@@ -16,7 +16,7 @@
 //! flight (default 16; 1 is request/response) and prints the median lines per second of each
 //! and their ratio, the median of the ratios within each round (with a 95 % interval, and how
 //! many rounds ours won), and the median CPU time (user and system, from `/proc`) each server
-//! spent per echoed line. SERVERS
+//! spent per echoed line, with the user-space part of it. SERVERS
 //! (comma-separated) keeps the pairs with a server or baseline of those names:
 //! `tokio-rustls` runs the three TLS pairs, `smol-tls` that pair alone. `idle`
 //! opens CONNECTIONS (default 5000) connections to each server, has each echo one line, and
@@ -258,6 +258,27 @@ fn announce(addr: SocketAddr) -> io::Result<()> {
     io::stdout().flush()
 }
 
+/// CPU time a process used, in user space and in the kernel on its behalf.
+#[derive(Debug, Clone, Copy)]
+struct CpuTime {
+    user: Duration,
+    system: Duration,
+}
+
+impl CpuTime {
+    /// What was used between `before` and this reading.
+    fn since(self, before: Self) -> Self {
+        Self {
+            user: self.user.saturating_sub(before.user),
+            system: self.system.saturating_sub(before.system),
+        }
+    }
+
+    fn total(self) -> Duration {
+        self.user + self.system
+    }
+}
+
 /// A server child process, killed (by its PID, which we own) when dropped.
 struct Server {
     child: Child,
@@ -282,8 +303,8 @@ impl Server {
         Ok(Self { child, addr })
     }
 
-    /// User plus system CPU time the server has used so far, from `/proc` (Linux).
-    fn cpu_time(&self) -> io::Result<Duration> {
+    /// The CPU time the server has used so far, from `/proc` (Linux).
+    fn cpu_time(&self) -> io::Result<CpuTime> {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
         // Fields after the command name, which is in parentheses and may hold spaces:
         // utime and stime are the 14th and 15th fields of the line.
@@ -298,7 +319,10 @@ impl Server {
             return Err(io::Error::other("no utime/stime in /proc/PID/stat"));
         };
         // The kernel reports clock ticks of USER_HZ, 100 per second on Linux.
-        Ok(Duration::from_millis((user + system) * 10))
+        Ok(CpuTime {
+            user: Duration::from_millis(user * 10),
+            system: Duration::from_millis(system * 10),
+        })
     }
 
     fn rss_bytes(&self) -> io::Result<u64> {
@@ -369,6 +393,7 @@ fn compare(
     let mut suites: std::collections::HashMap<&str, String> = Default::default();
     let mut rates: std::collections::HashMap<&str, Vec<f64>> = Default::default();
     let mut cpu: std::collections::HashMap<&str, Vec<f64>> = Default::default();
+    let mut user: std::collections::HashMap<&str, Vec<f64>> = Default::default();
     for round in 0..rounds.max(1) {
         // Every other round runs the servers in the reverse order: whatever the first run after
         // a pause gains or loses is shared out between the two sides of each pair.
@@ -389,22 +414,26 @@ fn compare(
             if let Some(suite) = &report.cipher_suite {
                 suites.insert(kind, suite.clone());
             }
-            let used = server.cpu_time()? - before;
-            let ns_per_line = used.as_nanos() as f64 / report.all_responses.max(1) as f64;
+            let used = server.cpu_time()?.since(before);
+            let lines = report.all_responses.max(1) as f64;
+            let ns_per_line = used.total().as_nanos() as f64 / lines;
             eprintln!(
                 "round {round}: {kind:18} {:>12.0} lines/s {ns_per_line:>6.0} ns CPU/line",
                 report.per_second()
             );
             rates.entry(kind).or_default().push(report.per_second());
             cpu.entry(kind).or_default().push(ns_per_line);
+            user.entry(kind)
+                .or_default()
+                .push(used.user.as_nanos() as f64 / lines);
         }
     }
     println!(
         "| server | lines/s (median of {rounds}) | baseline | baseline lines/s | ratio \
          | median of the rounds' ratios (95 % interval) | rounds won | server CPU ns/line, ours : \
-         baseline |"
+         baseline | of which user space |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for (ours, base) in pairs {
         let (a, b) = (median(rates[ours].clone()), median(rates[base].clone()));
         // Each round runs every server once, back to back: a ratio within a round is spared
@@ -419,9 +448,10 @@ fn compare(
             .map_or_else(String::new, |(lo, hi)| format!(" ({lo:.3}–{hi:.3})"));
         let paired = median(ratios);
         let (ca, cb) = (median(cpu[ours].clone()), median(cpu[base].clone()));
+        let (ua, ub) = (median(user[ours].clone()), median(user[base].clone()));
         println!(
             "| {ours} | {a:.0} | {base} | {b:.0} | **{:.3}** | {paired:.3}{interval} | {won} | \
-             {ca:.0} : {cb:.0} |",
+             {ca:.0} : {cb:.0} | {ua:.0} : {ub:.0} |",
             a / b
         );
     }
@@ -464,7 +494,7 @@ fn sweep(seconds: Duration, rounds: usize, lines: &str, thresholds: &str) -> io:
                     ..loadgen::Load::standard(server.addr, seconds)
                 };
                 let report = loadgen::run(&load)?;
-                let used = server.cpu_time()? - before;
+                let used = server.cpu_time()?.since(before).total();
                 cpu[i].push(used.as_nanos() as f64 / report.all_responses.max(1) as f64);
                 rate[i].push(report.per_second());
             }
